@@ -1,0 +1,140 @@
+"""Benchmark: one quick tradeoff cell through gstbench vs a bare PyTorch loop doing the same work.
+
+Both run in this process on the same data, model, seeds, schedule and evaluations:
+Adam, per-epoch test evaluation, t_pre/t_post evaluations at each pruning event,
+BatchNorm-|gamma| scores, smallest target, masking of the filters, BN gamma/beta and
+the consumers' input slices (conv4's consumer is the flattened classifier) after every
+step, and a final train-set evaluation. The bare loop must reach the same test accuracies (it checks), so
+the ratio compares equal work. Runs alternate to spread machine noise; medians printed.
+
+    python benchmarks/bench_harness_overhead.py [--repeats 3] [--target smallest] [--period 2ep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import time
+
+import torch
+from torch.nn import functional as F
+
+from gstbench.config import steps_to_int
+from gstbench.engine import build_model, load_data, run_cell, seed_everything
+from gstbench.plugins import get_registry
+from gstbench.schedule import build_schedule
+from gstbench.suite import load_suite
+
+
+def quick_cell(registry, target: str, period: str):
+    suite = load_suite(registry, "tradeoff", seeds=1)
+    for spec in suite.cells:
+        if spec.prune and spec.prune.target.id.endswith(f":{target}") and spec.prune.layers[0][1].period == period:
+            return spec
+    raise SystemExit(f"no tradeoff cell with target {target} and period {period}")
+
+
+def bare_loop(spec, registry) -> list[float]:
+    """The same cell written as a plain PyTorch script; returns the per-epoch test accuracies."""
+    data_seed, _ = seed_everything(spec.seed)
+    data = load_data(registry, spec)
+    torch.manual_seed(spec.seed)
+    model = build_model(registry, spec, data)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=spec.train.lr)
+    n, bs = data.x_train.shape[0], spec.train.batch_size
+    spe = math.ceil(n / bs)
+    milestones = [steps_to_int(m, spe) for m in spec.train.milestones]
+    names = [name for name, _ in spec.prune.layers]
+    convs = {k: model.get_submodule(model.prunable_layers[k].conv) for k in names}
+    bns = {k: model.get_submodule(model.prunable_layers[k].bn) for k in names}
+    schedule = build_schedule(spec.prune, {k: convs[k].weight.shape[0] for k in names}, spe, spec.train.epochs * spe)
+    length = data.input_shape[-1] // 4  # after the two max-pools of cnn1d
+    classifier = model.classifier.weight
+    dead = {k: torch.zeros(0, dtype=torch.long) for k in names}
+
+    def zero_dead():
+        with torch.no_grad():
+            for k in names:
+                d = dead[k]
+                convs[k].weight[d] = 0
+                bns[k].weight[d] = 0
+                bns[k].bias[d] = 0
+            model.features.block4.conv.weight[:, dead["conv3"]] = 0
+            cols = (dead["conv4"][:, None] * length + torch.arange(length)).flatten()
+            classifier[:, cols] = 0
+
+    def test_acc():
+        model.eval()
+        with torch.inference_mode():
+            acc = sum(int((model(data.x_test[i:i + 2048]).argmax(1) == data.y_test[i:i + 2048]).sum())
+                      for i in range(0, data.x_test.shape[0], 2048)) / data.x_test.shape[0]
+        model.train()
+        return acc
+
+    gen = torch.Generator().manual_seed(data_seed)
+    accs, step = [], 0
+    for epoch in range(spec.train.epochs):
+        order = torch.randperm(n, generator=gen)
+        for b in range(spe):
+            if step in schedule:
+                test_acc()
+                for cut in schedule[step]:
+                    alive = torch.ones(convs[cut.layer].weight.shape[0], dtype=torch.bool)
+                    alive[dead[cut.layer]] = False
+                    cand = alive.nonzero().flatten()
+                    scores = bns[cut.layer].weight.detach().abs()
+                    pick = cand[torch.argsort(scores[cand], stable=True)[:cut.count]]
+                    dead[cut.layer] = torch.cat([dead[cut.layer], pick]).sort().values
+                zero_dead()
+                test_acc()
+            if step in milestones:
+                for g in opt.param_groups:
+                    g["lr"] *= spec.train.gamma
+            idx = order[b * bs:(b + 1) * bs]
+            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            zero_dead()
+            step += 1
+        accs.append(test_acc())
+    model.eval()
+    with torch.inference_mode():
+        model(data.x_train)
+    return accs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--target", default="smallest")
+    parser.add_argument("--period", default="2ep")
+    args = parser.parse_args()
+    registry = get_registry()
+    spec = quick_cell(registry, args.target, args.period)
+    load_data(registry, spec)  # generate the data once, outside the timings
+    gst_times, bare_times = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        result = run_cell(copy.deepcopy(spec), registry)
+        gst_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        accs = bare_loop(spec, registry)
+        bare_times.append(time.perf_counter() - t0)
+        assert result["status"] == "ok", result.get("error")
+        same = max(abs(a - b) for a, b in zip(accs, result["curves"]["test_acc"]))
+        if same > 2e-3:
+            raise SystemExit(f"the bare loop did different work: test accuracies differ by {same:.4f}")
+    gst, bare = statistics.median(gst_times), statistics.median(bare_times)
+    print(f"cell: tradeoff quick, target {args.target}, period {args.period}, "
+          f"{result['metrics']['n_events']} events, {len(accs)} epochs, torch threads {torch.get_num_threads()}")
+    print(f"gstbench run_cell : median {gst:.3f} s  ({', '.join(f'{t:.3f}' for t in gst_times)})")
+    print(f"bare PyTorch loop : median {bare:.3f} s  ({', '.join(f'{t:.3f}' for t in bare_times)})")
+    print(f"ratio gstbench / bare = {gst / bare:.3f}  (overhead {100 * (gst / bare - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The ``gstbench`` command line: thin click commands that call the library and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from gstbench.components import KINDS
+from gstbench.errors import GstbenchError
+from gstbench.plugins import PluginWarning, get_registry
+
+
+def _registry():
+    try:
+        return get_registry()
+    except GstbenchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.group()
+@click.version_option(package_name="gstbench")
+def cli() -> None:
+    """Benchmark pruning methods on stability, generalization and what else test accuracy hides."""
+
+
+@cli.command()
+@click.option("--suite", "suite_name", default="tradeoff", show_default=True,
+              help="Built-in suite name or path to a suite .toml file.")
+@click.option("--scale", default="quick", show_default=True, help="Scale of the suite (quick, paper, ...).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Override the suite's number of seeds.")
+@click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip).")
+@click.option("--executor", default="sequential", show_default=True, help="Executor plugin that runs the cells.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Result directory [default: ./gstbench-results/<suite>].")
+@click.option("--retry-failed", is_flag=True, help="Run cells stored as failed again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
+def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, as_json) -> None:
+    """Run a suite (missing cells only), then print its leaderboard."""
+    from tqdm import tqdm
+
+    from gstbench.report import build_report, render_leaderboard
+    from gstbench.runner import run_suite
+    from gstbench.suite import load_suite
+
+    registry = _registry()
+    try:
+        registry.get("executors", executor)
+        suite = load_suite(registry, suite_name, scale=scale, seeds=seeds,
+                           overrides={"prune.scorer": scorer} if scorer else None)
+    except GstbenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    out = out or Path("gstbench-results") / suite.name
+    bar = None
+
+    def on_start(pending):
+        nonlocal bar
+        if not as_json:
+            click.echo(f"{suite.name} ({suite.scale}): {len(suite.cells)} cells, {len(pending)} to run, "
+                       f"results in {out}", err=True)
+        bar = tqdm(total=len(pending), unit="cell", disable=as_json or not pending, file=sys.stderr,
+                   dynamic_ncols=True)
+
+    def on_epoch(spec, epoch, epochs):
+        bar.set_postfix_str(f"seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
+
+    def on_cell_done(spec, result):
+        bar.update(1)
+        if result["status"] != "ok":
+            bar.write(f"cell {spec.hash[:16]} failed: {result['error']}", file=sys.stderr)
+
+    try:
+        summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
+                            on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        click.echo(f"\ninterrupted: finished cells are stored in {out}; run the same command again to "
+                   f"finish the rest", err=True)
+        sys.exit(130)
+    except GstbenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    report = build_report(out)
+    if as_json:
+        _echo_json({"run": summary.__dict__, **report})
+    else:
+        if summary.skipped:
+            click.echo(f"{summary.skipped} cells already finished (skipped), {summary.ran} run", err=True)
+        click.echo(render_leaderboard(report))
+    if report["totals"]["failed"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "tablefmt", default="simple", show_default=True,
+              type=click.Choice(["simple", "plain", "github", "latex", "csv"]), help="Table format.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def report(directory, tablefmt, as_json) -> None:
+    """Print the leaderboard of a result directory (written by `gstbench run --out`)."""
+    from gstbench.report import build_report, render_leaderboard
+
+    try:
+        data = build_report(directory)
+    except GstbenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json(data)
+    elif tablefmt == "csv":
+        _echo_csv(data)
+    else:
+        click.echo(render_leaderboard(data, tablefmt=tablefmt))
+
+
+def _echo_csv(data) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    stats = ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap")
+    writer.writerow(["scorer", "target", "effector", "period", "rate", "n", "failed", "missing"]
+                    + [f"{s}_{p}" for s in stats for p in ("mean", "low", "high")])
+    for r in data["rows"]:
+        writer.writerow([r["scorer"], r["target"], r["effector"], r["period"], r["rate"], r["n"], r["failed"],
+                         r["missing"]] + [r[s][p] for s in stats for p in ("mean", "low", "high")])
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def suites(ctx) -> None:
+    """List suites; `gstbench suites show NAME` shows one."""
+    if ctx.invoked_subcommand is None:
+        registry = _registry()
+        rows = []
+        for comp in registry.components("suites"):
+            import tomllib
+
+            try:
+                raw = tomllib.loads(Path(comp.factory).read_text())
+                desc, scales = raw.get("description", ""), ", ".join(raw.get("scales", {}))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                desc, scales = f"unreadable: {exc}", "-"
+            rows.append([comp.id, scales, desc])
+        click.echo(tabulate(rows, headers=["suite", "scales", "description"]))
+
+
+@suites.command("show")
+@click.argument("name")
+@click.option("--scale", default="quick", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def suites_show(name, scale, seeds, as_json) -> None:
+    """Resolve a suite (built-in name or .toml path) and print its matrix."""
+    from gstbench.suite import load_suite
+
+    try:
+        suite = load_suite(_registry(), name, scale=scale, seeds=seeds)
+    except GstbenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = suite.summary()
+    if as_json:
+        _echo_json(summary)
+        return
+    click.echo(f"suite {suite.name} ({suite.source}), scale {suite.scale}")
+    if suite.description:
+        click.echo(suite.description)
+    for key, values in suite.axes.items():
+        click.echo(f"  axis {key}: {', '.join(map(str, values))}")
+    click.echo(f"{summary['configurations']} configurations x {suite.seeds} seeds = {summary['cells']} cells")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def plugins(as_json) -> None:
+    """List plugins with version, load status, hooks and what each provides."""
+    registry = _registry()
+    infos = [info.as_json() for info in registry.plugins.values()]
+    if as_json:
+        _echo_json(infos)
+        return
+    rows = []
+    for info in infos:
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info["provides"].items())
+        status = info["status"] + (f": {info['error']}" if info["error"] else "")
+        rows.append([info["name"], info["version"], status, ", ".join(info["hooks"]), provides])
+    click.echo(tabulate(rows, headers=["plugin", "version", "status", "hooks", "provides"]))
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def list_components(kind, as_json) -> None:
+    """List the components of one kind (scorers, targets, effectors, ...) with their descriptions."""
+    comps = _registry().components(kind)
+    data = []
+    for c in comps:
+        defaults = c.option_defaults() if kind not in ("suites",) else {}
+        options = {k: (None if repr(v) == "<required>" else v) for k, v in (defaults or {}).items()
+                   if not (kind in ("models",) and k in ("input_shape", "num_classes"))}
+        data.append({"id": c.id, "name": c.name, "plugin": c.plugin, "description": c.description,
+                     "capabilities": list(c.capabilities), "revision": c.revision, "options": options})
+    if as_json:
+        _echo_json(data)
+        return
+    if not data:
+        click.echo(f"no {kind} registered")
+        return
+    click.echo(tabulate([[d["id"], ", ".join(f"{k}={v}" for k, v in d["options"].items()),
+                          ", ".join(d["capabilities"]), d["description"]] for d in data],
+                        headers=[kind[:-1], "options", "capabilities", "description"]))
+
+
+def _format_plugin_warning(message, category, filename, lineno, line=None):
+    if issubclass(category, PluginWarning):
+        return f"warning: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+_default_format = warnings.formatwarning
+
+
+def main() -> None:
+    warnings.formatwarning = _format_plugin_warning
+    try:
+        _registry().add_commands(cli)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    cli(prog_name="gstbench")

@@ -1,0 +1,189 @@
+"""What a component is: the registered record, and the interfaces each kind implements.
+
+Plugins register factories; the engine calls the objects they build through the small
+interfaces below. Only the methods marked required must exist; the engine checks for
+the optional ones with ``getattr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+KINDS = (
+    "scorers",
+    "targets",
+    "effectors",
+    "rewinds",
+    "metrics",
+    "models",
+    "datasets",
+    "executors",
+    "suites",
+)
+
+# Capability flags a component may declare; the matrix checks them before training.
+NEEDS_ACTIVATIONS = "needs-activations"  # scorer: the engine lets it hook forward passes
+REMOVES_UNITS = "removes-units"  # effector: changes tensor shapes (physical removal)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: ``plugin:name`` plus how to build it."""
+
+    kind: str
+    name: str
+    plugin: str
+    factory: Any
+    description: str = ""
+    capabilities: tuple[str, ...] = ()
+    revision: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+    @property
+    def hash_id(self) -> str:
+        """The id as it enters a cell's hash: the revision only when bumped."""
+        return self.id if self.revision == 1 else f"{self.id}@{self.revision}"
+
+    def option_defaults(self) -> dict[str, Any] | None:
+        """Keyword options of the factory with their defaults; None if it takes **kwargs."""
+        if not callable(self.factory):
+            return {}
+        sig = inspect.signature(self.factory)
+        options: dict[str, Any] = {}
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                return None
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                options[p.name] = p.default if p.default is not p.empty else _REQUIRED
+        return options
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED = _Required()
+
+
+@dataclass
+class PrunableLayer:
+    """A conv layer whose filters (output channels) a suite may prune.
+
+    ``conv`` and ``bn`` are module paths inside the model; ``activation`` is the module
+    whose output the activation scorer reads (default: ``bn``, else ``conv``).
+    """
+
+    conv: str
+    bn: str | None = None
+    activation: str | None = None
+
+
+@dataclass
+class LayerState:
+    """Pruning state of one layer during a cell, in the layer's current (physical) indexing."""
+
+    name: str
+    spec: PrunableLayer
+    conv: nn.Module
+    bn: nn.Module | None
+    n_original: int
+    original_index: torch.Tensor  # physical channel -> original channel
+    alive: torch.Tensor  # bool per physical channel
+
+    @property
+    def n_physical(self) -> int:
+        return int(self.alive.numel())
+
+    @property
+    def n_alive(self) -> int:
+        return int(self.alive.sum())
+
+
+@dataclass
+class PruningContext:
+    """What scorers, targets and effectors may use during a cell."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    example_input: torch.Tensor
+    generator: torch.Generator  # seeded per cell; draw all pruning randomness from it
+    step: int = 0
+    on_units_removed: list[Callable[[LayerState, torch.Tensor], None]] = field(default_factory=list)
+
+
+class Scorer(Protocol):
+    """Gives each physical filter of a layer a score (higher = more important)."""
+
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:  # required
+        ...
+
+    # optional: attach(ctx, layers), before_train_batch(step), detach(),
+    # units_removed(layer, kept_physical_indices)
+
+
+class Target(Protocol):
+    """Picks ``count`` physical indices among the alive units, given their scores."""
+
+    def select(self, scores: torch.Tensor, alive: torch.Tensor, count: int,
+               generator: torch.Generator) -> torch.Tensor:  # required
+        ...
+
+
+class Effector(Protocol):
+    """Acts on the selected units of a layer.
+
+    ``apply`` returns the kept physical indices when it changed shapes (physical removal),
+    else None. ``after_step`` runs after every optimizer step (e.g. to keep masks at zero).
+    """
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext) -> torch.Tensor | None:
+        ...
+
+    # optional: after_step(layers), check_layer(model, layer, example_input) -> str | None
+
+
+class Metric(Protocol):
+    """Computed once at the end of a cell; returns a dict of JSON-able values (incl. its settings)."""
+
+    def compute(self, model: nn.Module, data: Any, device: torch.device) -> dict[str, Any]:
+        ...
+
+
+def describe(factory: Any, description: str | None) -> str:
+    if description:
+        return description
+    doc = inspect.getdoc(factory) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+@dataclass
+class TensorData:
+    """A dataset held as tensors (train and test), small enough to live on the device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        return TensorData(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
+                          self.y_test.to(device), self.num_classes)

@@ -1,0 +1,314 @@
+"""Cell specs: the typed config of one training run, its validation, canonical JSON and hash.
+
+A cell's identity is the sha256 of its canonical JSON: sorted keys, core defaults filled
+in, component names resolved to ``plugin:name`` (with ``@revision`` once a component's
+author bumps it), component options only where they differ from the factory default.
+A core option added after the first release is marked ``since`` and left out of the
+canonical JSON while it holds its default, so adding an option never changes old hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+from gstbench.components import _REQUIRED
+from gstbench.errors import SpecError, UnknownComponent, closest
+
+STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+
+
+def parse_steps(value: Any, key: str, source: str | None = None) -> str:
+    """Canonical step string: ``500it`` (training steps) or ``3ep`` (epochs); an int means steps."""
+    if isinstance(value, bool):
+        raise SpecError(f"{value!r} is not a step count; write e.g. '500it' or '3ep'", source=source, key=key)
+    if isinstance(value, int) and value >= 0:
+        return f"{value}it"
+    if isinstance(value, str):
+        m = STEPS_RE.match(value)
+        if m:
+            return f"{int(m.group(1))}{m.group(2)}"
+    raise SpecError(f"{value!r} is not a step count; write e.g. '500it' (steps) or '3ep' (epochs)",
+                    source=source, key=key)
+
+
+def steps_to_int(value: str, steps_per_epoch: int) -> int:
+    m = STEPS_RE.match(value)
+    assert m, value
+    n = int(m.group(1))
+    return n * steps_per_epoch if m.group(2) == "ep" else n
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A component chosen by a cell: its hash id and its non-default options."""
+
+    id: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def canonical(self) -> Any:
+        return {"id": self.id, "options": dict(self.options)}
+
+    @property
+    def label(self) -> str:
+        name = self.id.split(":", 1)[1].split("@")[0] if ":" in self.id else self.id
+        if not self.options:
+            return name
+        return name + "(" + ",".join(f"{k}={v}" for k, v in self.options) + ")"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    epochs: int = 30
+    batch_size: int = 128
+    milestones: tuple[str, ...] = ()
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class LayerSchedule:
+    fraction: float
+    start: str
+    end: str
+    period: str
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    scorer: ComponentRef
+    target: ComponentRef
+    effector: ComponentRef
+    layers: tuple[tuple[str, LayerSchedule], ...]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    model: ComponentRef
+    dataset: ComponentRef
+    train: TrainConfig
+    prune: PruneConfig | None
+    rewind: ComponentRef
+    metrics: tuple[ComponentRef, ...]
+    seed: int
+    # An option added later is declared as field(default=..., metadata={"since": "x.y"}):
+    # it stays out of the canonical JSON while it holds its default (tests/test_hashes.py).
+
+    # ---- identity ------------------------------------------------------------------
+    def canonical(self) -> dict[str, Any]:
+        return _canonical(self)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    @property
+    def config_hash(self) -> str:
+        """Identity of the configuration across seeds (the leaderboard's row)."""
+        c = self.canonical()
+        c.pop("seed")
+        return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, ComponentRef):
+        return obj.canonical()
+    if hasattr(obj, "__dataclass_fields__"):
+        out = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if "since" in f.metadata and value == f.default:
+                continue
+            out[f.name] = _canonical(value)
+        return out
+    if isinstance(obj, tuple) and obj and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str)
+                                              for x in obj):
+        return {k: _canonical(v) for k, v in obj}
+    if isinstance(obj, (tuple, list)):
+        return [_canonical(x) for x in obj]
+    return obj
+
+
+# ---- building a CellSpec from a plain dict (a suite's merged config) ----------------
+CELL_KEYS = {"model", "dataset", "train", "prune", "rewind", "metrics"}
+PRUNE_KEYS = {"scorer", "target", "effector", "layers", "start", "end", "period"}
+LAYER_KEYS = {"fraction", "start", "end", "period"}
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _check_keys(d: dict, allowed: set[str], where: str, source: str | None) -> None:
+    for k in d:
+        if k not in allowed:
+            raise SpecError(f"unknown key '{k}'{closest(k, allowed)}; known keys: {', '.join(sorted(allowed))}",
+                            source=source, key=f"{where}.{k}" if where else k)
+
+
+def _coerce(value: Any, typ: Any, key: str, source: str | None) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(f"{value!r} is not a number", source=source, key=key)
+        return float(value)
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{value!r} is not a whole number", source=source, key=key)
+        return value
+    if typ is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{value!r} is not a string", source=source, key=key)
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{value!r} is not a list", source=source, key=key)
+        return tuple(parse_steps(v, key, source) for v in value)
+    raise TypeError(typ)
+
+
+def _train(d: Any, source: str | None) -> TrainConfig:
+    if not isinstance(d, dict):
+        raise SpecError(f"{d!r} is not a table", source=source, key="train")
+    names = {f.name: f for f in fields(TrainConfig)}
+    _check_keys(d, set(names), "train", source)
+    hints = typing.get_type_hints(TrainConfig)
+    kwargs = {k: _coerce(v, hints[k], f"train.{k}", source) for k, v in d.items()}
+    cfg = TrainConfig(**kwargs)
+    checks = [
+        (cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
+        (cfg.lr > 0, "lr", "must be > 0"),
+        (cfg.epochs >= 1, "epochs", "must be >= 1"),
+        (cfg.batch_size >= 1, "batch_size", "must be >= 1"),
+        (cfg.weight_decay >= 0, "weight_decay", "must be >= 0"),
+        (0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)"),
+        (cfg.gamma > 0, "gamma", "must be > 0"),
+    ]
+    for ok, key, msg in checks:
+        if not ok:
+            raise SpecError(f"{getattr(cfg, key)!r} {msg}", source=source, key=f"train.{key}")
+    return cfg
+
+
+def component_ref(registry: Any, kind: str, value: Any, key: str, source: str | None) -> ComponentRef:
+    """``"name"`` or ``{name = "...", option = value}`` -> a resolved ComponentRef."""
+    if isinstance(value, str):
+        name, options = value, {}
+    elif isinstance(value, dict) and isinstance(value.get("name"), str):
+        options = {k: v for k, v in value.items() if k != "name"}
+        name = value["name"]
+    else:
+        raise SpecError(f"{value!r} is not a {kind[:-1]} name (a string, or a table with 'name')",
+                        source=source, key=key)
+    try:
+        comp = registry.get(kind, name)
+    except UnknownComponent as exc:
+        raise SpecError(str(exc), source=source, key=key) from None
+    defaults = comp.option_defaults()
+    kept = {}
+    for k, v in options.items():
+        if defaults is not None and k not in defaults:
+            raise SpecError(f"{comp.id} has no option '{k}'{closest(k, defaults)}"
+                            f"; its options: {', '.join(defaults) or 'none'}", source=source, key=f"{key}.{k}")
+        if defaults is not None and defaults.get(k) == v and type(defaults.get(k)) is type(v):
+            continue  # explicit default: same cell as implicit default
+        if isinstance(v, dict):
+            raise SpecError(f"option value {v!r} must be a scalar or list", source=source, key=f"{key}.{k}")
+        kept[k] = tuple(v) if isinstance(v, list) else v
+    if defaults:
+        missing = [k for k, d in defaults.items() if d is _REQUIRED and k not in options
+                   and kind not in ("models", "datasets")]
+        if missing:
+            raise SpecError(f"{comp.id} needs option(s) {', '.join(missing)}", source=source, key=key)
+    return ComponentRef(comp.hash_id, tuple(sorted(kept.items())))
+
+
+def _prune(d: Any, registry: Any, source: str | None) -> PruneConfig | None:
+    if d is False:
+        return None
+    if not isinstance(d, dict):
+        raise SpecError(f"{d!r} is not a table (or false for no pruning)", source=source, key="prune")
+    _check_keys(d, PRUNE_KEYS, "prune", source)
+    for k in ("scorer", "target", "effector", "layers"):
+        if k not in d:
+            raise SpecError(f"missing key '{k}'", source=source, key=f"prune.{k}")
+    layers_in = d["layers"]
+    if not isinstance(layers_in, dict) or not layers_in:
+        raise SpecError("must be a non-empty table of layer name -> schedule", source=source, key="prune.layers")
+    layers = []
+    for lname, sched in sorted(layers_in.items()):
+        key = f"prune.layers.{lname}"
+        if not isinstance(sched, dict):
+            raise SpecError(f"{sched!r} is not a table", source=source, key=key)
+        _check_keys(sched, LAYER_KEYS, key, source)
+        merged = {k: sched.get(k, d.get(k)) for k in LAYER_KEYS}
+        where = {k: f"{key}.{k}" if k in sched else f"prune.{k}" for k in LAYER_KEYS}  # where it was written
+        for k, v in merged.items():
+            if v is None:
+                raise SpecError(f"missing '{k}' (set it here or once under [prune])", source=source, key=f"{key}.{k}")
+        frac = _coerce(merged["fraction"], float, where["fraction"], source)
+        if not 0 < frac < 1:
+            raise SpecError(f"{frac!r} must be in (0, 1)", source=source, key=where["fraction"])
+        start, end, period = (parse_steps(merged[k], where[k], source) for k in ("start", "end", "period"))
+        if STEPS_RE.match(period).group(1) == "0":
+            raise SpecError(f"{period!r} must be > 0", source=source, key=where["period"])
+        layers.append((lname, LayerSchedule(frac, start, end, period)))
+    return PruneConfig(
+        scorer=component_ref(registry, "scorers", d["scorer"], "prune.scorer", source),
+        target=component_ref(registry, "targets", d["target"], "prune.target", source),
+        effector=component_ref(registry, "effectors", d["effector"], "prune.effector", source),
+        layers=tuple(layers),
+    )
+
+
+def cell_from_config(config: dict[str, Any], seed: int, registry: Any, source: str | None = None) -> CellSpec:
+    """Validate a merged config dict and build its CellSpec (no training, no model built)."""
+    _check_keys(config, CELL_KEYS, "", source)
+    for k in ("model", "dataset"):
+        if k not in config:
+            raise SpecError(f"missing key '{k}'", source=source, key=k)
+    metrics = config.get("metrics", [])
+    if not isinstance(metrics, list):
+        raise SpecError(f"{metrics!r} is not a list", source=source, key="metrics")
+    return CellSpec(
+        model=component_ref(registry, "models", config["model"], "model", source),
+        dataset=component_ref(registry, "datasets", config["dataset"], "dataset", source),
+        train=_train(config.get("train", {}), source),
+        prune=_prune(config.get("prune", False), registry, source),
+        rewind=component_ref(registry, "rewinds", config.get("rewind", "none"), "rewind", source),
+        metrics=tuple(component_ref(registry, "metrics", m, f"metrics[{i}]", source) for i, m in enumerate(metrics)),
+        seed=seed,
+    )
+
+
+def spec_from_canonical(data: dict[str, Any]) -> CellSpec:
+    """Rebuild a CellSpec from its stored canonical JSON (spec.json)."""
+
+    def ref(d: dict) -> ComponentRef:
+        return ComponentRef(d["id"], tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                  for k, v in d["options"].items())))
+
+    prune = data["prune"]
+    return CellSpec(
+        model=ref(data["model"]),
+        dataset=ref(data["dataset"]),
+        train=TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["train"].items()}),
+        prune=None if prune is None else PruneConfig(
+            scorer=ref(prune["scorer"]), target=ref(prune["target"]), effector=ref(prune["effector"]),
+            layers=tuple((k, LayerSchedule(**v)) for k, v in sorted(prune["layers"].items()))),
+        rewind=ref(data["rewind"]),
+        metrics=tuple(ref(m) for m in data["metrics"]),
+        seed=data["seed"],
+    )

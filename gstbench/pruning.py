@@ -1,0 +1,144 @@
+"""Structured-pruning mechanics shared by effectors: masks, physical removal, optimizer state.
+
+Physical removal goes through torch-pruning's DependencyGraph. Afterwards the optimizer
+still holds the old tensors, so ``remove_filters`` rebuilds its per-parameter state
+(Adam moments, SGD momentum) by slicing the kept entries: it tags every parameter with
+its own flat element indices before the cut and reads them back after, which gives
+exact kept indices for any layer torch-pruning touches (conv, BN, the next conv, a
+flatten into a linear layer).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from gstbench.components import LayerState, PrunableLayer
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise KeyError(f"model has no module '{path}'") from None
+
+
+def layer_states(model: nn.Module, names: Sequence[str]) -> dict[str, LayerState]:
+    declared: dict[str, PrunableLayer] = getattr(model, "prunable_layers", {})
+    states = {}
+    for name in names:
+        spec = declared[name]
+        conv = get_module(model, spec.conv)
+        bn = get_module(model, spec.bn) if spec.bn else None
+        n = conv.weight.shape[0]
+        states[name] = LayerState(name, spec, conv, bn, n, torch.arange(n), torch.ones(n, dtype=torch.bool))
+    return states
+
+
+_ZERO_DIMS = {
+    tp.prune_conv_out_channels: 0, tp.prune_linear_out_channels: 0,
+    tp.prune_conv_in_channels: 1, tp.prune_linear_in_channels: 1,
+}
+
+
+def dependency_graph(model: nn.Module, example_input: torch.Tensor) -> "tp.DependencyGraph":
+    was_training = model.training
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    finally:
+        model.train(was_training)  # DependencyGraph switches to eval mode and never back
+
+
+def removal_slices(dg: "tp.DependencyGraph", layer: LayerState, indices: torch.Tensor):
+    """(parameter, dim, index) for every slice that physical removal of ``indices`` would cut.
+
+    Zeroing these is the mask equivalent of removal: the filters, the next BatchNorm's
+    gamma and beta, and the consumers' input slices (which only ever see zeros).
+    """
+    group = dg.get_pruning_group(layer.conv, tp.prune_conv_out_channels, idxs=sorted(indices.tolist()))
+    slices = []
+    for dep, idxs in group:
+        module, handler = dep.target.module, dep.handler
+        idx = torch.as_tensor(list(idxs), dtype=torch.long)
+        if handler in _ZERO_DIMS:
+            slices.append((module.weight, _ZERO_DIMS[handler], idx))
+            if _ZERO_DIMS[handler] == 0 and getattr(module, "bias", None) is not None:
+                slices.append((module.bias, 0, idx))
+        elif handler == tp.prune_batchnorm_out_channels:
+            slices.extend((p, 0, idx) for p in (module.weight, module.bias) if p is not None)
+    return slices
+
+
+@torch.no_grad()
+def zero_slices(slices) -> None:
+    for param, dim, idx in slices:
+        param.index_fill_(dim, idx.to(param.device), 0)
+
+
+def coupled_outputs(model: nn.Module, layer: PrunableLayer, example_input: torch.Tensor) -> list[str]:
+    """Other layers whose output channels torch-pruning would cut together with this layer's."""
+    conv = get_module(model, layer.conv)
+    group = dependency_graph(model, example_input).get_pruning_group(conv, tp.prune_conv_out_channels, idxs=[0])
+    names = {m: n for n, m in model.named_modules()}
+    others = []
+    for dep, _ in group:
+        target = dep.target.module
+        if target is conv:
+            continue
+        if dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels):
+            others.append(names.get(target, repr(target)))
+    return others
+
+
+def remove_filters(model: nn.Module, layer: LayerState, indices: torch.Tensor,
+                   optimizer: torch.optim.Optimizer | None, example_input: torch.Tensor) -> torch.Tensor:
+    """Physically remove filters (and what depends on them); return the kept physical indices."""
+    dg = dependency_graph(model, example_input)
+    group = dg.get_pruning_group(layer.conv, tp.prune_conv_out_channels, idxs=sorted(indices.tolist()))
+    was_training = model.training
+    try:
+        _prune_keeping_optimizer(model, optimizer, group.prune)
+    finally:
+        model.train(was_training)
+    keep = torch.ones(layer.n_physical, dtype=torch.bool)
+    keep[indices.cpu()] = False
+    return keep.nonzero().flatten()
+
+
+@torch.no_grad()
+def _prune_keeping_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer | None, prune) -> None:
+    before = dict(model.named_parameters())
+    values = {}
+    for name, p in before.items():
+        values[name] = p.data
+        p.grad = None  # stale between steps; the next backward recomputes it
+        p.data = torch.arange(p.numel(), dtype=torch.float64, device=p.device).view(p.shape)
+    try:
+        prune()
+    finally:
+        after = dict(model.named_parameters())
+        kept = {}
+        for name, p in after.items():
+            flat_idx = p.data.flatten().long()
+            kept[name] = flat_idx
+            p.data = values[name].flatten()[flat_idx].view(p.shape)
+    if optimizer is None:
+        return
+    replace = {id(before[n]): (before[n], after[n], kept[n]) for n in after if n in before}
+    for group in optimizer.param_groups:
+        new_params = []
+        for p in group["params"]:
+            old, new, flat_idx = replace.get(id(p), (p, p, None))
+            new_params.append(new)
+            if flat_idx is None or old not in optimizer.state:
+                continue
+            state = optimizer.state.pop(old)
+            optimizer.state[new] = {
+                k: (v.flatten()[flat_idx.to(v.device)].view(new.shape).clone()
+                    if torch.is_tensor(v) and v.shape == old.shape else v)
+                for k, v in state.items()
+            }
+        group["params"] = new_params

@@ -1,0 +1,37 @@
+"""Statistics for leaderboards: means with 95% t-intervals, Pearson and Kendall correlations (scipy)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean and Student-t interval across seeds; no interval below 2 values (said so)."""
+    x = np.asarray(values, dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0, "method": "none (no values)"}
+    mean = float(x.mean())
+    if n < 2:
+        return {"mean": mean, "low": None, "high": None, "n": n, "method": "none (n < 2)"}
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "method": "student-t"}
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Pearson r and Kendall tau with p-values; None where undefined (n < 3 or constant input)."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    out: dict[str, Any] = {"n": int(a.size), "pearson_r": None, "pearson_p": None, "kendall_tau": None,
+                           "kendall_p": None}
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        out["note"] = "undefined: fewer than 3 runs or a constant variable"
+        return out
+    r = stats.pearsonr(a, b)
+    t = stats.kendalltau(a, b)
+    out.update(pearson_r=float(r.statistic), pearson_p=float(r.pvalue), kendall_tau=float(t.statistic),
+               kendall_p=float(t.pvalue))
+    return out

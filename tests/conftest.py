@@ -1,0 +1,38 @@
+"""Shared fixtures: the real registry, tiny real data, and helpers to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gstbench.plugins import Registry
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return Registry()
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    """Run `python -m gstbench ...` as a real subprocess; returns CompletedProcess."""
+    full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+def make_plugin_dist(root: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> Path:
+    """An installed-looking plugin: module + dist-info with a `gstbench` entry point, under root."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"  # pip normalizes - to _
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[gstbench]\n{entry_name or dist} = {module}\n")
+    return root

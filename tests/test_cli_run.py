@@ -1,0 +1,120 @@
+"""The user's story through real subprocesses: run, re-run, kill and resume, failures, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, run_cli
+
+pytestmark = pytest.mark.slow
+TINY = str(DATA / "tiny.toml")
+
+
+def results(out: Path) -> dict[str, bytes]:
+    return {p.parent.name: p.read_bytes() for p in (out / "cells").glob("*/result.json")}
+
+
+def test_run_prints_leaderboard_stores_cells_and_rerun_skips_everything(tmp_path):
+    out = tmp_path / "out"
+    first = run_cli("run", "--suite", TINY, "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "tiny (quick): 6 cells, 6 to run" in first.stderr
+    assert "cell/s" in first.stderr or "s/cell" in first.stderr  # the progress bar
+    for header in ("scorer", "target", "stability %", "best test %", "Pearson r", "Kendall tau"):
+        assert header in first.stdout
+    assert "cells: 6 ok, 0 failed, 0 missing" in first.stdout
+    stored = results(out)
+    assert len(stored) == 6
+    for cell in (out / "cells").iterdir():
+        assert {"spec.json", "result.json", "events.jsonl"} <= {p.name for p in cell.iterdir()}
+        assert not list(cell.glob(".*.tmp"))
+    second = run_cli("run", "--suite", TINY, "--out", str(out))
+    assert second.returncode == 0
+    assert "6 cells already finished (skipped), 0 run" in second.stderr
+    assert results(out) == stored
+    assert second.stdout == first.stdout
+
+    report = run_cli("report", str(out), "--json")
+    data = json.loads(report.stdout)
+    assert data["totals"] == {"cells": 6, "ok": 6, "failed": 0, "missing": 0}
+    assert {r["target"] for r in data["rows"]} == {"smallest", "largest", "-"}
+    assert data["correlation"]["n"] == 4 and data["correlation"]["pearson_r"] is not None
+    for fmt, marker in (("github", "|"), ("latex", "\\begin{tabular}"), ("csv", "stability_mean")):
+        rendered = run_cli("report", str(out), "--format", fmt)
+        assert rendered.returncode == 0 and marker in rendered.stdout
+    as_json = run_cli("run", "--suite", TINY, "--out", str(out), "--json")
+    assert json.loads(as_json.stdout)["run"]["skipped"] == 6
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig):
+    out = tmp_path / "out"
+    env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "3",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while len(results(out)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    done = results(out)
+    assert 2 <= len(done) < 9, "the run should have been stopped midway"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "run the same command again" in stderr
+        assert "Traceback" not in stderr
+    for blob in done.values():
+        json.loads(blob)  # every stored result is complete
+    again = run_cli("run", "--suite", TINY, "--seeds", "3", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"{len(done)} cells already finished (skipped), {9 - len(done)} run" in again.stderr
+    final = results(out)
+    assert len(final) == 9
+    assert all(final[k] == v for k, v in done.items())  # finished results were not touched
+    assert not list(out.glob("cells/*/.*.tmp"))
+
+
+def test_a_failing_cell_is_recorded_the_rest_goes_on_and_the_exit_code_says_so(tmp_path):
+    suite = tmp_path / "failing.toml"
+    suite.write_text((DATA / "tiny.toml").read_text() + '''
+[[include]]
+prune = false
+"train.optimizer" = "sgd"
+"train.lr" = 1e38
+''')
+    out = tmp_path / "out"
+    proc = run_cli("run", "--suite", str(suite), "--out", str(out))
+    assert proc.returncode == 1
+    assert "failed: CellFailed: non-finite training loss" in proc.stderr
+    assert "cells: 6 ok, 2 failed, 0 missing" in proc.stdout
+    assert "failed cell" in proc.stdout and "non-finite training loss" in proc.stdout
+    statuses = sorted(json.loads(b)["status"] for b in results(out).values())
+    assert statuses == ["failed"] * 2 + ["ok"] * 6
+    again = run_cli("run", "--suite", str(suite), "--out", str(out))
+    assert "8 cells already finished (skipped), 0 run" in again.stderr and again.returncode == 1
+    retried = run_cli("run", "--suite", str(suite), "--out", str(out), "--retry-failed")
+    assert "6 cells already finished (skipped), 2 run" in retried.stderr
+
+
+def test_suites_list_and_show_and_list_components():
+    listed = run_cli("suites")
+    assert listed.returncode == 0 and "gstbench:tradeoff" in listed.stdout and "quick, paper" in listed.stdout
+    shown = run_cli("suites", "show", "tradeoff")
+    assert "7 configurations x 5 seeds = 35 cells" in shown.stdout
+    assert "axis prune.target: smallest, random, largest" in shown.stdout
+    paper = run_cli("suites", "show", "tradeoff", "--scale", "paper")
+    assert paper.returncode == 1 and "not available yet" in paper.stderr
+    comps = json.loads(run_cli("list", "effectors", "--json").stdout)
+    assert {c["id"] for c in comps} >= {"gstbench:mask", "gstbench:remove"}
+    assert all(c["description"] for c in comps)
+    bad = run_cli("list", "scorerz")
+    assert bad.returncode == 2 and "scorers" in bad.stderr
+    missing = run_cli("report", str(DATA))
+    assert missing.returncode == 1 and "no suite.json" in missing.stderr

@@ -1,0 +1,87 @@
+"""Bad suite files are refused before any training, naming the file, key and value."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gstbench.errors import GstbenchError, SpecError
+from gstbench.suite import load_suite
+
+from conftest import DATA, run_cli
+
+TINY = (DATA / "tiny.toml").read_text()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_tiny_and_builtin_suites_expand(registry):
+    tiny = load_suite(registry, str(DATA / "tiny.toml"))
+    assert len(tiny.cells) == (2 + 1) * 2
+    tradeoff = load_suite(registry, "tradeoff")
+    assert tradeoff.summary()["configurations"] == 7 and len(tradeoff.cells) == 35
+    assert len({c.hash for c in tradeoff.cells}) == 35
+
+
+@pytest.mark.parametrize("old,new,key,fragment", [
+    ("epochs = 3", "epochs = 3\nepoch = 4", "train.epoch", "unknown key 'epoch' (did you mean: epochs"),
+    ("epochs = 3", "epochs = -3", "train.epochs", "-3 must be >= 1"),
+    ("epochs = 3", 'epochs = "three"', "train.epochs", "'three' is not a whole number"),
+    ('scorer = "l2"', 'scorer = "l3"', "prune.scorer", "unknown scorer 'l3' (did you mean: l2"),
+    ('["smallest", "largest"]', '["smallest", "largets"]', "prune.target", "unknown target 'largets' (did you mean: largest"),
+    ("fraction = 0.5\n\n[base.prune.layers.conv3]", "fraction = 1.5\n\n[base.prune.layers.conv3]",
+     "prune.layers.conv2.fraction", "1.5 must be in (0, 1)"),
+    ('period = "1ep"', 'period = "1 epoch"', "prune.period", "'1 epoch' is not a step count"),
+    ("[base.prune.layers.conv3]", "[base.prune.layers.conv9]", "prune.layers.conv9",
+     "has no prunable layer 'conv9'"),
+    ('"prune.target" = ["smallest", "largest"]', '"prune.target" = []', "axes.prune.target", "non-empty list"),
+    ("seeds = 2", "seed = 2", "seed", "unknown key 'seed' (did you mean: seeds"),
+    ('dataset = { name = "mnist1d"', 'dataset = { name = "mnist1d", samples = 3', "dataset.samples",
+     "has no option 'samples'"),
+])
+def test_bad_values_name_file_key_and_value(registry, tmp_path, old, new, key, fragment):
+    assert old in TINY
+    path = write(tmp_path, TINY.replace(old, new, 1))
+    with pytest.raises(SpecError) as err:
+        load_suite(registry, str(path))
+    message = str(err.value)
+    assert str(path) in message and f"at key '{key}'" in message and fragment in message
+
+
+def test_remove_on_a_residual_sum_is_refused_before_training(registry, tmp_path):
+    text = (TINY.replace('name = "cnn1d", channels = [8, 16, 16, 16]', 'name = "resnet1d", channels = [8, 16]')
+            .replace("layers.conv2]", 'layers."layer1.1.conv2"]').replace("layers.conv3]", 'layers."layer2.1.conv1"]')
+            .replace('effector = "mask"', 'effector = "remove"'))
+    with pytest.raises(SpecError, match=re.escape("at key 'prune.layers.layer1.1.conv2'") + ".*residual"):
+        load_suite(registry, str(write(tmp_path, text)))
+
+
+def test_paper_scale_says_it_is_not_available_yet(registry):
+    with pytest.raises(GstbenchError, match="scale 'paper' of suite 'tradeoff' is not available yet"):
+        load_suite(registry, "tradeoff", scale="paper")
+
+
+def test_cli_refuses_a_bad_suite_without_training_and_without_traceback(tmp_path):
+    path = write(tmp_path, TINY.replace('scorer = "l2"', 'scorer = "l3"'))
+    out = tmp_path / "out"
+    proc = run_cli("run", "--suite", str(path), "--out", str(out))
+    assert proc.returncode == 1
+    assert f"Error: in {path}, at key 'prune.scorer': unknown scorer 'l3'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    unknown = run_cli("run", "--suite", "tradof")
+    assert unknown.returncode == 1 and "did you mean: tradeoff" in unknown.stderr
+
+
+def test_a_scorer_override_replaces_the_scorer_of_every_pruned_configuration(registry):
+    suite = load_suite(registry, str(DATA / "tiny.toml"), overrides={"prune.scorer": "random"})
+    pruned = [c for c in suite.cells if c.prune is not None]
+    assert len(pruned) == 4 and {c.prune.scorer.id for c in pruned} == {"gstbench:random"}
+    assert len(suite.cells) == 6
+    with pytest.raises(SpecError, match="unknown scorer 'snip'"):
+        load_suite(registry, str(DATA / "tiny.toml"), overrides={"prune.scorer": "snip"})
