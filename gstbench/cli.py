@@ -206,8 +206,7 @@ def list_components(kind, as_json) -> None:
     data = []
     for c in comps:
         defaults = c.option_defaults() if kind not in ("suites",) else {}
-        options = {k: (None if repr(v) == "<required>" else v) for k, v in (defaults or {}).items()
-                   if not (kind in ("models",) and k in ("input_shape", "num_classes"))}
+        options = {k: (None if repr(v) == "<required>" else v) for k, v in (defaults or {}).items()}
         data.append({"id": c.id, "name": c.name, "plugin": c.plugin, "description": c.description,
                      "capabilities": list(c.capabilities), "revision": c.revision, "options": options})
     if as_json:

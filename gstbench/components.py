@@ -7,7 +7,6 @@ the optional ones with ``getattr``.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -54,12 +53,18 @@ class Component:
         return self.id if self.revision == 1 else f"{self.id}@{self.revision}"
 
     def option_defaults(self) -> dict[str, Any] | None:
-        """Keyword options of the factory with their defaults; None if it takes **kwargs."""
+        """Options a suite may set, with their defaults; None if the factory takes **kwargs.
+
+        A model factory's first two parameters (input shape, number of classes) come
+        from the dataset, not from the suite.
+        """
         if not callable(self.factory):
             return {}
-        sig = inspect.signature(self.factory)
+        params = list(inspect.signature(self.factory).parameters.values())
+        if self.kind == "models":
+            params = params[2:]
         options: dict[str, Any] = {}
-        for p in sig.parameters.values():
+        for p in params:
             if p.kind is p.VAR_KEYWORD:
                 return None
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
@@ -164,10 +169,6 @@ def describe(factory: Any, description: str | None) -> str:
         return description
     doc = inspect.getdoc(factory) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
 
 
 @dataclass

@@ -228,8 +228,7 @@ def component_ref(registry: Any, kind: str, value: Any, key: str, source: str | 
             raise SpecError(f"option value {v!r} must be a scalar or list", source=source, key=f"{key}.{k}")
         kept[k] = tuple(v) if isinstance(v, list) else v
     if defaults:
-        missing = [k for k, d in defaults.items() if d is _REQUIRED and k not in options
-                   and kind not in ("models", "datasets")]
+        missing = [k for k, d in defaults.items() if d is _REQUIRED and k not in options]
         if missing:
             raise SpecError(f"{comp.id} needs option(s) {', '.join(missing)}", source=source, key=key)
     return ComponentRef(comp.hash_id, tuple(sorted(kept.items())))

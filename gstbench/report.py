@@ -25,13 +25,35 @@ def _short(component: dict[str, Any]) -> str:
     return name + ("(" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")" if opts else "")
 
 
-def describe_config(spec: dict[str, Any]) -> dict[str, Any]:
+SHOWN_AXES = {"prune.scorer", "prune.target", "prune.effector", "prune.period"}
+
+
+def describe_config(spec: dict[str, Any], axes: list[str] = ()) -> dict[str, Any]:
+    """The row label: scorer, target, effector, period, plus any other axis of the suite."""
     prune = spec["prune"]
     if prune is None:
-        return {"scorer": "-", "target": "-", "effector": "unpruned", "period": "-"}
-    periods = sorted({layer["period"] for layer in prune["layers"].values()})
-    return {"scorer": _short(prune["scorer"]), "target": _short(prune["target"]),
-            "effector": _short(prune["effector"]), "period": ",".join(periods)}
+        row = {"scorer": "-", "target": "-", "effector": "unpruned", "period": "-"}
+    else:
+        periods = sorted({layer["period"] for layer in prune["layers"].values()})
+        row = {"scorer": _short(prune["scorer"]), "target": _short(prune["target"]),
+               "effector": _short(prune["effector"]), "period": ",".join(periods)}
+    for axis in axes:
+        if axis not in SHOWN_AXES:
+            row[axis] = _lookup(spec, axis)
+    return row
+
+
+def _lookup(spec: dict[str, Any], dotted: str) -> str:
+    node: Any = spec
+    for part in dotted.split("."):
+        if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
+            node = node["options"]
+        if not isinstance(node, dict) or part not in node:
+            return "-"
+        node = node[part]
+    if isinstance(node, dict) and "id" in node:
+        return _short(node)
+    return str(node)
 
 
 def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
@@ -59,7 +81,7 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
     rows = []
     for group in groups.values():
         metrics = [r["metrics"] for r in group["ok"]]
-        row = describe_config(group["spec"])
+        row = describe_config(group["spec"], list(suite.get("axes", {})))
         row.update(
             rate=metrics[0]["iterative_rate"] if metrics else None,
             n=len(metrics), failed=len(group["failed"]), missing=group["missing"],
@@ -91,11 +113,12 @@ def _pct(stat: dict[str, Any]) -> str:
 
 
 def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
-    headers = ["scorer", "target", "effector", "period", "rate %", "n", "stability %", "final test %",
+    extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
+    headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", "stability %", "final test %",
                "best test %", "gap %"]
     table = []
     for r in report["rows"]:
-        table.append([r["scorer"], r["target"], r["effector"], r["period"],
+        table.append([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra),
                       "-" if not r["rate"] else f"{100 * r['rate']:.1f}",
                       f"{r['n']}" + (f" (+{r['failed']} failed)" if r["failed"] else "")
                       + (f" (+{r['missing']} missing)" if r["missing"] else ""),

@@ -118,3 +118,15 @@ def test_suites_list_and_show_and_list_components():
     assert bad.returncode == 2 and "scorers" in bad.stderr
     missing = run_cli("report", str(DATA))
     assert missing.returncode == 1 and "no suite.json" in missing.stderr
+
+
+def test_every_axis_of_a_suite_gets_a_leaderboard_column(tmp_path):
+    suite = tmp_path / "lr.toml"
+    suite.write_text((DATA / "tiny.toml").read_text().replace("seeds = 2", "seeds = 1").replace(
+        '"prune.target" = ["smallest", "largest"]', '"train.lr" = [0.001, 0.003]'))
+    out = tmp_path / "out"
+    proc = run_cli("run", "--suite", str(suite), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert "train.lr" in header
+    assert sorted(line.split()[4] for line in proc.stdout.splitlines()[2:5]) == ["0.001", "0.001", "0.003"]
