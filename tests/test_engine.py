@@ -61,9 +61,11 @@ def test_events_follow_the_schedule_and_the_definition(registry, effector):
     assert len(pruned) == 8 and pruned <= set(range(16))
 
 
-def test_mask_and_remove_cells_give_the_same_pruned_filters_and_accuracies(registry):
-    masked = run_cell(cell(registry), registry)
-    removed = run_cell(cell(registry, prune__effector="remove"), registry)
+@pytest.mark.parametrize("scorer", ["l2", "activation-l1", "bn-gamma"])
+def test_mask_and_remove_cells_give_the_same_pruned_filters_and_accuracies(registry, scorer):
+    masked = run_cell(cell(registry, prune__scorer=scorer), registry)
+    removed = run_cell(cell(registry, prune__scorer=scorer, prune__effector="remove"), registry)
+    assert masked["status"] == removed["status"] == "ok", (masked.get("traceback"), removed.get("traceback"))
     for a, b in zip(masked["events"], removed["events"]):
         assert a["layers"] == b["layers"]
         assert a["t_post"] == pytest.approx(b["t_post"], abs=1e-3)
@@ -126,3 +128,12 @@ def test_metric_plugins_run_at_the_end_and_report_their_cost():
     assert result["metrics"]["metric_wall_s"]["weight-norm"] >= 0
     masked = run_cell(cell(registry), registry)["metrics"]
     assert masked["params_nonzero"] < masked["params"]
+
+
+def test_a_resnet_cell_prunes_inner_and_post_shortcut_convs(registry):
+    spec = cell(registry, model={"name": "resnet1d", "channels": [8, 16]},
+                prune__scorer="activation-l1",
+                prune__layers={"layer1.1.conv2": {"fraction": 0.5}, "layer2.1.conv1": {"fraction": 0.5}})
+    result = run_cell(spec, registry)
+    assert result["status"] == "ok", result.get("traceback")
+    assert result["metrics"]["remaining_filters"] == {"layer1.1.conv2": 4, "layer2.1.conv1": 8}
