@@ -48,7 +48,7 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
     """Run a suite (missing cells only), then print its leaderboard."""
     from tqdm import tqdm
 
-    from gstbench.report import build_report, render_leaderboard
+    from gstbench.report import build_report, describe_config, render_leaderboard
     from gstbench.runner import run_suite
     from gstbench.suite import load_suite
 
@@ -71,7 +71,9 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
                    dynamic_ncols=True)
 
     def on_epoch(spec, epoch, epochs):
-        bar.set_postfix_str(f"seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
+        row = describe_config(spec.canonical())
+        label = "unpruned" if spec.prune is None else f"{row['scorer']} {row['target']} {row['effector']} {row['period']}"
+        bar.set_postfix_str(f"{label} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
 
     def on_cell_done(spec, result):
         bar.update(1)
