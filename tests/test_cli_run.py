@@ -130,3 +130,15 @@ def test_every_axis_of_a_suite_gets_a_leaderboard_column(tmp_path):
     header = proc.stdout.splitlines()[0]
     assert "train.lr" in header
     assert sorted(line.split()[4] for line in proc.stdout.splitlines()[2:5]) == ["0.001", "0.001", "0.003"]
+
+
+def test_separate_processes_with_the_same_seeds_store_the_same_numbers(tmp_path):
+    stored = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert run_cli("run", "--suite", TINY, "--seeds", "1", "--out", str(out)).returncode == 0
+        stored.append({k: json.loads(v) for k, v in results(out).items()})
+    a, b = stored
+    assert a.keys() == b.keys() and len(a) == 3
+    for key in a:
+        assert a[key]["metrics"] == b[key]["metrics"] and a[key]["curves"] == b[key]["curves"]
