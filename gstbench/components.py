@@ -29,6 +29,7 @@ KINDS = (
 # Capability flags a component may declare; the matrix checks them before training.
 NEEDS_ACTIVATIONS = "needs-activations"  # scorer: the engine lets it hook forward passes
 REMOVES_UNITS = "removes-units"  # effector: changes tensor shapes (physical removal)
+TEMPORARY = "temporary"  # effector: targeted units come back after a while (zero, noise)
 
 
 @dataclass(frozen=True)

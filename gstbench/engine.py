@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstbench import __version__
-from gstbench.components import LayerState, PruningContext, TensorData
+from gstbench.components import TEMPORARY, LayerState, PruningContext, TensorData
 from gstbench.config import CellSpec, ComponentRef, steps_to_int
 from gstbench.errors import CellFailed
 from gstbench.pruning import layer_states
@@ -121,7 +121,9 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     layers: dict[str, LayerState] = {}
     schedule: dict[int, list] = {}
     scorer = target = effector = None
+    temporary = False  # targeted units come back (zero, noise): they are never "remaining" less
     if prune is not None:
+        temporary = TEMPORARY in registry.get("effectors", prune.effector.id.split("@")[0]).capabilities
         layers = layer_states(model, [name for name, _ in prune.layers])
         schedule = build_schedule(prune, {n: s.n_original for n, s in layers.items()}, steps_per_epoch, total_steps)
         scorer = build(registry, "scorers", prune.scorer)
@@ -213,8 +215,8 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
         "iterative_rate": iterative_rate(prune, steps_per_epoch) if prune else 0.0,
         "params": sum(p.numel() for p in model.parameters()),
         "params_nonzero": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
-        "remaining_filters": {n: s.n_alive for n, s in layers.items()},
-        "pruned_filters": {n: s.n_original - s.n_alive for n, s in layers.items()},
+        "remaining_filters": {n: s.n_physical if temporary else s.n_alive for n, s in layers.items()},
+        "targeted_filters": {n: s.n_original - s.n_alive for n, s in layers.items()},
     }
     t0 = time.perf_counter()
     for ref in spec.metrics:

@@ -1,11 +1,13 @@
-"""Built-in effectors: permanent masking and physical removal of filters."""
+"""Built-in effectors: permanent masking, physical removal, and temporary zeroing or noise."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from gstbench.components import REMOVES_UNITS, LayerState, PrunableLayer, PruningContext
+from gstbench.components import REMOVES_UNITS, TEMPORARY, LayerState, PrunableLayer, PruningContext
 from gstbench.plugins import hookimpl
 from gstbench.pruning import coupled_outputs, dependency_graph, remove_filters, removal_slices, zero_slices
 
@@ -60,7 +62,143 @@ def remove():
     return RemoveEffector()
 
 
+# ---- temporary interventions: the permanence ablation of the paper ----------------------
+@dataclass
+class _Intervention:
+    layer: LayerState
+    indices: torch.Tensor
+    remaining: int  # training steps still to go
+    saved: dict[str, torch.Tensor] | None = None
+
+
+def _unit_tensors(layer: LayerState) -> dict[str, torch.Tensor]:
+    """Every per-channel tensor of a filter: conv weight and bias, BN affine and running stats."""
+    tensors = {"conv.weight": layer.conv.weight, "conv.bias": layer.conv.bias}
+    if layer.bn is not None:
+        tensors.update({"bn.weight": layer.bn.weight, "bn.bias": layer.bn.bias,
+                        "bn.running_mean": layer.bn.running_mean, "bn.running_var": layer.bn.running_var})
+    return {k: t for k, t in tensors.items() if t is not None}
+
+
+@torch.no_grad()
+def _zero_with_bn(layer: LayerState, idx: torch.Tensor) -> None:
+    for name, t in _unit_tensors(layer).items():
+        if name in ("conv.weight", "conv.bias", "bn.weight", "bn.bias"):
+            t[idx] = 0
+
+
+@torch.no_grad()
+def _reenter_at_zero(layer: LayerState, idx: torch.Tensor, saved: dict[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer) -> None:
+    """The filter restarts from zero weights (no optimizer memory); its BN is restored as it was.
+
+    Restoring BN matters: with gamma = beta = 0 the channel's BN output is exactly 0, the
+    ReLU's gradient at 0 is 0, and the unit could never train again. With its trained
+    beta > 0 the channel passes gradient and the filter regrows; with beta <= 0 it stays
+    off, as in the paper's code, which zeroed only the filter weights.
+    """
+    for name, t in _unit_tensors(layer).items():
+        if name.startswith("conv."):
+            t[idx] = 0
+            for value in optimizer.state.get(t, {}).values():
+                if torch.is_tensor(value) and value.shape == t.shape:
+                    value[idx] = 0
+        else:
+            t[idx] = saved[name]
+
+
+class ZeroEffector:
+    """Zero filters with the next BN's gamma and beta for N training steps, then let them return."""
+
+    def __init__(self, steps: int, restore: bool):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"zero needs steps >= 1 (training steps), got {steps!r}")
+        self.steps, self.restore = steps, bool(restore)
+        self.active: list[_Intervention] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        idx = indices.to(layer.conv.weight.device)
+        saved = {k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()}
+        self.optimizer = ctx.optimizer
+        _zero_with_bn(layer, idx)
+        self.active.append(_Intervention(layer, idx, self.steps, saved))
+        return None
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        still = []
+        for iv in self.active:
+            iv.remaining -= 1
+            if iv.remaining > 0:
+                _zero_with_bn(iv.layer, iv.indices)
+                still.append(iv)
+            elif self.restore:
+                for name, t in _unit_tensors(iv.layer).items():
+                    t[iv.indices] = iv.saved[name]
+            else:
+                _reenter_at_zero(iv.layer, iv.indices, iv.saved, self.optimizer)
+        self.active = still
+
+
+class NoiseEffector:
+    """For N training steps, add fresh Gaussian noise to the filters' weights before each step."""
+
+    def __init__(self, steps: int, variance: str | float):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"noise needs steps >= 1 (training steps), got {steps!r}")
+        if variance != "untargeted" and (isinstance(variance, bool) or not isinstance(variance, (int, float))
+                                         or variance <= 0):
+            raise ValueError(f"noise variance must be 'untargeted' or a number > 0, got {variance!r}")
+        self.steps, self.variance = steps, variance
+        self.active: list[_Intervention] = []
+        self.generator: torch.Generator | None = None
+
+    def variance_for(self, layer: LayerState) -> float:
+        """The variance of the layer's untargeted filters' weights (the paper), or the fixed value."""
+        if self.variance != "untargeted":
+            return float(self.variance)
+        untargeted = layer.conv.weight.detach()[layer.alive.to(layer.conv.weight.device)]
+        if untargeted.numel() < 2:
+            raise ValueError(f"noise: layer '{layer.name}' has no untargeted filters left to take a variance from")
+        return float(untargeted.var())
+
+    @torch.no_grad()
+    def _add_noise(self, iv: _Intervention) -> None:
+        w = iv.layer.conv.weight
+        std = self.variance_for(iv.layer) ** 0.5
+        w[iv.indices] += (torch.randn(w[iv.indices].shape, generator=self.generator) * std).to(w.device, w.dtype)
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        self.generator = ctx.generator
+        iv = _Intervention(layer, indices.to(layer.conv.weight.device), self.steps)
+        self._add_noise(iv)  # the first of N draws, seen by the event's t_post and training step 1
+        self.active.append(iv)
+        return None
+
+    def after_step(self) -> None:
+        still = []
+        for iv in self.active:
+            iv.remaining -= 1
+            if iv.remaining > 0:
+                self._add_noise(iv)
+                still.append(iv)
+        self.active = still
+
+
+def zero(steps: int = 100, restore: bool = False):
+    """Temporary zeroing (filter, BN gamma/beta) for N training steps; re-entry at zero or restore."""
+    return ZeroEffector(steps, restore)
+
+
+def noise(steps: int = 100, variance: str | float = "untargeted"):
+    """Fresh Gaussian noise on the filters for N training steps; variance of the untargeted filters."""
+    return NoiseEffector(steps, variance)
+
+
 @hookimpl
 def register_effectors(register):
     register("mask", mask)
     register("remove", remove, capabilities=[REMOVES_UNITS])
+    register("zero", zero, capabilities=[TEMPORARY])
+    register("noise", noise, capabilities=[TEMPORARY])
