@@ -20,6 +20,19 @@ def registry():
     return Registry()
 
 
+def train_steps(model, optimizer, x, y, n: int = 1, after_step=None) -> None:
+    """``n`` optimizer steps of cross-entropy on one batch, calling ``after_step`` after each."""
+    from torch.nn import functional as F
+
+    for _ in range(n):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run `python -m gstbench ...` as a real subprocess; returns CompletedProcess."""
     full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}

@@ -13,6 +13,8 @@ from gstbench.builtin.models import cnn1d, resnet1d
 from gstbench.components import PruningContext
 from gstbench.pruning import coupled_outputs, layer_states
 
+from conftest import train_steps
+
 SHAPE = (1, 40)
 
 
@@ -31,15 +33,9 @@ def trained_a_little(model, steps=5, seed=0):
 
 
 def steps_on(model, opt, n=3, after_step=None):
-    """A few optimizer steps on one fixed batch."""
+    """A few optimizer steps on one fixed random batch; returns the batch's inputs."""
     x, y = torch.randn(32, *SHAPE), torch.randint(0, 10, (32,))
-    for _ in range(n):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if after_step is not None:
-            after_step()
+    train_steps(model, opt, x, y, n, after_step)
     return x
 
 

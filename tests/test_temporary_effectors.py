@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from gstbench.builtin.effectors import NoiseEffector, ZeroEffector, _unit_tensors
 from gstbench.builtin.models import cnn1d
@@ -12,6 +11,8 @@ from gstbench.components import PruningContext
 from gstbench.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.pruning import layer_states
+
+from conftest import train_steps
 
 SHAPE = (1, 40)
 TARGETS = torch.tensor([1, 4, 9])
@@ -30,13 +31,7 @@ def setup(seed=0):
 
 
 def step(model, opt, x, y, effector, n=1):
-    for _ in range(n):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if effector is not None:
-            effector.after_step()
+    train_steps(model, opt, x, y, n, effector.after_step if effector is not None else None)
 
 
 def snapshot(layer):
