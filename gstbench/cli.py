@@ -178,8 +178,16 @@ def suites_show(name, scale, seeds, as_json) -> None:
     if suite.description:
         click.echo(suite.description)
     for key, values in suite.axes.items():
-        click.echo(f"  axis {key}: {', '.join(map(str, values))}")
+        click.echo(f"  axis {key}: {', '.join(_axis_value(v) for v in values)}")
     click.echo(f"{summary['configurations']} configurations x {suite.seeds} seeds = {summary['cells']} cells")
+
+
+def _axis_value(value) -> str:
+    """A component table as name(option=value, ...), like the leaderboard labels."""
+    if isinstance(value, dict) and "name" in value:
+        options = ",".join(f"{k}={v}" for k, v in sorted(value.items()) if k != "name")
+        return f"{value['name']}({options})" if options else str(value["name"])
+    return str(value)
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """Suites: TOML files that expand into a validated matrix of cells.
 
-A suite has a ``base`` config, ``axes`` (dotted key -> list of values) swept as a
+A suite has a ``base`` config (optionally starting from the base of the suite it
+``extends``, at the same scale), ``axes`` (dotted key -> list of values) swept as a
 product, ``include`` entries (extra configs, e.g. an unpruned baseline, not crossed with
 the axes), a number of ``seeds``, and ``scales``: each scale may override ``seeds``,
 deep-merge into ``base``, replace ``axes`` or ``include``, or say it is ``unavailable``.
@@ -21,7 +22,7 @@ from gstbench.components import REMOVES_UNITS
 from gstbench.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 
-SUITE_KEYS = {"name", "description", "seeds", "base", "axes", "include", "scales", "leaderboard"}
+SUITE_KEYS = {"name", "description", "extends", "seeds", "base", "axes", "include", "scales", "leaderboard"}
 SCALE_KEYS = {"description", "seeds", "base", "axes", "include", "unavailable"}
 LEADERBOARD_KEYS = {"rank"}
 DEFAULT_SCALE = "quick"
@@ -86,6 +87,26 @@ def _check(d: Any, allowed: set[str], where: str, source: str) -> None:
                             source=source, key=f"{where}.{k}" if where else k)
 
 
+def _extended_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[str, ...] = ()) -> dict:
+    """The merged base (at ``scale``) of the suite named by ``extends``, or {}."""
+    parent_name = raw.get("extends")
+    if parent_name is None:
+        return {}
+    if not isinstance(parent_name, str):
+        raise SpecError(f"{parent_name!r} is not a suite name or path", source=source, key="extends")
+    relative = Path(source).parent / parent_name  # a path is relative to the extending file
+    try:
+        path = find_suite(registry, str(relative) if parent_name.endswith(".toml") else parent_name).resolve()
+        parent = tomllib.loads(path.read_text())
+    except (GstbenchError, OSError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"cannot extend '{parent_name}': {exc}", source=source, key="extends") from None
+    if str(path) in seen or str(path) == str(Path(source).resolve()):
+        raise SpecError(f"'{parent_name}' extends itself (through {' -> '.join(seen)})", source=source, key="extends")
+    base = _deep_merge(_extended_base(registry, parent, scale, str(path), seen + (str(Path(source).resolve()),)),
+                       parent.get("base", {}))
+    return _deep_merge(base, parent.get("scales", {}).get(scale, {}).get("base", {}))
+
+
 def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: int | None = None,
                overrides: dict[str, Any] | None = None) -> Suite:
     """Read, merge and validate a suite; raises SpecError naming the file, key and value at fault.
@@ -111,7 +132,8 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     if "unavailable" in sc:
         raise GstbenchError(f"scale '{scale}' of suite '{raw.get('name', path.stem)}' is not available yet: "
                             f"{sc['unavailable']}")
-    base = _deep_merge(raw.get("base", {}), sc.get("base", {}))
+    base = _deep_merge(_extended_base(registry, raw, scale, source), raw.get("base", {}))
+    base = _deep_merge(base, sc.get("base", {}))
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
     includes = sc.get("include", raw.get("include", []))

@@ -85,3 +85,31 @@ def test_a_scorer_override_replaces_the_scorer_of_every_pruned_configuration(reg
     assert len(suite.cells) == 6
     with pytest.raises(SpecError, match="unknown scorer 'snip'"):
         load_suite(registry, str(DATA / "tiny.toml"), overrides={"prune.scorer": "snip"})
+
+
+def test_permanence_extends_the_tradeoff_base(registry):
+    tradeoff = load_suite(registry, "tradeoff")
+    permanence = load_suite(registry, "permanence")
+    assert len(permanence.cells) == (3 * 8 + 1) * 3
+    reference = next(c for c in tradeoff.cells if c.prune is not None)
+    for cell in permanence.cells:
+        assert (cell.model, cell.dataset, cell.train) == (reference.model, reference.dataset, reference.train)
+        if cell.prune is not None:
+            assert [name for name, _ in cell.prune.layers] == ["conv3", "conv4"]
+            assert {s.period for _, s in cell.prune.layers} == {"8ep"}
+    effectors = {c.prune.effector.label for c in permanence.cells if c.prune is not None}
+    assert effectors == {"mask", "remove", "zero(steps=6)", "zero(steps=24)", "zero(restore=True,steps=6)",
+                         "zero(restore=True,steps=24)", "noise(steps=6)", "noise(steps=24)"}
+
+
+def test_extends_names_a_missing_or_circular_parent(registry, tmp_path):
+    path = write(tmp_path, 'extends = "tradof"\n' + TINY)
+    with pytest.raises(SpecError, match="at key 'extends': cannot extend 'tradof'.*did you mean: tradeoff"):
+        load_suite(registry, str(path))
+    path.write_text('extends = "suite.toml"\n' + TINY)  # relative to the file, not the working directory
+    with pytest.raises(SpecError, match="extends itself"):
+        load_suite(registry, str(path))
+    (tmp_path / "child.toml").write_text('extends = "suite.toml"\n[scales.quick]\n')
+    path.write_text(TINY)
+    child = load_suite(registry, str(tmp_path / "child.toml"))
+    assert child.cells[0].model == load_suite(registry, str(path)).cells[0].model
