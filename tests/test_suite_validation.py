@@ -113,3 +113,20 @@ def test_extends_names_a_missing_or_circular_parent(registry, tmp_path):
     path.write_text(TINY)
     child = load_suite(registry, str(tmp_path / "child.toml"))
     assert child.cells[0].model == load_suite(registry, str(path)).cells[0].model
+
+
+def test_rate_sweeps_the_number_of_events_at_fixed_total_pruning(registry):
+    from gstbench.schedule import build_schedule
+
+    suite = load_suite(registry, "rate")
+    assert len(suite.cells) == (3 * 6 + 1) * 3
+    counts = set()
+    for cell in suite.cells:
+        if cell.prune is None:
+            continue
+        events = build_schedule(cell.prune, {"conv3": 64, "conv4": 64}, steps_per_epoch=6, total_steps=240)
+        removed = {layer: sum(c.count for cuts in events.values() for c in cuts if c.layer == layer)
+                   for layer in ("conv3", "conv4")}
+        assert removed == {"conv3": 32, "conv4": 48}  # the same total at every rate
+        counts.add(len(events))
+    assert counts == {23, 12, 6, 3, 2, 1}
