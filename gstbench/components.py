@@ -8,8 +8,8 @@ the optional ones with ``getattr``.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -124,7 +124,6 @@ class PruningContext:
     example_input: torch.Tensor
     generator: torch.Generator  # seeded per cell; draw all pruning randomness from it
     step: int = 0
-    on_units_removed: list[Callable[[LayerState, torch.Tensor], None]] = field(default_factory=list)
 
 
 class Scorer(Protocol):
@@ -155,7 +154,8 @@ class Effector(Protocol):
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext) -> torch.Tensor | None:
         ...
 
-    # optional: after_step(layers), check_layer(model, layer, example_input) -> str | None
+    # optional: after_step() after every optimizer step;
+    # check_layer(model, layer_name, prunable_layer, example_input) -> reason it cannot work, or None
 
 
 class Metric(Protocol):
