@@ -53,6 +53,7 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
     from gstbench.suite import load_suite
 
     registry = _registry()
+    _check_device(device)
     try:
         registry.get("executors", executor)
         suite = load_suite(registry, suite_name, scale=scale, seeds=seeds,
@@ -103,6 +104,21 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
         click.echo(render_leaderboard(report))
     if report["totals"]["failed"]:
         sys.exit(1)
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device this machine lacks before any cell runs (else every cell would fail)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise click.BadParameter(f"this machine has {torch.cuda.device_count()} CUDA device(s)",
+                                 param_hint="--device")
 
 
 @cli.command()
@@ -201,10 +217,11 @@ def plugins(as_json) -> None:
         return
     rows = []
     for info in infos:
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info["provides"].items())
+        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info["provides"].items()) or "-"
         status = info["status"] + (f": {info['error']}" if info["error"] else "")
-        rows.append([info["name"], info["version"], status, ", ".join(info["hooks"]), provides])
-    click.echo(tabulate(rows, headers=["plugin", "version", "status", "hooks", "provides"]))
+        hooks = ", ".join(h.removeprefix("register_") for h in info["hooks"]) or "-"
+        rows.append([info["name"], info["version"], status, provides, hooks])
+    click.echo(tabulate(rows, headers=["plugin", "version", "status", "provides", "register_* hooks"]))
 
 
 @cli.command("list")

@@ -142,3 +142,13 @@ def test_separate_processes_with_the_same_seeds_store_the_same_numbers(tmp_path)
     assert a.keys() == b.keys() and len(a) == 3
     for key in a:
         assert a[key]["metrics"] == b[key]["metrics"] and a[key]["curves"] == b[key]["curves"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_device_is_refused_before_any_cell_runs(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--suite", TINY, "--device", "cuda", "--out", str(out))
+    assert proc.returncode == 2 and "CUDA is not available on this machine" in proc.stderr
+    assert not out.exists()
+    bad = run_cli("run", "--suite", TINY, "--device", "gpu9", "--out", str(out))
+    assert bad.returncode == 2 and "--device" in bad.stderr
