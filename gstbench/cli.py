@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
@@ -71,10 +72,12 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
         bar = tqdm(total=len(pending), unit="cell", disable=as_json or not pending, file=sys.stderr,
                    dynamic_ncols=True)
 
+    @functools.lru_cache(maxsize=1)
+    def cell_label(spec) -> str:  # once per cell, not per epoch
+        return " ".join(v for v in describe_config(spec.canonical()).values() if v != "-")
+
     def on_epoch(spec, epoch, epochs):
-        row = describe_config(spec.canonical())
-        label = "unpruned" if spec.prune is None else f"{row['scorer']} {row['target']} {row['effector']} {row['period']}"
-        bar.set_postfix_str(f"{label} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
+        bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
 
     def on_cell_done(spec, result):
         bar.update(1)
@@ -200,9 +203,10 @@ def suites_show(name, scale, seeds, as_json) -> None:
 
 def _axis_value(value) -> str:
     """A component table as name(option=value, ...), like the leaderboard labels."""
+    from gstbench.config import component_label
+
     if isinstance(value, dict) and "name" in value:
-        options = ",".join(f"{k}={v}" for k, v in sorted(value.items()) if k != "name")
-        return f"{value['name']}({options})" if options else str(value["name"])
+        return component_label(value["name"], {k: v for k, v in value.items() if k != "name"})
     return str(value)
 
 

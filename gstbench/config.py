@@ -60,10 +60,13 @@ class ComponentRef:
 
     @property
     def label(self) -> str:
-        name = self.id.split(":", 1)[1].split("@")[0] if ":" in self.id else self.id
-        if not self.options:
-            return name
-        return name + "(" + ",".join(f"{k}={v}" for k, v in self.options) + ")"
+        return component_label(self.id, dict(self.options))
+
+
+def component_label(name: str, options: dict[str, Any]) -> str:
+    """A component as tables and progress show it: ``name(k=v,...)``, plugin prefix dropped."""
+    short = name.split(":", 1)[-1]
+    return short + ("(" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + ")" if options else "")
 
 
 @dataclass(frozen=True)

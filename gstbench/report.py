@@ -13,6 +13,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from gstbench.config import component_label
 from gstbench.stats import correlation, mean_interval
 from gstbench.store import Store
 
@@ -20,9 +21,7 @@ GENERALIZATION = "best_test_acc"
 
 
 def _short(component: dict[str, Any]) -> str:
-    name = component["id"].split(":", 1)[-1]
-    opts = component.get("options") or {}
-    return name + ("(" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")" if opts else "")
+    return component_label(component["id"], component.get("options") or {})
 
 
 SHOWN_AXES = {"prune.scorer", "prune.target", "prune.effector", "prune.period"}

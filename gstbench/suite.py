@@ -87,24 +87,26 @@ def _check(d: Any, allowed: set[str], where: str, source: str) -> None:
                             source=source, key=f"{where}.{k}" if where else k)
 
 
-def _extended_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[str, ...] = ()) -> dict:
-    """The merged base (at ``scale``) of the suite named by ``extends``, or {}."""
+def _merged_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[str, ...] = ()) -> dict:
+    """A suite's base at ``scale``: the base of the suite it ``extends``, its own, its scale's."""
+    base: dict = {}
     parent_name = raw.get("extends")
-    if parent_name is None:
-        return {}
-    if not isinstance(parent_name, str):
-        raise SpecError(f"{parent_name!r} is not a suite name or path", source=source, key="extends")
-    relative = Path(source).parent / parent_name  # a path is relative to the extending file
-    try:
-        path = find_suite(registry, str(relative) if parent_name.endswith(".toml") else parent_name).resolve()
-        parent = tomllib.loads(path.read_text())
-    except (GstbenchError, OSError, tomllib.TOMLDecodeError) as exc:
-        raise SpecError(f"cannot extend '{parent_name}': {exc}", source=source, key="extends") from None
-    if str(path) in seen or str(path) == str(Path(source).resolve()):
-        raise SpecError(f"'{parent_name}' extends itself (through {' -> '.join(seen)})", source=source, key="extends")
-    base = _deep_merge(_extended_base(registry, parent, scale, str(path), seen + (str(Path(source).resolve()),)),
-                       parent.get("base", {}))
-    return _deep_merge(base, parent.get("scales", {}).get(scale, {}).get("base", {}))
+    if parent_name is not None:
+        if not isinstance(parent_name, str):
+            raise SpecError(f"{parent_name!r} is not a suite name or path", source=source, key="extends")
+        me = str(Path(source).resolve())
+        relative = Path(source).parent / parent_name  # a path is relative to the extending file
+        try:
+            path = find_suite(registry, str(relative) if parent_name.endswith(".toml") else parent_name).resolve()
+            parent = tomllib.loads(path.read_text())
+        except (GstbenchError, OSError, tomllib.TOMLDecodeError) as exc:
+            raise SpecError(f"cannot extend '{parent_name}': {exc}", source=source, key="extends") from None
+        if str(path) in seen or str(path) == me:
+            raise SpecError(f"'{parent_name}' extends itself (through {' -> '.join(seen)})", source=source,
+                            key="extends")
+        base = _merged_base(registry, parent, scale, str(path), seen + (me,))
+    base = _deep_merge(base, raw.get("base", {}))
+    return _deep_merge(base, raw.get("scales", {}).get(scale, {}).get("base", {}))
 
 
 def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: int | None = None,
@@ -132,8 +134,7 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     if "unavailable" in sc:
         raise GstbenchError(f"scale '{scale}' of suite '{raw.get('name', path.stem)}' is not available yet: "
                             f"{sc['unavailable']}")
-    base = _deep_merge(_extended_base(registry, raw, scale, source), raw.get("base", {}))
-    base = _deep_merge(base, sc.get("base", {}))
+    base = _merged_base(registry, raw, scale, source)
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
     includes = sc.get("include", raw.get("include", []))

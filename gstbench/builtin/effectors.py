@@ -107,23 +107,19 @@ def _reenter_at_zero(layer: LayerState, idx: torch.Tensor, saved: dict[str, torc
             t[idx] = saved[name]
 
 
-class ZeroEffector:
-    """Zero filters with the next BN's gamma and beta for N training steps, then let them return."""
+class _TemporaryEffector:
+    """Acts on targeted filters for N training steps: ``_during`` before each, ``_release`` after the last."""
 
-    def __init__(self, steps: int, restore: bool):
+    def __init__(self, steps: int):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"zero needs steps >= 1 (training steps), got {steps!r}")
-        self.steps, self.restore = steps, bool(restore)
+            raise ValueError(f"{type(self).name} needs steps >= 1 (training steps), got {steps!r}")
+        self.steps = steps
         self.active: list[_Intervention] = []
-        self.optimizer: torch.optim.Optimizer | None = None
 
-    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
-        idx = indices.to(layer.conv.weight.device)
-        saved = {k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()}
-        self.optimizer = ctx.optimizer
-        _zero_with_bn(layer, idx)
-        self.active.append(_Intervention(layer, idx, self.steps, saved))
-        return None
+    def _start(self, layer: LayerState, indices: torch.Tensor, saved: dict | None = None) -> None:
+        iv = _Intervention(layer, indices.to(layer.conv.weight.device), self.steps, saved)
+        self._during(iv)  # the first of N: seen by the event's t_post and training step 1
+        self.active.append(iv)
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -131,27 +127,58 @@ class ZeroEffector:
         for iv in self.active:
             iv.remaining -= 1
             if iv.remaining > 0:
-                _zero_with_bn(iv.layer, iv.indices)
+                self._during(iv)
                 still.append(iv)
-            elif self.restore:
-                for name, t in _unit_tensors(iv.layer).items():
-                    t[iv.indices] = iv.saved[name]
             else:
-                _reenter_at_zero(iv.layer, iv.indices, iv.saved, self.optimizer)
+                self._release(iv)
         self.active = still
 
+    def _during(self, iv: _Intervention) -> None:
+        raise NotImplementedError
 
-class NoiseEffector:
+    def _release(self, iv: _Intervention) -> None:
+        pass
+
+
+class ZeroEffector(_TemporaryEffector):
+    """Zero filters with the next BN's gamma and beta for N training steps, then let them return."""
+
+    name = "zero"
+
+    def __init__(self, steps: int, restore: bool):
+        super().__init__(steps)
+        self.restore = bool(restore)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        self.optimizer = ctx.optimizer
+        idx = indices.to(layer.conv.weight.device)
+        self._start(layer, idx, saved={k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()})
+        return None
+
+    def _during(self, iv: _Intervention) -> None:
+        _zero_with_bn(iv.layer, iv.indices)
+
+    @torch.no_grad()
+    def _release(self, iv: _Intervention) -> None:
+        if self.restore:
+            for name, t in _unit_tensors(iv.layer).items():
+                t[iv.indices] = iv.saved[name]
+        else:
+            _reenter_at_zero(iv.layer, iv.indices, iv.saved, self.optimizer)
+
+
+class NoiseEffector(_TemporaryEffector):
     """For N training steps, add fresh Gaussian noise to the filters' weights before each step."""
 
+    name = "noise"
+
     def __init__(self, steps: int, variance: str | float):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"noise needs steps >= 1 (training steps), got {steps!r}")
+        super().__init__(steps)
         if variance != "untargeted" and (isinstance(variance, bool) or not isinstance(variance, (int, float))
                                          or variance <= 0):
             raise ValueError(f"noise variance must be 'untargeted' or a number > 0, got {variance!r}")
-        self.steps, self.variance = steps, variance
-        self.active: list[_Intervention] = []
+        self.variance = variance
         self.generator: torch.Generator | None = None
 
     def variance_for(self, layer: LayerState) -> float:
@@ -163,27 +190,16 @@ class NoiseEffector:
             raise ValueError(f"noise: layer '{layer.name}' has no untargeted filters left to take a variance from")
         return float(untargeted.var())
 
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        self.generator = ctx.generator
+        self._start(layer, indices)
+        return None
+
     @torch.no_grad()
-    def _add_noise(self, iv: _Intervention) -> None:
+    def _during(self, iv: _Intervention) -> None:
         w = iv.layer.conv.weight
         std = self.variance_for(iv.layer) ** 0.5
         w[iv.indices] += (torch.randn(w[iv.indices].shape, generator=self.generator) * std).to(w.device, w.dtype)
-
-    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
-        self.generator = ctx.generator
-        iv = _Intervention(layer, indices.to(layer.conv.weight.device), self.steps)
-        self._add_noise(iv)  # the first of N draws, seen by the event's t_post and training step 1
-        self.active.append(iv)
-        return None
-
-    def after_step(self) -> None:
-        still = []
-        for iv in self.active:
-            iv.remaining -= 1
-            if iv.remaining > 0:
-                self._add_noise(iv)
-                still.append(iv)
-        self.active = still
 
 
 def zero(steps: int = 100, restore: bool = False):
