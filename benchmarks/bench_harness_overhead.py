@@ -47,7 +47,7 @@ def bare_loop(spec, registry) -> list[float]:
     opt = torch.optim.Adam(model.parameters(), lr=spec.train.lr)
     n, bs = data.x_train.shape[0], spec.train.batch_size
     spe = math.ceil(n / bs)
-    milestones = [steps_to_int(m, spe) for m in spec.train.milestones]
+    milestones = [steps_to_int(m, spe, spe * spec.train.epochs) for m in spec.train.milestones]
     names = [name for name, _ in spec.prune.layers]
     convs = {k: model.get_submodule(model.prunable_layers[k].conv) for k in names}
     bns = {k: model.get_submodule(model.prunable_layers[k].bn) for k in names}

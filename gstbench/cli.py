@@ -74,7 +74,7 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
 
     @functools.lru_cache(maxsize=1)
     def cell_label(spec) -> str:  # once per cell, not per epoch
-        return " ".join(v for v in describe_config(spec.canonical()).values() if v != "-")
+        return " ".join(v for v in describe_config(spec.canonical(), list(suite.axes)).values() if v != "-")
 
     def on_epoch(spec, epoch, epochs):
         bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
@@ -246,8 +246,10 @@ def list_components(kind, as_json) -> None:
     if not data:
         click.echo(f"no {kind} registered")
         return
-    click.echo(tabulate([[d["id"], ", ".join(f"{k}={v}" for k, v in d["options"].items()),
-                          ", ".join(d["capabilities"]), d["description"]] for d in data],
+    def options(d: dict) -> str:
+        return ", ".join(f"{k} (required)" if v is None else f"{k}={v}" for k, v in d["options"].items())
+
+    click.echo(tabulate([[d["id"], options(d), ", ".join(d["capabilities"]), d["description"]] for d in data],
                         headers=[kind[:-1], "options", "capabilities", "description"]))
 
 

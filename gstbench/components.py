@@ -30,6 +30,8 @@ KINDS = (
 NEEDS_ACTIVATIONS = "needs-activations"  # scorer: the engine lets it hook forward passes
 REMOVES_UNITS = "removes-units"  # effector: changes tensor shapes (physical removal)
 TEMPORARY = "temporary"  # effector: targeted units come back after a while (zero, noise)
+WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
+LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,21 @@ class PrunableLayer:
 
 @dataclass
 class LayerState:
-    """Pruning state of one layer during a cell, in the layer's current (physical) indexing."""
+    """Pruning state of one layer during a cell, in the layer's current (physical) indexing.
+
+    With granularity "filters" a unit is an output channel and ``alive`` has one entry per
+    channel; with "weights" a unit is one weight and ``alive`` has the weight's shape.
+    Scorers return scores of ``alive``'s shape; targets and effectors see flat indices.
+    """
 
     name: str
     spec: PrunableLayer
     conv: nn.Module
     bn: nn.Module | None
     n_original: int
-    original_index: torch.Tensor  # physical channel -> original channel
-    alive: torch.Tensor  # bool per physical channel
+    original_index: torch.Tensor  # physical unit -> original unit (flat)
+    alive: torch.Tensor  # bool per physical unit
+    granularity: str = "filters"
 
     @property
     def n_physical(self) -> int:
@@ -113,6 +121,10 @@ class LayerState:
     @property
     def n_alive(self) -> int:
         return int(self.alive.sum())
+
+    @property
+    def alive_flat(self) -> torch.Tensor:
+        return self.alive.flatten()
 
 
 @dataclass
@@ -156,6 +168,40 @@ class Effector(Protocol):
 
     # optional: after_step() after every optimizer step;
     # check_layer(model, layer_name, prunable_layer, example_input) -> reason it cannot work, or None
+
+
+@dataclass
+class Resume:
+    """Where retraining starts after a rewind: the schedule's step (its learning rate and data order).
+
+    ``replay_lr`` False trains at the schedule's final learning rate instead (fine-tuning).
+    """
+
+    step: int
+    replay_lr: bool = True
+
+
+@dataclass
+class RewindContext:
+    """What a rewind may use between rounds. The engine re-applies the masks afterwards."""
+
+    model: nn.Module
+    checkpoint: dict[str, torch.Tensor] | None  # state_dict at checkpoint_step, if the rewind asked for one
+    fresh_state: Any  # () -> state_dict of a newly initialized model (seeded per cell and round)
+    steps_per_epoch: int
+    total_steps: int
+    round: int
+
+
+class Rewind(Protocol):
+    """What happens to weights and learning rate between prune-retrain rounds."""
+
+    def checkpoint_step(self, steps_per_epoch: int, total_steps: int) -> int | None:  # required
+        """The training step whose weights the engine must keep from the first run (None: none)."""
+        ...
+
+    def rewind(self, ctx: RewindContext) -> Resume:  # required
+        ...
 
 
 class Metric(Protocol):

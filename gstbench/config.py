@@ -14,34 +14,42 @@ import json
 import math
 import re
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gstbench.components import _REQUIRED
 from gstbench.errors import SpecError, UnknownComponent, closest
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+STEPS_HELP = "write e.g. '500it' (steps), '3ep' (epochs) or '0.5%' (of training)"
 
 
 def parse_steps(value: Any, key: str, source: str | None = None) -> str:
-    """Canonical step string: ``500it`` (training steps) or ``3ep`` (epochs); an int means steps."""
+    """Canonical step string: ``500it`` (steps), ``3ep`` (epochs), ``0.5%`` (of training); an int means steps."""
     if isinstance(value, bool):
-        raise SpecError(f"{value!r} is not a step count; write e.g. '500it' or '3ep'", source=source, key=key)
+        raise SpecError(f"{value!r} is not a step count; {STEPS_HELP}", source=source, key=key)
     if isinstance(value, int) and value >= 0:
         return f"{value}it"
     if isinstance(value, str):
         m = STEPS_RE.match(value)
         if m:
             return f"{int(m.group(1))}{m.group(2)}"
-    raise SpecError(f"{value!r} is not a step count; write e.g. '500it' (steps) or '3ep' (epochs)",
-                    source=source, key=key)
+        m = PERCENT_RE.match(value)
+        if m and float(m.group(1)) <= 100:
+            return f"{float(m.group(1)):g}%"
+    raise SpecError(f"{value!r} is not a step count; {STEPS_HELP}", source=source, key=key)
 
 
-def steps_to_int(value: str, steps_per_epoch: int) -> int:
+def steps_to_int(value: str, steps_per_epoch: int, total_steps: int) -> int:
+    """A canonical step string as a training step; a percentage rounds to the nearest step."""
     m = STEPS_RE.match(value)
+    if m:
+        n = int(m.group(1))
+        return n * steps_per_epoch if m.group(2) == "ep" else n
+    m = PERCENT_RE.match(value)
     assert m, value
-    n = int(m.group(1))
-    return n * steps_per_epoch if m.group(2) == "ep" else n
+    return round(float(m.group(1)) / 100 * total_steps)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class ComponentRef:
 def component_label(name: str, options: dict[str, Any]) -> str:
     """A component as tables and progress show it: ``name(k=v,...)``, plugin prefix dropped."""
     short = name.split(":", 1)[-1]
+    if list(options) == ["at"]:  # a rewind step, as users write it: weights@1ep
+        return f"{short}@{options['at']}"
     return short + ("(" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + ")" if options else "")
 
 
@@ -83,10 +93,19 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LayerSchedule:
+    """In-training schedule: ``fraction`` in total, events from start to end every period.
+
+    In rounds mode start/end/period are None and ``fraction`` is cut from what remains each round.
+    """
+
     fraction: float
-    start: str
-    end: str
-    period: str
+    start: str | None = None
+    end: str | None = None
+    period: str | None = None
+
+
+GRANULARITIES = ("filters", "weights")
+SCOPES = ("layer", "global")
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,15 @@ class PruneConfig:
     target: ComponentRef
     effector: ComponentRef
     layers: tuple[tuple[str, LayerSchedule], ...]
+    # filters: whole output channels (structured); weights: individual weights (unstructured)
+    granularity: str = field(default="filters", metadata={"since": "0.2"})
+    # layer: each layer loses its own fraction; global: one ranking over all layers' units
+    scope: str = field(default="layer", metadata={"since": "0.2"})
+    # 0: prune during training on the schedule; R >= 1: train, prune, rewind, retrain, R times
+    rounds: int = field(default=0, metadata={"since": "0.2"})
+    # rounds mode: train a second copy from each rewind point with another data order, for LMC
+    data_order_stability: bool = field(default=False, metadata={"since": "0.2"})
+    lmc_points: int = field(default=30, metadata={"since": "0.2"})
 
 
 @dataclass(frozen=True)
@@ -149,7 +177,9 @@ def _canonical(obj: Any) -> Any:
 
 # ---- building a CellSpec from a plain dict (a suite's merged config) ----------------
 CELL_KEYS = {"model", "dataset", "train", "prune", "rewind", "metrics"}
-PRUNE_KEYS = {"scorer", "target", "effector", "layers", "start", "end", "period"}
+PRUNE_KEYS = {"scorer", "target", "effector", "layers", "fraction", "start", "end", "period", "granularity", "scope",
+              "rounds",
+              "data_order_stability", "lmc_points"}
 LAYER_KEYS = {"fraction", "start", "end", "period"}
 OPTIMIZERS = ("adam", "sgd")
 
@@ -233,7 +263,8 @@ def component_ref(registry: Any, kind: str, value: Any, key: str, source: str | 
     if defaults:
         missing = [k for k, d in defaults.items() if d is _REQUIRED and k not in options]
         if missing:
-            raise SpecError(f"{comp.id} needs option(s) {', '.join(missing)}", source=source, key=key)
+            hint = f" (write e.g. '{comp.name}@500it')" if missing == ["at"] and kind == "rewinds" else ""
+            raise SpecError(f"{comp.id} needs option(s) {', '.join(missing)}{hint}", source=source, key=key)
     return ComponentRef(comp.hash_id, tuple(sorted(kept.items())))
 
 
@@ -246,33 +277,89 @@ def _prune(d: Any, registry: Any, source: str | None) -> PruneConfig | None:
     for k in ("scorer", "target", "effector", "layers"):
         if k not in d:
             raise SpecError(f"missing key '{k}'", source=source, key=f"prune.{k}")
+    granularity = _choice(d.get("granularity", "filters"), GRANULARITIES, "prune.granularity", source)
+    scope = _choice(d.get("scope", "layer"), SCOPES, "prune.scope", source)
+    rounds = _coerce(d.get("rounds", 0), int, "prune.rounds", source)
+    if rounds < 0:
+        raise SpecError(f"{rounds!r} must be >= 0 (0: prune during training)", source=source, key="prune.rounds")
+    twins = d.get("data_order_stability", False)
+    if not isinstance(twins, bool):
+        raise SpecError(f"{twins!r} is not true or false", source=source, key="prune.data_order_stability")
+    if twins and not rounds:
+        raise SpecError("data-order stability compares two copies trained from a rewind point: set prune.rounds",
+                        source=source, key="prune.data_order_stability")
+    lmc_points = _coerce(d.get("lmc_points", 30), int, "prune.lmc_points", source)
+    if lmc_points < 2:
+        raise SpecError(f"{lmc_points!r} must be >= 2 (the two endpoints)", source=source, key="prune.lmc_points")
+    if scope == "global" and granularity == "filters":
+        raise SpecError("a global ranking of filters can empty a whole layer (filter norms of different layers "
+                        "are not comparable); use scope = \"layer\", or granularity = \"weights\"",
+                        source=source, key="prune.scope")
     layers_in = d["layers"]
+    if isinstance(layers_in, list) and all(isinstance(n, str) for n in layers_in):
+        layers_in = {n: {} for n in layers_in}  # every layer takes the schedule written under [prune]
     if not isinstance(layers_in, dict) or not layers_in:
-        raise SpecError("must be a non-empty table of layer name -> schedule", source=source, key="prune.layers")
+        raise SpecError("must be a non-empty table of layer name -> schedule, or a list of layer names",
+                        source=source, key="prune.layers")
+    timing_keys = ("start", "end", "period")
+    if rounds:
+        for k in timing_keys:
+            where = f"prune.{k}" if k in d else next((f"prune.layers.{n}.{k}" for n, v in layers_in.items()
+                                                      if isinstance(v, dict) and k in v), None)
+            if where:
+                raise SpecError(f"rounds prune at the end of each training run, so '{k}' has no meaning; "
+                                f"drop it, or set rounds = 0 to prune during training", source=source, key=where)
     layers = []
     for lname, sched in sorted(layers_in.items()):
         key = f"prune.layers.{lname}"
         if not isinstance(sched, dict):
             raise SpecError(f"{sched!r} is not a table", source=source, key=key)
         _check_keys(sched, LAYER_KEYS, key, source)
-        merged = {k: sched.get(k, d.get(k)) for k in LAYER_KEYS}
-        where = {k: f"{key}.{k}" if k in sched else f"prune.{k}" for k in LAYER_KEYS}  # where it was written
+        needed = ("fraction",) if rounds else ("fraction", *timing_keys)
+        merged = {k: sched.get(k, d.get(k)) for k in needed}
+        where = {k: f"{key}.{k}" if k in sched else f"prune.{k}" for k in needed}  # where it was written
         for k, v in merged.items():
             if v is None:
                 raise SpecError(f"missing '{k}' (set it here or once under [prune])", source=source, key=f"{key}.{k}")
         frac = _coerce(merged["fraction"], float, where["fraction"], source)
         if not 0 < frac < 1:
-            raise SpecError(f"{frac!r} must be in (0, 1)", source=source, key=where["fraction"])
-        start, end, period = (parse_steps(merged[k], where[k], source) for k in ("start", "end", "period"))
-        if STEPS_RE.match(period).group(1) == "0":
+            raise SpecError(f"{frac!r} must be in (0, 1)" + (" (cut from what remains, each round)" if rounds else ""),
+                            source=source, key=where["fraction"])
+        if rounds:
+            layers.append((lname, LayerSchedule(frac)))
+            continue
+        start, end, period = (parse_steps(merged[k], where[k], source) for k in timing_keys)
+        if period in ("0it", "0ep", "0%"):
             raise SpecError(f"{period!r} must be > 0", source=source, key=where["period"])
         layers.append((lname, LayerSchedule(frac, start, end, period)))
+    if scope == "global" and len({s for _, s in layers}) > 1:
+        raise SpecError("a global ranking needs one schedule for all layers; set fraction (and start, end, "
+                        "period) once under [prune]", source=source, key="prune.layers")
     return PruneConfig(
         scorer=component_ref(registry, "scorers", d["scorer"], "prune.scorer", source),
         target=component_ref(registry, "targets", d["target"], "prune.target", source),
         effector=component_ref(registry, "effectors", d["effector"], "prune.effector", source),
-        layers=tuple(layers),
+        layers=tuple(layers), granularity=granularity, scope=scope, rounds=rounds,
+        data_order_stability=twins, lmc_points=lmc_points,
     )
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str, source: str | None) -> str:
+    if value not in allowed:
+        raise SpecError(f"{value!r} must be one of {', '.join(allowed)}{closest(str(value), allowed)}",
+                        source=source, key=key)
+    return value
+
+
+def rewind_ref(registry: Any, value: Any, source: str | None) -> ComponentRef:
+    """``"weights@2ep"`` is ``{name = "weights", at = "2ep"}``; the step is stored canonically."""
+    if isinstance(value, str) and "@" in value:
+        name, at = value.split("@", 1)
+        value = {"name": name, "at": int(at) if at.strip().isdigit() else at}  # a bare number counts steps
+    if isinstance(value, dict) and "at" in value:
+        at = parse_steps(value["at"], "rewind.at", source)
+        value = {**value, "at": "0it" if at in ("0ep", "0%") else at}  # one spelling of "initialization"
+    return component_ref(registry, "rewinds", value, "rewind", source)
 
 
 def cell_from_config(config: dict[str, Any], seed: int, registry: Any, source: str | None = None) -> CellSpec:
@@ -289,7 +376,7 @@ def cell_from_config(config: dict[str, Any], seed: int, registry: Any, source: s
         dataset=component_ref(registry, "datasets", config["dataset"], "dataset", source),
         train=_train(config.get("train", {}), source),
         prune=_prune(config.get("prune", False), registry, source),
-        rewind=component_ref(registry, "rewinds", config.get("rewind", "none"), "rewind", source),
+        rewind=rewind_ref(registry, config.get("rewind", "none"), source),
         metrics=tuple(component_ref(registry, "metrics", m, f"metrics[{i}]", source) for i, m in enumerate(metrics)),
         seed=seed,
     )
@@ -309,7 +396,8 @@ def spec_from_canonical(data: dict[str, Any]) -> CellSpec:
         train=TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["train"].items()}),
         prune=None if prune is None else PruneConfig(
             scorer=ref(prune["scorer"]), target=ref(prune["target"]), effector=ref(prune["effector"]),
-            layers=tuple((k, LayerSchedule(**v)) for k, v in sorted(prune["layers"].items()))),
+            layers=tuple((k, LayerSchedule(**v)) for k, v in sorted(prune["layers"].items())),
+            **{k: v for k, v in prune.items() if k not in ("scorer", "target", "effector", "layers")}),
         rewind=ref(data["rewind"]),
         metrics=tuple(ref(m) for m in data["metrics"]),
         seed=data["seed"],

@@ -22,6 +22,7 @@ class SpecError(GstbenchError):
     """A bad suite file or cell config: names the file, the key and the value at fault."""
 
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        self.message = message
         self.source = source
         self.key = key
         where = ", ".join(p for p in (source and f"in {source}", key and f"at key '{key}'") if p)

@@ -26,15 +26,29 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
         raise KeyError(f"model has no module '{path}'") from None
 
 
-def layer_states(model: nn.Module, names: Sequence[str]) -> dict[str, LayerState]:
+def weight_layer(model: nn.Module, name: str) -> PrunableLayer | None:
+    """A layer whose individual weights may be pruned: a declared prunable layer, or any conv/linear module."""
+    declared: dict[str, PrunableLayer] = getattr(model, "prunable_layers", {})
+    if name in declared:
+        return declared[name]
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return None
+    return PrunableLayer(conv=name) if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) else None
+
+
+def layer_states(model: nn.Module, names: Sequence[str], granularity: str = "filters") -> dict[str, LayerState]:
     declared: dict[str, PrunableLayer] = getattr(model, "prunable_layers", {})
     states = {}
     for name in names:
-        spec = declared[name]
+        spec = declared[name] if granularity == "filters" else weight_layer(model, name)
         conv = get_module(model, spec.conv)
         bn = get_module(model, spec.bn) if spec.bn else None
-        n = conv.weight.shape[0]
-        states[name] = LayerState(name, spec, conv, bn, n, torch.arange(n), torch.ones(n, dtype=torch.bool))
+        shape = conv.weight.shape[:1] if granularity == "filters" else conv.weight.shape
+        n = shape.numel()
+        states[name] = LayerState(name, spec, conv, bn, n, torch.arange(n), torch.ones(shape, dtype=torch.bool),
+                                  granularity)
     return states
 
 

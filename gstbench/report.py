@@ -1,4 +1,5 @@
-"""Leaderboards: one row per configuration across seeds, plus the stability-generalization correlation.
+"""Leaderboards: one row per configuration across seeds, the stability-generalization correlation,
+per-round tables for prune-retrain suites, and the answer to a suite's declared question.
 
 Generalization is the best test accuracy at or after the last pruning event (the
 paper's code); the correlation is computed across all finished pruned runs (the
@@ -14,7 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from gstbench.config import component_label
-from gstbench.stats import correlation, mean_interval
+from gstbench.stats import correlation, mean_interval, welch_difference
 from gstbench.store import Store
 
 GENERALIZATION = "best_test_acc"
@@ -33,26 +34,49 @@ def describe_config(spec: dict[str, Any], axes: list[str] = ()) -> dict[str, Any
     if prune is None:
         row = {"scorer": "-", "target": "-", "effector": "unpruned", "period": "-"}
     else:
-        periods = sorted({layer["period"] for layer in prune["layers"].values()})
+        if prune.get("rounds"):
+            period = f"{prune['rounds']} rounds"
+        else:
+            period = ",".join(sorted({layer["period"] for layer in prune["layers"].values()}))
         row = {"scorer": _short(prune["scorer"]), "target": _short(prune["target"]),
-               "effector": _short(prune["effector"]), "period": ",".join(periods)}
+               "effector": _short(prune["effector"]), "period": period}
     for axis in axes:
         if axis not in SHOWN_AXES:
             row[axis] = _lookup(spec, axis)
     return row
 
 
-def _lookup(spec: dict[str, Any], dotted: str) -> str:
+_MISSING = object()
+
+
+def _node(spec: dict[str, Any], dotted: str) -> Any:
     node: Any = spec
     for part in dotted.split("."):
         if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
             node = node["options"]
         if not isinstance(node, dict) or part not in node:
-            return "-"
+            return _MISSING
         node = node[part]
+    return node
+
+
+def _lookup(spec: dict[str, Any], dotted: str) -> str:
+    node = _node(spec, dotted)
+    if node is _MISSING:
+        return "-"
     if isinstance(node, dict) and "id" in node:
         return _short(node)
     return str(node)
+
+
+def _matches(spec: dict[str, Any], dotted: str, allowed: list[Any]) -> bool:
+    """A config value matches a name (``zero``), a full label (``zero(steps=6)``) or a literal (``false``)."""
+    node = _node(spec, dotted)
+    if node is _MISSING or node is None:
+        return (False in allowed) if (node is None or dotted == "prune") else False
+    if isinstance(node, dict) and "id" in node:
+        return node["id"].split(":", 1)[-1].split("@")[0] in allowed or _short(node) in allowed
+    return node in allowed or str(node) in [str(a) for a in allowed]
 
 
 def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
@@ -62,6 +86,7 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
     rank = rank or suite.get("rank", GENERALIZATION)
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"ok": [], "failed": [], "missing": 0, "spec": None})
     pruned_runs = []
+    runs: list[tuple[dict, dict]] = []  # (spec, metrics) of every finished run
     for stored, result in store.iter_cells():
         spec = stored["spec"]
         key = {k: v for k, v in spec.items() if k != "seed"}
@@ -72,6 +97,7 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
             group["missing"] += 1
         elif result["status"] == "ok":
             group["ok"].append(result)
+            runs.append((spec, result["metrics"]))
             if spec["prune"] is not None:
                 pruned_runs.append(result["metrics"])
         else:
@@ -91,6 +117,12 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
             gap=mean_interval([m["gap"] for m in metrics]),
             errors=group["failed"],
         )
+        if any("lmc_barrier" in m for m in metrics):
+            row.update(lmc_barrier=mean_interval([m["lmc_barrier"] for m in metrics if "lmc_barrier" in m]),
+                       weight_distance=mean_interval([m["weight_distance"] for m in metrics
+                                                      if "weight_distance" in m]))
+        if any("rounds" in r for r in group["ok"]):
+            row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r])
         if rank not in row:
             row[rank] = mean_interval([m[rank] for m in metrics if rank in m])
         rows.append(row)
@@ -99,8 +131,49 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
     totals = {"cells": sum(r["n"] + r["failed"] + r["missing"] for r in rows),
               "ok": sum(r["n"] for r in rows), "failed": sum(r["failed"] for r in rows),
               "missing": sum(r["missing"] for r in rows)}
-    return {"suite": suite, "rank": rank, "rows": rows, "correlation": {
+    out = {"suite": suite, "rank": rank, "rows": rows, "correlation": {
         "x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, "totals": totals}
+    if suite.get("question"):
+        out["answer"] = answer_question(suite["question"], runs, rank)
+    return out
+
+
+def _round_stats(per_run: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per round across seeds: sparsity, final test accuracy, and the data-order stability if measured."""
+    out = []
+    for i in range(min(len(r) for r in per_run)):
+        rounds = [r[i] for r in per_run]
+        stat = {"round": i, "sparsity": sum(x["sparsity"] for x in rounds) / len(rounds),
+                "final_test_acc": mean_interval([x["final_test_acc"] for x in rounds])}
+        if all("lmc" in x for x in rounds):
+            stat["lmc_barrier"] = mean_interval([x["lmc"]["barrier"] for x in rounds])
+            stat["weight_distance"] = mean_interval([x["weight_distance"] for x in rounds])
+        out.append(stat)
+    return out
+
+
+def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], metric: str) -> dict[str, Any]:
+    """Each group's runs pooled (per value of ``split`` too), and every pair compared with a Welch t-test."""
+    groups = dict(question["groups"])
+    names = [name for name, _ in question["groups"]]
+    members = {g: [(spec, m) for spec, m in runs
+                   if all(_matches(spec, k, allowed) for k, allowed in groups[g].items())]
+               for g in names}
+    split = question.get("split")
+    values = ["all"]
+    if split:
+        values += sorted({_lookup(spec, split) for g in names for spec, _ in members[g]} - {"-"})
+    rows = []
+    for value in values:
+        pooled = {}
+        for g in names:
+            # a group without the split key (e.g. the unpruned baseline) is compared in every split
+            pooled[g] = [m[metric] for spec, m in members[g] if metric in m and
+                         (value == "all" or _lookup(spec, split) in (value, "-"))]
+        rows.append({"split": value, "groups": {g: mean_interval(v) for g, v in pooled.items()},
+                     "pairs": [{"a": a, "b": b, **welch_difference(pooled[b], pooled[a])}  # a - b
+                               for i, a in enumerate(names) for b in names[i + 1:]]})
+    return {"question": question["question"], "metric": metric, "split": split, "groups": names, "rows": rows}
 
 
 def _pct(stat: dict[str, Any]) -> str:
@@ -111,17 +184,73 @@ def _pct(stat: dict[str, Any]) -> str:
     return f"{100 * stat['mean']:.2f} ± {100 * (stat['high'] - stat['mean']):.2f}"
 
 
+def _num(stat: dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "-"
+    return f"{stat['mean']:.3f}" + ("" if stat["low"] is None else f" ± {stat['high'] - stat['mean']:.3f}")
+
+
+def _render_rounds(report: dict[str, Any], tablefmt: str) -> list[str]:
+    """Prune-retrain suites: test accuracy (and LMC barrier) per round, with each round's sparsity."""
+    rows = [r for r in report["rows"] if r.get("rounds")]
+    if not rows:
+        return []
+    extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
+    n_rounds = max(len(r["rounds"]) for r in rows)
+    sparsity = {i: {f"{100 * r['rounds'][i]['sparsity']:.1f}" for r in rows if i < len(r["rounds"])}
+                for i in range(n_rounds)}
+    heads = [f"r{i} ({sparsity[i].pop()}%)" if len(sparsity[i]) == 1 else f"r{i}" for i in range(n_rounds)]
+    label = ["target", *extra]
+    lines = []
+    for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)", _pct),
+                            ("lmc_barrier", "LMC barrier % per round: max test error on the path between two "
+                                            "copies trained with different data orders, minus the endpoints' mean",
+                             _pct),
+                            ("weight_distance", "normalized L2 distance between the two copies' masked weights "
+                                                "per round", _num)):
+        if not any(key in x for r in rows for x in r["rounds"]):
+            continue
+        table = [[r["target"], *(r[a] for a in extra),
+                  *(fmt(x[key]) if key in x else "-" for x in r["rounds"])] for r in rows]
+        lines += ["", title + ":", tabulate(table, headers=[*label, *heads], tablefmt=tablefmt,
+                                             disable_numparse=True)]
+    return lines
+
+
+def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
+    groups = answer["groups"]
+    pairs = [(p["a"], p["b"]) for p in answer["rows"][0]["pairs"]]
+    headers = [answer["split"] or "", *(f"{g} %" for g in groups), *(f"{a} - {b}" for a, b in pairs)]
+    table = []
+    for row in answer["rows"]:
+        cells = [row["split"], *(_pct(row["groups"][g]) + f" (n={row['groups'][g]['n']})" for g in groups)]
+        for p in row["pairs"]:
+            if p["diff"] is None:
+                cells.append("-")
+            elif p["p"] is None:
+                cells.append(f"{100 * p['diff']:+.2f}")
+            else:
+                cells.append(f"{100 * p['diff']:+.2f} ± {100 * (p['high'] - p['diff']):.2f} (p={p['p']:.2g})")
+        table.append(cells)
+    return ["", f"{answer['question']} ({answer['metric']}, runs pooled per group; difference with a 95% Welch "
+                f"interval and two-sided Welch t-test p)",
+            tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)]
+
+
 def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
+    twins = any("lmc_barrier" in r for r in report["rows"])
     headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", "stability %", "final test %",
-               "best test %", "gap %"]
+               "best test %", "gap %", *(["LMC barrier %", "distance"] if twins else [])]
     table = []
     for r in report["rows"]:
         table.append([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra),
                       "-" if not r["rate"] else f"{100 * r['rate']:.1f}",
                       f"{r['n']}" + (f" (+{r['failed']} failed)" if r["failed"] else "")
                       + (f" (+{r['missing']} missing)" if r["missing"] else ""),
-                      _pct(r["stability"]), _pct(r["final_test_acc"]), _pct(r["best_test_acc"]), _pct(r["gap"])])
+                      _pct(r["stability"]), _pct(r["final_test_acc"]), _pct(r["best_test_acc"]), _pct(r["gap"]),
+                      *([_pct(r["lmc_barrier"]) if "lmc_barrier" in r else "-",
+                         _num(r["weight_distance"]) if "weight_distance" in r else "-"] if twins else [])])
     c = report["correlation"]
     lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
              f"sorted by {report['rank']}; ± is the half-width of a 95% Student-t interval across seeds; "
@@ -133,6 +262,9 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
                                ["Kendall tau", f"{c['kendall_tau']:+.3f}", f"{c['kendall_p']:.2g}"]],
                               headers=[f"stability vs {c['y']} ({c['n']} pruned runs)", "value", "p"],
                               tablefmt=tablefmt, disable_numparse=True))
+    lines += _render_rounds(report, tablefmt)
+    if report.get("answer"):
+        lines += _render_answer(report["answer"], tablefmt)
     t = report["totals"]
     lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, {t['missing']} missing")
     for r in report["rows"]:

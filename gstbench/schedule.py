@@ -35,7 +35,8 @@ def build_schedule(prune: PruneConfig, n_filters: dict[str, int], steps_per_epoc
     """Map training step -> the cuts made just before that step."""
     events: dict[int, list[LayerCut]] = {}
     for name, sched in prune.layers:
-        start, end, period = (steps_to_int(s, steps_per_epoch) for s in (sched.start, sched.end, sched.period))
+        start, end, period = (steps_to_int(s, steps_per_epoch, total_steps)
+                              for s in (sched.start, sched.end, sched.period))
         steps = list(range(start, end + 1, period))
         if not steps:
             raise SpecError(f"start {sched.start} is after end {sched.end}: no pruning event",
@@ -52,11 +53,12 @@ def build_schedule(prune: PruneConfig, n_filters: dict[str, int], steps_per_epoc
     return dict(sorted(events.items()))
 
 
-def iterative_rate(prune: PruneConfig, steps_per_epoch: int) -> float:
+def iterative_rate(prune: PruneConfig, steps_per_epoch: int, total_steps: int) -> float:
     """The suite's 'rate': total fraction / number of events, for the most-pruned layer."""
     best = 0.0
     for _, sched in prune.layers:
-        start, end, period = (steps_to_int(s, steps_per_epoch) for s in (sched.start, sched.end, sched.period))
+        start, end, period = (steps_to_int(s, steps_per_epoch, total_steps)
+                              for s in (sched.start, sched.end, sched.period))
         n_events = max(1, len(range(start, end + 1, period)))
         best = max(best, sched.fraction / n_events)
     return best

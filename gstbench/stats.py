@@ -1,4 +1,4 @@
-"""Statistics for leaderboards: means with 95% t-intervals, Pearson and Kendall correlations (scipy)."""
+"""Statistics for leaderboards: means with 95% t-intervals, Welch tests, Pearson and Kendall correlations (scipy)."""
 
 from __future__ import annotations
 
@@ -34,4 +34,24 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
     t = stats.kendalltau(a, b)
     out.update(pearson_r=float(r.statistic), pearson_p=float(r.pvalue), kendall_tau=float(t.statistic),
                kendall_p=float(t.pvalue))
+    return out
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+    """mean(b) - mean(a) with a Welch 95% interval and two-sided p-value; None below 2 values per side."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    out: dict[str, Any] = {"diff": None, "low": None, "high": None, "p": None, "n_a": int(x.size),
+                           "n_b": int(y.size), "method": "welch-t"}
+    if x.size < 2 or y.size < 2:
+        out["note"] = "undefined: fewer than 2 runs on a side"
+        return out
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    diff = float(y.mean() - x.mean())
+    out["diff"] = diff
+    if va + vb == 0:
+        out["note"] = "undefined: no variance"
+        return out
+    dof = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb))
+    out.update(low=diff - half, high=diff + half, p=float(stats.ttest_ind(y, x, equal_var=False).pvalue))
     return out

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gstbench.components import REMOVES_UNITS
+from gstbench.components import LOADS_WEIGHTS, REMOVES_UNITS, TEMPORARY, WEIGHTS
 from gstbench.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 
 SUITE_KEYS = {"name", "description", "extends", "seeds", "base", "axes", "include", "scales", "leaderboard"}
 SCALE_KEYS = {"description", "seeds", "base", "axes", "include", "unavailable"}
-LEADERBOARD_KEYS = {"rank"}
+LEADERBOARD_KEYS = {"rank", "question", "groups", "split"}
 DEFAULT_SCALE = "quick"
 
 
@@ -39,10 +39,13 @@ class Suite:
     axes: dict[str, list[Any]]
     cells: list[CellSpec] = field(default_factory=list)
     rank: str = "best_test_acc"
+    # A question the leaderboard answers by comparing groups of configurations (report.py).
+    question: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "description": self.description, "scale": self.scale,
                 "scales": self.scales, "seeds": self.seeds, "axes": self.axes, "rank": self.rank,
+                "question": self.question,
                 "configurations": len({c.config_hash for c in self.cells}), "cells": len(self.cells)}
 
 
@@ -171,45 +174,105 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     validate_cells(cells, registry, source)
     return Suite(name=raw.get("name", path.stem), source=source, description=raw.get("description", ""),
                  scale=scale, scales=list(scales), seeds=n_seeds, axes=axes, cells=cells,
-                 rank=leaderboard.get("rank", "best_test_acc"))
+                 rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source))
+
+
+def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """``question`` + ``groups`` (name -> {dotted key -> allowed values}) + optional ``split`` key."""
+    if "groups" not in leaderboard:
+        for k in ("question", "split"):
+            if k in leaderboard:
+                raise SpecError("needs [leaderboard.groups] to compare", source=source, key=f"leaderboard.{k}")
+        return None
+    groups = leaderboard["groups"]
+    if not isinstance(groups, dict) or len(groups) < 2:
+        raise SpecError("must name at least two groups, each a table of key -> allowed values", source=source,
+                        key="leaderboard.groups")
+    out = []  # a list of [name, match]: the order is the suite's (stored JSON sorts keys)
+    for name, match in groups.items():
+        if not isinstance(match, dict) or not match:
+            raise SpecError(f"{match!r} is not a table of key -> allowed values", source=source,
+                            key=f"leaderboard.groups.{name}")
+        out.append([name, {k: v if isinstance(v, list) else [v] for k, v in match.items()}])
+    split = leaderboard.get("split")
+    if split is not None and not isinstance(split, str):
+        raise SpecError(f"{split!r} is not a dotted key", source=source, key="leaderboard.split")
+    return {"question": str(leaderboard.get("question", "")), "groups": out, "split": split}
 
 
 def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = None) -> None:
-    """Checks that need the model or data: layer names, schedules, effector/layer compatibility."""
+    """Checks that need the model or data: layer names, schedules, rewind steps, component combinations."""
     from gstbench.engine import build, build_model, load_data
-    from gstbench.schedule import build_schedule
 
     checked: set[str] = set()
     models: dict[str, Any] = {}
     for spec in cells:
-        if spec.prune is None:
-            continue
         key = spec.config_hash
         if key in checked:
             continue
         checked.add(key)
+        rewind = registry.get("rewinds", spec.rewind.id.split("@")[0])
+        if (spec.prune is None or not spec.prune.rounds) and rewind.name != "none":
+            raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
+                            f"configuration has none; set prune.rounds, or drop the rewind", source=source,
+                            key="rewind")
+        if spec.prune is None:
+            continue
         data = load_data(registry, spec)
         mkey = f"{spec.model.canonical()}{spec.dataset.canonical()}"
         if mkey not in models:
             models[mkey] = build_model(registry, spec, data)
-        model = models[mkey]
-        declared = getattr(model, "prunable_layers", {})
-        for lname, _ in spec.prune.layers:
-            if lname not in declared:
-                raise SpecError(f"model {spec.model.id} has no prunable layer '{lname}'{closest(lname, declared)}; "
-                                f"its prunable layers: {', '.join(declared) or 'none'}",
-                                source=source, key=f"prune.layers.{lname}")
-        steps_per_epoch = -(-data.x_train.shape[0] // spec.train.batch_size)
-        n_filters = {n: model.get_submodule(declared[n].conv).weight.shape[0] for n, _ in spec.prune.layers}
         try:
-            build_schedule(spec.prune, n_filters, steps_per_epoch, spec.train.epochs * steps_per_epoch)
+            _check_pruned(spec, registry, models[mkey], data, build)
         except SpecError as exc:
-            raise SpecError(str(exc), source=source) from None
-        effector = registry.get("effectors", spec.prune.effector.id.split("@")[0])
-        if REMOVES_UNITS in effector.capabilities:
-            instance = build(registry, "effectors", spec.prune.effector)
-            check = getattr(instance, "check_layer", None)
-            for lname, _ in spec.prune.layers:
-                problem = check and check(model, lname, declared[lname], data.x_train[:2])
-                if problem:
-                    raise SpecError(problem, source=source, key=f"prune.layers.{lname}")
+            raise SpecError(exc.message, source=source, key=exc.key) from None
+
+
+def _check_pruned(spec: CellSpec, registry: Any, model: Any, data: Any, build: Any) -> None:
+    from gstbench.pruning import layer_states, weight_layer
+    from gstbench.schedule import build_schedule
+
+    prune = spec.prune
+    declared = getattr(model, "prunable_layers", {})
+    by_weights = prune.granularity == "weights"
+    for lname, _ in prune.layers:
+        if by_weights and weight_layer(model, lname) is None:
+            raise SpecError(f"model {spec.model.id} has no prunable layer or conv/linear module '{lname}'"
+                            f"{closest(lname, declared)}; its prunable layers: {', '.join(declared) or 'none'}",
+                            key=f"prune.layers.{lname}")
+        if not by_weights and lname not in declared:
+            raise SpecError(f"model {spec.model.id} has no prunable layer '{lname}'{closest(lname, declared)}; "
+                            f"its prunable layers: {', '.join(declared) or 'none'}", key=f"prune.layers.{lname}")
+    steps_per_epoch = -(-data.x_train.shape[0] // spec.train.batch_size)
+    total_steps = spec.train.epochs * steps_per_epoch
+    components = {kind: registry.get(kind, ref.id.split("@")[0]) for kind, ref in
+                  (("scorers", prune.scorer), ("effectors", prune.effector), ("rewinds", spec.rewind))}
+    if by_weights:
+        for kind in ("scorers", "effectors"):
+            if WEIGHTS not in components[kind].capabilities:
+                raise SpecError(f"{kind[:-1]} '{components[kind].id}' works on whole filters only, and "
+                                f"granularity is \"weights\"; pick one that declares the '{WEIGHTS}' capability "
+                                f"(gstbench list {kind})", key=f"prune.{kind[:-1]}")
+    effector = components["effectors"]
+    if prune.rounds:
+        if TEMPORARY in effector.capabilities:
+            raise SpecError(f"effector '{effector.id}' lets pruned units come back, so rounds would never "
+                            f"make the network sparser; use mask or remove", key="prune.effector")
+        if REMOVES_UNITS in effector.capabilities and LOADS_WEIGHTS in components["rewinds"].capabilities:
+            raise SpecError(f"rewind '{spec.rewind.label}' loads weights of the unpruned shapes, which "
+                            f"'{effector.id}' has cut away; use the mask effector", key="prune.effector")
+        try:
+            build(registry, "rewinds", spec.rewind).checkpoint_step(steps_per_epoch, total_steps)
+        except ValueError as exc:
+            raise SpecError(str(exc), key="rewind") from None
+    else:
+        n_units = {n: s.n_original for n, s in layer_states(model, [n for n, _ in prune.layers],
+                                                             prune.granularity).items()}
+        build_schedule(prune, n_units, steps_per_epoch, total_steps)
+    if REMOVES_UNITS in effector.capabilities:
+        instance = build(registry, "effectors", prune.effector)
+        check = getattr(instance, "check_layer", None)
+        for lname, _ in prune.layers:
+            problem = check and check(model, lname, declared[lname], data.x_train[:2])
+            if problem:
+                raise SpecError(problem, key=f"prune.layers.{lname}")

@@ -33,6 +33,20 @@ def train_steps(model, optimizer, x, y, n: int = 1, after_step=None) -> None:
             after_step()
 
 
+def changed(base: dict, **changes) -> dict:
+    """A deep copy of a cell config with changes: ``prune__effector="remove"`` sets ``prune.effector``."""
+    import copy
+
+    cfg = copy.deepcopy(base)
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            cfg[section][name] = value
+        else:
+            cfg[section] = value
+    return cfg
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run `python -m gstbench ...` as a real subprocess; returns CompletedProcess."""
     full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}

@@ -152,3 +152,38 @@ def test_a_missing_device_is_refused_before_any_cell_runs(tmp_path):
     assert not out.exists()
     bad = run_cli("run", "--suite", TINY, "--device", "gpu9", "--out", str(out))
     assert bad.returncode == 2 and "--device" in bad.stderr
+
+
+def test_a_rounds_suite_reports_accuracy_and_stability_per_round(tmp_path):
+    out = tmp_path / "out"
+    run = run_cli("run", "--suite", str(DATA / "tiny_rounds.toml"), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    for text in ("2 rounds", "LMC barrier %", "final test accuracy % per round", "r0 (0.0%)", "r1 (50.0%)",
+                 "r2 (75.0%)", "weights@1ep", "lr@1ep", "cells: 6 ok, 0 failed, 0 missing"):
+        assert text in run.stdout, text
+    data = json.loads(run_cli("report", str(out), "--json").stdout)
+    rows = {(r["target"], r["rewind"]): r for r in data["rows"]}
+    assert set(rows) == {("smallest", "weights@1ep"), ("smallest", "lr@1ep"), ("random", "weights@1ep")}
+    for row in rows.values():
+        assert [x["round"] for x in row["rounds"]] == [0, 1, 2] and row["lmc_barrier"]["n"] == 2
+    cell = next((out / "cells").iterdir())
+    stored = json.loads((cell / "result.json").read_text())
+    assert len(stored["rounds"]) == 3 and len(stored["rounds"][2]["lmc"]["test_error"]) == 5
+
+
+def answer_order(out: Path) -> list[str]:
+    return json.loads(run_cli("report", str(out), "--json").stdout)["answer"]["groups"]
+
+
+def test_a_suite_question_is_answered_per_group_and_split(tmp_path):
+    out = tmp_path / "out"
+    run = run_cli("run", "--suite", str(DATA / "tiny_question.toml"), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "Does it need permanent removal?" in run.stdout and "temporary - permanent" in run.stdout
+    assert answer_order(out) == ["temporary", "permanent", "unpruned"]  # the suite's order, not sorted
+    answer = json.loads(run_cli("report", str(out), "--json").stdout)["answer"]
+    assert [r["split"] for r in answer["rows"]] == ["all", "largest", "smallest"]
+    all_runs = answer["rows"][0]["groups"]
+    assert (all_runs["permanent"]["n"], all_runs["temporary"]["n"], all_runs["unpruned"]["n"]) == (4, 4, 2)
+    assert answer["rows"][1]["groups"]["unpruned"]["n"] == 2  # the baseline joins every split
+    assert answer["rows"][1]["groups"]["permanent"]["n"] == 2

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
 from gstbench.config import cell_from_config
 from gstbench.engine import evaluate, run_cell
 from gstbench.plugins import Registry, hookimpl
+
+from conftest import changed
 
 TINY = {
     "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
@@ -21,14 +21,7 @@ TINY = {
 
 
 def cell(registry, seed=0, **changes):
-    cfg = copy.deepcopy(TINY)
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        if name:
-            cfg[section][name] = value
-        else:
-            cfg[section] = value
-    return cell_from_config(cfg, seed, registry)
+    return cell_from_config(changed(TINY, **changes), seed, registry)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(registry):

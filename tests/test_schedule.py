@@ -39,7 +39,7 @@ def test_events_of_layers_at_the_same_step_form_one_event():
     assert list(events) == [20, 40, 60]
     assert [(c.layer, c.count) for c in events[40]] == [("a", 1), ("b", 2)]
     assert sum(c.count for cuts in events.values() for c in cuts if c.layer == "a") == 4
-    assert iterative_rate(p, 10) == pytest.approx(0.25)
+    assert iterative_rate(p, 10, 1000) == pytest.approx(0.25)
 
 
 def test_an_event_at_or_after_the_end_of_training_is_refused():
@@ -49,13 +49,14 @@ def test_an_event_at_or_after_the_end_of_training_is_refused():
 
 
 @pytest.mark.parametrize("value,canonical,steps", [("3ep", "3ep", 30), ("500it", "500it", 500), (7, "7it", 7),
-                                                   (" 2 ep", "2ep", 20)])
+                                                   (" 2 ep", "2ep", 20), ("0.5%", "0.5%", 5),
+                                                   ("10%", "10%", 100), ("2.50%", "2.5%", 25)])
 def test_step_strings(value, canonical, steps):
     assert parse_steps(value, "k") == canonical
-    assert steps_to_int(canonical, 10) == steps
+    assert steps_to_int(canonical, 10, 1000) == steps
 
 
-@pytest.mark.parametrize("bad", ["3 epochs", "-1it", 1.5, True, "ep"])
+@pytest.mark.parametrize("bad", ["3 epochs", "-1it", 1.5, True, "ep", "101%", "-1%", "%"])
 def test_bad_step_strings_are_refused(bad):
     with pytest.raises(SpecError, match="not a step count"):
         parse_steps(bad, "prune.period")

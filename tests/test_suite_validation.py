@@ -130,3 +130,25 @@ def test_rate_sweeps_the_number_of_events_at_fixed_total_pruning(registry):
         assert removed == {"conv3": 32, "conv4": 48}  # the same total at every rate
         counts.add(len(events))
     assert counts == {23, 12, 6, 3, 2, 1}
+
+
+def test_stats_welch_difference_matches_scipy():
+    from scipy import stats as sps
+
+    from gstbench.stats import welch_difference
+
+    a, b = [0.91, 0.92, 0.93, 0.90], [0.94, 0.95, 0.93]
+    d = welch_difference(a, b)
+    assert d["diff"] == pytest.approx(sum(b) / 3 - sum(a) / 4)
+    assert d["p"] == pytest.approx(sps.ttest_ind(b, a, equal_var=False).pvalue)
+    ci = sps.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert (d["low"], d["high"]) == pytest.approx((ci.low, ci.high))
+    assert welch_difference([0.9], b)["p"] is None and "fewer than 2" in welch_difference([0.9], b)["note"]
+
+
+def test_a_leaderboard_question_needs_groups(tmp_path, registry):
+    path = tmp_path / "q.toml"
+    path.write_text('extends = "tradeoff"\n[leaderboard]\nquestion = "why?"\n[scales.quick]\n')
+    with pytest.raises(SpecError, match="needs \\[leaderboard.groups\\]") as err:
+        load_suite(registry, str(path))
+    assert err.value.key == "leaderboard.question"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gstbench.components import REMOVES_UNITS, TEMPORARY, LayerState, PrunableLayer, PruningContext
+from gstbench.components import REMOVES_UNITS, TEMPORARY, WEIGHTS, LayerState, PrunableLayer, PruningContext
 from gstbench.plugins import hookimpl
 from gstbench.pruning import coupled_outputs, dependency_graph, remove_filters, removal_slices, zero_slices
 
@@ -23,8 +23,14 @@ class MaskEffector:
     def __init__(self):
         self.graph = None
         self.slices: dict[str, list] = {}
+        self.weight_masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        if layer.granularity == "weights":
+            weight = layer.conv.weight
+            self.weight_masks[layer.name] = (weight, layer.alive.to(weight.device, weight.dtype))
+            self.after_step()
+            return None
         if self.graph is None:  # masking never changes shapes: one graph serves the whole cell
             self.graph = dependency_graph(ctx.model, ctx.example_input)
         dead = (~layer.alive).nonzero().flatten()
@@ -32,9 +38,12 @@ class MaskEffector:
         zero_slices(self.slices[layer.name])
         return None
 
+    @torch.no_grad()
     def after_step(self) -> None:
         for slices in self.slices.values():
             zero_slices(slices)
+        for weight, keep in self.weight_masks.values():
+            weight.mul_(keep)
 
 
 class RemoveEffector:
@@ -53,7 +62,7 @@ class RemoveEffector:
 
 
 def mask():
-    """Permanent mask: filter, next BatchNorm's gamma/beta and consumers' inputs zeroed, kept at zero."""
+    """Permanent mask: filter, next BatchNorm's gamma/beta and consumers' inputs zeroed (or single weights)."""
     return MaskEffector()
 
 
@@ -214,7 +223,7 @@ def noise(steps: int = 100, variance: str | float = "untargeted"):
 
 @hookimpl
 def register_effectors(register):
-    register("mask", mask)
+    register("mask", mask, capabilities=[WEIGHTS])
     register("remove", remove, capabilities=[REMOVES_UNITS])
     register("zero", zero, capabilities=[TEMPORARY])
     register("noise", noise, capabilities=[TEMPORARY])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gstbench.components import NEEDS_ACTIVATIONS, LayerState, PruningContext
+from gstbench.components import NEEDS_ACTIVATIONS, WEIGHTS, LayerState, PruningContext
 from gstbench.plugins import hookimpl
 from gstbench.pruning import get_module
 
@@ -14,16 +14,19 @@ class NormScorer:
         self.p = p
 
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
-        return layer.conv.weight.detach().flatten(1).norm(p=self.p, dim=1).cpu()
+        w = layer.conv.weight.detach()
+        if layer.granularity == "weights":
+            return w.abs().cpu()  # a single weight's L1 and L2 norm are both its magnitude
+        return w.flatten(1).norm(p=self.p, dim=1).cpu()
 
 
 def l2():
-    """L2 norm of each filter's weights (the paper's VGG11 scorer)."""
+    """L2 norm of each filter's weights (the paper's VGG11 scorer); |w| for single weights."""
     return NormScorer(2)
 
 
 def l1():
-    """L1 norm of each filter's weights."""
+    """L1 norm of each filter's weights; |w| for single weights (magnitude pruning)."""
     return NormScorer(1)
 
 
@@ -41,7 +44,7 @@ def bn_gamma():
 
 class RandomScorer:
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
-        return torch.rand(layer.n_physical, generator=ctx.generator)
+        return torch.rand(layer.alive.shape, generator=ctx.generator)
 
 
 def random():
@@ -103,8 +106,8 @@ def activation_l1(momentum: float = 0.1, every: int = 10):
 
 @hookimpl
 def register_scorers(register):
-    register("l2", l2)
-    register("l1", l1)
+    register("l2", l2, capabilities=[WEIGHTS])
+    register("l1", l1, capabilities=[WEIGHTS])
     register("activation-l1", activation_l1, capabilities=[NEEDS_ACTIVATIONS])
     register("bn-gamma", bn_gamma)
-    register("random", random)
+    register("random", random, capabilities=[WEIGHTS])

@@ -1,0 +1,237 @@
+"""Prune-retrain rounds: single-weight pruning, rewinds (weights@k, lr@k, none, reinit), data-order stability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gstbench.builtin.scorers import NormScorer
+from gstbench.components import WEIGHTS, PruningContext
+from gstbench.config import cell_from_config
+from gstbench.engine import _Pruner, build_model, evaluate, linear_mode_connectivity, load_data, run_cell, \
+    weight_distance
+from gstbench.errors import SpecError
+from gstbench.plugins import Registry, hookimpl
+from gstbench.suite import validate_cells
+
+from conftest import changed
+
+K = 5  # the rewind step used below (steps per epoch: 5)
+ROUNDS = {
+    "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
+    "dataset": {"name": "mnist1d", "num_samples": 600, "train_split": 0.5},
+    "train": {"epochs": 3, "batch_size": 64, "milestones": ["2ep"]},
+    "prune": {"scorer": "l1", "target": "smallest", "effector": "mask", "granularity": "weights", "scope": "global",
+              "rounds": 2, "fraction": 0.5, "layers": ["conv1", "conv2", "conv3", "conv4", "classifier"]},
+    "rewind": f"weights@{K}it",
+}
+
+
+def config(**changes):
+    return changed(ROUNDS, **changes)
+
+
+class StepRecorder:
+    """A plugin scorer (magnitude) that snapshots the model's state before training step K, every time."""
+
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def __init__(self):
+        self.inner = NormScorer(1)
+        self.model = None
+
+    def attach(self, ctx, layers):
+        self.model = ctx.model
+
+    def before_train_batch(self, step):
+        if step == K:
+            StepRecorder.seen.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    def score(self, layer, ctx):
+        return self.inner.score(layer, ctx)
+
+
+class RecorderPlugin:
+    @hookimpl
+    def register_scorers(self, register):
+        register("step-recorder", StepRecorder, capabilities=[WEIGHTS])
+
+
+@pytest.fixture
+def recording_registry():
+    StepRecorder.seen = []
+    return Registry(extra_plugins=[("recorder", RecorderPlugin())])
+
+
+def test_weights_at_k_restores_exactly_the_step_k_values_of_surviving_weights(recording_registry):
+    reg = recording_registry
+    spec = cell_from_config(config(prune__scorer="step-recorder", prune__rounds=1), 0, reg)
+    result = run_cell(spec, reg)
+    assert result["status"] == "ok", result.get("traceback")
+    at_k, after_rewind = StepRecorder.seen  # round 0 reaching step K; round 1 starting at step K
+    assert result["rounds"][1]["start_step"] == K and result["rounds"][1]["replay_lr"]
+    pruned = total = 0
+    for name, layer in (("conv1", "features.block1.conv"), ("conv4", "features.block4.conv"),
+                        ("classifier", "classifier")):
+        before, after = at_k[f"{layer}.weight"], after_rewind[f"{layer}.weight"]
+        alive = after != 0
+        assert torch.equal(after[alive], before[alive])  # bit-exact, not approximately
+        pruned += int((~alive).sum())
+        total += alive.numel()
+    assert pruned > 0
+    for key in ("features.block2.bn.running_mean", "features.block2.bn.running_var"):
+        assert torch.equal(after_rewind[key], at_k[key])  # BN statistics rewound too
+    # the masked model at step K differs from the step-K model only in the pruned weights
+    assert result["rounds"][1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_lr_at_k_keeps_the_weights_and_replays_the_schedule(recording_registry):
+    reg = recording_registry
+    spec = cell_from_config(config(prune__scorer="step-recorder", prune__rounds=1, rewind="lr@1ep"), 0, reg)
+    result = run_cell(spec, reg)
+    assert result["status"] == "ok", result.get("traceback")
+    first, retrain = result["rounds"][0]["curves"], result["rounds"][1]["curves"]
+    assert first["lr"] == [1e-3, 1e-3, 1e-4]
+    assert retrain["lr"] == first["lr"][1:] and retrain["step"] == first["step"][1:]
+    # the weights were kept: retraining starts from the trained, masked weights, not from step K's
+    at_k, retrain_start = StepRecorder.seen
+    assert not torch.equal(retrain_start["features.block1.conv.weight"], at_k["features.block1.conv.weight"])
+
+
+def test_no_rewind_fine_tunes_at_the_final_rate_and_reinit_starts_over(registry):
+    none = run_cell(cell_from_config(config(rewind="none", prune__rounds=1), 0, registry), registry)
+    assert none["rounds"][1]["curves"]["lr"] == [pytest.approx(1e-4)] * 3
+    reinit = run_cell(cell_from_config(config(rewind="reinit", prune__rounds=1), 0, registry), registry)
+    assert reinit["rounds"][1]["curves"]["lr"] == [1e-3, 1e-3, 1e-4] and reinit["rounds"][1]["start_step"] == 0
+    for r in (none, reinit):
+        assert r["status"] == "ok"
+        assert r["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+        assert r["metrics"]["params_nonzero"] < r["metrics"]["params"] * 0.6  # masks held through retraining
+
+
+def test_rounds_cut_a_fraction_of_what_remains(registry):
+    result = run_cell(cell_from_config(config(prune__rounds=3), 0, registry), registry)
+    assert result["status"] == "ok", result.get("traceback")
+    sparsity = [r["sparsity"] for r in result["rounds"]]
+    assert sparsity == pytest.approx([0, 0.5, 0.75, 0.875], abs=1e-3)
+    assert [e["round"] for e in result["events"]] == [1, 2, 3]
+    assert result["metrics"]["sparsity_by_round"] == sparsity
+
+
+def pruner_for(registry, **changes):
+    spec = cell_from_config(config(**changes), 0, registry)
+    data = load_data(registry, spec)
+    torch.manual_seed(0)
+    model = build_model(registry, spec, data)
+    ctx = PruningContext(model, torch.optim.SGD(model.parameters(), lr=0.1), data.x_train[:2],
+                         torch.Generator().manual_seed(0))
+    return _Pruner(spec, registry, ctx, {"prune_s": 0.0}), model, data
+
+
+def test_global_magnitude_pruning_cuts_the_globally_smallest_weights(registry):
+    pruner, model, data = pruner_for(registry)
+    weights = {n: s.conv.weight.detach().clone() for n, s in pruner.layers.items()}
+    before = torch.cat([w.flatten() for w in weights.values()])
+    pruner.event(0, pruner.round_cuts(), lambda reuse=False: evaluate(model, data.x_test, data.y_test))
+    after = torch.cat([s.conv.weight.detach().flatten() for s in pruner.layers.values()])
+    cut = after == 0
+    assert int(cut.sum()) == int(np.ceil(0.5 * before.numel()))
+    assert before[cut].abs().max() <= before[~cut].abs().min()
+    per_layer = {n: float((s.conv.weight == 0).float().mean()) for n, s in pruner.layers.items()}
+    assert max(per_layer.values()) - min(per_layer.values()) > 0.1  # global: layers lose different shares
+
+
+def test_per_layer_scope_cuts_each_layer_by_its_fraction(registry):
+    pruner, model, data = pruner_for(registry, prune__scope="layer")
+    pruner.event(0, pruner.round_cuts(), lambda reuse=False: evaluate(model, data.x_test, data.y_test))
+    for name, state in pruner.layers.items():
+        w = state.conv.weight
+        assert int((w == 0).sum()) == int(np.ceil(0.5 * w.numel())), name
+        assert int((~state.alive).sum()) == int(np.ceil(0.5 * w.numel()))
+
+
+def test_single_weight_masks_train_like_filter_masks_in_a_schedule(registry):
+    cfg = config(prune={"scorer": "random", "target": "smallest", "effector": "mask", "granularity": "weights",
+                        "start": "1ep", "end": "2ep", "period": "1ep", "fraction": 0.6,
+                        "layers": ["conv2", "classifier"]}, rewind="none")
+    result = run_cell(cell_from_config(cfg, 0, registry), registry)
+    assert result["status"] == "ok", result.get("traceback")
+    counts = result["metrics"]["targeted_weights"]
+    # the schedule keeps ceil((1 - fraction) * n), as for filters
+    assert counts == {"conv2": 384 - int(np.ceil(0.4 * 384)), "classifier": 1600 - int(np.ceil(0.4 * 1600))}
+    assert len(result["events"]) == 2 and "pruned" not in result["events"][0]["layers"]["conv2"]
+
+
+@pytest.mark.parametrize("changes,key,reason", [
+    ({"prune__effector": "remove"}, "prune.effector", "whole filters only"),
+    ({"prune__scorer": "bn-gamma"}, "prune.scorer", "whole filters only"),
+    ({"prune__effector": {"name": "zero", "steps": 5}}, "prune.effector", "whole filters only"),
+    ({"prune__granularity": "filters", "prune__scope": "layer", "prune__layers": ["conv2"],
+      "prune__effector": {"name": "zero", "steps": 5}}, "prune.effector", "never make the network sparser"),
+    ({"prune__granularity": "filters", "prune__scope": "layer", "prune__layers": ["conv4"],
+      "prune__effector": "remove"}, "prune.effector", "unpruned shapes"),
+    ({"prune__granularity": "filters"}, "prune.scope", "empty a whole layer"),
+    ({"rewind": "weights@3ep"}, "rewind", "not inside training"),
+    ({"prune__rounds": 0, "rewind": "none", "prune__start": "1ep"}, "prune.layers.classifier.end", "missing"),
+    ({"prune__start": "1ep"}, "prune.start", "no meaning"),
+    ({"prune__data_order_stability": True, "prune__rounds": 0}, "prune.data_order_stability", "set prune.rounds"),
+    ({"prune__layers": ["conv2", "features"]}, "prune.layers.features", "no prunable layer or conv/linear"),
+])
+def test_impossible_combinations_are_refused_before_training(registry, changes, key, reason):
+    with pytest.raises(SpecError) as err:
+        validate_cells([cell_from_config(config(**changes), 0, registry, source="s.toml")], registry, "s.toml")
+    assert err.value.key == key and reason in str(err.value) and "s.toml" in str(err.value)
+
+
+def test_a_rewind_without_rounds_is_refused(registry):
+    cfg = config(prune={"scorer": "l2", "target": "smallest", "effector": "mask", "start": "1ep", "end": "2ep",
+                        "period": "1ep", "layers": {"conv2": {"fraction": 0.5}}})
+    with pytest.raises(SpecError, match="acts between prune-retrain rounds") as err:
+        validate_cells([cell_from_config(cfg, 0, registry)], registry)
+    assert err.value.key == "rewind"
+
+
+def test_rewind_steps_are_canonical(registry):
+    same = [cell_from_config(config(rewind=r), 0, registry).hash for r in
+            ("weights@0it", "weights@0", "weights@0ep", {"name": "weights", "at": 0}, "weights@0%")]
+    assert len(set(same)) == 1
+    with pytest.raises(SpecError, match="needs option"):
+        cell_from_config(config(rewind="weights"), 0, registry)  # k has no natural default: say it
+    assert cell_from_config(config(rewind="weights@10%"), 0, registry).rewind.options == (("at", "10%"),)
+
+
+def test_data_order_copies_give_lmc_curves_whose_endpoints_are_the_two_models(registry):
+    spec = cell_from_config(config(prune__data_order_stability=True, prune__lmc_points=7, prune__rounds=1), 0,
+                            registry)
+    result = run_cell(spec, registry)
+    assert result["status"] == "ok", result.get("traceback")
+    for r in result["rounds"]:
+        lmc = r["lmc"]
+        assert len(lmc["alpha"]) == 7 and lmc["alpha"][0] == 0 and lmc["alpha"][-1] == 1
+        assert lmc["test_error"][0] == pytest.approx(1 - r["final_test_acc"], abs=1e-12)
+        assert lmc["test_error"][-1] == pytest.approx(1 - r["twin_final_test_acc"], abs=1e-12)
+        assert lmc["barrier"] == pytest.approx(max(lmc["test_error"]) - (lmc["test_error"][0]
+                                                                          + lmc["test_error"][-1]) / 2)
+        assert r["weight_distance"] > 0  # another data order: another solution
+    assert result["metrics"]["lmc_barrier"] == result["rounds"][-1]["lmc"]["barrier"]
+
+
+def test_lmc_and_distance_on_known_models(registry):
+    spec = cell_from_config(config(), 0, registry)
+    data = load_data(registry, spec)
+    torch.manual_seed(0)
+    a = build_model(registry, spec, data)
+    torch.manual_seed(1)
+    b = build_model(registry, spec, data)
+    sa, sb = a.state_dict(), b.state_dict()
+    lmc = linear_mode_connectivity(a, sa, sb, data.x_test, data.y_test, points=5)
+    assert lmc["test_error"][0] == 1 - evaluate(a, data.x_test, data.y_test)[0]
+    assert lmc["test_error"][-1] == 1 - evaluate(b, data.x_test, data.y_test)[0]
+    same = linear_mode_connectivity(a, sa, sa, data.x_test, data.y_test, points=5)
+    assert same["barrier"] == 0 and len(set(same["test_error"])) == 1
+    keys = ["classifier.weight"]
+    assert weight_distance(sa, sa, keys) == 0
+    w = sa["classifier.weight"]
+    assert weight_distance({"w": w}, {"w": -w}, ["w"]) == pytest.approx(2.0)
+    assert weight_distance({"w": w}, {"w": 2 * w}, ["w"]) == pytest.approx(1 / 1.5)
