@@ -146,15 +146,21 @@ def report(directory, tablefmt, as_json) -> None:
 
 
 def _echo_csv(data) -> None:
+    """One row per configuration: its label columns (suite axes included) and every statistic's mean/low/high."""
     import csv
 
+    from gstbench.report import SHOWN_AXES
+
     writer = csv.writer(sys.stdout)
-    stats = ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap")
-    writer.writerow(["scorer", "target", "effector", "period", "rate", "n", "failed", "missing"]
+    extra = [a for a in data["suite"].get("axes", {}) if a not in SHOWN_AXES]
+    stats = [s for s in ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap", "lmc_barrier",
+                         "weight_distance") if any(s in r for r in data["rows"])]
+    writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "missing"]
                     + [f"{s}_{p}" for s in stats for p in ("mean", "low", "high")])
     for r in data["rows"]:
-        writer.writerow([r["scorer"], r["target"], r["effector"], r["period"], r["rate"], r["n"], r["failed"],
-                         r["missing"]] + [r[s][p] for s in stats for p in ("mean", "low", "high")])
+        writer.writerow([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra), r["rate"],
+                         r["n"], r["failed"], r["missing"]]
+                        + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
 
 
 @cli.group(invoke_without_command=True)

@@ -51,7 +51,9 @@ class Suite:
 
 def find_suite(registry: Any, name_or_path: str) -> Path:
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    # A file path, or anything ending in .toml; a directory named like a suite (e.g. its
+    # result directory, `--out rate`) must not hide the built-in name.
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise GstbenchError(f"suite file {path} does not exist")
         return path

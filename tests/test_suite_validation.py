@@ -152,3 +152,11 @@ def test_a_leaderboard_question_needs_groups(tmp_path, registry):
     with pytest.raises(SpecError, match="needs \\[leaderboard.groups\\]") as err:
         load_suite(registry, str(path))
     assert err.value.key == "leaderboard.question"
+
+
+def test_a_directory_named_like_a_suite_does_not_hide_it(tmp_path, registry, monkeypatch):
+    (tmp_path / "rate").mkdir()  # e.g. the result directory of `gstbench run --suite rate --out rate`
+    monkeypatch.chdir(tmp_path)
+    assert load_suite(registry, "rate").name == "rate"
+    with pytest.raises(GstbenchError, match="does not exist"):
+        load_suite(registry, "missing.toml")
