@@ -23,6 +23,9 @@ import torch
 from torch.nn import functional as F
 
 from gstbench.config import steps_to_int
+from gstbench.engine import EVAL_BATCH
+
+EVAL = EVAL_BATCH["cpu"]  # the engine's CPU evaluation batch: the same work
 from gstbench.engine import build_model, load_data, run_cell, seed_everything
 from gstbench.plugins import get_registry
 from gstbench.schedule import build_schedule
@@ -70,8 +73,8 @@ def bare_loop(spec, registry) -> list[float]:
     def test_acc():
         model.eval()
         with torch.inference_mode():
-            acc = sum(int((model(data.x_test[i:i + 2048]).argmax(1) == data.y_test[i:i + 2048]).sum())
-                      for i in range(0, data.x_test.shape[0], 2048)) / data.x_test.shape[0]
+            acc = sum(int((model(data.x_test[i:i + EVAL]).argmax(1) == data.y_test[i:i + EVAL]).sum())
+                      for i in range(0, data.x_test.shape[0], EVAL)) / data.x_test.shape[0]
         model.train()
         return acc
 
@@ -81,7 +84,8 @@ def bare_loop(spec, registry) -> list[float]:
         order = torch.randperm(n, generator=gen)
         for b in range(spe):
             if step in schedule:
-                test_acc()
+                if not (b == 0 and accs):  # at an epoch boundary t_pre is the epoch's accuracy, as in gstbench
+                    test_acc()
                 for cut in schedule[step]:
                     alive = torch.ones(convs[cut.layer].weight.shape[0], dtype=torch.bool)
                     alive[dead[cut.layer]] = False
