@@ -23,11 +23,10 @@ import torch
 from torch.nn import functional as F
 
 from gstbench.config import steps_to_int
-from gstbench.engine import EVAL_BATCH
+from gstbench.engine import EVAL_BATCH, build_model, load_data, run_cell, seed_everything
+from gstbench.plugins import get_registry
 
 EVAL = EVAL_BATCH["cpu"]  # the engine's CPU evaluation batch: the same work
-from gstbench.engine import build_model, load_data, run_cell, seed_everything
-from gstbench.plugins import get_registry
 from gstbench.schedule import build_schedule
 from gstbench.suite import load_suite
 
