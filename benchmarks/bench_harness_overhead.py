@@ -25,10 +25,10 @@ from torch.nn import functional as F
 from gstbench.config import steps_to_int
 from gstbench.engine import EVAL_BATCH, build_model, load_data, run_cell, seed_everything
 from gstbench.plugins import get_registry
-
-EVAL = EVAL_BATCH["cpu"]  # the engine's CPU evaluation batch: the same work
 from gstbench.schedule import build_schedule
 from gstbench.suite import load_suite
+
+EVAL = EVAL_BATCH["cpu"]  # the engine's CPU evaluation batch: the same work
 
 
 def quick_cell(registry, target: str, period: str):
