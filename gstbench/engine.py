@@ -28,8 +28,8 @@ from gstbench.errors import CellFailed
 from gstbench.pruning import layer_states
 from gstbench.schedule import LayerCut, build_schedule, iterative_rate
 
-# Measured on 2 CPU cores (cnn1d, 2250 test signals): batch 256 evaluates ~1.5x faster than 2048
-# (cache); a GPU wants the large batch.
+# Measured on 2 CPU cores (cnn1d, 2250 test signals, noisy VM): batch 256 took 47-64 ms per pass,
+# 2048 took 66-70 ms; a GPU wants the large batch.
 EVAL_BATCH = {"cpu": 256, "cuda": 2048}
 Progress = Callable[[int, int], None]
 
@@ -344,14 +344,17 @@ class _Pruner:
         if hasattr(self.scorer, "detach"):
             self.scorer.detach()
 
+    def sparsity(self) -> float:
+        """The pruned share of the listed layers' units."""
+        original = sum(s.n_original for s in self.layers.values())
+        return 1 - sum(s.n_alive for s in self.layers.values()) / original
+
     def unit_counts(self) -> dict[str, Any]:
         unit = "filters" if self.prune.granularity == "filters" else "weights"
-        original = sum(s.n_original for s in self.layers.values())
-        alive = sum(s.n_alive for s in self.layers.values())
         return {f"remaining_{unit}": {n: s.n_physical if self.temporary else s.n_alive
                                       for n, s in self.layers.items()},
                 f"targeted_{unit}": {n: s.n_original - s.n_alive for n, s in self.layers.items()},
-                "sparsity": 0.0 if self.temporary else 1 - alive / original}
+                "sparsity": 0.0 if self.temporary else self.sparsity()}
 
     def event(self, step: int, cuts: list[LayerCut], evaluate_test, **extra: Any) -> dict[str, Any]:
         """t_pre -> score, select, apply for every cut -> t_post."""
@@ -450,7 +453,8 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
         if pruner.after_step is not None:
             pruner.after_step()  # the masks again: a rewind reloads pruned weights too
         ctx.optimizer = trainer.new_optimizer()
-        start = {"model": _clone_state(model.state_dict()), "optimizer": None}
+        if prune.data_order_stability:  # the second copy starts here too
+            start = {"model": _clone_state(model.state_dict()), "optimizer": None}
         curves, _ = trainer.train(resume.step, data_seed, resume.replay_lr, before_batch=pruner.before_batch,
                                   after_step=pruner.after_step)
         rounds.append(_round_summary(r, pruner, curves, resume.step, resume.replay_lr))
@@ -470,9 +474,7 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
 
 
 def _round_summary(r: int, pruner: _Pruner, curves: dict[str, list], start: int, replay_lr: bool) -> dict:
-    original = sum(s.n_original for s in pruner.layers.values())
-    alive = sum(s.n_alive for s in pruner.layers.values())
-    return {"round": r, "sparsity": 1 - alive / original, "remaining": {n: s.n_alive for n, s in pruner.layers.items()},
+    return {"round": r, "sparsity": pruner.sparsity(), "remaining": {n: s.n_alive for n, s in pruner.layers.items()},
             "start_step": start, "replay_lr": replay_lr, "final_test_acc": curves["test_acc"][-1],
             "best_test_acc": max(curves["test_acc"]), "curves": curves}
 
