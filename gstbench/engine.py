@@ -34,9 +34,13 @@ EVAL_BATCH = {"cpu": 256, "cuda": 2048}
 Progress = Callable[[int, int], None]
 
 
+def component(registry: Any, kind: str, ref: ComponentRef) -> Any:
+    """The registered component a cell's ref names (its id without the ``@revision``)."""
+    return registry.get(kind, ref.id.split("@")[0])
+
+
 def build(registry: Any, kind: str, ref: ComponentRef, *args: Any) -> Any:
-    comp = registry.get(kind, ref.id.split("@")[0])
-    return comp.factory(*args, **ref.kwargs)
+    return component(registry, kind, ref).factory(*args, **ref.kwargs)
 
 
 def load_data(registry: Any, spec: CellSpec) -> TensorData:
@@ -315,7 +319,7 @@ class _Pruner:
     def __init__(self, spec: CellSpec, registry: Any, ctx: PruningContext, timing: dict[str, float]):
         prune = spec.prune
         self.prune, self.ctx, self.timing = prune, ctx, timing
-        effector_comp = registry.get("effectors", prune.effector.id.split("@")[0])
+        effector_comp = component(registry, "effectors", prune.effector)
         self.temporary = TEMPORARY in effector_comp.capabilities
         self.layers = layer_states(ctx.model, [name for name, _ in prune.layers], prune.granularity)
         self.scorer = build(registry, "scorers", prune.scorer)

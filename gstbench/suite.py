@@ -204,7 +204,7 @@ def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None
 
 def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = None) -> None:
     """Checks that need the model or data: layer names, schedules, rewind steps, component combinations."""
-    from gstbench.engine import build, build_model, load_data
+    from gstbench.engine import build_model, component, load_data
 
     checked: set[str] = set()
     models: dict[str, Any] = {}
@@ -213,7 +213,7 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
         if key in checked:
             continue
         checked.add(key)
-        rewind = registry.get("rewinds", spec.rewind.id.split("@")[0])
+        rewind = component(registry, "rewinds", spec.rewind)
         if (spec.prune is None or not spec.prune.rounds) and rewind.name != "none":
             raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
                             f"configuration has none; set prune.rounds, or drop the rewind", source=source,
@@ -225,12 +225,13 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
         if mkey not in models:
             models[mkey] = build_model(registry, spec, data)
         try:
-            _check_pruned(spec, registry, models[mkey], data, build)
+            _check_pruned(spec, registry, models[mkey], data)
         except SpecError as exc:
             raise SpecError(exc.message, source=source, key=exc.key) from None
 
 
-def _check_pruned(spec: CellSpec, registry: Any, model: Any, data: Any, build: Any) -> None:
+def _check_pruned(spec: CellSpec, registry: Any, model: Any, data: Any) -> None:
+    from gstbench.engine import build, component
     from gstbench.pruning import layer_states, weight_layer
     from gstbench.schedule import build_schedule
 
@@ -247,7 +248,7 @@ def _check_pruned(spec: CellSpec, registry: Any, model: Any, data: Any, build: A
                             f"its prunable layers: {', '.join(declared) or 'none'}", key=f"prune.layers.{lname}")
     steps_per_epoch = -(-data.x_train.shape[0] // spec.train.batch_size)
     total_steps = spec.train.epochs * steps_per_epoch
-    components = {kind: registry.get(kind, ref.id.split("@")[0]) for kind, ref in
+    components = {kind: component(registry, kind, ref) for kind, ref in
                   (("scorers", prune.scorer), ("effectors", prune.effector), ("rewinds", spec.rewind))}
     if by_weights:
         for kind in ("scorers", "effectors"):
