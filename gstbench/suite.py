@@ -138,7 +138,7 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     _check(sc, SCALE_KEYS, f"scales.{scale}", source)
     if "unavailable" in sc:
         raise GstbenchError(f"scale '{scale}' of suite '{raw.get('name', path.stem)}' is not available yet: "
-                            f"{sc['unavailable']}")
+                            f"{sc['unavailable']} (its settings, as far as written: [scales.{scale}] in {path})")
     base = _merged_base(registry, raw, scale, source)
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
