@@ -39,13 +39,15 @@ def cli() -> None:
 @click.option("--scale", default="quick", show_default=True, help="Scale of the suite (quick, paper, ...).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Override the suite's number of seeds.")
 @click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Add this metric to every configuration (repeatable; e.g. hessian-trace, ood-accuracy).")
 @click.option("--executor", default="sequential", show_default=True, help="Executor plugin that runs the cells.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Result directory [default: ./gstbench-results/<suite>].")
 @click.option("--retry-failed", is_flag=True, help="Run cells stored as failed again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
-def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, as_json) -> None:
+def run(suite_name, scale, seeds, scorer, metrics, executor, device, out, retry_failed, as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard."""
     from tqdm import tqdm
 
@@ -58,7 +60,7 @@ def run(suite_name, scale, seeds, scorer, executor, device, out, retry_failed, a
     try:
         registry.get("executors", executor)
         suite = load_suite(registry, suite_name, scale=scale, seeds=seeds,
-                           overrides={"prune.scorer": scorer} if scorer else None)
+                           overrides={"prune.scorer": scorer} if scorer else None, metrics=list(metrics))
     except GstbenchError as exc:
         raise click.ClickException(str(exc)) from None
     out = out or Path("gstbench-results") / suite.name

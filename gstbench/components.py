@@ -8,7 +8,7 @@ the optional ones with ``getattr``.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -32,6 +32,7 @@ REMOVES_UNITS = "removes-units"  # effector: changes tensor shapes (physical rem
 TEMPORARY = "temporary"  # effector: targeted units come back after a while (zero, noise)
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
+NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)
 
 
 @dataclass(frozen=True)
@@ -204,11 +205,43 @@ class Rewind(Protocol):
         ...
 
 
-class Metric(Protocol):
-    """Computed once at the end of a cell; returns a dict of JSON-able values (incl. its settings)."""
+@dataclass
+class Evaluated:
+    """A model a metric measures, with a memo that metrics share while that model stays unchanged."""
 
-    def compute(self, model: nn.Module, data: Any, device: torch.device) -> dict[str, Any]:
+    model: nn.Module
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricContext:
+    """What a metric sees at the end of a cell (in rounds mode: at the end of every round).
+
+    ``parent`` is the unpruned model trained with the same model, data, training and seed;
+    the engine provides it to metrics that declare ``needs-parent`` (for an unpruned cell,
+    the parent is the cell's own model). Metrics draw randomness from their own seeded
+    generators, so every cell measures on the same samples and probes.
+    """
+
+    subject: Evaluated
+    data: "TensorData"
+    device: torch.device
+    parent: Evaluated | None = None
+    round: int | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        return self.subject.model
+
+
+class Metric(Protocol):
+    """Returns a dict of JSON-able values, its settings included; must leave the model as it found it."""
+
+    def compute(self, ctx: MetricContext) -> dict[str, Any]:  # required
         ...
+
+    # optional: check(data, model) -> the reason this metric cannot apply, or None (run before training)
+    # gstbench 0.1's compute(model, data, device) is still called that way.
 
 
 def describe(factory: Any, description: str | None) -> str:
@@ -218,15 +251,32 @@ def describe(factory: Any, description: str | None) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+class Shifts(Protocol):
+    """Named distribution shifts of a dataset's test set, each at severities 1-5."""
+
+    names: tuple[str, ...]
+
+    def test_set(self, name: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:  # required
+        """The shifted test inputs (normalized as the nominal ones) and their labels, on the CPU."""
+        ...
+
+
 @dataclass
 class TensorData:
-    """A dataset held as tensors (train and test), small enough to live on the device."""
+    """A dataset held as tensors (train and test), small enough to live on the device.
+
+    ``shifts`` offers the dataset's own shifted test sets (MNIST-1D: stronger generator
+    settings). ``normalization`` is the per-channel (mean, std) applied to image inputs
+    whose raw values lie in [0, 1]; with it, image corruptions apply to the test set.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    shifts: Shifts | None = None
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -234,4 +284,4 @@ class TensorData:
 
     def to(self, device: torch.device | str) -> "TensorData":
         return TensorData(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                          self.y_test.to(device), self.num_classes)
+                          self.y_test.to(device), self.num_classes, self.shifts, self.normalization)

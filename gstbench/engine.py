@@ -9,6 +9,7 @@ instability = (t_pre - t_post) / t_pre. Evaluation runs in eval mode under
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import platform
 import random as pyrandom
@@ -22,9 +23,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstbench import __version__
-from gstbench.components import TEMPORARY, LayerState, PruningContext, RewindContext, TensorData
+from gstbench.components import NEEDS_PARENT, TEMPORARY, Evaluated, LayerState, MetricContext, PruningContext, \
+    RewindContext, TensorData
 from gstbench.config import CellSpec, ComponentRef, steps_to_int
 from gstbench.errors import CellFailed
+from gstbench.parents import ParentCache
 from gstbench.pruning import layer_states
 from gstbench.schedule import LayerCut, build_schedule, iterative_rate
 
@@ -93,11 +96,16 @@ def make_optimizer(spec: CellSpec, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
-def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None) -> dict[str, Any]:
-    """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead."""
+def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None,
+             parents: ParentCache | None = None) -> dict[str, Any]:
+    """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
+
+    ``parents`` shares unpruned parents between cells (the run directory's cache); without
+    it, a cell trains its parent itself when it needs one.
+    """
     started = time.perf_counter()
     try:
-        result = _run(spec, registry, torch.device(device), progress)
+        result = _run(spec, registry, torch.device(device), progress, parents)
         result["status"] = "ok"
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
         result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -124,6 +132,15 @@ class _Trainer:
         self.optimizer = make_optimizer(spec, model)
         self.steps_run = 0  # optimizer steps taken by any copy: invalidates a kept evaluation
         self._last_eval: tuple[int, tuple[float, float]] | None = None
+        # The global RNG as training from step 0 finds it (dropout draws from it), so that a
+        # parent trained in any cell, or loaded from the cache, is the same parent.
+        self.start_rng = torch.random.get_rng_state()
+
+    def skip(self, epochs: int) -> None:
+        """Count epochs that came from the parent cache (for the progress bar)."""
+        self.epochs_done += epochs
+        if self.progress is not None:
+            self.progress(self.epochs_done, self.planned_epochs)
 
     def new_optimizer(self, load: dict | None = None) -> torch.optim.Optimizer:
         self.optimizer = make_optimizer(self.spec, self.model)
@@ -237,7 +254,8 @@ def _clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None) -> dict[str, Any]:
+def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None,
+         parents: ParentCache | None) -> dict[str, Any]:
     timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
     data = load_data(registry, spec).to(device)
@@ -251,10 +269,11 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
                          torch.Generator().manual_seed(prune_seed))
     pruner = _Pruner(spec, registry, ctx, timing) if prune else None
+    needs_parent = any(NEEDS_PARENT in component(registry, "metrics", ref).capabilities for ref in spec.metrics)
     if rounds:
-        result = _run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed)
+        result = _run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
     else:
-        result = _run_schedule(trainer, pruner, data_seed)
+        result = _run_schedule(spec, trainer, pruner, data_seed, parents)
     model.train()
     t0 = time.perf_counter()
     train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
@@ -279,14 +298,15 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
         **(pruner.unit_counts() if pruner else {}),
         **result.get("metrics", {}),
     }
-    t0 = time.perf_counter()
-    for ref in spec.metrics:
-        m0 = time.perf_counter()
-        values = build(registry, "metrics", ref).compute(model, data, device)
-        metrics.update(values)
-        metrics.setdefault("metric_wall_s", {})[ref.label] = round(time.perf_counter() - m0, 4)
-    timing["metrics_s"] = time.perf_counter() - t0
-    out = {"metrics": metrics, "curves": result["curves"], "events": events,
+    if rounds:
+        metrics.update(result["rounds"][-1].get("metrics", {}))
+    elif spec.metrics:
+        subject = Evaluated(model)
+        parent = None
+        if needs_parent:
+            parent = subject if prune is None else Evaluated(_parent_model(spec, registry, data, parents, timing))
+        metrics.update(measure(spec, registry, subject, data, device, parent, timing))
+    out = {"metrics": metrics, "parent": result.get("parent"), "curves": result["curves"], "events": events,
            "steps_per_epoch": trainer.steps_per_epoch, "total_steps": trainer.total_steps,
            "timing": {k: round(v, 4) for k, v in timing.items()}}
     if "rounds" in result:
@@ -294,18 +314,80 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     return out
 
 
-def _run_schedule(trainer: _Trainer, pruner: "_Pruner | None", data_seed: int) -> dict[str, Any]:
-    """One training run, pruning during it on the schedule (or not at all)."""
+def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData, device: torch.device,
+            parent: Evaluated | None, timing: dict[str, float], round_index: int | None = None) -> dict[str, Any]:
+    """Run the cell's metrics on ``subject``; each metric's wall time goes into ``metric_wall_s``."""
+    values: dict[str, Any] = {}
+    wall: dict[str, float] = {}
+    for ref in spec.metrics:
+        comp = component(registry, "metrics", ref)
+        metric = comp.factory(**ref.kwargs)
+        t0 = time.perf_counter()
+        ctx = MetricContext(subject, data, device, parent if NEEDS_PARENT in comp.capabilities else None, round_index)
+        if len(inspect.signature(metric.compute).parameters) == 3:  # gstbench 0.1: compute(model, data, device)
+            values.update(metric.compute(ctx.model, data, device))
+        else:
+            values.update(metric.compute(ctx))
+        wall[ref.label] = round(time.perf_counter() - t0, 4)
+    timing["metrics_s"] += sum(wall.values())
+    values["metric_wall_s"] = wall
+    return values
+
+
+def _train_parent(spec: CellSpec, trainer: _Trainer, data_seed: int, parents: ParentCache | None,
+                  keep: set[int], pruner: "_Pruner | None" = None) -> tuple[dict[str, list], dict[int, dict], bool]:
+    """Plain training from step 0 (an unpruned run, round 0): from the parent cache when stored there.
+
+    Returns the curves, the states kept at ``keep`` and whether they came from the cache. A
+    scorer that watches training (activation statistics) needs the real run, so it skips the cache.
+    """
+    device = trainer.data.x_train.device
+    cacheable = parents is not None and (pruner is None or not pruner.observes_training)
+    if cacheable:
+        entry = parents.load(spec, device, keep)
+        if entry is not None:
+            trainer.model.load_state_dict(entry["final"])
+            trainer.forget_evaluation()
+            trainer.skip(spec.train.epochs)
+            return entry["curves"], entry["kept"], True
+    torch.random.set_rng_state(trainer.start_rng)
+    curves, kept = trainer.train(0, data_seed, keep=keep, before_batch=pruner and pruner.before_batch,
+                                 after_step=pruner and pruner.after_step)
+    if cacheable:
+        parents.save(spec, device, curves, _clone_state(trainer.model.state_dict()), kept)
+    return curves, kept, False
+
+
+def _parent_model(spec: CellSpec, registry: Any, data: TensorData, parents: ParentCache | None,
+                  timing: dict[str, float]) -> nn.Module:
+    """The unpruned parent of a cell that pruned during training: loaded from the cache, or trained now."""
+    t0 = time.perf_counter()
+    data_seed, _ = seed_everything(spec.seed)
+    torch.manual_seed(spec.seed)
+    model = build_model(registry, spec, data).to(data.x_train.device)
+    model.train()
+    trainer = _Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
+    _train_parent(spec, trainer, data_seed, parents, set())
+    timing["parent_s"] = time.perf_counter() - t0
+    return model
+
+
+def _run_schedule(spec: CellSpec, trainer: _Trainer, pruner: "_Pruner | None", data_seed: int,
+                  parents: ParentCache | None) -> dict[str, Any]:
+    """One training run, pruning during it on the schedule (or not at all: then it is the parent)."""
+    if pruner is None:
+        curves, _, cached = _train_parent(spec, trainer, data_seed, parents, set())
+        return {"curves": curves, "events": [], "best_test_acc": max(curves["test_acc"]),
+                "parent": "cached" if cached else "trained"}
     events: list[dict[str, Any]] = []
-    schedule = pruner.schedule(trainer) if pruner else {}
+    schedule = pruner.schedule(trainer)
 
     def on_event(step: int, epoch: int) -> None:
         events.append(pruner.event(step, schedule[step], trainer.evaluate_test, epoch=epoch))
 
     curves, _ = trainer.train(0, data_seed, events=schedule, on_event=on_event,
-                              before_batch=pruner and pruner.before_batch, after_step=pruner and pruner.after_step)
-    if pruner:
-        pruner.detach()
+                              before_batch=pruner.before_batch, after_step=pruner.after_step)
+    pruner.detach()
     # Generalization: the best test accuracy at or after the last pruning event (the paper's code).
     last = max(schedule) if schedule else -1
     post = [events[-1]["t_post"]] if events else []
@@ -329,6 +411,7 @@ class _Pruner:
             self.scorer.attach(ctx, self.layers)
         self.before_batch = getattr(self.scorer, "before_train_batch", None)
         self.after_step = getattr(self.effector, "after_step", None)
+        self.observes_training = hasattr(self.scorer, "attach") or self.before_batch is not None
 
     def schedule(self, trainer: _Trainer) -> dict[int, list[LayerCut]]:
         return build_schedule(self.prune, {n: s.n_original for n, s in self.layers.items()},
@@ -425,8 +508,12 @@ GLOBAL = "*"
 
 # ---- prune-retrain rounds: lottery tickets, rewinding, data-order stability --------------
 def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Trainer, pruner: _Pruner,
-                ctx: PruningContext, data_seed: int) -> dict[str, Any]:
-    """Train; then R times: prune a fraction of what remains, rewind, retrain (REFERENCE.md section 3)."""
+                ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool) -> dict[str, Any]:
+    """Train; then R times: prune a fraction of what remains, rewind, retrain (REFERENCE.md section 3).
+
+    Round 0 is the unpruned parent (from the parent cache when stored). The cell's metrics
+    run at the end of every round, so one cell gives a whole prune-ratio sweep.
+    """
     prune, model = spec.prune, trainer.model
     rewind = build(registry, "rewinds", spec.rewind)
     k = rewind.checkpoint_step(trainer.steps_per_epoch, trainer.total_steps)
@@ -438,12 +525,16 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
     events: list[dict[str, Any]] = []
     rounds: list[dict[str, Any]] = []
 
-    curves, kept = trainer.train(0, data_seed, keep=keep, before_batch=pruner.before_batch,
-                                 after_step=pruner.after_step)
+    curves, kept, cached = _train_parent(spec, trainer, data_seed, parents, keep, pruner)
     checkpoint = kept[k]["model"] if k is not None else None
     rounds.append(_round_summary(0, pruner, curves, 0, True))
     if prune.data_order_stability:
         rounds[-1].update(_twin(trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points))
+    parent = None
+    if spec.metrics:
+        subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
+        parent = subject if needs_parent else None
+        rounds[-1]["metrics"] = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0)
 
     def fresh_state(r: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(int(np.random.SeedSequence([spec.seed, 2, r]).generate_state(1)[0]))
@@ -465,6 +556,9 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
         if prune.data_order_stability:
             rounds[-1].update(_twin(trainer, pruner, start, resume.step, resume.replay_lr, twin_seed,
                                     prune.lmc_points))
+        if spec.metrics:
+            rounds[-1]["metrics"] = measure(spec, registry, Evaluated(model), data, data.x_train.device, parent,
+                                            trainer.timing, r)
         ctx.optimizer = trainer.optimizer
     pruner.detach()
     last = rounds[-1]
@@ -474,7 +568,7 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
         metrics.update(lmc_barrier=last["lmc"]["barrier"], weight_distance=last["weight_distance"],
                        lmc_barrier_by_round=[x["lmc"]["barrier"] for x in rounds])
     return {"curves": curves, "events": events, "best_test_acc": last["best_test_acc"], "rounds": rounds,
-            "metrics": metrics}
+            "metrics": metrics, "parent": "cached" if cached else "trained"}
 
 
 def _round_summary(r: int, pruner: _Pruner, curves: dict[str, list], start: int, replay_lr: bool) -> dict:

@@ -15,7 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from gstbench.config import component_label
-from gstbench.stats import correlation, mean_interval, welch_difference
+from gstbench.stats import correlation, mean_interval, prune_potential, welch_difference
 from gstbench.store import Store
 
 GENERALIZATION = "best_test_acc"
@@ -123,8 +123,11 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
                                                       if "weight_distance" in m]))
         if any("rounds" in r for r in group["ok"]):
             row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r])
-        if rank not in row:
-            row[rank] = mean_interval([m[rank] for m in metrics if rank in m])
+        for col in {*suite.get("columns", []), rank} - set(row):
+            row[col] = mean_interval([m[col] for m in metrics if _is_number(m.get(col))])
+        if any(r.get("rounds") and "ood_acc" in r["rounds"][0].get("metrics", {}) for r in group["ok"]):
+            row["potential"] = _potential([r["rounds"] for r in group["ok"] if r.get("rounds")],
+                                          suite.get("delta", 0.005))
         rows.append(row)
     rows.sort(key=lambda r: -1.0 if r[rank]["mean"] is None else r[rank]["mean"], reverse=True)
     corr = correlation([m["stability"] for m in pruned_runs], [m[GENERALIZATION] for m in pruned_runs])
@@ -133,9 +136,68 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
               "missing": sum(r["missing"] for r in rows)}
     out = {"suite": suite, "rank": rank, "rows": rows, "correlation": {
         "x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, "totals": totals}
+    out["time"] = _time_split([r for g in groups.values() for r in g["ok"]])
+    out["correlations"] = []
+    for x, y in suite.get("correlate", []):
+        pairs = [(m[x], m[y]) for m in pruned_runs if _is_number(m.get(x)) and _is_number(m.get(y))]
+        out["correlations"].append({"x": x, "y": y, **correlation([a for a, _ in pairs], [b for _, b in pairs])})
     if suite.get("question"):
         out["answer"] = answer_question(suite["question"], runs, rank)
     return out
+
+
+def _time_split(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the cells' time went: training, evaluation, pruning, and each metric (all rounds)."""
+    wall = sum(r.get("wall_s", 0.0) for r in results)
+    parts: dict[str, float] = defaultdict(float)
+    by_metric: dict[str, float] = defaultdict(float)
+    for r in results:
+        for k, v in r.get("timing", {}).items():
+            parts[k.removesuffix("_s")] += v
+        passes = [x.get("metrics", {}) for x in r.get("rounds", [])] or [r["metrics"]]
+        for m in passes:
+            for label, t in m.get("metric_wall_s", {}).items():
+                by_metric[label] += t
+    share = (lambda t: t / wall if wall else None)
+    return {"cells": len(results), "wall_s": wall, "parts": {k: {"s": v, "share": share(v)} for k, v in parts.items()},
+            "metrics": {k: {"s": v, "share": share(v)} for k, v in sorted(by_metric.items(), key=lambda kv: -kv[1])}}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _potential(per_run: list[list[dict[str, Any]]], delta: float) -> dict[str, Any]:
+    """Prune potential per seed (nominal and per shift, each shift's error averaged over its severities),
+    pooled across seeds; and per round: sparsity, nominal and shifted accuracy, excess error."""
+    per_seed: dict[str, list[float]] = defaultdict(list)
+    for rounds in per_run:
+        parent = rounds[0]["metrics"]
+        pruned = rounds[1:]
+        ratios = [r["sparsity"] for r in pruned]
+
+        def err(m: dict[str, Any], shift: str | None) -> float:
+            if shift is None:
+                return 1 - m["ood_nominal_acc"]
+            accs = m["ood_acc"] if shift == "mean" else {shift: m["ood_acc"][shift]}
+            values = [a for v in accs.values() for a in v]
+            return 1 - sum(values) / len(values)
+
+        for shift in (None, *parent["ood_acc"], "mean"):
+            name = shift or "nominal"
+            per_seed[name].append(prune_potential(ratios, [err(r["metrics"], shift) for r in pruned],
+                                                  err(parent, shift), delta))
+    n_rounds = min(len(r) for r in per_run)
+    by_round = []
+    for i in range(n_rounds):
+        ms = [r[i]["metrics"] for r in per_run]
+        by_round.append({"round": i, "sparsity": sum(r[i]["sparsity"] for r in per_run) / len(per_run),
+                         "nominal_acc": mean_interval([m["ood_nominal_acc"] for m in ms]),
+                         "ood_acc": mean_interval([m["ood_acc_mean"] for m in ms]),
+                         **({"excess_error": mean_interval([m["excess_error_mean"] for m in ms])}
+                            if all("excess_error_mean" in m for m in ms) else {})})
+    return {"delta": delta, "per_seed": dict(per_seed),
+            "pooled": {k: mean_interval(v) for k, v in per_seed.items()}, "by_round": by_round}
 
 
 def _round_stats(per_run: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -200,7 +262,7 @@ def _render_rounds(report: dict[str, Any], tablefmt: str) -> list[str]:
     sparsity = {i: {f"{100 * r['rounds'][i]['sparsity']:.1f}" for r in rows if i < len(r["rounds"])}
                 for i in range(n_rounds)}
     heads = [f"r{i} ({sparsity[i].pop()}%)" if len(sparsity[i]) == 1 else f"r{i}" for i in range(n_rounds)]
-    label = ["target", *extra]
+    label = ["scorer", "target", *extra]
     lines = []
     for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)", _pct),
                             ("lmc_barrier", "LMC barrier % per round: max test error on the path between two "
@@ -210,7 +272,7 @@ def _render_rounds(report: dict[str, Any], tablefmt: str) -> list[str]:
                                                 "per round", _num)):
         if not any(key in x for r in rows for x in r["rounds"]):
             continue
-        table = [[r["target"], *(r[a] for a in extra),
+        table = [[r["scorer"], r["target"], *(r[a] for a in extra),
                   *(fmt(x[key]) if key in x else "-" for x in r["rounds"])] for r in rows]
         lines += ["", title + ":", tabulate(table, headers=[*label, *heads], tablefmt=tablefmt,
                                              disable_numparse=True)]
@@ -240,8 +302,9 @@ def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
 def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
     twins = any("lmc_barrier" in r for r in report["rows"])
+    columns = [c for c in report["suite"].get("columns", []) if c != report["rank"]]
     headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", "stability %", "final test %",
-               "best test %", "gap %", *(["LMC barrier %", "distance"] if twins else [])]
+               "best test %", "gap %", *(["LMC barrier %", "distance"] if twins else []), *columns]
     table = []
     for r in report["rows"]:
         table.append([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra),
@@ -250,7 +313,8 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
                       + (f" (+{r['missing']} missing)" if r["missing"] else ""),
                       _pct(r["stability"]), _pct(r["final_test_acc"]), _pct(r["best_test_acc"]), _pct(r["gap"]),
                       *([_pct(r["lmc_barrier"]) if "lmc_barrier" in r else "-",
-                         _num(r["weight_distance"]) if "weight_distance" in r else "-"] if twins else [])])
+                         _num(r["weight_distance"]) if "weight_distance" in r else "-"] if twins else []),
+                      *(_num(r[c]) for c in columns)])
     c = report["correlation"]
     lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
              f"sorted by {report['rank']}; ± is the half-width of a 95% Student-t interval across seeds; "
@@ -263,11 +327,56 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
                               headers=[f"stability vs {c['y']} ({c['n']} pruned runs)", "value", "p"],
                               tablefmt=tablefmt, disable_numparse=True))
     lines += _render_rounds(report, tablefmt)
+    lines += _render_analyses(report, tablefmt)
     if report.get("answer"):
         lines += _render_answer(report["answer"], tablefmt)
     t = report["totals"]
     lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, {t['missing']} missing")
+    time_split = report.get("time")
+    if time_split and time_split["wall_s"]:
+        def part(name: str, v: dict) -> str:
+            return f"{name} {v['s']:.1f} s ({100 * v['share']:.1f}%)"
+        lines.append(f"time in {time_split['cells']} cells: {time_split['wall_s']:.1f} s; "
+                     + ", ".join(part(k, v) for k, v in time_split["parts"].items() if v["s"] > 0))
+        if time_split["metrics"]:
+            lines.append("  metrics: " + ", ".join(part(k, v) for k, v in time_split["metrics"].items())
+                         + " (shared work counts for the first metric that needs it)")
     for r in report["rows"]:
         for err in r["errors"]:
             lines.append(f"  failed cell {str(err['hash'])[:16]} (seed {err['seed']}): {err['error']}")
     return "\n".join(lines)
+
+
+def _render_analyses(report: dict[str, Any], tablefmt: str) -> list[str]:
+    """The suite's declared correlations, and prune potential when rounds measured shifted data."""
+    lines = []
+    corr = [c for c in report.get("correlations", [])]
+    if corr:
+        lines += ["", tabulate([[f"{c['x']} vs {c['y']}", c["n"],
+                                 *((f"{c['pearson_r']:+.3f}", f"{c['pearson_p']:.2g}", f"{c['kendall_tau']:+.3f}",
+                                    f"{c['kendall_p']:.2g}") if c["pearson_r"] is not None else
+                                   (c.get("note", "undefined"), "", "", ""))] for c in corr],
+                               headers=["pruned runs", "n", "Pearson r", "p", "Kendall tau", "p"],
+                               tablefmt=tablefmt, disable_numparse=True)]
+    rows = [r for r in report["rows"] if "potential" in r]
+    if rows:
+        shifts = [k for k in rows[0]["potential"]["pooled"] if k not in ("nominal", "mean")]
+        delta = rows[0]["potential"]["delta"]
+        table = [[r["scorer"], r["target"], r["effector"], r["n"],
+                  *(_pct(r["potential"]["pooled"].get(k, {"mean": None}))
+                    for k in ("nominal", *shifts, "mean"))] for r in rows]
+        lines += ["", f"prune potential % (largest pruned share of filters whose error stays within "
+                      f"{100 * delta:g} points of the parent's; contiguous from the smallest ratio; per seed, "
+                      f"then mean ± 95% interval)",
+                  tabulate(table, headers=["scorer", "target", "effector", "n", "nominal", *shifts, "all shifts"],
+                           tablefmt=tablefmt, disable_numparse=True)]
+        table = []
+        for r in rows:
+            for x in r["potential"]["by_round"][1:]:
+                table.append([r["scorer"], r["target"], f"{100 * x['sparsity']:.1f}", _pct(x["nominal_acc"]),
+                              _pct(x["ood_acc"]), _pct(x["excess_error"]) if "excess_error" in x else "-"])
+        lines += ["", "accuracy and excess error by prune ratio (excess error: (err(D') - err(D)) - "
+                      "(err_parent(D') - err_parent(D)), mean over shifts and severities)",
+                  tabulate(table, headers=["scorer", "target", "pruned %", "nominal %", "shifted %", "excess error %"],
+                           tablefmt=tablefmt, disable_numparse=True)]
+    return lines

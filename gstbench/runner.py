@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from gstbench.config import CellSpec
 from gstbench.engine import run_cell
+from gstbench.parents import ParentCache
 from gstbench.store import Store
 from gstbench.suite import Suite
 
@@ -41,10 +42,11 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
     if on_start is not None:
         on_start(pending)
     runner = registry.get("executors", executor).factory()
+    parents = ParentCache(store.root / "parents")
 
     def one(spec: CellSpec) -> dict[str, Any]:
         progress = (lambda e, n: on_epoch(spec, e, n)) if on_epoch else None
-        return run_cell(spec, registry, device=device, progress=progress)
+        return run_cell(spec, registry, device=device, progress=progress, parents=parents)
 
     failed = 0
     for spec, result in runner.map(pending, one):

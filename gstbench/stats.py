@@ -55,3 +55,18 @@ def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95
     half = float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb))
     out.update(low=diff - half, high=diff + half, p=float(stats.ttest_ind(y, x, equal_var=False).pvalue))
     return out
+
+
+def prune_potential(ratios: Sequence[float], errors: Sequence[float], parent_error: float, delta: float) -> float:
+    """The largest swept prune ratio whose error is within ``delta`` of the parent's (Liebenwein et al. 2021).
+
+    Contiguous rule: ratios are taken in increasing order and the sweep stops at the first
+    ratio over the tolerance, so a ratio that passes after one that failed (noise) does
+    not count. 0 when the smallest ratio already fails.
+    """
+    potential = 0.0
+    for ratio, error in sorted(zip(ratios, errors)):
+        if error > parent_error + delta + 1e-12:
+            break
+        potential = ratio
+    return potential

@@ -24,7 +24,7 @@ from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 
 SUITE_KEYS = {"name", "description", "extends", "seeds", "base", "axes", "include", "scales", "leaderboard"}
 SCALE_KEYS = {"description", "seeds", "base", "axes", "include", "unavailable"}
-LEADERBOARD_KEYS = {"rank", "question", "groups", "split"}
+LEADERBOARD_KEYS = {"rank", "question", "groups", "split", "columns", "correlate", "delta"}
 DEFAULT_SCALE = "quick"
 
 
@@ -41,11 +41,14 @@ class Suite:
     rank: str = "best_test_acc"
     # A question the leaderboard answers by comparing groups of configurations (report.py).
     question: dict[str, Any] | None = None
+    columns: list[str] = field(default_factory=list)  # extra metric columns of the leaderboard
+    correlate: list[list[str]] = field(default_factory=list)  # metric pairs correlated across pruned runs
+    delta: float = 0.005  # prune-potential tolerance (0.5 percentage points)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "description": self.description, "scale": self.scale,
                 "scales": self.scales, "seeds": self.seeds, "axes": self.axes, "rank": self.rank,
-                "question": self.question,
+                "question": self.question, "columns": self.columns, "correlate": self.correlate, "delta": self.delta,
                 "configurations": len({c.config_hash for c in self.cells}), "cells": len(self.cells)}
 
 
@@ -115,12 +118,12 @@ def _merged_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[
 
 
 def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: int | None = None,
-               overrides: dict[str, Any] | None = None) -> Suite:
+               overrides: dict[str, Any] | None = None, metrics: list[str] = ()) -> Suite:
     """Read, merge and validate a suite; raises SpecError naming the file, key and value at fault.
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
     pruned configuration after the axes are expanded; configurations that become equal
-    are run once.
+    are run once. ``metrics`` are added to every configuration (``gstbench run --metric``).
     """
     path = find_suite(registry, name_or_path)
     source = str(path)
@@ -168,6 +171,11 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
         configs.append(cfg)
 
     for cfg in configs:
+        listed = cfg.setdefault("metrics", [])
+        if not isinstance(listed, list):
+            raise SpecError(f"{listed!r} is not a list", source=source, key="base.metrics")
+        present = {m if isinstance(m, str) else m.get("name") for m in listed if isinstance(m, (str, dict))}
+        listed += [m for m in metrics if m not in present]
         for n, v in (overrides or {}).items():
             if cfg.get("prune", False) is not False or not n.startswith("prune."):
                 _set_path(cfg, n, v, source, n)
@@ -176,7 +184,25 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     validate_cells(cells, registry, source)
     return Suite(name=raw.get("name", path.stem), source=source, description=raw.get("description", ""),
                  scale=scale, scales=list(scales), seeds=n_seeds, axes=axes, cells=cells,
-                 rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source))
+                 rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
+                 **_analyses(leaderboard, source))
+
+
+def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:
+    """``columns`` (metric names), ``correlate`` (pairs of metric names), ``delta`` (prune-potential tolerance)."""
+    columns = leaderboard.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise SpecError(f"{columns!r} is not a list of metric names", source=source, key="leaderboard.columns")
+    pairs = leaderboard.get("correlate", [])
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(m, str) for m in p)
+                                              for p in pairs):
+        raise SpecError(f"{pairs!r} is not a list of [metric, metric] pairs", source=source,
+                        key="leaderboard.correlate")
+    delta = leaderboard.get("delta", 0.005)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 1:
+        raise SpecError(f"{delta!r} must be a number in [0, 1) (0.005 = 0.5 points)", source=source,
+                        key="leaderboard.delta")
+    return {"columns": columns, "correlate": pairs, "delta": float(delta)}
 
 
 def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None:
@@ -218,16 +244,35 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
             raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
                             f"configuration has none; set prune.rounds, or drop the rewind", source=source,
                             key="rewind")
-        if spec.prune is None:
+        if spec.prune is None and not spec.metrics:
             continue
         data = load_data(registry, spec)
         mkey = f"{spec.model.canonical()}{spec.dataset.canonical()}"
         if mkey not in models:
             models[mkey] = build_model(registry, spec, data)
         try:
-            _check_pruned(spec, registry, models[mkey], data)
+            _check_metrics(spec, registry, models[mkey], data)
+            if spec.prune is not None:
+                _check_pruned(spec, registry, models[mkey], data)
         except SpecError as exc:
             raise SpecError(exc.message, source=source, key=exc.key) from None
+
+
+def _check_metrics(spec: CellSpec, registry: Any, model: Any, data: Any) -> None:
+    """Each metric builds with its options and applies to this model and data (its own ``check``)."""
+    from gstbench.engine import component
+
+    for i, ref in enumerate(spec.metrics):
+        comp = component(registry, "metrics", ref)
+        try:
+            metric = comp.factory(**ref.kwargs)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"metric '{comp.id}': {exc}", key=f"metrics[{i}]") from None
+        check = getattr(metric, "check", None)
+        problem = check(data, model) if check else None
+        if problem:
+            raise SpecError(f"metric '{comp.id}' cannot apply to dataset {spec.dataset.label}: {problem}",
+                            key=f"metrics[{i}]")
 
 
 def _check_pruned(spec: CellSpec, registry: Any, model: Any, data: Any) -> None:

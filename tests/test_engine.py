@@ -97,7 +97,7 @@ def test_a_raising_component_is_recorded_as_failed(registry):
 
 
 class WeightNorm:
-    def compute(self, model, data, device):
+    def compute(self, model, data, device):  # the 0.1 signature keeps working
         return {"weight_norm": float(sum(p.detach().pow(2).sum() for p in model.parameters()) ** 0.5),
                 "weight_norm_settings": {"params": "all"}}
 

@@ -1,0 +1,72 @@
+"""Parent cache: the unpruned model trained once per (model, data, training, seed, device) and reused.
+
+A parent is what round 0 of a prune-retrain cell trains, what an unpruned cell trains,
+and what metrics that compare with the parent (excess error, functional distance) need.
+All of them train it the same way (same seed, same data order), so the first to finish
+stores it under ``<run dir>/parents/<key16>/`` and the others load it. Written
+atomically; a killed run leaves no half entry. An entry also holds the training states
+at the steps a rewind or a second copy asked for; a cell that needs another step trains
+the parent again (same numbers) and adds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gstbench.config import CellSpec
+from gstbench.store import atomic_write_json
+
+FORMAT = 1
+
+
+def parent_key(spec: CellSpec, device: torch.device) -> str:
+    c = spec.canonical()
+    ident = {k: c[k] for k in ("model", "dataset", "train", "seed")}
+    ident.update(device=device.type, format=FORMAT)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class ParentCache:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def _dir(self, spec: CellSpec, device: torch.device) -> Path:
+        return self.root / parent_key(spec, device)[:16]
+
+    def load(self, spec: CellSpec, device: torch.device, steps: set[int]) -> dict[str, Any] | None:
+        """The stored parent if it holds every state in ``steps``; None otherwise (or if unreadable)."""
+        d = self._dir(spec, device)
+        try:
+            meta = json.loads((d / "parent.json").read_text())
+            if meta["key"] != parent_key(spec, device) or not steps <= set(meta["steps"]):
+                return None
+            states = torch.load(d / "states.pt", map_location=device, weights_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        kept = {int(k): v for k, v in states["kept"].items()}
+        if not steps <= set(kept):  # another process replaced the entry in between
+            return None
+        return {"curves": meta["curves"], "final": states["final"], "kept": kept}
+
+    def save(self, spec: CellSpec, device: torch.device, curves: dict[str, list], final: dict[str, torch.Tensor],
+             kept: dict[int, dict]) -> None:
+        d = self._dir(spec, device)
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".states.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"final": final, "kept": {str(k): v for k, v in kept.items()}}, tmp)
+            os.replace(tmp, d / "states.pt")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        atomic_write_json(d / "parent.json", {"key": parent_key(spec, device), "steps": sorted(kept),
+                                              "curves": curves, "spec": {k: spec.canonical()[k] for k in
+                                                                         ("model", "dataset", "train", "seed")}})

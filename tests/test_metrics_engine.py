@@ -1,0 +1,145 @@
+"""Metrics in the engine: the parent cache, per-round metrics, rejection before training, the CLI's --metric."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import DATA, changed, run_cli
+from gstbench.config import cell_from_config
+from gstbench.engine import run_cell
+from gstbench.errors import SpecError
+from gstbench.parents import ParentCache
+from gstbench.plugins import Registry
+from gstbench.suite import load_suite
+from gstbench.stats import prune_potential
+
+OOD = [{"name": "ood-accuracy", "severities": [1]}, {"name": "excess-error", "severities": [1]},
+       {"name": "functional-distance", "eps": [0.0, 0.5]}]
+BASE = {
+    "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
+    "dataset": {"name": "mnist1d", "num_samples": 600, "train_split": 0.5},
+    "train": {"epochs": 3, "batch_size": 64},
+    "prune": {"scorer": "l2", "target": "smallest", "effector": "mask", "rounds": 2, "fraction": 0.5,
+              "layers": ["conv2", "conv3"]},
+    "rewind": "lr@50%",
+    "metrics": OOD,
+}
+
+
+def test_prune_potential_follows_the_contiguous_rule():
+    ratios = [0.2, 0.4, 0.6, 0.8]
+    # 0.6 is over the tolerance; 0.8 is back within it, but a later pass does not count.
+    assert prune_potential(ratios, [0.100, 0.104, 0.107, 0.103], 0.100, 0.005) == 0.4
+    assert prune_potential(ratios, [0.09, 0.1, 0.105, 0.1], 0.100, 0.005) == 0.8  # exactly at the tolerance passes
+    assert prune_potential(ratios, [0.2, 0.1, 0.1, 0.1], 0.100, 0.005) == 0.0  # the smallest ratio fails
+    assert prune_potential(list(reversed(ratios)), [0.103, 0.107, 0.104, 0.100], 0.100, 0.005) == 0.4  # order-free
+
+
+def test_rounds_reuse_one_parent_and_measure_every_round(registry, tmp_path):
+    cache = ParentCache(tmp_path)
+    first = run_cell(cell_from_config(BASE, 0, registry), registry, parents=cache)
+    other = run_cell(cell_from_config(changed(BASE, prune__scorer="bn-gamma"), 0, registry), registry,
+                     parents=cache)
+    alone = run_cell(cell_from_config(BASE, 0, registry), registry)  # no cache: trains its own parent
+    assert (first["status"], other["status"], alone["status"]) == ("ok", "ok", "ok")
+    assert (first["parent"], other["parent"], alone["parent"]) == ("trained", "cached", "trained")
+    # The cached parent is the same parent: same curves, same metrics at round 0.
+    assert other["rounds"][0]["curves"] == first["rounds"][0]["curves"] == alone["rounds"][0]["curves"]
+    assert other["rounds"][0]["metrics"]["ood_acc"] == first["rounds"][0]["metrics"]["ood_acc"]
+    assert first["metrics"] == {**alone["metrics"], "metric_wall_s": first["metrics"]["metric_wall_s"]}
+    for r in first["rounds"]:
+        assert "ood_acc" in r["metrics"] and "excess_error_mean" in r["metrics"]
+    round0 = first["rounds"][0]["metrics"]
+    assert round0["excess_error_mean"] == 0.0 and round0["functional_agreement_mean"] == 1.0  # its own parent
+    last = first["rounds"][-1]["metrics"]
+    assert last["parent_nominal_acc"] == round0["ood_nominal_acc"]
+    for shift, accs in last["excess_error"].items():  # the definition, from the stored accuracies
+        expected = ((1 - last["ood_acc"][shift][0]) - (1 - last["ood_nominal_acc"])) - \
+            ((1 - round0["ood_acc"][shift][0]) - (1 - round0["ood_nominal_acc"]))
+        assert accs[0] == pytest.approx(expected)
+    assert first["metrics"]["ood_acc"] == last["ood_acc"]  # the cell's metrics are its last round's
+
+
+def test_an_unpruned_cell_is_the_parent_of_a_pruned_one(registry, tmp_path):
+    cache = ParentCache(tmp_path)
+    schedule = {**BASE, "rewind": "none", "prune": {"scorer": "l2", "target": "smallest", "effector": "mask",
+                                                    "start": "1ep", "end": "2ep", "period": "1ep",
+                                                    "layers": {"conv2": {"fraction": 0.5}}}}
+    pruned = run_cell(cell_from_config(schedule, 1, registry), registry, parents=cache)
+    unpruned = run_cell(cell_from_config(changed(schedule, prune=False), 1, registry), registry, parents=cache)
+    assert pruned["status"] == unpruned["status"] == "ok"
+    assert unpruned["parent"] == "cached"  # the pruned cell trained it for its excess error
+    assert pruned["metrics"]["parent_nominal_acc"] == unpruned["metrics"]["final_test_acc"]
+    assert unpruned["metrics"]["functional_agreement_mean"] == 1.0
+    fresh = run_cell(cell_from_config(changed(schedule, prune=False), 1, registry), registry)
+    assert fresh["curves"] == unpruned["curves"]
+
+
+def test_a_metric_that_cannot_apply_is_rejected_before_training(tmp_path):
+    source = '''
+        import torch
+        from gstbench import hookimpl
+        from gstbench.components import TensorData
+
+        def flat():
+            """Random 1-D data without shifted test sets."""
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(40, 1, 16, generator=g)
+            y = torch.randint(0, 2, (40,), generator=g)
+            return TensorData(x, y, x, y, 2)
+
+        @hookimpl
+        def register_datasets(register):
+            register("flat", flat)
+    '''
+    import textwrap
+    import types
+
+    module = types.ModuleType("flatdata")
+    exec(textwrap.dedent(source), module.__dict__)
+    registry = Registry(extra_plugins=[("flatdata", module)])
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\n[base]\nmodel = "cnn1d"\ndataset = "flat"\nmetrics = ["cost", "ood-accuracy"]\n'
+                     '[scales.quick]\n')
+    with pytest.raises(SpecError) as err:
+        load_suite(registry, str(suite))
+    assert err.value.key == "metrics[1]" and "no shifted test sets" in str(err.value) and "s.toml" in str(err.value)
+    suite.write_text('name = "s"\n[base]\nmodel = "cnn1d"\ndataset = "mnist1d"\n'
+                     'metrics = [{ name = "hessian-topk", k = 30 }]\n[scales.quick]\n')
+    with pytest.raises(SpecError, match="k = 30 needs 1 <= k <= iterations"):
+        load_suite(registry, str(suite))
+
+
+def test_cli_metric_flag_adds_metrics_and_reports_their_cost(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--metric", "cost",
+                   "--metric", "hessian-trace", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
+    assert len(results) == 3
+    for r in results:
+        m = r["metrics"]
+        assert m["macs"] > 0 and "hessian_trace" in m and set(m["metric_wall_s"]) == {"cost", "hessian-trace"}
+        assert r["timing"]["metrics_s"] > 0
+    masked = [r["metrics"] for r in results if r["metrics"].get("sparsity", 0) > 0]
+    assert all(m["macs_without_dead_filters"] < m["macs"] for m in masked)
+    bad = run_cli("run", "--suite", str(DATA / "tiny.toml"), "--metric", "hessian-trase", "--out", str(out))
+    assert bad.returncode != 0 and "hessian-trace" in bad.stderr  # the closest known name
+
+
+def test_tiny_ood_suite_reports_prune_potential_end_to_end(tmp_path):
+    out = tmp_path / "ood"
+    proc = run_cli("run", "--suite", str(DATA / "tiny_ood.toml"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "prune potential %" in proc.stdout and "excess error" in proc.stdout
+    assert "stability vs ood_acc_mean" in proc.stdout
+    assert len(list((out / "parents").iterdir())) == 2  # one parent per seed, shared by both scorers
+    report = json.loads(run_cli("report", str(out), "--json").stdout)
+    for row in report["rows"]:
+        pooled = row["potential"]["pooled"]
+        assert set(pooled) == {"nominal", "iid_noise", "corr_noise", "shear", "scale", "mean"}
+        assert len(row["potential"]["per_seed"]["nominal"]) == 2
+        ratios = {0.0, *(x["sparsity"] for x in row["potential"]["by_round"][1:])}
+        assert all(p in ratios for values in row["potential"]["per_seed"].values() for p in values)
