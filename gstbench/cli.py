@@ -156,7 +156,9 @@ def _echo_csv(data) -> None:
     writer = csv.writer(sys.stdout)
     extra = [a for a in data["suite"].get("axes", {}) if a not in SHOWN_AXES]
     stats = [s for s in ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap", "lmc_barrier",
-                         "weight_distance") if any(s in r for r in data["rows"])]
+                         "weight_distance", data["rank"], *data["suite"].get("columns", []))
+             if any(s in r for r in data["rows"])]
+    stats = list(dict.fromkeys(stats))  # the rank may be one of the above
     writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "missing"]
                     + [f"{s}_{p}" for s in stats for p in ("mean", "low", "high")])
     for r in data["rows"]:

@@ -136,6 +136,8 @@ def test_tiny_ood_suite_reports_prune_potential_end_to_end(tmp_path):
     assert "prune potential %" in proc.stdout and "excess error" in proc.stdout
     assert "stability vs ood_acc_mean" in proc.stdout
     assert len(list((out / "parents").iterdir())) == 2  # one parent per seed, shared by both scorers
+    header = run_cli("report", str(out), "--format", "csv").stdout.splitlines()[0].split(",")
+    assert {"ood_acc_mean_mean", "excess_error_mean_mean"} <= set(header)  # the rank and the suite's columns
     report = json.loads(run_cli("report", str(out), "--json").stdout)
     for row in report["rows"]:
         pooled = row["potential"]["pooled"]
@@ -143,3 +145,18 @@ def test_tiny_ood_suite_reports_prune_potential_end_to_end(tmp_path):
         assert len(row["potential"]["per_seed"]["nominal"]) == 2
         ratios = {0.0, *(x["sparsity"] for x in row["potential"]["by_round"][1:])}
         assert all(p in ratios for values in row["potential"]["per_seed"].values() for p in values)
+
+
+def test_a_cached_parent_carries_the_rewind_state_and_the_second_copys_start(registry, tmp_path):
+    cfg = changed(BASE, metrics=[], rewind="weights@1ep",
+                  prune={"scorer": "l2", "target": "smallest", "effector": "mask", "rounds": 1, "fraction": 0.5,
+                         "granularity": "weights", "layers": ["conv2", "conv3"], "data_order_stability": True,
+                         "lmc_points": 3})
+    spec = cell_from_config(cfg, 0, registry)
+    cache = ParentCache(tmp_path)
+    trained, cached = run_cell(spec, registry, parents=cache), run_cell(spec, registry, parents=cache)
+    assert (trained["parent"], cached["parent"]) == ("trained", "cached")
+    # Step 1ep's weights and optimizer state came from the cache: the same tickets, copies and barriers.
+    assert cached["rounds"] == trained["rounds"]
+    assert {k: v for k, v in cached["metrics"].items() if k != "metric_wall_s"} == \
+        {k: v for k, v in trained["metrics"].items() if k != "metric_wall_s"}
