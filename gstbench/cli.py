@@ -247,9 +247,11 @@ def list_components(kind, as_json) -> None:
     data = []
     for c in comps:
         defaults = c.option_defaults() if kind not in ("suites",) else {}
-        options = {k: (None if repr(v) == "<required>" else v) for k, v in (defaults or {}).items()}
+        options = {k: v for k, v in (defaults or {}).items() if repr(v) != "<required>"}
+        required = [k for k, v in (defaults or {}).items() if repr(v) == "<required>"]
         data.append({"id": c.id, "name": c.name, "plugin": c.plugin, "description": c.description,
-                     "capabilities": list(c.capabilities), "revision": c.revision, "options": options})
+                     "capabilities": list(c.capabilities), "revision": c.revision, "options": options,
+                     "required": required})
     if as_json:
         _echo_json(data)
         return
@@ -257,7 +259,7 @@ def list_components(kind, as_json) -> None:
         click.echo(f"no {kind} registered")
         return
     def options(d: dict) -> str:
-        return ", ".join(f"{k} (required)" if v is None else f"{k}={v}" for k, v in d["options"].items())
+        return ", ".join([f"{k} (required)" for k in d["required"]] + [f"{k}={v}" for k, v in d["options"].items()])
 
     click.echo(tabulate([[d["id"], options(d), ", ".join(d["capabilities"]), d["description"]] for d in data],
                         headers=[kind[:-1], "options", "capabilities", "description"]))
