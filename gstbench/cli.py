@@ -129,17 +129,23 @@ def _check_device(device: str) -> None:
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--format", "tablefmt", default="simple", show_default=True,
-              type=click.Choice(["simple", "plain", "github", "latex", "csv"]), help="Table format.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def report(directory, tablefmt, as_json) -> None:
+              type=click.Choice(["simple", "plain", "github", "latex", "csv", "json"]), help="Table format.")
+@click.option("--sort", "sort_by", default=None, metavar="METRIC",
+              help="Rank the configurations by this metric [default: the suite's rank].")
+@click.option("--metric", "metrics", multiple=True, metavar="METRIC",
+              help="Add a column with this metric's mean and interval (repeatable).")
+@click.option("--interval", default="bootstrap", show_default=True, type=click.Choice(["bootstrap", "t"]),
+              help="Interval across seeds: studentized bootstrap, or Student-t.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (same as --format json).")
+def report(directory, tablefmt, sort_by, metrics, interval, as_json) -> None:
     """Print the leaderboard of a result directory (written by `gstbench run --out`)."""
     from gstbench.report import build_report, render_leaderboard
 
     try:
-        data = build_report(directory)
+        data = build_report(directory, rank=sort_by, interval=interval, columns=list(metrics))
     except GstbenchError as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
+    if as_json or tablefmt == "json":
         _echo_json(data)
     elif tablefmt == "csv":
         _echo_csv(data)

@@ -8,17 +8,21 @@ unpruned baseline has no pruning event and is left out of it).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tabulate import tabulate
 
 from gstbench.config import component_label
-from gstbench.stats import correlation, mean_interval, prune_potential, welch_difference
+from gstbench.errors import GstbenchError, closest
+from gstbench.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
 from gstbench.store import Store
 
 GENERALIZATION = "best_test_acc"
+Stat = Callable[..., dict[str, Any]]
 
 
 def _short(component: dict[str, Any]) -> str:
@@ -79,10 +83,19 @@ def _matches(spec: dict[str, Any], dotted: str, allowed: list[Any]) -> bool:
     return node in allowed or str(node) in [str(a) for a in allowed]
 
 
-def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
-    """Everything a leaderboard shows, as plain data (the CLI renders it)."""
+def build_report(out: Path | str, rank: str | None = None, interval: str = "bootstrap",
+                 columns: list[str] = ()) -> dict[str, Any]:
+    """Everything a leaderboard shows, as plain data (the CLI renders it).
+
+    ``rank`` overrides the suite's ranking metric, ``columns`` adds metric columns to the
+    suite's, ``interval`` is ``bootstrap`` (studentized) or ``t``.
+    """
+    if interval not in INTERVALS:
+        raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
+    stat = functools.partial(mean_interval, method=interval)
     store = Store(out)
     suite = store.read_suite()
+    suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *columns]))
     rank = rank or suite.get("rank", GENERALIZATION)
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"ok": [], "failed": [], "missing": 0, "spec": None})
     pruned_runs = []
@@ -110,31 +123,36 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
         row.update(
             rate=metrics[0]["iterative_rate"] if metrics else None,
             n=len(metrics), failed=len(group["failed"]), missing=group["missing"],
-            stability=mean_interval([m["stability"] for m in metrics]),
-            final_test_acc=mean_interval([m["final_test_acc"] for m in metrics]),
-            best_test_acc=mean_interval([m["best_test_acc"] for m in metrics]),
-            train_acc=mean_interval([m["train_acc"] for m in metrics]),
-            gap=mean_interval([m["gap"] for m in metrics]),
+            stability=stat([m["stability"] for m in metrics]),
+            final_test_acc=stat([m["final_test_acc"] for m in metrics]),
+            best_test_acc=stat([m["best_test_acc"] for m in metrics]),
+            train_acc=stat([m["train_acc"] for m in metrics]),
+            gap=stat([m["gap"] for m in metrics]),
             errors=group["failed"],
         )
         if any("lmc_barrier" in m for m in metrics):
-            row.update(lmc_barrier=mean_interval([m["lmc_barrier"] for m in metrics if "lmc_barrier" in m]),
-                       weight_distance=mean_interval([m["weight_distance"] for m in metrics
+            row.update(lmc_barrier=stat([m["lmc_barrier"] for m in metrics if "lmc_barrier" in m]),
+                       weight_distance=stat([m["weight_distance"] for m in metrics
                                                       if "weight_distance" in m]))
         if any("rounds" in r for r in group["ok"]):
-            row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r])
+            row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r], stat)
         for col in {*suite.get("columns", []), rank} - set(row):
-            row[col] = mean_interval([m[col] for m in metrics if _is_number(m.get(col))])
+            row[col] = stat([m[col] for m in metrics if _is_number(m.get(col))])
         if any(r.get("rounds") and "ood_acc" in r["rounds"][0].get("metrics", {}) for r in group["ok"]):
             row["potential"] = _potential([r["rounds"] for r in group["ok"] if r.get("rounds")],
-                                          suite.get("delta", 0.005))
+                                          suite.get("delta", 0.005), stat)
         rows.append(row)
-    rows.sort(key=lambda r: -1.0 if r[rank]["mean"] is None else r[rank]["mean"], reverse=True)
+    known = sorted({k for _, m in runs for k, v in m.items() if _is_number(v)})
+    for name in {rank, *suite["columns"]}:
+        if runs and name not in known:
+            raise GstbenchError(f"no finished run in {out} has a metric '{name}'{closest(name, known)}; "
+                                f"metrics: {', '.join(known)}")
+    rows.sort(key=lambda r: -math.inf if r[rank]["mean"] is None else r[rank]["mean"], reverse=True)
     corr = correlation([m["stability"] for m in pruned_runs], [m[GENERALIZATION] for m in pruned_runs])
     totals = {"cells": sum(r["n"] + r["failed"] + r["missing"] for r in rows),
               "ok": sum(r["n"] for r in rows), "failed": sum(r["failed"] for r in rows),
               "missing": sum(r["missing"] for r in rows)}
-    out = {"suite": suite, "rank": rank, "rows": rows, "correlation": {
+    out = {"suite": suite, "rank": rank, "interval": describe_interval(interval), "rows": rows, "correlation": {
         "x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, "totals": totals}
     out["time"] = _time_split([r for g in groups.values() for r in g["ok"]])
     out["correlations"] = []
@@ -142,7 +160,7 @@ def build_report(out: Path | str, rank: str | None = None) -> dict[str, Any]:
         pairs = [(m[x], m[y]) for m in pruned_runs if _is_number(m.get(x)) and _is_number(m.get(y))]
         out["correlations"].append({"x": x, "y": y, **correlation([a for a, _ in pairs], [b for _, b in pairs])})
     if suite.get("question"):
-        out["answer"] = answer_question(suite["question"], runs, rank)
+        out["answer"] = answer_question(suite["question"], runs, rank, stat)
     return out
 
 
@@ -167,7 +185,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _potential(per_run: list[list[dict[str, Any]]], delta: float) -> dict[str, Any]:
+def _potential(per_run: list[list[dict[str, Any]]], delta: float, stat: Stat = mean_interval) -> dict[str, Any]:
     """Prune potential per seed (nominal and per shift, each shift's error averaged over its severities),
     pooled across seeds; and per round: sparsity, nominal and shifted accuracy, excess error."""
     per_seed: dict[str, list[float]] = defaultdict(list)
@@ -192,29 +210,30 @@ def _potential(per_run: list[list[dict[str, Any]]], delta: float) -> dict[str, A
     for i in range(n_rounds):
         ms = [r[i]["metrics"] for r in per_run]
         by_round.append({"round": i, "sparsity": sum(r[i]["sparsity"] for r in per_run) / len(per_run),
-                         "nominal_acc": mean_interval([m["ood_nominal_acc"] for m in ms]),
-                         "ood_acc": mean_interval([m["ood_acc_mean"] for m in ms]),
-                         **({"excess_error": mean_interval([m["excess_error_mean"] for m in ms])}
+                         "nominal_acc": stat([m["ood_nominal_acc"] for m in ms]),
+                         "ood_acc": stat([m["ood_acc_mean"] for m in ms]),
+                         **({"excess_error": stat([m["excess_error_mean"] for m in ms])}
                             if all("excess_error_mean" in m for m in ms) else {})})
     return {"delta": delta, "per_seed": dict(per_seed),
-            "pooled": {k: mean_interval(v) for k, v in per_seed.items()}, "by_round": by_round}
+            "pooled": {k: stat(v) for k, v in per_seed.items()}, "by_round": by_round}
 
 
-def _round_stats(per_run: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _round_stats(per_run: list[list[dict[str, Any]]], stat: Stat = mean_interval) -> list[dict[str, Any]]:
     """Per round across seeds: sparsity, final test accuracy, and the data-order stability if measured."""
     out = []
     for i in range(min(len(r) for r in per_run)):
         rounds = [r[i] for r in per_run]
-        stat = {"round": i, "sparsity": sum(x["sparsity"] for x in rounds) / len(rounds),
-                "final_test_acc": mean_interval([x["final_test_acc"] for x in rounds])}
+        summary = {"round": i, "sparsity": sum(x["sparsity"] for x in rounds) / len(rounds),
+                   "final_test_acc": stat([x["final_test_acc"] for x in rounds])}
         if all("lmc" in x for x in rounds):
-            stat["lmc_barrier"] = mean_interval([x["lmc"]["barrier"] for x in rounds])
-            stat["weight_distance"] = mean_interval([x["weight_distance"] for x in rounds])
-        out.append(stat)
+            summary["lmc_barrier"] = stat([x["lmc"]["barrier"] for x in rounds])
+            summary["weight_distance"] = stat([x["weight_distance"] for x in rounds])
+        out.append(summary)
     return out
 
 
-def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], metric: str) -> dict[str, Any]:
+def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], metric: str,
+                    stat: Stat = mean_interval) -> dict[str, Any]:
     """Each group's runs pooled (per value of ``split`` too), and every pair compared with a Welch t-test."""
     groups = dict(question["groups"])
     names = [name for name, _ in question["groups"]]
@@ -232,24 +251,25 @@ def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], met
             # a group without the split key (e.g. the unpruned baseline) is compared in every split
             pooled[g] = [m[metric] for spec, m in members[g] if metric in m and
                          (value == "all" or _lookup(spec, split) in (value, "-"))]
-        rows.append({"split": value, "groups": {g: mean_interval(v) for g, v in pooled.items()},
+        rows.append({"split": value, "groups": {g: stat(v) for g, v in pooled.items()},
                      "pairs": [{"a": a, "b": b, **welch_difference(pooled[b], pooled[a])}  # a - b
                                for i, a in enumerate(names) for b in names[i + 1:]]})
     return {"question": question["question"], "metric": metric, "split": split, "groups": names, "rows": rows}
 
 
 def _pct(stat: dict[str, Any]) -> str:
+    """``mean [low, high]`` in percent; a bootstrap interval need not be symmetric."""
     if stat["mean"] is None:
         return "-"
     if stat["low"] is None:
         return f"{100 * stat['mean']:.2f}"
-    return f"{100 * stat['mean']:.2f} ± {100 * (stat['high'] - stat['mean']):.2f}"
+    return f"{100 * stat['mean']:.2f} [{100 * stat['low']:.2f}, {100 * stat['high']:.2f}]"
 
 
 def _num(stat: dict[str, Any]) -> str:
     if stat["mean"] is None:
         return "-"
-    return f"{stat['mean']:.3f}" + ("" if stat["low"] is None else f" ± {stat['high'] - stat['mean']:.3f}")
+    return f"{stat['mean']:.4g}" + ("" if stat["low"] is None else f" [{stat['low']:.4g}, {stat['high']:.4g}]")
 
 
 def _render_rounds(report: dict[str, Any], tablefmt: str) -> list[str]:
@@ -317,12 +337,13 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
                       *(_num(r[c]) for c in columns)])
     c = report["correlation"]
     lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
-             f"sorted by {report['rank']}; ± is the half-width of a 95% Student-t interval across seeds; "
+             f"sorted by {report['rank']}; [low, high]: {report.get('interval', 'interval across seeds')} "
+             f"(none below 3 seeds); "
              f"'best test' is the best test accuracy at or after the last pruning event."]
     if c["pearson_r"] is None:
         lines.append(f"stability vs {c['y']}: {c.get('note', 'undefined')} (n = {c['n']})")
     else:
-        lines.append(tabulate([["Pearson r", f"{c['pearson_r']:+.3f}", f"{c['pearson_p']:.2g}"],
+        lines.append(tabulate([["Pearson r", f"{c['pearson_r']:+.3f}" + _r_interval(c), f"{c['pearson_p']:.2g}"],
                                ["Kendall tau", f"{c['kendall_tau']:+.3f}", f"{c['kendall_p']:.2g}"]],
                               headers=[f"stability vs {c['y']} ({c['n']} pruned runs)", "value", "p"],
                               tablefmt=tablefmt, disable_numparse=True))
@@ -347,13 +368,19 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     return "\n".join(lines)
 
 
+def _r_interval(c: dict[str, Any]) -> str:
+    """Pearson r's 95% interval (Fisher z), when defined."""
+    return "" if c.get("pearson_low") is None else f" [{c['pearson_low']:+.2f}, {c['pearson_high']:+.2f}]"
+
+
 def _render_analyses(report: dict[str, Any], tablefmt: str) -> list[str]:
     """The suite's declared correlations, and prune potential when rounds measured shifted data."""
     lines = []
     corr = [c for c in report.get("correlations", [])]
     if corr:
         lines += ["", tabulate([[f"{c['x']} vs {c['y']}", c["n"],
-                                 *((f"{c['pearson_r']:+.3f}", f"{c['pearson_p']:.2g}", f"{c['kendall_tau']:+.3f}",
+                                 *((f"{c['pearson_r']:+.3f}" + _r_interval(c), f"{c['pearson_p']:.2g}",
+                                    f"{c['kendall_tau']:+.3f}",
                                     f"{c['kendall_p']:.2g}") if c["pearson_r"] is not None else
                                    (c.get("note", "undefined"), "", "", ""))] for c in corr],
                                headers=["pruned runs", "n", "Pearson r", "p", "Kendall tau", "p"],
@@ -367,7 +394,7 @@ def _render_analyses(report: dict[str, Any], tablefmt: str) -> list[str]:
                     for k in ("nominal", *shifts, "mean"))] for r in rows]
         lines += ["", f"prune potential % (largest pruned share of filters whose error stays within "
                       f"{100 * delta:g} points of the parent's; contiguous from the smallest ratio; per seed, "
-                      f"then mean ± 95% interval)",
+                      f"then mean [95% interval])",
                   tabulate(table, headers=["scorer", "target", "effector", "n", "nominal", *shifts, "all shifts"],
                            tablefmt=tablefmt, disable_numparse=True)]
         table = []

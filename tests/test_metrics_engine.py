@@ -138,7 +138,16 @@ def test_tiny_ood_suite_reports_prune_potential_end_to_end(tmp_path):
     assert len(list((out / "parents").iterdir())) == 2  # one parent per seed, shared by both scorers
     header = run_cli("report", str(out), "--format", "csv").stdout.splitlines()[0].split(",")
     assert {"ood_acc_mean_mean", "excess_error_mean_mean"} <= set(header)  # the rank and the suite's columns
+    sorted_t = run_cli("report", str(out), "--sort", "excess_error_mean", "--metric", "ood_nominal_acc",
+                       "--interval", "t", "--format", "json")
+    data = json.loads(sorted_t.stdout)
+    assert data["rank"] == "excess_error_mean" and "Student-t" in data["interval"]
+    means = [r["excess_error_mean"]["mean"] for r in data["rows"]]
+    assert means == sorted(means, reverse=True) and all("ood_nominal_acc" in r for r in data["rows"])
+    bad = run_cli("report", str(out), "--sort", "excess_eror_mean")
+    assert bad.returncode == 1 and "did you mean: excess_error_mean" in bad.stderr
     report = json.loads(run_cli("report", str(out), "--json").stdout)
+    assert "bootstrap-t" in report["interval"]
     for row in report["rows"]:
         pooled = row["potential"]["pooled"]
         assert set(pooled) == {"nominal", "iid_noise", "corr_noise", "shear", "scale", "mean"}
