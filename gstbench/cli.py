@@ -173,6 +173,76 @@ def _echo_csv(data) -> None:
                         + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
 
 
+@cli.command("export")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def export_cmd(directory, file) -> None:
+    """Write a result directory as one compact, versioned JSON file (e.g. a CI baseline)."""
+    from gstbench.compare import export
+
+    try:
+        data = export(directory, file)
+    except GstbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    runs = sum(len(c["runs"]) for c in data["configurations"])
+    click.echo(f"{file}: {len(data['configurations'])} configurations, {runs} runs", err=True)
+
+
+@cli.command("compare")
+@click.argument("base", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "tablefmt", default="plain", show_default=True,
+              type=click.Choice(["plain", "github", "simple", "json"]), help="Output format.")
+@click.option("--metric", "metrics", multiple=True, metavar="METRIC",
+              help="Compare this metric (repeatable) [default: stability, the suite's rank and columns].")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]VALUE",
+              help="Smallest change that counts (absolute; default 0.005), for all metrics or one.")
+def compare_cmd(base, new, tablefmt, metrics, tolerances) -> None:
+    """Compare two result sets (directories or exports); exit 1 if anything regressed, 2 on bad input."""
+    from gstbench.compare import DEFAULT_TOLERANCE, compare, load
+
+    default, per_metric = DEFAULT_TOLERANCE, {}
+    for t in tolerances:
+        name, _, value = t.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{t!r} is not VALUE or METRIC=VALUE", param_hint="--tolerance") from None
+        if name:
+            per_metric[name] = number
+        else:
+            default = number
+    try:
+        result = compare(load(base), load(new), list(metrics) or None, per_metric, default)
+    except GstbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    if tablefmt == "json":
+        _echo_json(result)
+    else:
+        click.echo(_render_compare(result, tablefmt))
+    sys.exit(1 if result["regressed"] else 0)
+
+
+def _render_compare(result: dict, tablefmt: str) -> str:
+    def num(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    table = []
+    for r in result["rows"]:
+        label = " ".join(str(v) for v in r["label"].values() if v != "-")
+        interval = "-" if r.get("low") is None else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
+        delta = "-" if r.get("delta") is None else f"{r['delta']:+.4f}"
+        p = "-" if r.get("p") is None else f"{r['p']:.2g}"
+        table.append([label, r["metric"], num(r["base"]), num(r["new"]), delta, interval, p, r.get("test", "-"),
+                      r["verdict"] + (f" ({r['note']})" if r.get("note") else "")])
+    c = result["counts"]
+    summary = ", ".join(f"{v} {k}" for k, v in c.items() if v)
+    return "\n".join([tabulate(table, headers=["configuration", "metric", "base", "new", "delta", "95% interval",
+                                                "p", "test", "verdict"], tablefmt=tablefmt, disable_numparse=True), "",
+                      f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
+                      f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"])
+
+
 @cli.group(invoke_without_command=True)
 @click.pass_context
 def suites(ctx) -> None:

@@ -337,8 +337,7 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
                       *(_num(r[c]) for c in columns)])
     c = report["correlation"]
     lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
-             f"sorted by {report['rank']}; [low, high]: {report.get('interval', 'interval across seeds')} "
-             f"(none below 3 seeds); "
+             f"sorted by {report['rank']}; [low, high]: {report.get('interval', 'interval across seeds')}; "
              f"'best test' is the best test accuracy at or after the last pruning event."]
     if c["pearson_r"] is None:
         lines.append(f"stability vs {c['y']}: {c.get('note', 'undefined')} (n = {c['n']})")

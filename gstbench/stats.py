@@ -11,6 +11,7 @@ from scipy import stats
 
 INTERVALS = ("bootstrap", "t")
 BOOTSTRAP_RESAMPLES = 9999
+MIN_BOOTSTRAP = 5  # 3 values have 10 distinct resamples: the bootstrap-t's tails run off to +-1e2 there
 
 
 def mean_interval(values: Sequence[float], level: float = 0.95, method: str = "bootstrap") -> dict[str, Any]:
@@ -20,12 +21,12 @@ def mean_interval(values: Sequence[float], level: float = 0.95, method: str = "b
     each resample's mean by its own standard error, and read the interval off the quantiles
     of those t values. Seeded: the same numbers give the same interval. It keeps its
     coverage at the few seeds a benchmark runs, where the percentile and BCa bootstraps do
-    not (docs/definitions.md has the measured coverage). Below 3 values there is no
-    interval, and the result says so.
+    not (docs/definitions.md has the measured coverage). With 3-4 values it gives the
+    Student-t interval and names it; below 3 there is no interval, and the result says so.
     """
     if method not in INTERVALS:
         raise ValueError(f"unknown interval method {method!r}; known: {', '.join(INTERVALS)}")
-    x = np.asarray(values, dtype=float)
+    x = np.sort(np.asarray(values, dtype=float))  # sorted: the interval does not depend on the runs' order
     n = int(x.size)
     if n == 0:
         return {"mean": None, "low": None, "high": None, "n": 0, "method": "none", "note": "no values"}
@@ -35,12 +36,13 @@ def mean_interval(values: Sequence[float], level: float = 0.95, method: str = "b
     se = float(x.std(ddof=1)) / math.sqrt(n)
     if se == 0:
         return {"mean": mean, "low": mean, "high": mean, "n": n, "method": method, "note": "all values equal"}
-    if method == "t":
+    if method == "t" or n < MIN_BOOTSTRAP:
         half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
-        return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "method": "student-t"}
+        return {"mean": mean, "low": mean - half, "high": mean + half, "n": n,
+                "method": "student-t" if method == "t" else f"student-t (n < {MIN_BOOTSTRAP}: too few to resample)"}
     resamples = x[np.random.default_rng(0).integers(0, n, (BOOTSTRAP_RESAMPLES, n))]
     ses = resamples.std(axis=1, ddof=1) / math.sqrt(n)
-    keep = ses > 0  # a resample of one repeated value has no t
+    keep = ses > 1e-9 * se  # a resample of one repeated value has no t (its float std is ~1e-17, not 0)
     t = (resamples.mean(axis=1)[keep] - mean) / ses[keep]
     lo, hi = np.quantile(t, [0.5 - level / 2, 0.5 + level / 2])
     return {"mean": mean, "low": mean - float(hi) * se, "high": mean - float(lo) * se, "n": n,
@@ -50,8 +52,9 @@ def mean_interval(values: Sequence[float], level: float = 0.95, method: str = "b
 def describe_interval(method: str) -> str:
     """How a leaderboard footer names its intervals."""
     if method == "t":
-        return "95% Student-t interval across seeds"
-    return f"95% studentized bootstrap interval across seeds (bootstrap-t, {BOOTSTRAP_RESAMPLES} resamples, seeded)"
+        return "95% Student-t interval across seeds, none below 3 seeds"
+    return (f"95% studentized bootstrap interval across seeds (bootstrap-t, {BOOTSTRAP_RESAMPLES} resamples, "
+            f"seeded; Student-t for 3-4 seeds; none below 3)")
 
 
 def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:

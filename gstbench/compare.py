@@ -1,0 +1,170 @@
+"""Result sets across commits: a compact versioned export, and the comparison that guards CI.
+
+An export holds, per configuration, every seed's numeric metrics. ``compare`` matches
+configurations by their identity (the cell's canonical config without the seed), and for
+each compared metric says improved / unchanged / regressed / changed / missing / new. A
+change counts only when it exceeds the tolerance AND a t-test across seeds finds it
+significant (p < 0.05): paired over seeds when both sides ran the same seeds (a seed fixes
+the initialization and the data order, so the pairs differ only by the code), Welch's
+otherwise. One unlucky seed does not fail a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from gstbench import __version__
+from gstbench.errors import GstbenchError
+from gstbench.report import describe_config
+from gstbench.stats import welch_difference
+from gstbench.store import Store, atomic_write_json
+
+FORMAT = "gstbench-results"
+VERSION = 1
+ALPHA = 0.05
+DEFAULT_TOLERANCE = 0.005  # half a percentage point on accuracy-like metrics
+# Lower is better for these; flatness, cost and counts have no better direction ("changed").
+LOWER_IS_BETTER = {"gap", "final_test_loss", "train_loss", "lmc_barrier", "excess_error_mean", "mean_instability",
+                   "softmax_l2_mean", "softmax_linf_mean"}
+HIGHER_IS_BETTER = {"stability", "final_test_acc", "best_test_acc", "train_acc", "ood_acc_mean", "ood_nominal_acc",
+                    "functional_agreement_mean"}
+
+
+def _config_key(spec: dict[str, Any]) -> str:
+    c = {k: v for k, v in spec.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def collect(directory: Path | str) -> dict[str, Any]:
+    """A result directory as an export: per configuration, each seed's status and numeric metrics."""
+    store = Store(directory)
+    suite = store.read_suite()
+    configs: dict[str, dict[str, Any]] = {}
+    for stored, result in store.iter_cells():
+        spec = stored["spec"]
+        key = _config_key(spec)
+        entry = configs.setdefault(key, {"key": key, "label": describe_config(spec, list(suite.get("axes", {}))),
+                                         "runs": []})
+        run: dict[str, Any] = {"seed": spec["seed"], "hash": stored["hash"][:16],
+                               "status": "missing" if result is None else result["status"]}
+        if result is not None and result["status"] == "ok":
+            run["metrics"] = {k: v for k, v in result["metrics"].items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        entry["runs"].append(run)
+    for entry in configs.values():
+        entry["runs"].sort(key=lambda r: r["seed"])
+    return {"format": FORMAT, "version": VERSION, "gstbench": __version__,
+            "suite": {k: suite.get(k) for k in ("name", "scale", "seeds", "rank", "columns")},
+            "configurations": sorted(configs.values(), key=lambda e: e["key"])}
+
+
+def export(directory: Path | str, file: Path | str) -> dict[str, Any]:
+    data = collect(directory)
+    atomic_write_json(Path(file), data)
+    return data
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    """A result directory or an exported file; GstbenchError (naming the path) if it is neither."""
+    p = Path(path)
+    if p.is_dir():
+        return collect(p)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise GstbenchError(f"{p} is neither a result directory nor a readable export: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise GstbenchError(f"{p} is not a gstbench export (no \"format\": \"{FORMAT}\")")
+    if data.get("version") != VERSION:
+        raise GstbenchError(f"{p} is export version {data.get('version')}; this gstbench reads version {VERSION}")
+    return data
+
+
+def _values(entry: dict[str, Any] | None, metric: str) -> dict[int, float]:
+    """seed -> value of the finished runs that report ``metric``."""
+    if entry is None:
+        return {}
+    return {r["seed"]: r["metrics"][metric] for r in entry["runs"]
+            if r["status"] == "ok" and metric in r.get("metrics", {})}
+
+
+def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None = None,
+            tolerances: dict[str, float] | None = None, default_tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """One row per configuration and metric, with base and new means, the delta, its Welch interval and a verdict."""
+    tolerances = tolerances or {}
+    if metrics is None:
+        suite = new["suite"] if new["configurations"] else base["suite"]
+        metrics = list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc", *(suite.get("columns") or [])]))
+    b = {e["key"]: e for e in base["configurations"]}
+    n = {e["key"]: e for e in new["configurations"]}
+    rows = []
+    def label_of(key: str) -> dict[str, Any]:
+        return (n.get(key) or b.get(key))["label"]
+
+    for key in sorted(set(b) | set(n), key=lambda k: (k not in b, json.dumps(label_of(k), sort_keys=True), k)):
+        label = label_of(key)
+        for metric in metrics:
+            vb, vn = _values(b.get(key), metric), _values(n.get(key), metric)
+            if not vb and not vn:
+                continue
+            row: dict[str, Any] = {"key": key, "label": label, "metric": metric, "n_base": len(vb), "n_new": len(vn),
+                                   "base": _mean(vb.values()), "new": _mean(vn.values())}
+            if not vn:
+                row["verdict"] = "missing"
+            elif not vb:
+                row["verdict"] = "new"
+            else:
+                row.update(_verdict(vb, vn, metric, tolerances.get(metric, default_tolerance)))
+            rows.append(row)
+    counts = {v: sum(r["verdict"] == v for r in rows)
+              for v in ("regressed", "improved", "changed", "unchanged", "missing", "new")}
+    return {"rows": rows, "counts": counts,
+            "test": f"paired t-test over the seeds both sides ran (Welch t-test otherwise), p < {ALPHA}",
+            "tolerances": {"default": default_tolerance, **tolerances}, "regressed": counts["regressed"] > 0}
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _difference(vb: dict[int, float], vn: dict[int, float]) -> dict[str, Any]:
+    """new - base: paired over seeds when both sides ran the same seeds (same init and data order), else Welch."""
+    if set(vb) == set(vn) and len(vb) >= 2:
+        d = np.array([vn[s] - vb[s] for s in sorted(vb)])
+        mean, sd = float(d.mean()), float(d.std(ddof=1))
+        if sd == 0:  # every seed moved by the same amount: a deterministic change, not noise
+            return {"delta": mean, "low": mean, "high": mean, "p": 0.0 if mean else 1.0, "test": "paired"}
+        half = float(stats.t.ppf(0.975, d.size - 1)) * sd / math.sqrt(d.size)
+        return {"delta": mean, "low": mean - half, "high": mean + half,
+                "p": float(stats.ttest_1samp(d, 0.0).pvalue), "test": "paired"}
+    w = welch_difference(list(vb.values()), list(vn.values()))
+    delta = _mean(vn.values()) - _mean(vb.values())
+    p = w["p"] if w["p"] is not None or w.get("note") != "undefined: no variance" else (0.0 if delta else 1.0)
+    out = {"delta": delta, "low": w["low"], "high": w["high"], "p": p, "test": "welch"}
+    if p is None:
+        out["note"] = w.get("note")
+    return out
+
+
+def _verdict(vb: dict[int, float], vn: dict[int, float], metric: str, tolerance: float) -> dict[str, Any]:
+    out = {**_difference(vb, vn), "tolerance": tolerance}
+    delta = out["delta"]
+    if abs(delta) <= tolerance:
+        return {**out, "verdict": "unchanged"}
+    if out["p"] is None:  # a single seed on a side: the change cannot be told from noise
+        return {**out, "verdict": "unchanged", "note": f"beyond tolerance but untested ({out.pop('note', '')})"}
+    if out["p"] >= ALPHA:
+        return {**out, "verdict": "unchanged", "note": "beyond tolerance, within seed noise"}
+    if metric in HIGHER_IS_BETTER:
+        return {**out, "verdict": "improved" if delta > 0 else "regressed"}
+    if metric in LOWER_IS_BETTER:
+        return {**out, "verdict": "improved" if delta < 0 else "regressed"}
+    return {**out, "verdict": "changed"}

@@ -1,0 +1,106 @@
+"""Export and compare through the CLI: planted regressions fail, noise and moves do not, bad input exits 2."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The built-in smoke suite, run once, and its export."""
+    root = tmp_path_factory.mktemp("smoke")
+    proc = run_cli("run", "--suite", "smoke", "--out", str(root / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("export", str(root / "run"), str(root / "base.json"))
+    assert proc.returncode == 0, proc.stderr
+    return root, json.loads((root / "base.json").read_text())
+
+
+def _write(path, data):
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _shift(data: dict, label_target: str, metric: str, by: list[float]) -> dict:
+    out = copy.deepcopy(data)
+    for config in out["configurations"]:
+        if config["label"]["target"] == label_target:
+            for run, d in zip(config["runs"], by):
+                run["metrics"][metric] += d
+    return out
+
+
+def compare_json(base: str, new: str, *extra: str):
+    proc = run_cli("compare", base, new, "--format", "json", *extra)
+    return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.stderr
+
+
+def test_export_is_versioned_and_holds_every_seed(smoke):
+    _, data = smoke
+    assert data["format"] == "gstbench-results" and data["version"] == 1
+    assert len(data["configurations"]) == 3 and all(len(c["runs"]) == 3 for c in data["configurations"])
+    assert all("best_test_acc" in r["metrics"] for c in data["configurations"] for r in c["runs"])
+
+
+def test_a_result_set_matches_its_own_export(smoke):
+    root, _ = smoke
+    code, result, _ = compare_json(str(root / "base.json"), str(root / "run"))
+    assert code == 0 and result["counts"]["unchanged"] == 6 and not result["regressed"]
+
+
+def test_a_planted_regression_fails_with_exit_1(smoke, tmp_path):
+    root, data = smoke
+    worse = _write(tmp_path / "new.json", _shift(data, "smallest", "best_test_acc", [-0.10, -0.12, -0.11]))
+    code, result, _ = compare_json(str(root / "base.json"), worse)
+    assert code == 1 and result["regressed"]
+    row = next(r for r in result["rows"] if r["label"]["target"] == "smallest" and r["metric"] == "best_test_acc")
+    assert row["verdict"] == "regressed" and row["p"] < 0.05 and row["delta"] == pytest.approx(-0.11)
+    assert "paired t-test" in result["test"] and row["test"] == "paired"
+    plain = run_cli("compare", str(root / "base.json"), worse, "--format", "github")
+    assert plain.returncode == 1 and "| regressed" in plain.stdout
+    better = _write(tmp_path / "better.json", _shift(data, "smallest", "best_test_acc", [0.10, 0.12, 0.11]))
+    code, result, _ = compare_json(str(root / "base.json"), better)
+    assert code == 0 and result["counts"]["improved"] == 1
+
+
+def test_a_change_within_seed_noise_or_tolerance_is_not_a_regression(smoke, tmp_path):
+    root, data = smoke
+    noisy = _write(tmp_path / "noisy.json", _shift(data, "largest", "best_test_acc", [-0.09, +0.07, -0.01]))
+    code, result, _ = compare_json(str(root / "base.json"), noisy)
+    row = next(r for r in result["rows"] if r["label"]["target"] == "largest" and r["metric"] == "best_test_acc")
+    assert code == 0 and row["verdict"] == "unchanged" and "noise" in row["note"]
+    small = _write(tmp_path / "small.json", _shift(data, "largest", "best_test_acc", [-0.003, -0.003, -0.003]))
+    assert compare_json(str(root / "base.json"), small)[0] == 0
+    # A stricter tolerance for that metric makes the same consistent 0.3-point drop a regression.
+    code, result, _ = compare_json(str(root / "base.json"), small, "--tolerance", "best_test_acc=0.001")
+    assert code == 1 and result["tolerances"]["best_test_acc"] == 0.001
+
+
+def test_missing_and_new_configurations_are_reported(smoke, tmp_path):
+    root, data = smoke
+    moved = copy.deepcopy(data)
+    gone = moved["configurations"].pop(0)
+    added = copy.deepcopy(gone)
+    added["key"], added["label"]["period"] = "0" * 16, "9ep"
+    moved["configurations"].append(added)
+    code, result, _ = compare_json(str(root / "base.json"), _write(tmp_path / "moved.json", moved))
+    assert code == 0
+    assert result["counts"]["missing"] == 2 and result["counts"]["new"] == 2  # two metrics each
+
+
+def test_bad_input_exits_2_and_names_it(smoke, tmp_path):
+    root, data = smoke
+    other = _write(tmp_path / "other.json", {"hello": 1})
+    proc = run_cli("compare", str(root / "base.json"), other)
+    assert proc.returncode == 2 and "other.json is not a gstbench export" in proc.stderr
+    future = _write(tmp_path / "future.json", {**data, "version": 99})
+    proc = run_cli("compare", future, str(root / "run"))
+    assert proc.returncode == 2 and "version 99" in proc.stderr
+    proc = run_cli("compare", str(root / "base.json"), str(root / "run"), "--tolerance", "much")
+    assert proc.returncode == 2 and "--tolerance" in proc.stderr
+    assert run_cli("compare", str(root / "base.json"), str(tmp_path / "absent")).returncode == 2
