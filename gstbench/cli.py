@@ -173,6 +173,25 @@ def _echo_csv(data) -> None:
                         + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
 
 
+@cli.command("plot")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the figures go [default: DIRECTORY/plots].")
+@click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "svg", "pdf"]))
+def plot(directory, dest, fmt) -> None:
+    """Draw the figures a result directory's results allow (matplotlib, no display needed)."""
+    from gstbench.plots import plot_all
+
+    try:
+        done = plot_all(directory, dest or directory / "plots", fmt)
+    except GstbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    for path in done["written"]:
+        click.echo(path)
+    for name, why in done["skipped"].items():
+        click.echo(f"skipped {name}: {why}", err=True)
+
+
 @cli.command("export")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))

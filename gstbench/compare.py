@@ -108,7 +108,8 @@ def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None
     def label_of(key: str) -> dict[str, Any]:
         return (n.get(key) or b.get(key))["label"]
 
-    for key in sorted(set(b) | set(n), key=lambda k: (k not in b, json.dumps(label_of(k), sort_keys=True), k)):
+    order = sorted(set(b) | set(n), key=lambda k: (k not in b, json.dumps(label_of(k), sort_keys=True), k))
+    for key in order:
         label = label_of(key)
         for metric in metrics:
             vb, vn = _values(b.get(key), metric), _values(n.get(key), metric)

@@ -1,0 +1,198 @@
+"""Figures of a result directory (matplotlib, headless): each titled, axes labelled with units.
+
+- stability vs generalization: one point per pruned run, one color per configuration, a
+  least-squares line and Pearson r;
+- test accuracy over training: mean and 95% band across seeds per configuration, pruning
+  events marked;
+- the rate sweep: stability and generalization against the iterative rate, per target;
+- prune potential, nominal vs each shift (when rounds measured shifted data);
+- linear-mode-connectivity curves (when rounds trained two data orders).
+A figure whose results are absent is skipped, and the caller is told which.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gstbench.report import GENERALIZATION, build_report, describe_config
+from gstbench.stats import correlation, mean_interval
+from gstbench.store import Store
+
+FORMATS = ("png", "svg", "pdf")
+
+
+def _label(spec: dict[str, Any], axes: list[str]) -> str:
+    row = describe_config(spec, axes)
+    return " ".join(str(v) for v in row.values() if v != "-")
+
+
+def _groups(out: Path) -> tuple[dict[str, Any], dict[str, list[tuple[dict, dict]]]]:
+    store = Store(out)
+    suite = store.read_suite()
+    groups: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for stored, result in store.iter_cells():
+        if result is not None and result["status"] == "ok":
+            groups[_label(stored["spec"], list(suite.get("axes", {})))].append((stored["spec"], result))
+    return suite, dict(sorted(groups.items()))
+
+
+def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, Any]:
+    """Write every figure the results allow into ``dest``; returns {"written": [...], "skipped": {name: why}}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    out, dest = Path(out), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    suite, groups = _groups(out)
+    report = build_report(out)
+    written, skipped = [], {}
+    for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
+                       ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc)):
+        fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+        why = draw(ax, suite, groups, report)
+        if why:
+            skipped[name] = why
+        else:
+            ax.set_title(f"{ax.get_title()}\n{suite.get('name')} ({suite.get('scale')})", fontsize=10)
+            path = dest / f"{name}.{fmt}"
+            fig.savefig(path, dpi=130)
+            written.append(str(path))
+        plt.close(fig)
+    return {"written": written, "skipped": skipped}
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
+    """Axis labels with units, the title and the legend; None: the figure was drawn."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc=legend)
+    return None
+
+
+def _pruned(groups):
+    return {k: v for k, v in groups.items() if v[0][0]["prune"] is not None}
+
+
+def _scatter(ax, suite, groups, report) -> str | None:
+    pruned = _pruned(groups)
+    xs, ys = [], []
+    for label, runs in pruned.items():
+        x = [100 * r["metrics"]["stability"] for _, r in runs]
+        y = [100 * r["metrics"][GENERALIZATION] for _, r in runs]
+        ax.scatter(x, y, label=label, s=22, alpha=0.8)
+        xs += x
+        ys += y
+    if len(xs) < 3:
+        return "fewer than 3 pruned runs"
+    c = correlation(xs, ys)
+    if c["pearson_r"] is not None:
+        slope, intercept = np.polyfit(xs, ys, 1)
+        grid = np.linspace(min(xs), max(xs), 50)
+        ax.plot(grid, slope * grid + intercept, color="black", lw=1,
+                label=f"least squares: r = {c['pearson_r']:+.2f} (p = {c['pearson_p']:.2g}, n = {c['n']})")
+    return _finish(ax, "stability (%)", "best test accuracy after the last event (%)",
+                   "Stability vs generalization, one point per pruned run")
+
+
+def _curves(ax, suite, groups, report) -> str | None:
+    drawn = False
+    for label, runs in groups.items():
+        curves = [r["curves"] for _, r in runs
+                  if r.get("curves") and all(a is not None for a in r["curves"]["test_acc"])]
+        if not curves:
+            continue
+        n = min(len(c["epoch"]) for c in curves)
+        epochs = curves[0]["epoch"][:n]
+        acc = np.array([[100 * a for a in c["test_acc"][:n]] for c in curves])
+        stats = [mean_interval(acc[:, j], method="t") for j in range(n)]
+        mean = np.array([s["mean"] for s in stats])
+        line, = ax.plot(epochs, mean, lw=1.2, label=f"{label} (n = {len(curves)})")
+        if all(s["low"] is not None for s in stats):
+            ax.fill_between(epochs, [s["low"] for s in stats], [s["high"] for s in stats], alpha=0.15,
+                            color=line.get_color())
+        steps_per_epoch = runs[0][1].get("steps_per_epoch") or 1
+        for step in sorted({e["step"] for e in runs[0][1].get("events", []) if "round" not in e}):
+            ax.axvline(step / steps_per_epoch, color=line.get_color(), lw=0.5, ls=":", alpha=0.7)
+        drawn = True
+    if not drawn:
+        return "no per-epoch test accuracy stored"
+    return _finish(ax, "epoch", "test accuracy (%)",
+                   "Test accuracy over training (mean, 95% t band across seeds; dotted: pruning events)",
+                   legend="lower right")
+
+
+def _rate(ax, suite, groups, report) -> str | None:
+    by_target: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for row in report["rows"]:
+        if row["rate"] and row["stability"]["mean"] is not None and row["target"] != "-":
+            by_target[row["target"]].append((100 * row["rate"], 100 * row["stability"]["mean"],
+                                             100 * row[GENERALIZATION]["mean"]))
+    if not any(len({r for r, _, _ in v}) >= 2 for v in by_target.values()):
+        return "fewer than two iterative rates per target"
+    twin = ax.twinx()
+    for target, points in sorted(by_target.items()):
+        points.sort()
+        rates = [p[0] for p in points]
+        line, = ax.plot(rates, [p[1] for p in points], marker="o", label=f"{target}: stability")
+        twin.plot(rates, [p[2] for p in points], marker="s", ls="--", color=line.get_color(),
+                  label=f"{target}: best test accuracy")
+    ax.set_xscale("log")
+    rates = sorted({p[0] for points in by_target.values() for p in points})
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.minorticks_off()
+    ax.set_xlabel("iterative pruning rate (% of the layer's filters per event, log scale)")
+    ax.set_ylabel("stability (%, solid)")
+    twin.set_ylabel("best test accuracy (%, dashed)")
+    ax.set_title("Stability and generalization vs iterative rate (means across seeds)")
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="best")
+    return None
+
+
+def _potential(ax, suite, groups, report) -> str | None:
+    rows = [r for r in report["rows"] if "potential" in r]
+    if not rows:
+        return "no prune-retrain rounds with shifted test sets"
+    names = list(rows[0]["potential"]["pooled"])
+    width = 0.8 / len(rows)
+    for i, row in enumerate(rows):
+        pooled = row["potential"]["pooled"]
+        means = [100 * (pooled[k]["mean"] or 0) for k in names]
+        # The interval clipped to what a potential can be (0-100% of the filters).
+        low = [100 * max(0.0, pooled[k]["low"]) if pooled[k]["low"] is not None else m for k, m in zip(names, means)]
+        high = [100 * min(1.0, pooled[k]["high"]) if pooled[k]["high"] is not None else m
+                for k, m in zip(names, means)]
+        err = [[m - lo for m, lo in zip(means, low)], [hi - m for m, hi in zip(means, high)]]
+        ax.bar(np.arange(len(names)) + i * width, means, width, yerr=err, capsize=2,
+               label=f"{row['scorer']} {row['target']}")
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
+                  ["all shifts" if n == "mean" else n.replace("_", " ") for n in names], fontsize=8)
+    delta = rows[0]["potential"]["delta"]
+    return _finish(ax, "", "prune potential (% of filters pruned; 95% interval, clipped at 0)",
+                   f"Prune potential within {100 * delta:g} points of the parent's error: nominal vs shifted")
+
+
+def _lmc(ax, suite, groups, report) -> str | None:
+    drawn = False
+    for label, runs in groups.items():
+        lasts = [r["rounds"][-1] for _, r in runs if r.get("rounds") and "lmc" in r["rounds"][-1]]
+        if not lasts:
+            continue
+        alpha = lasts[0]["lmc"]["alpha"]
+        errors = np.array([[100 * e for e in x["lmc"]["test_error"]] for x in lasts])
+        ax.plot(alpha, errors.mean(0), marker=".", label=f"{label} (sparsity {100 * lasts[0]['sparsity']:.1f}%)")
+        drawn = True
+    if not drawn:
+        return "no rounds trained with two data orders"
+    return _finish(ax, "interpolation alpha (0: first copy, 1: second copy)", "test error (%)",
+                   "Linear mode connectivity in the last round (mean across seeds)")

@@ -1,0 +1,60 @@
+"""`gstbench plot` renders every figure type from small stored result sets, as valid image files."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import DATA, run_cli
+from gstbench.plugins import Registry
+from gstbench.runner import run_suite
+from gstbench.suite import load_suite
+
+FIGURES = {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep", "prune_potential",
+           "lmc_curves"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Stored results of three tiny suites: two rates, prune-retrain with shifts, rounds with two data orders."""
+    registry = Registry()
+    root = tmp_path_factory.mktemp("plots")
+    dirs = {}
+    for name in ("tiny_rates", "tiny_ood", "tiny_rounds"):
+        summary = run_suite(load_suite(registry, str(DATA / f"{name}.toml")), root / name, registry)
+        assert summary.failed == 0
+        dirs[name] = root / name
+    return dirs
+
+
+def _written(proc) -> dict[str, str]:
+    assert proc.returncode == 0, proc.stderr
+    return {line.rsplit("/", 1)[-1].split(".")[0]: line for line in proc.stdout.split()}
+
+
+def test_every_figure_type_renders_as_a_valid_png(results, tmp_path):
+    from matplotlib import image
+
+    made: dict[str, str] = {}
+    for name, directory in results.items():
+        proc = run_cli("plot", str(directory), "--out", str(tmp_path / name))
+        made.update(_written(proc))
+    assert set(made) == FIGURES
+    for path in made.values():
+        with open(path, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        pixels = image.imread(path)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 500 and pixels.std() > 0  # drawn, not blank
+
+
+def test_svg_and_pdf_and_the_skipped_figures_are_said(results, tmp_path):
+    proc = run_cli("plot", str(results["tiny_rates"]), "--out", str(tmp_path / "svg"), "--format", "svg")
+    written = _written(proc)
+    assert set(written) == {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep"}
+    root = ET.parse(written["rate_sweep"]).getroot()
+    assert root.tag.endswith("svg")
+    assert "skipped prune_potential: no prune-retrain rounds with shifted test sets" in proc.stderr
+    proc = run_cli("plot", str(results["tiny_ood"]), "--out", str(tmp_path / "pdf"), "--format", "pdf")
+    with open(_written(proc)["prune_potential"], "rb") as fh:
+        assert fh.read(5) == b"%PDF-"
