@@ -196,7 +196,7 @@ def plot(directory, dest, fmt) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def export_cmd(directory, file) -> None:
-    """Write a result directory as one compact, versioned JSON file (e.g. a CI baseline)."""
+    """Write a result directory as one versioned JSON file (a CI baseline), or FILE.csv: one row per cell."""
     from gstbench.compare import export
 
     try:

@@ -24,7 +24,7 @@ from gstbench import __version__
 from gstbench.errors import GstbenchError
 from gstbench.report import describe_config
 from gstbench.stats import welch_difference
-from gstbench.store import Store, atomic_write_json
+from gstbench.store import Store, atomic_write_json, atomic_write_text
 
 FORMAT = "gstbench-results"
 VERSION = 1
@@ -66,9 +66,30 @@ def collect(directory: Path | str) -> dict[str, Any]:
 
 
 def export(directory: Path | str, file: Path | str) -> dict[str, Any]:
+    """The export as JSON, or with a ``.csv`` name as a table: one row per cell, one column per axis and metric."""
     data = collect(directory)
-    atomic_write_json(Path(file), data)
+    if str(file).endswith(".csv"):
+        atomic_write_text(Path(file), _csv(data))
+    else:
+        atomic_write_json(Path(file), data)
     return data
+
+
+def _csv(data: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    axes = list(dict.fromkeys(k for c in data["configurations"] for k in c["label"]))
+    metrics = sorted({m for c in data["configurations"] for r in c["runs"] for m in r.get("metrics", {})})
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["configuration", "hash", "seed", "status", *axes, *metrics])
+    for c in data["configurations"]:
+        for r in c["runs"]:
+            values = r.get("metrics", {})
+            writer.writerow([c["key"], r["hash"], r["seed"], r["status"], *(c["label"].get(a, "") for a in axes),
+                             *(values.get(m, "") for m in metrics)])
+    return buf.getvalue()
 
 
 def load(path: Path | str) -> dict[str, Any]:
@@ -101,7 +122,8 @@ def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None
     tolerances = tolerances or {}
     if metrics is None:
         suite = new["suite"] if new["configurations"] else base["suite"]
-        metrics = list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc", *(suite.get("columns") or [])]))
+        metrics = list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc",
+                                      *(suite.get("columns") or [])]))
     b = {e["key"]: e for e in base["configurations"]}
     n = {e["key"]: e for e in new["configurations"]}
     rows = []

@@ -104,3 +104,16 @@ def test_bad_input_exits_2_and_names_it(smoke, tmp_path):
     proc = run_cli("compare", str(root / "base.json"), str(root / "run"), "--tolerance", "much")
     assert proc.returncode == 2 and "--tolerance" in proc.stderr
     assert run_cli("compare", str(root / "base.json"), str(tmp_path / "absent")).returncode == 2
+
+
+def test_csv_export_has_one_row_per_cell_and_a_column_per_axis_and_metric(smoke, tmp_path):
+    import csv
+
+    root, data = smoke
+    proc = run_cli("export", str(root / "run"), str(tmp_path / "runs.csv"))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert len(rows) == 9 and {"seed", "status", "target", "period", "best_test_acc", "stability"} <= set(rows[0])
+    by_hash = {r["hash"]: r for c in data["configurations"] for r in c["runs"]}
+    for row in rows:
+        assert float(row["best_test_acc"]) == by_hash[row["hash"]]["metrics"]["best_test_acc"]
