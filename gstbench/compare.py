@@ -22,7 +22,7 @@ from scipy import stats
 
 from gstbench import __version__
 from gstbench.errors import GstbenchError
-from gstbench.report import describe_config
+from gstbench.report import describe_config, is_number
 from gstbench.stats import welch_difference
 from gstbench.store import Store, atomic_write_json, atomic_write_text
 
@@ -55,8 +55,7 @@ def collect(directory: Path | str) -> dict[str, Any]:
         run: dict[str, Any] = {"seed": spec["seed"], "hash": stored["hash"][:16],
                                "status": "missing" if result is None else result["status"]}
         if result is not None and result["status"] == "ok":
-            run["metrics"] = {k: v for k, v in result["metrics"].items()
-                              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            run["metrics"] = {k: v for k, v in result["metrics"].items() if is_number(v)}
         entry["runs"].append(run)
     for entry in configs.values():
         entry["runs"].sort(key=lambda r: r["seed"])
@@ -170,7 +169,9 @@ def _difference(vb: dict[int, float], vn: dict[int, float]) -> dict[str, Any]:
                 "p": float(stats.ttest_1samp(d, 0.0).pvalue), "test": "paired"}
     w = welch_difference(list(vb.values()), list(vn.values()))
     delta = _mean(vn.values()) - _mean(vb.values())
-    p = w["p"] if w["p"] is not None or w.get("note") != "undefined: no variance" else (0.0 if delta else 1.0)
+    p = w["p"]
+    if p is None and w.get("note") == "undefined: no variance":
+        p = 0.0 if delta else 1.0  # no variance on either side: a deterministic change, not noise
     out = {"delta": delta, "low": w["low"], "high": w["high"], "p": p, "test": "welch"}
     if p is None:
         out["note"] = w.get("note")
@@ -183,7 +184,7 @@ def _verdict(vb: dict[int, float], vn: dict[int, float], metric: str, tolerance:
     if abs(delta) <= tolerance:
         return {**out, "verdict": "unchanged"}
     if out["p"] is None:  # a single seed on a side: the change cannot be told from noise
-        return {**out, "verdict": "unchanged", "note": f"beyond tolerance but untested ({out.pop('note', '')})"}
+        return {**out, "verdict": "unchanged", "note": f"beyond tolerance but untested ({out['note']})"}
     if out["p"] >= ALPHA:
         return {**out, "verdict": "unchanged", "note": "beyond tolerance, within seed noise"}
     if metric in HIGHER_IS_BETTER:

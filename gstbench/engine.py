@@ -27,6 +27,7 @@ from gstbench.components import NEEDS_PARENT, TEMPORARY, Evaluated, LayerState, 
     RewindContext, TensorData
 from gstbench.config import CellSpec, ComponentRef, steps_to_int
 from gstbench.errors import CellFailed
+from gstbench.flatness import eval_mode
 from gstbench.parents import ParentCache
 from gstbench.pruning import layer_states
 from gstbench.schedule import LayerCut, build_schedule, iterative_rate
@@ -81,12 +82,8 @@ def _evaluate_impl(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(accuracy, mean loss) in eval mode; the model's train/eval mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return _evaluate_impl(model, x, y)
-    finally:
-        model.train(was_training)
 
 
 def make_optimizer(spec: CellSpec, model: nn.Module) -> torch.optim.Optimizer:

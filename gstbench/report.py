@@ -137,12 +137,12 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
         if any("rounds" in r for r in group["ok"]):
             row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r], stat)
         for col in {*suite.get("columns", []), rank} - set(row):
-            row[col] = stat([m[col] for m in metrics if _is_number(m.get(col))])
+            row[col] = stat([m[col] for m in metrics if is_number(m.get(col))])
         if any(r.get("rounds") and "ood_acc" in r["rounds"][0].get("metrics", {}) for r in group["ok"]):
             row["potential"] = _potential([r["rounds"] for r in group["ok"] if r.get("rounds")],
                                           suite.get("delta", 0.005), stat)
         rows.append(row)
-    known = sorted({k for _, m in runs for k, v in m.items() if _is_number(v)})
+    known = sorted({k for _, m in runs for k, v in m.items() if is_number(v)})
     for name in {rank, *suite["columns"]}:
         if runs and name not in known:
             raise GstbenchError(f"no finished run in {out} has a metric '{name}'{closest(name, known)}; "
@@ -157,7 +157,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
     out["time"] = _time_split([r for g in groups.values() for r in g["ok"]])
     out["correlations"] = []
     for x, y in suite.get("correlate", []):
-        pairs = [(m[x], m[y]) for m in pruned_runs if _is_number(m.get(x)) and _is_number(m.get(y))]
+        pairs = [(m[x], m[y]) for m in pruned_runs if is_number(m.get(x)) and is_number(m.get(y))]
         out["correlations"].append({"x": x, "y": y, **correlation([a for a, _ in pairs], [b for _, b in pairs])})
     if suite.get("question"):
         out["answer"] = answer_question(suite["question"], runs, rank, stat)
@@ -181,7 +181,8 @@ def _time_split(results: list[dict[str, Any]]) -> dict[str, Any]:
             "metrics": {k: {"s": v, "share": share(v)} for k, v in sorted(by_metric.items(), key=lambda kv: -kv[1])}}
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A metric value that statistics apply to: int or float, not bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 

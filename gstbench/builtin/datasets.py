@@ -66,14 +66,19 @@ class MNIST1DShifts:
         self.num_samples, self.train_split, self.seed = num_samples, train_split, seed
 
     def describe(self, name: str, severity: int) -> dict[str, float]:
-        param, step = SHIFTS[name]
-        return {param: getattr(_args(1, 0.5, 0), param) + severity * step}
+        return dict([_setting(name, severity)])
 
     def test_set(self, name: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
         if name not in SHIFTS or not 1 <= severity <= 5:
             raise ValueError(f"mnist1d has no shift {name!r} at severity {severity}; shifts: {', '.join(SHIFTS)}, "
                              f"severities 1-5")
         return _shifted(self.num_samples, self.train_split, self.seed, name, severity)
+
+
+def _setting(name: str, severity: int) -> tuple[str, float]:
+    """The generator parameter a shift strengthens, and its value at ``severity``."""
+    param, step = SHIFTS[name]
+    return param, getattr(_args(1, 0.5, 0), param) + severity * step
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,10 +90,8 @@ def _nominal_stats(num_samples: int, train_split: float, seed: int) -> tuple[flo
 @functools.lru_cache(maxsize=64)
 def _shifted(num_samples: int, train_split: float, seed: int, name: str, severity: int):
     n_test = num_samples - int(num_samples * train_split)
-    param, step = SHIFTS[name]
-    nominal = getattr(_args(1, 0.5, 0), param)
-    args = _args(n_test, 0.0, seed + SHIFT_SEED_OFFSET * severity + list(SHIFTS).index(name),
-                 **{param: nominal + severity * step})
+    param, value = _setting(name, severity)
+    args = _args(n_test, 0.0, seed + SHIFT_SEED_OFFSET * severity + list(SHIFTS).index(name), **{param: value})
     xs, ys = _raw_signals(args)
     mean, std = _nominal_stats(num_samples, train_split, seed)
     return (torch.as_tensor((xs - mean) / std, dtype=torch.float32).unsqueeze(1),

@@ -287,8 +287,6 @@ class FunctionalDistance:
 
     @torch.no_grad()
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
-        from gstbench.engine import evaluate  # noqa: F401  (the same eval-mode rules)
-
         x, _ = flatness.fixed_sample(ctx.data.x_test, ctx.data.y_test, self.samples, self.seed)
         gen = torch.Generator().manual_seed(self.seed + 1)
         agree, l2, linf = {}, {}, {}
