@@ -323,7 +323,9 @@ def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
 def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
     twins = any("lmc_barrier" in r for r in report["rows"])
-    columns = [c for c in report["suite"].get("columns", []) if c != report["rank"]]
+    shown = {"stability", "final_test_acc", "best_test_acc", "gap", "lmc_barrier", "weight_distance"}
+    # the rank gets a column too, unless the table shows it already (e.g. best_test_acc)
+    columns = [c for c in dict.fromkeys([report["rank"], *report["suite"].get("columns", [])]) if c not in shown]
     headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", "stability %", "final test %",
                "best test %", "gap %", *(["LMC barrier %", "distance"] if twins else []), *columns]
     table = []
