@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -41,26 +43,45 @@ def cli() -> None:
 @click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip).")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Add this metric to every configuration (repeatable; e.g. hessian-trace, ood-accuracy).")
-@click.option("--executor", default="sequential", show_default=True, help="Executor plugin that runs the cells.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
+@click.option("--executor", default="sequential", show_default=True,
+              help="Executor plugin that runs the cells: sequential, pool, ray (gstbench-ray), ...")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes for --executor pool (default: one per CPU core), or a local Ray instance's CPUs.")
+@click.option("--address", default=None, help="Ray cluster address for --executor ray (default: $RAY_ADDRESS, "
+                                              "else a local instance).")
+@click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=None,
+              help="GPUs Ray reserves per cell; a fraction (e.g. 0.25) runs several cells per GPU.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Torch device: cpu, cuda (with --executor pool: every visible GPU, round-robin) or cuda:N.")
+@click.option("--bf16", is_flag=True, help="Train and evaluate under bf16 autocast (train.precision = bf16; "
+                                           "new cells: the papers used fp32).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where datasets such as CIFAR-10 live (downloaded there when missing and online) "
+                   "[default: $GSTBENCH_DATA_DIR, else ~/.cache/gstbench/data].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Result directory [default: ./gstbench-results/<suite>].")
 @click.option("--retry-failed", is_flag=True, help="Run cells stored as failed again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
-def run(suite_name, scale, seeds, scorer, metrics, executor, device, out, retry_failed, as_json) -> None:
+def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, gpus_per_cell, device, bf16,
+        data_dir, out, retry_failed, as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard."""
     from tqdm import tqdm
 
+    from gstbench.components import DATA_DIR_ENV
     from gstbench.report import build_report, describe_config, render_leaderboard
-    from gstbench.runner import run_suite
+    from gstbench.runner import build_executor, run_suite
     from gstbench.suite import load_suite
 
     registry = _registry()
     _check_device(device)
+    if data_dir is not None:
+        os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
+    overrides = {**({"prune.scorer": scorer} if scorer else {}), **({"train.precision": "bf16"} if bf16 else {})}
+    executor_options = {"workers": workers, "address": address, "gpus_per_cell": gpus_per_cell}
     try:
-        registry.get("executors", executor)
-        suite = load_suite(registry, suite_name, scale=scale, seeds=seeds,
-                           overrides={"prune.scorer": scorer} if scorer else None, metrics=list(metrics))
+        build_executor(registry, executor, executor_options)  # a bad option fails before any data loads
+        suite = load_suite(registry, suite_name, scale=scale, seeds=seeds, overrides=overrides or None,
+                           metrics=list(metrics))
     except GstbenchError as exc:
         raise click.ClickException(str(exc)) from None
     out = out or Path("gstbench-results") / suite.name
@@ -78,8 +99,13 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, device, out, retry_
     def cell_label(spec) -> str:  # once per cell, not per epoch
         return " ".join(v for v in describe_config(spec.canonical(), list(suite.axes)).values() if v != "-")
 
-    def on_epoch(spec, epoch, epochs):
-        bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
+    shown = [0.0]
+
+    def on_epoch(spec, epoch, epochs):  # redrawn at most twice a second: paper-scale cells run for hours
+        now = time.monotonic()
+        bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}",
+                            refresh=now - shown[0] > 0.5)
+        shown[0] = now if now - shown[0] > 0.5 else shown[0]
 
     def on_cell_done(spec, result):
         bar.update(1)
@@ -88,7 +114,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, device, out, retry_
 
     try:
         summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
-                            on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch)
+                            on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
+                            executor_options=executor_options)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -285,18 +312,29 @@ def suites(ctx) -> None:
 @click.argument("name")
 @click.option("--scale", default="quick", show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), default=None)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Check against the datasets there; without it, datasets that declare their sizes "
+                   "(CIFAR) are not read.")
+@click.option("--tflops", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Achieved TFLOP/s of one GPU, for the cost estimate's GPU-hours.")
 @click.option("--json", "as_json", is_flag=True)
-def suites_show(name, scale, seeds, as_json) -> None:
-    """Resolve a suite (built-in name or .toml path) and print its matrix."""
+def suites_show(name, scale, seeds, data_dir, tflops, as_json) -> None:
+    """Resolve a suite (built-in name or .toml path) and print its matrix and an estimate of its cost."""
+    from gstbench import cost
+    from gstbench.components import DATA_DIR_ENV
     from gstbench.suite import load_suite
 
+    if data_dir is not None:
+        os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
+    registry = _registry()
     try:
-        suite = load_suite(_registry(), name, scale=scale, seeds=seeds)
+        suite = load_suite(registry, name, scale=scale, seeds=seeds, placeholders=data_dir is None)
+        estimate = cost.estimate(suite, registry, tflops or cost.DEFAULT_TFLOPS, placeholders=data_dir is None)
     except GstbenchError as exc:
         raise click.ClickException(str(exc)) from None
     summary = suite.summary()
     if as_json:
-        _echo_json(summary)
+        _echo_json({**summary, "cost": estimate})
         return
     click.echo(f"suite {suite.name} ({suite.source}), scale {suite.scale}")
     if suite.description:
@@ -304,6 +342,7 @@ def suites_show(name, scale, seeds, as_json) -> None:
     for key, values in suite.axes.items():
         click.echo(f"  axis {key}: {', '.join(_axis_value(v) for v in values)}")
     click.echo(f"{summary['configurations']} configurations x {suite.seeds} seeds = {summary['cells']} cells")
+    click.echo(cost.describe(estimate))
 
 
 def _axis_value(value) -> str:

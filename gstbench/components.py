@@ -8,7 +8,9 @@ the optional ones with ``getattr``.
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -261,6 +263,14 @@ class Shifts(Protocol):
         ...
 
 
+DATA_DIR_ENV = "GSTBENCH_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """Where dataset plugins keep files: ``$GSTBENCH_DATA_DIR`` (``--data-dir`` sets it), else ~/.cache/gstbench/data."""
+    return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "gstbench" / "data").expanduser()
+
+
 @dataclass
 class TensorData:
     """A dataset held as tensors (train and test), small enough to live on the device.
@@ -268,6 +278,8 @@ class TensorData:
     ``shifts`` offers the dataset's own shifted test sets (MNIST-1D: stronger generator
     settings). ``normalization`` is the per-channel (mean, std) applied to image inputs
     whose raw values lie in [0, 1]; with it, image corruptions apply to the test set.
+    ``augmentation(x, generator)`` transforms each training batch on its device (never the
+    test set); the engine seeds its generator per step, so a resumed run draws the same.
     """
 
     x_train: torch.Tensor
@@ -277,11 +289,17 @@ class TensorData:
     num_classes: int
     shifts: Shifts | None = None
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    augmentation: Any = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device: torch.device | str) -> "TensorData":
-        return TensorData(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                          self.y_test.to(device), self.num_classes, self.shifts, self.normalization)
+    def to(self, device: torch.device | str, channels_last: bool = False) -> "TensorData":
+        """The same data on ``device``; ``channels_last`` stores image inputs NHWC (faster convolutions on GPUs)."""
+        def move(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(device)
+            return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+        return TensorData(move(self.x_train), self.y_train.to(device), move(self.x_test), self.y_test.to(device),
+                          self.num_classes, self.shifts, self.normalization, self.augmentation)

@@ -89,6 +89,8 @@ class TrainConfig:
     batch_size: int = 128
     milestones: tuple[str, ...] = ()
     gamma: float = 0.1
+    # fp32 (the papers) or bf16: autocast of forward passes in training and evaluation
+    precision: str = field(default="fp32", metadata={"since": "0.3"})
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ PRUNE_KEYS = {"scorer", "target", "effector", "layers", "fraction", "start", "en
               "data_order_stability", "lmc_points"}
 LAYER_KEYS = {"fraction", "start", "end", "period"}
 OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _check_keys(d: dict, allowed: set[str], where: str, source: str | None) -> None:
@@ -222,6 +225,7 @@ def _train(d: Any, source: str | None) -> TrainConfig:
     cfg = TrainConfig(**kwargs)
     checks = [
         (cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
+        (cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}"),
         (cfg.lr > 0, "lr", "must be > 0"),
         (cfg.epochs >= 1, "epochs", "must be >= 1"),
         (cfg.batch_size >= 1, "batch_size", "must be >= 1"),

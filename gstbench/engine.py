@@ -47,8 +47,12 @@ def build(registry: Any, kind: str, ref: ComponentRef, *args: Any) -> Any:
     return component(registry, kind, ref).factory(*args, **ref.kwargs)
 
 
-def load_data(registry: Any, spec: CellSpec) -> TensorData:
-    return build(registry, "datasets", spec.dataset)
+def load_data(registry: Any, spec: CellSpec, placeholder: bool = False) -> TensorData:
+    """The cell's dataset; ``placeholder`` takes the dataset's stand-in, if it offers one, instead of its files."""
+    factory = component(registry, "datasets", spec.dataset).factory
+    if placeholder and hasattr(factory, "placeholder"):
+        return factory.placeholder()
+    return factory(**spec.dataset.kwargs)
 
 
 def build_model(registry: Any, spec: CellSpec, data: TensorData) -> nn.Module:
@@ -56,6 +60,24 @@ def build_model(registry: Any, spec: CellSpec, data: TensorData) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model {spec.model.id} returned {type(model).__name__}, not an nn.Module")
     return model
+
+
+def fast_path(device: torch.device) -> bool:
+    """On a GPU: channels-last images and cuDNN's autotuner (which gives up bitwise reproducibility there)."""
+    if device.type != "cuda":
+        return False
+    torch.backends.cudnn.benchmark = True
+    return True
+
+
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if fast_path(device) else model
+
+
+def autocast(spec: CellSpec, device: torch.device):
+    """bf16 autocast of forward passes when the cell's ``train.precision`` asks for it (fp32 otherwise)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.train.precision == "bf16")
 
 
 def seed_everything(seed: int) -> tuple[int, int]:
@@ -105,12 +127,24 @@ def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progr
         result = _run(spec, registry, torch.device(device), progress, parents)
         result["status"] = "ok"
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=20), "events": []}
+        return failed_result(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
+                             time.perf_counter() - started)
     result.update(hash=spec.hash, seed=spec.seed, wall_s=round(time.perf_counter() - started, 3),
-                  environment={"gstbench": __version__, "torch": torch.__version__, "device": device,
-                               "python": platform.python_version()})
+                  environment=_environment(device))
     return result
+
+
+def failed_result(spec: CellSpec, error: str, trace: str = "", device: str = "", wall_s: float = 0.0) -> dict:
+    """The stored form of a cell that failed (its own exception, or its worker died)."""
+    return {"status": "failed", "error": error, "traceback": trace, "events": [], "hash": spec.hash,
+            "seed": spec.seed, "wall_s": round(wall_s, 3), "environment": _environment(device)}
+
+
+def _environment(device: str) -> dict[str, Any]:
+    return {"gstbench": __version__, "torch": torch.__version__, "device": device,
+            "python": platform.python_version(), "host": platform.node(),
+            # CPU numbers are bitwise reproducible for the same thread count (reduction order depends on it)
+            "threads": torch.get_num_threads()}
 
 
 class _Trainer:
@@ -161,7 +195,8 @@ class _Trainer:
         if reuse and self._last_eval is not None and self._last_eval[0] == self.steps_run:
             return self._last_eval[1]
         t0 = time.perf_counter()
-        acc_loss = evaluate(self.model, self.data.x_test, self.data.y_test)
+        with autocast(self.spec, self.data.x_test.device):
+            acc_loss = evaluate(self.model, self.data.x_test, self.data.y_test)
         self.timing["eval_s"] += time.perf_counter() - t0
         self._last_eval = (self.steps_run, acc_loss)
         return acc_loss
@@ -183,6 +218,9 @@ class _Trainer:
         curves: dict[str, list] = {k: [] for k in CURVE_KEYS}
         kept: dict[int, dict] = {}
         order_gen = torch.Generator().manual_seed(data_seed)
+        augment = data.augmentation
+        aug_gen = torch.Generator(device) if augment is not None else None
+        aug_seed = int(np.random.SeedSequence([data_seed, 3]).generate_state(1)[0])
         for _ in range(start // spe):  # the permutations of the epochs before ``start``
             torch.randperm(self.n_train, generator=order_gen)
         order = None
@@ -206,10 +244,13 @@ class _Trainer:
                 group["lr"] = lr
             idx = order[b * bs:(b + 1) * bs]
             x, y = data.x_train[idx], data.y_train[idx]
+            if augment is not None:  # seeded per step: a run resumed at any step draws the same crops
+                x = augment(x, aug_gen.manual_seed(aug_seed + step))
             if before_batch is not None:
                 before_batch(step)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
+            with autocast(self.spec, device):
+                out = model(x)
+                loss = F.cross_entropy(out, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -255,9 +296,9 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
          parents: ParentCache | None) -> dict[str, Any]:
     timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
-    data = load_data(registry, spec).to(device)
+    data = load_data(registry, spec).to(device, channels_last=fast_path(device))
     torch.manual_seed(spec.seed)
-    model = build_model(registry, spec, data).to(device)
+    model = place(build_model(registry, spec, data), device)
     model.train()
     prune = spec.prune
     rounds = prune.rounds if prune else 0
@@ -361,7 +402,7 @@ def _parent_model(spec: CellSpec, registry: Any, data: TensorData, parents: Pare
     t0 = time.perf_counter()
     data_seed, _ = seed_everything(spec.seed)
     torch.manual_seed(spec.seed)
-    model = build_model(registry, spec, data).to(data.x_train.device)
+    model = place(build_model(registry, spec, data), data.x_train.device)
     model.train()
     trainer = _Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
     _train_parent(spec, trainer, data_seed, parents, set())

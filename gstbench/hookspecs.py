@@ -13,6 +13,11 @@ are flags the matrix checks before training (see ``gstbench.components``), and
 ``revision`` is bumped by the author whenever the component's results change, so that
 stored results are not reused across the change.
 
+A plugin that offers a whole family of components (every timm model, say) registers the
+name ``*`` with a resolver: ``register("*", resolve)``; ``plugin:anything`` then calls
+``resolve("anything")``, which returns that component's factory or raises
+``gstbench.errors.UnknownComponent``. Family members are addressed by full id only.
+
 Hooks only ever gain optional arguments: an implementation may accept any subset of
 the documented parameters.
 """

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS = (
     "gstbench.builtin.metrics",
     "gstbench.builtin.models",
     "gstbench.builtin.datasets",
+    "gstbench.builtin.cifar",
     "gstbench.builtin.executors",
     "gstbench.builtin.suites",
 )
@@ -154,8 +155,9 @@ class Registry:
                 def register(name: str, factory: Any, *, description: str | None = None,
                              capabilities: Iterable[str] = (), revision: int = 1,
                              _kind: str = kind, _plugin: str = plugin_name) -> None:
-                    if not isinstance(name, str) or not name or ":" in name:
-                        raise PluginError(f"invalid {_kind[:-1]} name {name!r} (a non-empty name without ':')")
+                    if not isinstance(name, str) or not name or ":" in name or ("*" in name and name != "*"):
+                        raise PluginError(f"invalid {_kind[:-1]} name {name!r} (a non-empty name without ':', "
+                                          f"or '*' for a family)")
                     comp = Component(_kind, name, _plugin, factory, describe(factory, description),
                                      tuple(capabilities), int(revision))
                     if comp.id in self._components[_kind] or any(c.id == comp.id for c in added):
@@ -192,6 +194,9 @@ class Registry:
         if ":" in name:
             if name in table:
                 return table[name]
+            plugin, bare = name.split(":", 1)
+            if f"{plugin}:*" in table:
+                return self._member(kind, table[f"{plugin}:*"], bare)
             raise UnknownComponent(f"unknown {noun} '{name}'{closest(name, table)}"
                                    f"; `gstbench list {kind}` shows them all")
         matches = [c for c in table.values() if c.name == name]
@@ -202,6 +207,19 @@ class Registry:
             raise UnknownComponent(f"{noun} name '{name}' is ambiguous: both {ids} provide it; write the full id")
         known = sorted({c.name for c in table.values()} | set(table))
         raise UnknownComponent(f"unknown {noun} '{name}'{closest(name, known)}; `gstbench list {kind}` shows them all")
+
+    def _member(self, kind: str, family: Component, name: str) -> Component:
+        """``plugin:name`` of a family (registered as ``*``): its resolver gives the factory, or raises."""
+        try:
+            factory = family.factory(name)
+        except UnknownComponent:
+            raise
+        except Exception as exc:
+            raise UnknownComponent(f"{kind[:-1]} '{family.plugin}:{name}': {type(exc).__name__}: {exc}") from None
+        comp = Component(kind, name, family.plugin, factory, describe(factory, None) or family.description,
+                         family.capabilities, family.revision)
+        self._components[kind][comp.id] = comp
+        return comp
 
     @staticmethod
     def _check_kind(kind: str) -> None:

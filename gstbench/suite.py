@@ -67,9 +67,12 @@ def find_suite(registry: Any, name_or_path: str) -> Path:
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
+    """Tables merge key by key, except where the override names its own: a component table (one with
+    ``name``) and ``layers`` replace the base's (the quick model's layers mean nothing on the paper's)."""
     out = copy.deepcopy(base)
     for k, v in override.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict) and k != "layers" and "name" not in v
+        out[k] = _deep_merge(out[k], v) if merge else copy.deepcopy(v)
     return out
 
 
@@ -118,12 +121,13 @@ def _merged_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[
 
 
 def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: int | None = None,
-               overrides: dict[str, Any] | None = None, metrics: list[str] = ()) -> Suite:
+               overrides: dict[str, Any] | None = None, metrics: list[str] = (), placeholders: bool = False) -> Suite:
     """Read, merge and validate a suite; raises SpecError naming the file, key and value at fault.
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
     pruned configuration after the axes are expanded; configurations that become equal
     are run once. ``metrics`` are added to every configuration (``gstbench run --metric``).
+    ``placeholders`` checks against the datasets' stand-ins where they offer one (no files needed).
     """
     path = find_suite(registry, name_or_path)
     source = str(path)
@@ -181,7 +185,7 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
                 _set_path(cfg, n, v, source, n)
     cells = list({c.hash: c for c in (cell_from_config(cfg, seed, registry, source)
                                       for cfg in configs for seed in range(n_seeds))}.values())
-    validate_cells(cells, registry, source)
+    validate_cells(cells, registry, source, placeholders)
     return Suite(name=raw.get("name", path.stem), source=source, description=raw.get("description", ""),
                  scale=scale, scales=list(scales), seeds=n_seeds, axes=axes, cells=cells,
                  rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
@@ -228,7 +232,8 @@ def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None
     return {"question": str(leaderboard.get("question", "")), "groups": out, "split": split}
 
 
-def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = None) -> None:
+def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = None,
+                   placeholders: bool = False) -> None:
     """Checks that need the model or data: layer names, schedules, rewind steps, component combinations."""
     from gstbench.engine import build_model, component, load_data
 
@@ -246,7 +251,7 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
                             key="rewind")
         if spec.prune is None and not spec.metrics:
             continue
-        data = load_data(registry, spec)
+        data = load_data(registry, spec, placeholders)
         mkey = f"{spec.model.canonical()}{spec.dataset.canonical()}"
         if mkey not in models:
             models[mkey] = build_model(registry, spec, data)

@@ -1,0 +1,80 @@
+"""Benchmark: cells per hour with 1 and 2 workers, for the process pool and (when installed) Ray, in one run.
+
+Runs the same matrix (a tradeoff-like suite on MNIST-1D, 8 cells: 2 targets x 4 seeds) into a
+fresh directory per setting, through the real CLI, and prints cells/hour and the 2-worker /
+1-worker ratio per executor. Every setting runs one CPU thread per cell, so the results are
+bitwise equal across settings (checked) and the ratio is the executor's scaling alone.
+
+    python benchmarks/executor_scaling.py [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SUITE = """
+name = "scaling"
+seeds = 4
+[base]
+model = "cnn1d"
+dataset = {{ name = "mnist1d", num_samples = 3000, train_split = 0.25 }}
+train = {{ epochs = {epochs}, batch_size = 128 }}
+prune = {{ scorer = "bn-gamma", target = "smallest", effector = "mask", start = "2ep", end = "{end}ep", period = "2ep", layers = {{ conv4 = {{ fraction = 0.5 }} }} }}
+[axes]
+"prune.target" = ["smallest", "largest"]
+[scales.quick]
+"""
+
+
+def run(suite: Path, executor: str, workers: int) -> tuple[float, dict]:
+    out = Path(tempfile.mkdtemp(prefix=f"scaling-{executor}-{workers}-"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
+    cmd = [sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out", str(out), "--json",
+           "--executor", executor]
+    if executor != "sequential":
+        cmd += ["--workers", str(workers)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{executor} x{workers} failed:\n{proc.stderr[-2000:]}")
+    results = {}
+    for path in glob.glob(str(out / "cells" / "*" / "result.json")):
+        r = json.loads(Path(path).read_text())
+        results[r["hash"]] = r["curves"]
+    return wall, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    args = parser.parse_args()
+    suite = Path(tempfile.mkdtemp()) / "scaling.toml"
+    suite.write_text(SUITE.format(epochs=args.epochs, end=args.epochs - 4))
+    executors = ["pool"] + (["ray"] if importlib.util.find_spec("gstbench_ray") else [])
+    print(f"{os.cpu_count()} CPU cores; 8 cells of {args.epochs} epochs; one thread per cell; "
+          f"wall time of the whole `gstbench run` (start-up included)")
+    reference = None
+    for executor in executors:
+        rates = {}
+        for workers in (1, 2):
+            wall, results = run(suite, executor, workers)
+            if reference is None:
+                reference = results
+            assert results == reference, f"{executor} x{workers}: results differ from the first run"
+            rates[workers] = len(results) / wall * 3600
+            print(f"{executor:>5} x{workers}: {wall:6.1f} s, {rates[workers]:7.0f} cells/hour", flush=True)
+        print(f"{executor:>5}: 2 workers / 1 worker = {rates[2] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

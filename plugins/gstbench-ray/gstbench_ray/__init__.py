@@ -1,0 +1,86 @@
+"""gstbench-ray: an executor that runs cells as Ray tasks, on a cluster or a local Ray instance.
+
+The driver (``gstbench run``) keeps skip-by-hash and storage; Ray only turns cells into
+results. A task whose worker process or node dies is retried by Ray (``max_retries``);
+a cell's own exception is already a stored "failed" result and is not retried.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Iterator
+
+import gstbench
+from gstbench.engine import failed_result
+
+__version__ = "0.1.0"
+
+
+def _run_cell(work: Callable, cell: Any) -> dict:
+    return work(cell)
+
+
+class RayExecutor:
+    def __init__(self, address: str | None, workers: int | None, gpus_per_cell: float | None, max_retries: int):
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.workers, self.gpus_per_cell, self.max_retries = workers, gpus_per_cell, max_retries
+
+    def _init(self, work: Any) -> bool:
+        """Connect to the cluster (or start a local instance); True when this call started Ray."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        env = {k: v for k, v in os.environ.items() if k.startswith("GSTBENCH_")}
+        runtime_env = {"env_vars": env} if env else None
+        if self.address:
+            ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
+        else:  # a local instance: as many CPUs as --workers asks for
+            ray.init(num_cpus=self.workers, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False)
+        return True
+
+    def map(self, cells: Iterable, work: Any) -> Iterator[tuple]:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        todo = list(cells)
+        if not todo:
+            return
+        started = self._init(work)
+        gpus = self.gpus_per_cell
+        if gpus is None:
+            gpus = 1.0 if str(work.device).startswith("cuda") else 0.0
+        if gpus and str(work.device).startswith("cuda:"):
+            work.device = "cuda"  # Ray picks the GPU (CUDA_VISIBLE_DEVICES); inside the task it is cuda:0
+        task = ray.remote(_run_cell).options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
+                                             retry_exceptions=False)
+        try:
+            refs = {task.remote(work, cell): cell for cell in todo}
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                cell = refs[done[0]]
+                try:
+                    result = ray.get(done[0])
+                except RayTaskError as exc:  # raised outside the cell's own guard (e.g. unpickling): not retried
+                    result = failed_result(cell, f"ray task raised {exc.cause!r}")
+                except RayError as exc:  # retries used up: the worker or its node kept dying
+                    result = failed_result(cell, f"ray worker died; gave up after {self.max_retries} retries: "
+                                                 f"{type(exc).__name__}: {exc}")
+                yield cell, result
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def ray(address: str | None = None, workers: int | None = None, gpus_per_cell: float | None = None,
+        max_retries: int = 3):
+    """Cells as Ray tasks: a cluster (--address, or $RAY_ADDRESS), else a local instance; dead workers retried."""
+    if gpus_per_cell is not None and gpus_per_cell < 0:
+        raise ValueError("gpus_per_cell must be >= 0")
+    return RayExecutor(address, workers, gpus_per_cell, int(max_retries))
+
+
+@gstbench.hookimpl
+def register_executors(register):
+    register("ray", ray)

@@ -1,0 +1,75 @@
+"""Executors: the process pool stores the same results as sequential runs, retries dead workers, and resumes."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+
+from gstbench.builtin.executors import PoolExecutor, visible_devices
+from gstbench.testing import DyingWork, StubCell
+
+from conftest import run_cli
+
+TINY = str(Path(__file__).parent / "data" / "tiny.toml")
+# CPU numbers are bitwise equal for equal thread counts: pool workers get one thread each here.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def stored_results(out: Path) -> dict[str, dict]:
+    """hash -> what a cell computed (metrics, curves, events), without timings and host details."""
+    results = {}
+    for path in glob.glob(str(out / "cells" / "*" / "result.json")):
+        r = json.loads(Path(path).read_text())
+        r["metrics"].pop("metric_wall_s", None)
+        events = (Path(path).parent / "events.jsonl").read_text()
+        results[r["hash"]] = {"status": r["status"], "metrics": r["metrics"], "curves": r["curves"], "events": events}
+    return results
+
+
+@pytest.fixture(scope="module")
+def sequential_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sequential")
+    proc = run_cli("run", "--suite", TINY, "--out", str(out), "--json", env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_pool_stores_the_same_results_as_sequential_and_resumes(sequential_run, tmp_path):
+    out = tmp_path / "pool"
+    proc = run_cli("run", "--suite", TINY, "--out", str(out), "--executor", "pool", "--workers", "2", "--json",
+                   env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    ours, theirs = stored_results(out), stored_results(sequential_run)
+    assert len(ours) == 6 and ours.keys() == theirs.keys()
+    for h in ours:
+        assert ours[h] == theirs[h], f"cell {h[:12]} differs between pool and sequential"
+    threads = {json.loads(p.read_text())["environment"]["threads"] for p in out.glob("cells/*/result.json")}
+    assert threads == {1}
+    again = run_cli("run", "--suite", TINY, "--out", str(out), "--executor", "pool", "--workers", "2", "--json")
+    assert json.loads(again.stdout)["run"]["ran"] == 0
+
+
+def test_an_option_the_executor_lacks_is_refused_by_name():
+    proc = run_cli("run", "--suite", TINY, "--executor", "sequential", "--workers", "2")
+    assert proc.returncode == 1
+    assert "executor 'gstbench:sequential' has no option 'workers' (--workers)" in proc.stderr
+
+
+def test_cuda_means_every_visible_gpu_round_robin():
+    assert visible_devices("cpu") == ["cpu"]
+    assert visible_devices("cuda:1") == ["cuda:1"]
+
+
+def test_pool_retries_a_cell_whose_worker_died_and_records_one_that_keeps_dying(tmp_path):
+    cells = [StubCell("a"), StubCell("dies-once"), StubCell("b"), StubCell("dies-always")]
+    results = dict((c.name, r) for c, r in PoolExecutor(workers=2, retries=1).map(cells, DyingWork(str(tmp_path))))
+    assert results.keys() == {"a", "b", "dies-once", "dies-always"}
+    assert results["dies-once"]["status"] == "ok"
+    assert results["a"]["status"] == results["b"]["status"] == "ok"
+    assert results["dies-always"]["status"] == "failed"
+    assert "worker process died 2 times" in results["dies-always"]["error"]
+    assert results["a"]["device"] == "cpu"
