@@ -6,7 +6,6 @@ import functools
 import os
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -99,13 +98,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     def cell_label(spec) -> str:  # once per cell, not per epoch
         return " ".join(v for v in describe_config(spec.canonical(), list(suite.axes)).values() if v != "-")
 
-    shown = [0.0]
-
-    def on_epoch(spec, epoch, epochs):  # redrawn at most twice a second: paper-scale cells run for hours
-        now = time.monotonic()
-        bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}",
-                            refresh=now - shown[0] > 0.5)
-        shown[0] = now if now - shown[0] > 0.5 else shown[0]
+    def on_epoch(spec, epoch, epochs):
+        bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
 
     def on_cell_done(spec, result):
         bar.update(1)

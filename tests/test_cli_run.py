@@ -109,8 +109,8 @@ def test_suites_list_and_show_and_list_components():
     shown = run_cli("suites", "show", "tradeoff")
     assert "7 configurations x 5 seeds = 35 cells" in shown.stdout
     assert "axis prune.target: smallest, random, largest" in shown.stdout
-    paper = run_cli("suites", "show", "tradeoff", "--scale", "paper")
-    assert paper.returncode == 1 and "not available yet" in paper.stderr
+    paper = run_cli("suites", "show", "tradeoff", "--scale", "quik")
+    assert paper.returncode == 1 and "suite has no scale 'quik' (did you mean: quick?)" in paper.stderr
     comps = json.loads(run_cli("list", "effectors", "--json").stdout)
     assert {c["id"] for c in comps} >= {"gstbench:mask", "gstbench:remove"}
     assert all(c["description"] for c in comps)
