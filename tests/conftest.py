@@ -47,6 +47,13 @@ def changed(base: dict, **changes) -> dict:
     return cfg
 
 
+def sigint_default() -> None:
+    """In a child process: take Ctrl-C as usual, even when started from a background job, which ignores SIGINT."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run `python -m gstbench ...` as a real subprocess; returns CompletedProcess."""
     full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}

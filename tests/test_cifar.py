@@ -19,7 +19,7 @@ from gstbench.components import DATA_DIR_ENV
 from gstbench.errors import GstbenchError
 from gstbench.testing import write_cifar
 
-from conftest import run_cli
+from conftest import run_cli, sigint_default
 
 
 @pytest.fixture()
@@ -150,7 +150,7 @@ def test_paper_tradeoff_starts_training_on_cifar_format_files(tmp_path):
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", "tradeoff", "--scale", "paper",
                              "--data-dir", str(data), "--out", str(out)], stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=sigint_default)
     seen, deadline = "", time.monotonic() + 240
     try:
         while "70 to run" not in seen and time.monotonic() < deadline and proc.poll() is None:

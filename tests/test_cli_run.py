@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, run_cli
+from conftest import DATA, run_cli, sigint_default
 
 pytestmark = pytest.mark.slow
 TINY = str(DATA / "tiny.toml")
@@ -59,7 +59,8 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig):
     out = tmp_path / "out"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
     proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "3",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=sigint_default)
     deadline = time.time() + 240
     while len(results(out)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
