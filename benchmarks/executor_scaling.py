@@ -11,15 +11,15 @@ bitwise equal across settings (checked) and the ratio is the executor's scaling 
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from gstbench.testing import stored_results
 
 SUITE = """
 name = "scaling"
@@ -47,10 +47,7 @@ def run(suite: Path, executor: str, workers: int) -> tuple[float, dict]:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{executor} x{workers} failed:\n{proc.stderr[-2000:]}")
-    results = {}
-    for path in glob.glob(str(out / "cells" / "*" / "result.json")):
-        r = json.loads(Path(path).read_text())
-        results[r["hash"]] = r["curves"]
+    results = stored_results(out)
     return wall, results
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -307,8 +307,8 @@ def suites(ctx) -> None:
 @click.option("--scale", default="quick", show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), default=None)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Check against the datasets there; without it, datasets that declare their sizes "
-                   "(CIFAR) are not read.")
+              help="Check the suite against the datasets there; without it, datasets that offer a "
+                   "stand-in (CIFAR) are not read or downloaded.")
 @click.option("--tflops", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Achieved TFLOP/s of one GPU, for the cost estimate's GPU-hours.")
 @click.option("--json", "as_json", is_flag=True)

@@ -17,6 +17,7 @@ import torch
 
 from gstbench.config import CellSpec, steps_to_int
 from gstbench.engine import build, build_model, load_data
+from gstbench.parents import parent_key
 from gstbench.schedule import build_schedule
 from gstbench.suite import Suite
 
@@ -34,7 +35,7 @@ class _Shape:
 
 
 def _shape(registry: Any, spec: CellSpec, cache: dict, placeholders: bool) -> _Shape:
-    key = (spec.model.canonical().__repr__(), spec.dataset.canonical().__repr__())
+    key = f"{spec.model.canonical()}{spec.dataset.canonical()}"
     if key not in cache:
         import torch_pruning as tp
 
@@ -69,10 +70,10 @@ def estimate(suite: Suite, registry: Any, tflops: float = DEFAULT_TFLOPS, placeh
         prune = spec.prune
         rounds = prune.rounds if prune else 0
         runs: list[float] = []  # training runs, in steps
-        parent_key = f"{spec.model.canonical()}{spec.dataset.canonical()}{spec.train}{spec.seed}"
-        if prune is None or rounds:
-            if parent_key not in parents:
-                parents.add(parent_key)
+        if prune is None or rounds:  # the parent cache trains each parent once
+            key = parent_key(spec, torch.device("cpu"))
+            if key not in parents:
+                parents.add(key)
                 runs.append(total)
         else:
             runs.append(total)
@@ -84,11 +85,9 @@ def estimate(suite: Suite, registry: Any, tflops: float = DEFAULT_TFLOPS, placeh
                 runs += [retrain] * (rounds + 1)
             events = rounds
         elif prune is not None:
-            layers = {name: 1 for name, _ in prune.layers}
-            try:
-                events = len(build_schedule(prune, {n: 10**6 for n in layers}, spe, total))
-            except Exception:  # a schedule that cannot hold: validation reports it
-                events = 0
+            # The event steps do not depend on the unit counts (those only size each cut); load_suite
+            # has already checked the schedule against the real ones.
+            events = len(build_schedule(prune, {name: 10**6 for name, _ in prune.layers}, spe, total))
         steps = sum(runs)
         trained = steps * spec.train.batch_size
         evaluated = (steps / spe + 2 * events) * shape.n_test

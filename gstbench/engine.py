@@ -52,7 +52,7 @@ def load_data(registry: Any, spec: CellSpec, placeholder: bool = False) -> Tenso
     factory = component(registry, "datasets", spec.dataset).factory
     if placeholder and hasattr(factory, "placeholder"):
         return factory.placeholder()
-    return factory(**spec.dataset.kwargs)
+    return build(registry, "datasets", spec.dataset)
 
 
 def build_model(registry: Any, spec: CellSpec, data: TensorData) -> nn.Module:
@@ -63,11 +63,8 @@ def build_model(registry: Any, spec: CellSpec, data: TensorData) -> nn.Module:
 
 
 def fast_path(device: torch.device) -> bool:
-    """On a GPU: channels-last images and cuDNN's autotuner (which gives up bitwise reproducibility there)."""
-    if device.type != "cuda":
-        return False
-    torch.backends.cudnn.benchmark = True
-    return True
+    """On a GPU: channels-last images and models (and ``_run`` turns on cuDNN's autotuner)."""
+    return device.type == "cuda"
 
 
 def place(model: nn.Module, device: torch.device) -> nn.Module:
@@ -296,6 +293,8 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
          parents: ParentCache | None) -> dict[str, Any]:
     timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
+    if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
+        torch.backends.cudnn.benchmark = True
     data = load_data(registry, spec).to(device, channels_last=fast_path(device))
     torch.manual_seed(spec.seed)
     model = place(build_model(registry, spec, data), device)

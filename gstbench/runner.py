@@ -20,6 +20,7 @@ from gstbench.parents import ParentCache
 from gstbench.store import Store
 from gstbench.suite import Suite
 
+
 @dataclass
 class RunSummary:
     out: Path

@@ -12,6 +12,20 @@ import numpy as np
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+def stored_results(out: Path | str) -> dict[str, dict]:
+    """hash -> what each finished cell of a run directory computed: status, metrics (without their wall
+    times), curves and events. Two runs of the same cells compare equal when they computed the same."""
+    from gstbench.store import Store
+
+    found = {}
+    for _, result in Store(out).iter_cells():
+        if result is not None:
+            metrics = {k: v for k, v in result.get("metrics", {}).items() if k != "metric_wall_s"}
+            found[result["hash"]] = {"status": result["status"], "metrics": metrics,
+                                     "curves": result.get("curves"), "events": result["events"]}
+    return found
+
+
 def write_cifar(root: Path | str, name: str = "cifar10", n_train: int = 100, n_test: int = 50, seed: int = 0,
                 learnable: bool = True) -> Path:
     """Write CIFAR-10 or CIFAR-100 python pickles (the official archives' layout) with random images.

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
 import pytest
 
 from gstbench.builtin.executors import PoolExecutor, visible_devices
-from gstbench.testing import DyingWork, StubCell
+from gstbench.testing import DyingWork, StubCell, stored_results
 
 from conftest import run_cli
 
 TINY = str(Path(__file__).parent / "data" / "tiny.toml")
 # CPU numbers are bitwise equal for equal thread counts: pool workers get one thread each here.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-def stored_results(out: Path) -> dict[str, dict]:
-    """hash -> what a cell computed (metrics, curves, events), without timings and host details."""
-    results = {}
-    for path in glob.glob(str(out / "cells" / "*" / "result.json")):
-        r = json.loads(Path(path).read_text())
-        r["metrics"].pop("metric_wall_s", None)
-        events = (Path(path).parent / "events.jsonl").read_text()
-        results[r["hash"]] = {"status": r["status"], "metrics": r["metrics"], "curves": r["curves"], "events": events}
-    return results
 
 
 @pytest.fixture(scope="module")

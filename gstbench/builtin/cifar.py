@@ -118,9 +118,9 @@ def _load(name: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
 
 def _dataset(name: str, num_classes: int, augment: bool, download: bool) -> TensorData:
     x_train, y_train, x_test, y_test = _load(name, str(data_dir()), bool(download))
-    bad = int(max(y_train.max(), y_test.max()))
-    if bad >= num_classes or int(min(y_train.min(), y_test.min())) < 0:
-        raise GstbenchError(f"{name} in {data_dir()}: label {bad} outside 0..{num_classes - 1}")
+    low, high = int(min(y_train.min(), y_test.min())), int(max(y_train.max(), y_test.max()))
+    if low < 0 or high >= num_classes:
+        raise GstbenchError(f"{name} in {data_dir()}: label {low if low < 0 else high} outside 0..{num_classes - 1}")
     norm = NORMALIZATION[name]
     return TensorData(x_train, y_train, x_test, y_test, num_classes=num_classes, normalization=norm,
                       augmentation=RandomCropFlip(4, *norm) if augment else None)

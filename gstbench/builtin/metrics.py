@@ -11,7 +11,6 @@ scale sets the paper's sample of 512 and top 100 eigenvalues in its suite.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch

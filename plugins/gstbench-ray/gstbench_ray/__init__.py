@@ -7,6 +7,7 @@ a cell's own exception is already a stored "failed" result and is not retried.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable, Iterable, Iterator
 
@@ -25,7 +26,7 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers, self.gpus_per_cell, self.max_retries = workers, gpus_per_cell, max_retries
 
-    def _init(self, work: Any) -> bool:
+    def _init(self) -> bool:
         """Connect to the cluster (or start a local instance); True when this call started Ray."""
         import ray
 
@@ -46,12 +47,12 @@ class RayExecutor:
         todo = list(cells)
         if not todo:
             return
-        started = self._init(work)
+        started = self._init()
         gpus = self.gpus_per_cell
         if gpus is None:
             gpus = 1.0 if str(work.device).startswith("cuda") else 0.0
         if gpus and str(work.device).startswith("cuda:"):
-            work.device = "cuda"  # Ray picks the GPU (CUDA_VISIBLE_DEVICES); inside the task it is cuda:0
+            work = dataclasses.replace(work, device="cuda")  # Ray picks the GPU; inside the task it is cuda:0
         task = ray.remote(_run_cell).options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
                                              retry_exceptions=False)
         try:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from gstbench.testing import DyingWork, StubCell
+from gstbench.testing import DyingWork, StubCell, stored_results
 from gstbench_ray import RayExecutor
 
 SUITE = """
@@ -34,15 +32,6 @@ def gstbench(*args: str, threads: str | None = None) -> subprocess.CompletedProc
                           timeout=600)
 
 
-def results(out: Path) -> dict[str, dict]:
-    found = {}
-    for path in glob.glob(str(out / "cells" / "*" / "result.json")):
-        r = json.loads(Path(path).read_text())
-        r["metrics"].pop("metric_wall_s", None)
-        found[r["hash"]] = {"status": r["status"], "metrics": r["metrics"], "curves": r["curves"]}
-    return found
-
-
 def test_ray_is_listed_by_gstbench_plugins():
     proc = gstbench("plugins", "--json")
     ray = [p for p in json.loads(proc.stdout) if p["name"] == "ray"]
@@ -58,7 +47,7 @@ def test_a_local_ray_instance_stores_the_same_results_as_sequential(tmp_path):
     ray = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray",
                    "--workers", "2", "--json")
     assert ray.returncode == 0, ray.stderr
-    ours, theirs = results(tmp_path / "ray"), results(tmp_path / "seq")
+    ours, theirs = stored_results(tmp_path / "ray"), stored_results(tmp_path / "seq")
     assert len(ours) == 4 and ours == theirs
     again = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray", "--json")
     assert json.loads(again.stdout)["run"]["ran"] == 0  # skip-by-hash stays in the driver
