@@ -54,6 +54,17 @@ def sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def stop(proc, sig, timeout: int) -> str:
+    """Send ``sig`` to a CLI subprocess and return its stderr; kill it if it outlives ``timeout`` (no orphans)."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run `python -m gstbench ...` as a real subprocess; returns CompletedProcess."""
     full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}

@@ -18,7 +18,7 @@ from gstbench.components import DATA_DIR_ENV
 from gstbench.errors import GstbenchError
 from gstbench.testing import write_cifar
 
-from conftest import run_cli, sigint_default
+from conftest import run_cli, sigint_default, stop
 
 
 @pytest.fixture()
@@ -156,8 +156,7 @@ def test_paper_tradeoff_starts_training_on_cifar_format_files(tmp_path):
             seen += proc.stderr.read(1)
         time.sleep(8)  # VGG11-BN steps on the generated images
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=120)
+        rest = stop(proc, signal.SIGINT, 120)
     seen += rest
     assert "tradeoff (paper): 70 cells, 70 to run" in seen, seen[-2000:]
     assert proc.returncode == 130 and "interrupted" in seen

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, run_cli, sigint_default
+from conftest import DATA, run_cli, sigint_default, stop
 
 pytestmark = pytest.mark.slow
 TINY = str(DATA / "tiny.toml")
@@ -64,8 +64,7 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig):
     deadline = time.time() + 240
     while len(results(out)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = stop(proc, sig, 60)
     done = results(out)
     assert 2 <= len(done) < 9, "the run should have been stopped midway"
     if sig == signal.SIGINT:
