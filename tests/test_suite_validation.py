@@ -62,9 +62,11 @@ def test_remove_on_a_residual_sum_is_refused_before_training(registry, tmp_path)
         load_suite(registry, str(write(tmp_path, text)))
 
 
-def test_paper_scale_says_it_is_not_available_yet(registry):
-    with pytest.raises(GstbenchError, match="scale 'paper' of suite 'tradeoff' is not available yet"):
-        load_suite(registry, "tradeoff", scale="paper")
+def test_a_scale_marked_unavailable_says_why(registry, tmp_path):
+    text = TINY + '\n[scales.paper]\nunavailable = "it needs the lab\'s own data"\n'
+    with pytest.raises(GstbenchError, match="scale 'paper' of suite 'tiny' is not available yet: it needs the "
+                                            "lab's own data"):
+        load_suite(registry, str(write(tmp_path, text)), scale="paper")
 
 
 def test_cli_refuses_a_bad_suite_without_training_and_without_traceback(tmp_path):

@@ -54,7 +54,13 @@ def visible_devices(device: str) -> list[str]:
 
 
 class PoolExecutor:
-    """A local pool of spawned worker processes; a cell whose worker dies is run again (``retries`` times)."""
+    """A local pool of spawned worker processes.
+
+    A worker that dies (killed, out of memory, segfault) breaks the whole pool, and the
+    cells in flight cannot tell whose death it was. So those cells run again one at a time,
+    each alone in a fresh process: there a death is the cell's own, and a cell that dies
+    ``retries + 1`` times alone is stored as failed. The other cells go on in a new pool.
+    """
 
     def __init__(self, workers: int, retries: int):
         if workers < 1:
@@ -64,32 +70,48 @@ class PoolExecutor:
     def map(self, cells: Iterable, work: Callable) -> Iterator[tuple]:
         import torch
 
-        todo = list(cells)
+        queue = list(cells)
         devices = visible_devices(work.device)
         # CPU workers share the cores; GPU workers need one thread each to feed their device.
         threads = max(1, torch.get_num_threads() // self.workers) if devices == ["cpu"] else 1
-        deaths = {id(c): 0 for c in todo}
+        suspects: list = []
+        while queue or suspects:
+            if suspects:
+                yield self._alone(suspects.pop(0), work, devices, threads)
+            else:
+                suspects = yield from self._pooled(queue, work, devices, threads)
+
+    def _executor(self, workers: int, devices: list[str], threads: int) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")  # fork would copy CUDA state and torch's threads
-        while todo:
-            counter = context.Value("i", 0)
-            with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=context, initializer=_init_worker,
-                                     initargs=(counter, devices, threads)) as pool:
-                futures = {pool.submit(_run_in_worker, work, cell): cell for cell in todo}
-                todo = []
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        cell = futures[future]
-                        try:
-                            yield cell, future.result()
-                        except BrokenProcessPool as exc:  # the worker died (killed, out of memory, segfault)
-                            deaths[id(cell)] += 1
-                            if deaths[id(cell)] > self.retries:
-                                yield cell, failed_result(cell, f"worker process died {deaths[id(cell)]} times "
-                                                                f"({exc or 'no message'})")
-                            else:
-                                todo.append(cell)
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(context.Value("i", 0), devices, threads))
+
+    def _pooled(self, queue: list, work: Callable, devices: list[str], threads: int):
+        """Run ``queue`` (consumed as cells start), ``workers`` at a time; on a death, return the cells in flight."""
+        with self._executor(min(self.workers, len(queue)), devices, threads) as pool:
+            in_flight: dict = {}
+            while queue or in_flight:
+                while queue and len(in_flight) < self.workers:
+                    cell = queue.pop(0)
+                    in_flight[pool.submit(_run_in_worker, work, cell)] = cell
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        return list(in_flight.values())
+                    yield in_flight.pop(future), result
+        return []
+
+    def _alone(self, cell: Any, work: Callable, devices: list[str], threads: int) -> tuple:
+        for _ in range(self.retries + 1):
+            with self._executor(1, devices, threads) as pool:
+                try:
+                    return cell, pool.submit(_run_in_worker, work, cell).result()
+                except BrokenProcessPool as exc:
+                    error = exc
+        return cell, failed_result(cell, f"worker process died {self.retries + 1} times running this cell alone "
+                                         f"({error or 'no message'})")
 
 
 def pool(workers: int = os.cpu_count() or 1, retries: int = 2):
