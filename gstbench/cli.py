@@ -28,8 +28,40 @@ def _echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@click.group()
+class PluginCommands(click.Group):
+    """The command group; plugins' commands join it once the plugins load, after ``--plugins-dir`` is read."""
+
+    _added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not PluginCommands._added:
+            PluginCommands._added = True
+            _registry().add_commands(self)
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx):
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+
+def _use_plugins_dir(ctx, param, value) -> None:
+    from gstbench.plugins import PLUGINS_DIR_ENV, reset_registry
+
+    if value is not None:
+        os.environ[PLUGINS_DIR_ENV] = str(value.resolve())  # pool and Ray workers load them too
+        reset_registry()
+
+
+@click.group(cls=PluginCommands)
 @click.version_option(package_name="gstbench")
+@click.option("--plugins-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              is_eager=True, expose_value=False, callback=_use_plugins_dir,
+              help="Load every *.py file in this directory as a plugin named after the file "
+                   "[default: $GSTBENCH_PLUGINS_DIR].")
 def cli() -> None:
     """Benchmark pruning methods on stability, generalization and what else test accuracy hides."""
 
@@ -402,11 +434,29 @@ def _format_plugin_warning(message, category, filename, lineno, line=None):
 _default_format = warnings.formatwarning
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", default="scorer", show_default=True,
+              type=click.Choice(["scorer", "target", "effector", "rewind", "metric", "model", "dataset"]),
+              help="The kind of component the package starts with.")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where the package's folder NAME is written.")
+def new_plugin_cmd(name, kind, parent) -> None:
+    """Write a plugin package NAME/ with one working component and a test of gstbench's contract."""
+    from gstbench.scaffold import new_plugin
+
+    try:
+        written = new_plugin(name, kind, parent)
+    except GstbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    root = parent / name
+    for path in written:
+        click.echo(path)
+    use = {"scorer": f"gstbench run --suite tradeoff --scorer {name}:{name}",
+           "metric": f"gstbench run --suite tradeoff --metric {name}:{name}"}.get(kind, f"see {root / 'README.md'}")
+    click.echo(f"\nnext:\n  pip install -e {root}\n  python -m pytest {root}\n  {use}", err=True)
+
+
 def main() -> None:
     warnings.formatwarning = _format_plugin_warning
-    try:
-        _registry().add_commands(cli)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
     cli(prog_name="gstbench")

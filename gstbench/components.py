@@ -139,6 +139,22 @@ class PruningContext:
     example_input: torch.Tensor
     generator: torch.Generator  # seeded per cell; draw all pruning randomness from it
     step: int = 0
+    data: "TensorData | None" = None  # the cell's data, for scorers that need labelled examples
+    batch_seed: int = 0
+
+    def training_batch(self, size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` training examples (inputs, labels) for gradient-based scorers, without augmentation.
+
+        Drawn from ``batch_seed`` and the current step, not from ``generator``: a scorer that
+        asks for a batch changes no other random draw of the cell, and every run of the cell
+        sees the same examples at the same step.
+        """
+        if self.data is None:
+            raise ValueError("this pruning context has no data; gradient-based scorers need the cell's data")
+        n = self.data.x_train.shape[0]
+        g = torch.Generator().manual_seed(self.batch_seed * 1_000_003 + self.step)
+        idx = torch.randperm(n, generator=g)[:min(size, n)].to(self.data.x_train.device)
+        return self.data.x_train[idx], self.data.y_train[idx]
 
 
 class Scorer(Protocol):
@@ -267,7 +283,7 @@ DATA_DIR_ENV = "GSTBENCH_DATA_DIR"
 
 
 def data_dir() -> Path:
-    """Where dataset plugins keep files: ``$GSTBENCH_DATA_DIR`` (``--data-dir`` sets it), else ~/.cache/gstbench/data."""
+    """Where dataset plugins keep files: ``$GSTBENCH_DATA_DIR`` (set by ``--data-dir``), else ~/.cache/gstbench/data."""
     return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "gstbench" / "data").expanduser()
 
 

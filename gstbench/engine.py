@@ -304,7 +304,7 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     copies = 2 if prune and prune.data_order_stability else 1
     trainer = _Trainer(spec, data, model, timing, progress, spec.train.epochs * (rounds + 1) * copies)
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
-                         torch.Generator().manual_seed(prune_seed))
+                         torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
     pruner = _Pruner(spec, registry, ctx, timing) if prune else None
     needs_parent = any(NEEDS_PARENT in component(registry, "metrics", ref).capabilities for ref in spec.metrics)
     if rounds:
@@ -361,14 +361,18 @@ def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData,
         metric = comp.factory(**ref.kwargs)
         t0 = time.perf_counter()
         ctx = MetricContext(subject, data, device, parent if NEEDS_PARENT in comp.capabilities else None, round_index)
-        if len(inspect.signature(metric.compute).parameters) == 3:  # gstbench 0.1: compute(model, data, device)
-            values.update(metric.compute(ctx.model, data, device))
-        else:
-            values.update(metric.compute(ctx))
+        values.update(compute_metric(metric, ctx))
         wall[ref.label] = round(time.perf_counter() - t0, 4)
     timing["metrics_s"] += sum(wall.values())
     values["metric_wall_s"] = wall
     return values
+
+
+def compute_metric(metric: Any, ctx: MetricContext) -> dict[str, Any]:
+    """``metric.compute(ctx)``, or gstbench 0.1's ``compute(model, data, device)``."""
+    if len(inspect.signature(metric.compute).parameters) == 3:
+        return metric.compute(ctx.model, ctx.data, ctx.device)
+    return metric.compute(ctx)
 
 
 def _train_parent(spec: CellSpec, trainer: _Trainer, data_seed: int, parents: ParentCache | None,

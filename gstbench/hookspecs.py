@@ -19,7 +19,8 @@ name ``*`` with a resolver: ``register("*", resolve)``; ``plugin:anything`` then
 ``gstbench.errors.UnknownComponent``. Family members are addressed by full id only.
 
 Hooks only ever gain optional arguments: an implementation may accept any subset of
-the documented parameters.
+the documented parameters. docs/plugins.md has a section per hook (a test keeps it so),
+the rules each kind must keep, and the testing kit that checks them (gstbench.testing).
 """
 
 from __future__ import annotations

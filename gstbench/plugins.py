@@ -1,19 +1,26 @@
-"""Plugin manager: loads built-in and installed plugins and collects their components.
+"""Plugin manager: loads built-in, installed and local plugins and collects their components.
 
 Built-ins are ordinary plugins listed in ``BUILTIN_PLUGINS``. Third-party plugins come
-from the ``gstbench`` entry-point group. A plugin that fails to import, names a hook
-that does not exist, or raises inside a hook is reported by name as a warning and left
-out; everything else keeps working. ``GSTBENCH_STRICT_PLUGINS=1`` makes that an error.
-``GSTBENCH_LOAD_PLUGINS=a,b`` loads only those installed plugins (empty: none);
-``GSTBENCH_DISABLE_PLUGINS=a,b`` skips those.
+from the ``gstbench`` entry-point group; local plugins are the ``*.py`` files of
+``--plugins-dir`` (``$GSTBENCH_PLUGINS_DIR``), each named after its file. A plugin that
+fails to import, names a hook that does not exist, or raises inside a hook is reported by
+name, with the fix, as a warning and left out; everything else keeps working.
+``GSTBENCH_STRICT_PLUGINS=1`` makes that an error. ``GSTBENCH_LOAD_PLUGINS=a,b`` loads
+only those installed plugins (empty: none); ``GSTBENCH_DISABLE_PLUGINS=a,b`` skips those.
+``GSTBENCH_TRACE_PLUGINS=1`` prints every hook call to stderr.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata as metadata
+import importlib.util
 import os
+import sys
+import time
+import traceback
 import warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -26,6 +33,8 @@ from gstbench.errors import PluginError, UnknownComponent, closest
 hookimpl = pluggy.HookimplMarker("gstbench")
 
 ENTRY_POINT_GROUP = "gstbench"
+PLUGINS_DIR_ENV = "GSTBENCH_PLUGINS_DIR"
+TRACE_ENV = "GSTBENCH_TRACE_PLUGINS"
 BUILTIN_NAME = "gstbench"
 BUILTIN_PLUGINS = (
     "gstbench.builtin.scorers",
@@ -41,6 +50,10 @@ BUILTIN_PLUGINS = (
 )
 
 
+class DuplicateName(PluginError):
+    """A plugin registered one name twice for the same kind."""
+
+
 class PluginWarning(UserWarning):
     """A third-party plugin was left out; the message names it and says why."""
 
@@ -51,6 +64,7 @@ class PluginInfo:
     version: str
     status: str  # loaded | failed | disabled
     error: str | None = None
+    source: str = ""  # where it came from: the built-in modules, an entry point, or a file
     hooks: list[str] = field(default_factory=list)
     provides: dict[str, list[str]] = field(default_factory=dict)
 
@@ -60,6 +74,7 @@ class PluginInfo:
             "version": self.version,
             "status": self.status,
             "error": self.error,
+            "source": self.source,
             "hooks": self.hooks,
             "provides": self.provides,
         }
@@ -72,11 +87,26 @@ def _env_list(var: str) -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
-class Registry:
-    """All loaded components, by kind, addressable as ``plugin:name`` or a unique bare name."""
+def _where(exc: BaseException) -> str:
+    """' (at file.py:LINE)': the innermost frame of a plugin's exception outside gstbench itself."""
+    core = str(Path(__file__).parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith((core, "<"))]
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
-    def __init__(self, extra_plugins: Iterable[tuple[str, Any]] = ()):
+
+class Registry:
+    """All loaded components, by kind, addressable as ``plugin:name`` or a unique bare name.
+
+    ``installed`` False leaves out entry-point plugins (a test's fresh registry);
+    ``plugins_dir`` defaults to ``$GSTBENCH_PLUGINS_DIR``; ``extra_plugins`` are
+    ``(name, module or object)`` pairs registered last.
+    """
+
+    def __init__(self, extra_plugins: Iterable[tuple[str, Any]] = (), *, installed: bool = True,
+                 plugins_dir: str | Path | None = None):
         self.strict = os.environ.get("GSTBENCH_STRICT_PLUGINS", "") not in ("", "0")
+        self.trace = os.environ.get(TRACE_ENV, "") not in ("", "0")
         self.pm = pluggy.PluginManager("gstbench")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
@@ -86,62 +116,108 @@ class Registry:
         from gstbench import __version__
 
         for module_name in BUILTIN_PLUGINS:
-            self._add(BUILTIN_NAME, importlib.import_module(module_name), __version__, module_name)
-        self._load_entry_points()
+            self._add(BUILTIN_NAME, importlib.import_module(module_name), __version__, module_name,
+                      "built-in")
+        if installed:
+            self._load_entry_points()
+        directory = plugins_dir if plugins_dir is not None else os.environ.get(PLUGINS_DIR_ENV)
+        if directory:
+            self._load_directory(Path(directory))
         for name, plugin in extra_plugins:
-            self._add(name, plugin, getattr(plugin, "__version__", "local"), name)
+            self._add(name, plugin, getattr(plugin, "__version__", "local"), name,
+                      getattr(plugin, "__file__", None) or repr(plugin))
         self._collect()
 
     # ---- loading -------------------------------------------------------------------
-    def _fail(self, name: str, version: str, message: str) -> None:
-        self.plugins[name] = PluginInfo(name, version, "failed", error=message)
+    def _say(self, message: str) -> None:
+        if self.trace:
+            print(f"gstbench trace: {message}", file=sys.stderr, flush=True)
+
+    def _fail(self, name: str, version: str, message: str, fix: str = "", source: str | None = None) -> None:
+        """Record the plugin as failed and warn; ``source`` given: a second plugin of an already used name."""
+        key = name if source is None else f"{name} ({source})"
+        if source is None:
+            source = self.plugins[name].source if name in self.plugins else ""
+        self.plugins[key] = PluginInfo(name, version, "failed", error=message + (f"; {fix}" if fix else ""),
+                                       source=source)
+        self._say(f'plugin "{name}" failed: {message}')
         text = f'gstbench plugin "{name}" was left out: {message}'
+        if fix:
+            text += f"; {fix}"
         if self.strict:
             raise PluginError(text + " (GSTBENCH_STRICT_PLUGINS is set)")
-        warnings.warn(text + " (set GSTBENCH_DISABLE_PLUGINS=" + name + " to silence)", PluginWarning,
-                      stacklevel=3)
+        warnings.warn(text + f" (or leave it out: GSTBENCH_DISABLE_PLUGINS={name})", PluginWarning, stacklevel=3)
 
-    def _add(self, name: str, plugin: Any, version: str, pluggy_name: str) -> None:
-        info = self.plugins.setdefault(name, PluginInfo(name, version, "loaded"))
+    def _add(self, name: str, plugin: Any, version: str, pluggy_name: str, source: str) -> None:
+        if name in self.plugins and self.plugins[name].source != source:
+            self._fail(name, version, f"its name clashes with the plugin from {self.plugins[name].source}",
+                       "rename one of them", source=source)
+            return
+        info = self.plugins.setdefault(name, PluginInfo(name, version, "loaded", source=source))
         try:
             self.pm.register(plugin, name=pluggy_name)
-        except Exception as exc:  # duplicate name, bad hookimpl signature
-            self._fail(name, version, f"cannot register: {exc}")
+        except Exception as exc:  # a hook with parameters its spec lacks, or the same module twice
+            self._fail(name, version, f"cannot register: {exc}",
+                       "a hook takes only the parameters named in gstbench/hookspecs.py (e.g. `register`)")
             return
-        unknown = [
-            attr for attr in dir(plugin)
-            if attr.startswith("register_") and self.pm.parse_hookimpl_opts(plugin, attr) is not None
-            and getattr(getattr(self.pm.hook, attr, None), "spec", None) is None
-        ]
+        marked = [attr for attr in dir(plugin) if self.pm.parse_hookimpl_opts(plugin, attr) is not None]
+        unknown = [attr for attr in marked if getattr(getattr(self.pm.hook, attr, None), "spec", None) is None]
         if unknown:
             self.pm.unregister(plugin)
+            hooks = [h for h in dir(hookspecs) if h.startswith("register_")]
             self._fail(name, version, f"implements unknown hook(s) {', '.join(unknown)}"
-                       f"{closest(unknown[0], [h for h in dir(hookspecs) if h.startswith('register_')])}")
+                       f"{closest(unknown[0], hooks)}",
+                       "rename it to one of the hooks in docs/plugins.md, or drop its @hookimpl")
             return
         self._display[pluggy_name] = name
-        info.hooks = sorted(set(info.hooks) | {
-            impl_name for impl_name in dir(self.pm.hook)
-            if not impl_name.startswith("_")
-            and any(i.plugin_name == pluggy_name for i in getattr(self.pm.hook, impl_name).get_hookimpls())
-        })
+        info.hooks = sorted(set(info.hooks) | set(marked))
+        self._say(f'loaded plugin "{name}" {version} from {source} (hooks: {", ".join(marked) or "none"})')
 
     def _load_entry_points(self) -> None:
         only = _env_list("GSTBENCH_LOAD_PLUGINS")
         disabled = _env_list("GSTBENCH_DISABLE_PLUGINS") or set()
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             version = ep.dist.version if ep.dist is not None else "?"
+            source = f"entry point {ep.name} = {ep.value}"
             if ep.name in disabled or (only is not None and ep.name not in only):
-                self.plugins[ep.name] = PluginInfo(ep.name, version, "disabled")
+                self.plugins[ep.name] = PluginInfo(ep.name, version, "disabled", source=source)
                 continue
             if ep.name in self.plugins:
-                self._fail(ep.name, version, f"its name clashes with an already loaded plugin ({ep.value})")
+                self._fail(ep.name, version, f"its name clashes with the plugin from {self.plugins[ep.name].source}",
+                           "rename one of the entry points", source=source)
                 continue
+            self.plugins[ep.name] = PluginInfo(ep.name, version, "loaded", source=source)
             try:
                 plugin = ep.load()
             except Exception as exc:
-                self._fail(ep.name, version, f"import of {ep.value} failed: {type(exc).__name__}: {exc}")
+                self._fail(ep.name, version, f"import of {ep.value} failed: {type(exc).__name__}: {exc}{_where(exc)}",
+                           "install what it needs, or fix the import")
                 continue
-            self._add(ep.name, plugin, version, ep.name)
+            self._add(ep.name, plugin, version, ep.name, source)
+
+    def _load_directory(self, directory: Path) -> None:
+        """Every ``*.py`` file of ``directory`` as a plugin named after the file (``snip.py``: ``snip:...``)."""
+        if not directory.is_dir():
+            raise PluginError(f"plugins directory {directory} does not exist (--plugins-dir / ${PLUGINS_DIR_ENV})")
+        for path in sorted(directory.glob("*.py")):
+            name = path.stem
+            if name in self.plugins and self.plugins[name].status != "disabled":
+                self._fail(name, "local", f"its name clashes with the plugin from {self.plugins[name].source}",
+                           "rename the file", source=str(path))
+                continue
+            self.plugins[name] = PluginInfo(name, "local", "loaded", source=str(path))
+            module_name = f"gstbench_plugins_dir.{name}"
+            try:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module  # classes defined there pickle by this name
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                sys.modules.pop(module_name, None)
+                self._fail(name, "local", f"import of {path} failed: {type(exc).__name__}: {exc}{_where(exc)}",
+                           "fix the file")
+                continue
+            self._add(name, module, "local", module_name, str(path))
 
     def _collect(self) -> None:
         for kind in KINDS:
@@ -161,16 +237,22 @@ class Registry:
                     comp = Component(_kind, name, _plugin, factory, describe(factory, description),
                                      tuple(capabilities), int(revision))
                     if comp.id in self._components[_kind] or any(c.id == comp.id for c in added):
-                        raise PluginError(f"registers the {_kind[:-1]} '{name}' twice; give each a unique name")
+                        raise DuplicateName(f"registers the {_kind[:-1]} '{name}' twice")
                     added.append(comp)
 
+                t0 = time.perf_counter()
                 try:
                     impl.function(register=register)
                 except Exception as exc:
                     self._drop(plugin_name)
+                    fix = ("give each component of a kind its own name" if isinstance(exc, DuplicateName)
+                           else "fix the hook")
                     self._fail(plugin_name, self.plugins[plugin_name].version,
-                               f"register_{kind} raised {type(exc).__name__}: {exc}")
+                               f"register_{kind} raised {type(exc).__name__}: {exc}{_where(exc)}", fix)
                     continue
+                self._say(f"{plugin_name}.register_{kind}(register) registered "
+                          f"{', '.join(c.name for c in added) or 'nothing'} "
+                          f"({(time.perf_counter() - t0) * 1000:.1f} ms)")
                 for comp in added:
                     self._components[kind][comp.id] = comp
                     self.plugins[plugin_name].provides.setdefault(kind, []).append(comp.name)
@@ -229,10 +311,15 @@ class Registry:
     def add_commands(self, cli: Any) -> None:
         for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
             name = self._display.get(impl.plugin_name, impl.plugin_name)
+            if self.plugins[name].status == "failed":
+                continue
             try:
                 impl.function(cli=cli)
             except Exception as exc:
-                self._fail(name, self.plugins[name].version, f"register_commands raised {type(exc).__name__}: {exc}")
+                self._fail(name, self.plugins[name].version,
+                           f"register_commands raised {type(exc).__name__}: {exc}{_where(exc)}", "fix the hook")
+                continue
+            self._say(f"{name}.register_commands(cli)")
 
 
 _REGISTRY: Registry | None = None

@@ -10,11 +10,14 @@ flatten into a linear layer).
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import TYPE_CHECKING, Sequence
 
 import torch
-import torch_pruning as tp
 from torch import nn
+
+if TYPE_CHECKING:
+    import torch_pruning as tp
 
 from gstbench.components import LayerState, PrunableLayer
 
@@ -52,13 +55,23 @@ def layer_states(model: nn.Module, names: Sequence[str], granularity: str = "fil
     return states
 
 
-_ZERO_DIMS = {
-    tp.prune_conv_out_channels: 0, tp.prune_linear_out_channels: 0,
-    tp.prune_conv_in_channels: 1, tp.prune_linear_in_channels: 1,
-}
+@functools.cache
+def _torch_pruning():
+    """torch-pruning, imported on first use: it imports timm and torchvision, seconds a plain CLI call never needs."""
+    import torch_pruning
+
+    return torch_pruning
+
+
+@functools.cache
+def _zero_dims() -> dict:
+    tp = _torch_pruning()
+    return {tp.prune_conv_out_channels: 0, tp.prune_linear_out_channels: 0,
+            tp.prune_conv_in_channels: 1, tp.prune_linear_in_channels: 1}
 
 
 def dependency_graph(model: nn.Module, example_input: torch.Tensor) -> "tp.DependencyGraph":
+    tp = _torch_pruning()
     was_training = model.training
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
@@ -72,14 +85,15 @@ def removal_slices(dg: "tp.DependencyGraph", layer: LayerState, indices: torch.T
     Zeroing these is the mask equivalent of removal: the filters, the next BatchNorm's
     gamma and beta, and the consumers' input slices (which only ever see zeros).
     """
+    tp, zero_dims = _torch_pruning(), _zero_dims()
     group = dg.get_pruning_group(layer.conv, tp.prune_conv_out_channels, idxs=sorted(indices.tolist()))
     slices = []
     for dep, idxs in group:
         module, handler = dep.target.module, dep.handler
         idx = torch.as_tensor(list(idxs), dtype=torch.long)
-        if handler in _ZERO_DIMS:
-            slices.append((module.weight, _ZERO_DIMS[handler], idx))
-            if _ZERO_DIMS[handler] == 0 and getattr(module, "bias", None) is not None:
+        if handler in zero_dims:
+            slices.append((module.weight, zero_dims[handler], idx))
+            if zero_dims[handler] == 0 and getattr(module, "bias", None) is not None:
                 slices.append((module.bias, 0, idx))
         elif handler == tp.prune_batchnorm_out_channels:
             slices.extend((p, 0, idx) for p in (module.weight, module.bias) if p is not None)
@@ -94,6 +108,7 @@ def zero_slices(slices) -> None:
 
 def coupled_outputs(model: nn.Module, layer: PrunableLayer, example_input: torch.Tensor) -> list[str]:
     """Other layers whose output channels torch-pruning would cut together with this layer's."""
+    tp = _torch_pruning()
     conv = get_module(model, layer.conv)
     group = dependency_graph(model, example_input).get_pruning_group(conv, tp.prune_conv_out_channels, idxs=[0])
     names = {m: n for n, m in model.named_modules()}
@@ -110,6 +125,7 @@ def coupled_outputs(model: nn.Module, layer: PrunableLayer, example_input: torch
 def remove_filters(model: nn.Module, layer: LayerState, indices: torch.Tensor,
                    optimizer: torch.optim.Optimizer | None, example_input: torch.Tensor) -> torch.Tensor:
     """Physically remove filters (and what depends on them); return the kept physical indices."""
+    tp = _torch_pruning()
     dg = dependency_graph(model, example_input)
     group = dg.get_pruning_group(layer.conv, tp.prune_conv_out_channels, idxs=sorted(indices.tolist()))
     was_training = model.training
