@@ -294,6 +294,8 @@ def check_scorer(scorer: Any, *, options: dict | None = None, capabilities: Iter
 
 def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
                 granularity: str) -> list[tuple[str, torch.Tensor]]:
+    from gstbench.pruning import coupled_outputs
+
     bench = _Bench(model, data, granularity)
     hooks = _forward_hooks(bench.model)
     obj = build()
@@ -336,10 +338,12 @@ def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
         bench.mask(first, bench.chosen(first))
         bench.train(2, before_batch)
         score_all("after masking")
-        last = list(bench.layers)[-1]
-        bench.remove(last, bench.chosen(last), obj)
-        bench.train(2, before_batch)
-        score_all("after removal")
+        removable = [name for name, layer in bench.layers.items()
+                     if not coupled_outputs(bench.model, layer.spec, bench.ctx.example_input)]
+        if removable:  # a layer whose removal cuts no other layer's outputs (not a residual sum)
+            bench.remove(removable[-1], bench.chosen(removable[-1]), obj)
+            bench.train(2, before_batch)
+            score_all("after removal")
     else:
         bench.mask(first, bench.chosen(first))
         score_all("after masking")

@@ -326,3 +326,11 @@ def test_register_plugin_raises_for_a_broken_plugin(register_plugin):
     with pytest.raises(PluginError, match=r'plugin "broken" was left out: register_scorers raised RuntimeError: '
                                           r'boom \(at test_testing_kit.py:\d+\); fix the hook'):
         register_plugin(module)
+
+
+def test_checks_take_a_residual_model_whose_summed_layers_cannot_be_removed(registry, tiny_data):
+    torch.manual_seed(0)
+    model = registry.get("models", "resnet1d").factory(tiny_data.input_shape, tiny_data.num_classes,
+                                                       channels=(8, 16))
+    check_scorer(registry.get("scorers", "l2"), model=model, data=tiny_data)
+    check_effector(registry.get("effectors", "remove"), model=model, data=tiny_data)  # picks an uncoupled layer
