@@ -443,18 +443,15 @@ _default_format = warnings.formatwarning
               show_default=True, help="Where the package's folder NAME is written.")
 def new_plugin_cmd(name, kind, parent) -> None:
     """Write a plugin package NAME/ with one working component and a test of gstbench's contract."""
-    from gstbench.scaffold import new_plugin
+    from gstbench.scaffold import new_plugin, next_steps
 
     try:
         written = new_plugin(name, kind, parent)
     except GstbenchError as exc:
         raise click.UsageError(str(exc)) from None
-    root = parent / name
     for path in written:
         click.echo(path)
-    use = {"scorer": f"gstbench run --suite tradeoff --scorer {name}:{name}",
-           "metric": f"gstbench run --suite tradeoff --metric {name}:{name}"}.get(kind, f"see {root / 'README.md'}")
-    click.echo(f"\nnext:\n  pip install -e {root}\n  python -m pytest {root}\n  {use}", err=True)
+    click.echo("\nnext:\n" + "\n".join(f"  {step}" for step in next_steps(name, kind, parent / name)), err=True)
 
 
 def main() -> None:

@@ -531,13 +531,7 @@ class _Pruner:
 
     def _apply(self, layer: LayerState, chosen: torch.Tensor) -> dict[str, Any]:
         original = layer.original_index[chosen].tolist()
-        layer.alive.view(-1)[chosen] = False
-        kept = self.effector.apply(layer, chosen, self.ctx)
-        if kept is not None:  # shapes changed: follow the surviving channels
-            layer.alive = layer.alive[kept]
-            layer.original_index = layer.original_index[kept]
-            if hasattr(self.scorer, "units_removed"):
-                self.scorer.units_removed(layer, kept)
+        apply_effector(self.effector, layer, chosen, self.ctx, self.scorer)
         rec: dict[str, Any] = {"count": len(original), "remaining": layer.n_alive}
         if layer.granularity == "filters":  # single weights would flood events.jsonl
             rec["pruned"] = sorted(original)
@@ -545,6 +539,20 @@ class _Pruner:
 
 
 GLOBAL = "*"
+
+
+def apply_effector(effector: Any, layer: LayerState, chosen: torch.Tensor, ctx: PruningContext,
+                   scorer: Any = None) -> torch.Tensor | None:
+    """Mark ``chosen`` dead, apply the effector, and when it changed shapes follow the surviving units
+    (the layer's state, and the scorer's per-unit state through ``units_removed``)."""
+    layer.alive.view(-1)[chosen] = False
+    kept = effector.apply(layer, chosen, ctx)
+    if kept is not None:
+        layer.alive = layer.alive[kept]
+        layer.original_index = layer.original_index[kept]
+        if hasattr(scorer, "units_removed"):
+            scorer.units_removed(layer, kept)
+    return kept
 
 
 # ---- prune-retrain rounds: lottery tickets, rewinding, data-order stability --------------

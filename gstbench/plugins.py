@@ -20,8 +20,8 @@ import sys
 import time
 import traceback
 import warnings
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import pluggy
@@ -135,8 +135,9 @@ class Registry:
 
     def _fail(self, name: str, version: str, message: str, fix: str = "", source: str | None = None) -> None:
         """Record the plugin as failed and warn; ``source`` given: a second plugin of an already used name."""
-        key = name if source is None else f"{name} ({source})"
-        if source is None:
+        clash = source is not None
+        key = f"{name} ({source})" if clash else name
+        if not clash:
             source = self.plugins[name].source if name in self.plugins else ""
         self.plugins[key] = PluginInfo(name, version, "failed", error=message + (f"; {fix}" if fix else ""),
                                        source=source)
@@ -148,12 +149,20 @@ class Registry:
             raise PluginError(text + " (GSTBENCH_STRICT_PLUGINS is set)")
         warnings.warn(text + f" (or leave it out: GSTBENCH_DISABLE_PLUGINS={name})", PluginWarning, stacklevel=3)
 
+    def _claim(self, name: str, version: str, source: str, fix: str) -> bool:
+        """Record a plugin about to load under ``name``; False, and a failure, when another plugin has it."""
+        taken = self.plugins.get(name)
+        if taken is not None and taken.source != source and taken.status != "disabled":
+            self._fail(name, version, f"its name clashes with the plugin from {taken.source}", fix, source=source)
+            return False
+        if taken is None or taken.source != source:
+            self.plugins[name] = PluginInfo(name, version, "loaded", source=source)
+        return True
+
     def _add(self, name: str, plugin: Any, version: str, pluggy_name: str, source: str) -> None:
-        if name in self.plugins and self.plugins[name].source != source:
-            self._fail(name, version, f"its name clashes with the plugin from {self.plugins[name].source}",
-                       "rename one of them", source=source)
+        if not self._claim(name, version, source, "rename one of them"):
             return
-        info = self.plugins.setdefault(name, PluginInfo(name, version, "loaded", source=source))
+        info = self.plugins[name]
         try:
             self.pm.register(plugin, name=pluggy_name)
         except Exception as exc:  # a hook with parameters its spec lacks, or the same module twice
@@ -182,11 +191,8 @@ class Registry:
             if ep.name in disabled or (only is not None and ep.name not in only):
                 self.plugins[ep.name] = PluginInfo(ep.name, version, "disabled", source=source)
                 continue
-            if ep.name in self.plugins:
-                self._fail(ep.name, version, f"its name clashes with the plugin from {self.plugins[ep.name].source}",
-                           "rename one of the entry points", source=source)
+            if not self._claim(ep.name, version, source, "rename one of the entry points"):
                 continue
-            self.plugins[ep.name] = PluginInfo(ep.name, version, "loaded", source=source)
             try:
                 plugin = ep.load()
             except Exception as exc:
@@ -201,11 +207,8 @@ class Registry:
             raise PluginError(f"plugins directory {directory} does not exist (--plugins-dir / ${PLUGINS_DIR_ENV})")
         for path in sorted(directory.glob("*.py")):
             name = path.stem
-            if name in self.plugins and self.plugins[name].status != "disabled":
-                self._fail(name, "local", f"its name clashes with the plugin from {self.plugins[name].source}",
-                           "rename the file", source=str(path))
+            if not self._claim(name, "local", str(path), "rename the file"):
                 continue
-            self.plugins[name] = PluginInfo(name, "local", "loaded", source=str(path))
             module_name = f"gstbench_plugins_dir.{name}"
             try:
                 spec = importlib.util.spec_from_file_location(module_name, path)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
+from gstbench.components import LayerState, PrunableLayer
+
 if TYPE_CHECKING:
     import torch_pruning as tp
-
-from gstbench.components import LayerState, PrunableLayer
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:

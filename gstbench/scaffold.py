@@ -71,6 +71,10 @@ def test_the_plugin_is_installed_under_its_name():
     assert Registry().get("${kind}s", "$name:$name").plugin == "$name"
 ''')
 
+# The kinds a `gstbench run` flag can put into a built-in suite directly
+RUN = {"scorer": "gstbench run --suite tradeoff --scorer $name:$name",
+       "metric": "gstbench run --suite tradeoff --metric $name:$name"}
+
 SUITE_FILE = Template('''\
 A suite file that runs the `$suite` suite with it (docs/suites.md):
 
@@ -130,7 +134,7 @@ def register_scorers(register):
     register("$name", $ident, capabilities=[WEIGHTS])
 ''',
         "",
-        "```bash\ngstbench run --suite tradeoff --scorer $name:$name\n```",
+        f"```bash\n{RUN['scorer']}\n```",
     ),
     "target": (
         "A gstbench target: the lowest-scored units, ties broken at random",
@@ -266,7 +270,7 @@ def register_metrics(register):
     register("$name", $ident)
 ''',
         "",
-        "```bash\ngstbench run --suite tradeoff --metric $name:$name\n```",
+        f"```bash\n{RUN['metric']}\n```",
     ),
     "model": (
         "A gstbench model: a small conv-BN-ReLU network for 1-D or 2-D inputs",
@@ -369,3 +373,9 @@ def new_plugin(name: str, kind: str, parent: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return list(files)
+
+
+def next_steps(name: str, kind: str, root: Path) -> list[str]:
+    """The commands that install, test and run the package ``new_plugin`` wrote at ``root``."""
+    run = Template(RUN[kind]).substitute(name=name) if kind in RUN else f"see {root / 'README.md'}"
+    return [f"pip install -e {root}", f"python -m pytest {root}", run]

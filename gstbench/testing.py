@@ -189,13 +189,24 @@ def _differences(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]
 
 
 def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        model.train(was)
+    from gstbench.flatness import eval_mode
+
+    with eval_mode(model), torch.no_grad():
+        return model(x)
+
+
+def _masked(model: nn.Module, name: str, chosen: torch.Tensor, example_input: torch.Tensor,
+            granularity: str = "filters") -> nn.Module:
+    """A copy of ``model`` with the built-in mask on the ``chosen`` units of layer ``name``: the reference."""
+    from gstbench.builtin.effectors import MaskEffector
+    from gstbench.components import PruningContext
+    from gstbench.engine import apply_effector
+    from gstbench.pruning import layer_states
+
+    masked = copy.deepcopy(model)
+    layer = layer_states(masked, [name], granularity)[name]
+    apply_effector(MaskEffector(), layer, chosen, PruningContext(masked, None, example_input, torch.Generator()))
+    return masked
 
 
 class _Bench:
@@ -241,26 +252,28 @@ class _Bench:
         return alive[torch.linspace(0, len(alive) - 1, count).round().long().unique()]
 
     def mask(self, name: str, indices: torch.Tensor) -> None:
-        """The built-in mask on ``indices`` of layer ``name``, as the engine applies an effector."""
+        """The built-in mask on ``indices`` of layer ``name``, applied as the engine applies an effector."""
         from gstbench.builtin.effectors import MaskEffector
+        from gstbench.engine import apply_effector
 
-        layer = self.layers[name]
-        layer.alive.view(-1)[indices] = False
-        MaskEffector().apply(layer, indices, self.ctx)
+        apply_effector(MaskEffector(), self.layers[name], indices, self.ctx)
 
     def remove(self, name: str, indices: torch.Tensor, scorer: Any = None) -> None:
-        """Physical removal, then the bookkeeping the engine does (and ``units_removed`` on the scorer)."""
-        from gstbench.pruning import remove_filters
+        """Physical removal as the engine applies it, ``units_removed`` on the scorer included."""
+        from gstbench.builtin.effectors import RemoveEffector
+        from gstbench.engine import apply_effector
 
-        layer = self.layers[name]
-        layer.alive.view(-1)[indices] = False
-        kept = remove_filters(self.model, layer, indices, self.optimizer, self.ctx.example_input)
-        layer.alive, layer.original_index = layer.alive[kept], layer.original_index[kept]
-        if hasattr(scorer, "units_removed"):
-            scorer.units_removed(layer, kept)
+        apply_effector(RemoveEffector(), self.layers[name], indices, self.ctx, scorer)
+
+    def removable(self) -> list[str]:
+        """The prunable layers whose removal cuts no other layer's outputs (not a residual sum)."""
+        from gstbench.builtin.effectors import RemoveEffector
+
+        return [name for name, layer in self.layers.items()
+                if RemoveEffector().check_layer(self.model, name, layer.spec, self.ctx.example_input) is None]
 
 
-def _forward_hooks(model: nn.Module) -> int:
+def _hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
@@ -283,28 +296,26 @@ def check_scorer(scorer: Any, *, options: dict | None = None, capabilities: Iter
     first: dict[str, torch.Tensor] = {}
     for granularity in ("filters", "weights") if WEIGHTS in caps else ("filters",):
         runs = [_scorer_run(label, build, model, data, granularity) for _ in range(2)]
-        for (what, a), (_, b) in zip(*runs):
+        for (name, when, a), (_, _, b) in zip(*runs):
             if not torch.equal(a, b):
-                raise _fail(label, f"two runs from the same seed gave different scores ({what}, {granularity})",
-                            "draw randomness from ctx.generator or a generator seeded from the context, "
-                            "never from torch's global RNG")
-        first.update({what.split(" ")[0]: s for what, s in runs[0] if what.endswith("after training")})
+                raise _fail(label, f"two runs from the same seed gave different scores ({name} {when}, "
+                            f"{granularity})", "draw randomness from ctx.generator or a generator seeded from the "
+                            "context, never from torch's global RNG")
+        first.update({name: s for name, when, s in runs[0] if when == "after training"})
     return first
 
 
 def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
-                granularity: str) -> list[tuple[str, torch.Tensor]]:
-    from gstbench.pruning import coupled_outputs
-
+                granularity: str) -> list[tuple[str, str, torch.Tensor]]:
     bench = _Bench(model, data, granularity)
-    hooks = _forward_hooks(bench.model)
+    hooks = _hooks(bench.model)
     obj = build()
     if not callable(getattr(obj, "score", None)):
         raise _fail(label, f"its factory returned {type(obj).__name__}, which has no score(layer, ctx) method")
     if hasattr(obj, "attach"):
         obj.attach(bench.ctx, bench.layers)
     before_batch = getattr(obj, "before_train_batch", None)
-    scored: list[tuple[str, torch.Tensor]] = []
+    scored: list[tuple[str, str, torch.Tensor]] = []
 
     def score_all(when: str) -> None:
         for name, layer in bench.layers.items():
@@ -329,7 +340,7 @@ def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
             if not torch.equal(rng, torch.get_rng_state()):
                 raise _fail(label, f"scoring {what} drew from torch's global RNG",
                             "draw from ctx.generator (seeded per cell)")
-            scored.append((what, s.detach().cpu().float().clone()))
+            scored.append((name, when, s.detach().cpu().float().clone()))
 
     bench.train(3, before_batch)
     score_all("after training")
@@ -338,9 +349,8 @@ def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
         bench.mask(first, bench.chosen(first))
         bench.train(2, before_batch)
         score_all("after masking")
-        removable = [name for name, layer in bench.layers.items()
-                     if not coupled_outputs(bench.model, layer.spec, bench.ctx.example_input)]
-        if removable:  # a layer whose removal cuts no other layer's outputs (not a residual sum)
+        removable = bench.removable()
+        if removable:
             bench.remove(removable[-1], bench.chosen(removable[-1]), obj)
             bench.train(2, before_batch)
             score_all("after removal")
@@ -349,7 +359,7 @@ def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
         score_all("after masking")
     if hasattr(obj, "detach"):
         obj.detach()
-    if _forward_hooks(bench.model) != hooks:
+    if _hooks(bench.model) != hooks:
         raise _fail(label, "hooks added by attach() are still on the model after detach()",
                     "keep the handles and remove them in detach()")
     return scored
@@ -435,7 +445,7 @@ def _effector_run(label: str, build: Callable, caps: tuple[str, ...], model: nn.
     name = _usable_layer(label, obj, bench)
     layer = bench.layers[name]
     chosen = bench.chosen(name)
-    reference = copy.deepcopy(bench.model)  # before: masked on the same units, for removal's function
+    reference = _masked(bench.model, name, chosen, bench.ctx.example_input) if REMOVES_UNITS in caps else None
     before = _state(bench.model)
     allowed = None if REMOVES_UNITS in caps else _allowed_changes(bench, name, chosen)
     layer.alive.view(-1)[chosen] = False
@@ -470,14 +480,11 @@ def _effector_run(label: str, build: Callable, caps: tuple[str, ...], model: nn.
 
 def _usable_layer(label: str, obj: Any, bench: _Bench) -> str:
     """The first prunable layer the effector accepts (``check_layer`` may refuse one, e.g. a residual sum)."""
-    from gstbench.pruning import get_module
-
     check = getattr(obj, "check_layer", None)
     reasons = []
     for name, layer in bench.layers.items():
         reason = check(bench.model, name, layer.spec, bench.ctx.example_input) if check else None
         if reason is None:
-            get_module(bench.model, layer.spec.conv)
             return name
         reasons.append(reason)
     raise _fail(label, f"check_layer refused every prunable layer of the test model ({reasons[0]})",
@@ -486,10 +493,7 @@ def _usable_layer(label: str, obj: Any, bench: _Bench) -> str:
 
 def _check_removal(label: str, bench: _Bench, name: str, chosen: torch.Tensor, kept: Any,
                    before: dict[str, torch.Tensor], reference: nn.Module) -> None:
-    from gstbench.builtin.effectors import MaskEffector
-    from gstbench.components import PruningContext
-    from gstbench.pruning import layer_states
-
+    """``reference``: the model before ``apply``, with the built-in mask on the same units."""
     layer = bench.layers[name]
     expected = (~torch.isin(torch.arange(layer.n_physical), chosen)).nonzero().flatten()
     if not isinstance(kept, torch.Tensor) or not torch.equal(kept.cpu().long(), expected):
@@ -501,10 +505,6 @@ def _check_removal(label: str, bench: _Bench, name: str, chosen: torch.Tensor, k
     conv_key = layer.spec.conv + ".weight"
     if conv_key in before and not torch.equal(before[conv_key][expected], layer.conv.weight.detach()):
         raise _fail(label, f"the surviving filters of '{name}' changed", "remove, do not retrain or rescale")
-    ref_layer = layer_states(reference, [name])[name]
-    ref_layer.alive[chosen] = False
-    MaskEffector().apply(ref_layer, chosen, PruningContext(reference, None, bench.ctx.example_input,
-                                                           torch.Generator()))
     x = bench.data.x_test[:64]
     if not torch.allclose(_outputs(bench.model, x), _outputs(reference, x), rtol=1e-4, atol=1e-5):
         raise _fail(label, f"the model after removing filters {chosen.tolist()} of '{name}' computes another "
@@ -522,14 +522,7 @@ def _check_removal(label: str, bench: _Bench, name: str, chosen: torch.Tensor, k
 
 def _check_still_pruned(label: str, bench: _Bench, name: str, chosen: torch.Tensor) -> None:
     """A permanent effector's units stay pruned: masking them again changes nothing the model computes."""
-    from gstbench.builtin.effectors import MaskEffector
-    from gstbench.components import PruningContext
-    from gstbench.pruning import layer_states
-
-    again = copy.deepcopy(bench.model)
-    layer = layer_states(again, [name], bench.granularity)[name]
-    layer.alive.view(-1)[chosen] = False
-    MaskEffector().apply(layer, chosen, PruningContext(again, None, bench.ctx.example_input, torch.Generator()))
+    again = _masked(bench.model, name, chosen, bench.ctx.example_input, bench.granularity)
     x = bench.data.x_test[:64]
     if not torch.allclose(_outputs(bench.model, x), _outputs(again, x), rtol=1e-4, atol=1e-5):
         raise _fail(label, f"after 3 training steps the targeted units of '{name}' still contribute to the output "
@@ -719,16 +712,11 @@ def check_model(model: Any, *, options: dict | None = None, input_shape: tuple[i
 
 
 def _check_mask_equals_remove(label: str, net: nn.Module, name: str, x: torch.Tensor) -> None:
-    from gstbench.builtin.effectors import MaskEffector
-    from gstbench.components import PruningContext
     from gstbench.pruning import layer_states, remove_filters
 
-    masked, removed = copy.deepcopy(net), copy.deepcopy(net)
-    n = layer_states(net, [name])[name].n_physical
-    chosen = torch.arange(0, n, 4)
-    ml = layer_states(masked, [name])[name]
-    ml.alive[chosen] = False
-    MaskEffector().apply(ml, chosen, PruningContext(masked, None, x[:2], torch.Generator()))
+    removed = copy.deepcopy(net)
+    chosen = torch.arange(0, layer_states(net, [name])[name].n_physical, 4)
+    masked = _masked(net, name, chosen, x[:2])
     fix = "take shapes from the tensors (x.flatten(1), not x.view(-1, 512)) and use modules torch-pruning can trace"
     try:
         remove_filters(removed, layer_states(removed, [name])[name], chosen, None, x[:2])
