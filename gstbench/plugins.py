@@ -147,7 +147,9 @@ class Registry:
             text += f"; {fix}"
         if self.strict:
             raise PluginError(text + " (GSTBENCH_STRICT_PLUGINS is set)")
-        warnings.warn(text + f" (or leave it out: GSTBENCH_DISABLE_PLUGINS={name})", PluginWarning, stacklevel=3)
+        if source.startswith("entry point") and not clash:  # the variable names installed plugins only
+            text += f" (or leave it out: GSTBENCH_DISABLE_PLUGINS={name})"
+        warnings.warn(text, PluginWarning, stacklevel=3)
 
     def _claim(self, name: str, version: str, source: str, fix: str) -> bool:
         """Record a plugin about to load under ``name``; False, and a failure, when another plugin has it."""

@@ -558,6 +558,17 @@ def check_rewind(rewind: Any, *, options: dict | None = None, capabilities: Iter
                         "declare the loads-weights capability, so the engine refuses it with removal") from exc
 
 
+def _reinitialized(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` freshly initialized from ``seed`` (every module's ``reset_parameters``)."""
+    fresh = copy.deepcopy(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if callable(getattr(module, "reset_parameters", None)):
+                module.reset_parameters()
+    return fresh
+
+
 def _rewind_run(label: str, build: Callable, model: nn.Module, data: TensorData, removed: bool):
     from gstbench.components import Resume, RewindContext
 
@@ -573,9 +584,15 @@ def _rewind_run(label: str, build: Callable, model: nn.Module, data: TensorData,
         bench.train(1)
         if k == step:
             checkpoint = _state(bench.model)
-    first = next(iter(bench.layers))
-    (bench.remove if removed else bench.mask)(first, bench.chosen(first))
-    fresh = make_tiny_model(data, seed=1234)
+    if removed:
+        removable = bench.removable()
+        if not removable:  # every layer feeds a residual sum: no removal to rewind after
+            return None
+        bench.remove(removable[0], bench.chosen(removable[0]))
+    else:
+        first = next(iter(bench.layers))
+        bench.mask(first, bench.chosen(first))
+    fresh = _reinitialized(model, seed=1234)
 
     def fresh_state() -> dict[str, torch.Tensor]:
         return _state(fresh)

@@ -97,6 +97,7 @@ def test_plugins_dir_loads_local_files_into_a_run_with_pool_workers_and_names_a_
     assert info["broken"]["status"] == "failed"
     assert "RuntimeError: half-written idea (at broken.py:2); fix the file" in info["broken"]["error"]
     assert 'warning: gstbench plugin "broken" was left out' in listed.stderr
+    assert "GSTBENCH_DISABLE_PLUGINS" not in listed.stderr  # it leaves out installed plugins, not files
 
     out = tmp_path / "out"
     run = run_cli("--plugins-dir", str(local), "run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1",

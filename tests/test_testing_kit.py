@@ -334,3 +334,4 @@ def test_checks_take_a_residual_model_whose_summed_layers_cannot_be_removed(regi
                                                        channels=(8, 16))
     check_scorer(registry.get("scorers", "l2"), model=model, data=tiny_data)
     check_effector(registry.get("effectors", "remove"), model=model, data=tiny_data)  # picks an uncoupled layer
+    check_rewind(registry.get("rewinds", "reinit"), model=model, data=tiny_data)  # fresh weights of this model
