@@ -511,15 +511,15 @@ class _Pruner:
             layer = self.layers[name]
             s = self.scorer.score(layer, self.ctx).to("cpu")
             if s.shape != layer.alive.shape:
-                raise ValueError(f"scorer returned scores of shape {tuple(s.shape)} for layer '{name}' "
-                                 f"with {layer.granularity} of shape {tuple(layer.alive.shape)}")
+                raise ValueError(f"scorer {self.prune.scorer.id} returned scores of shape {tuple(s.shape)} for layer "
+                                 f"'{name}' with {layer.granularity} of shape {tuple(layer.alive.shape)}")
             scores.append(s.flatten().float())
             alive.append(layer.alive_flat)
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
         count = min(count, int(alive_cat.sum()))
         chosen = self.target.select(scores_cat, alive_cat, count, self.ctx.generator).to("cpu")
         if chosen.numel() != count or not bool(alive_cat[chosen].all()) or chosen.unique().numel() != count:
-            raise ValueError(f"target picked {chosen.numel()} units for {', '.join(names)}: "
+            raise ValueError(f"target {self.prune.target.id} picked {chosen.numel()} units for {', '.join(names)}: "
                              f"needs {count} distinct alive units")
         out, offset = {}, 0
         for name, s in zip(names, scores):

@@ -96,6 +96,26 @@ def test_a_raising_component_is_recorded_as_failed(registry):
     assert result["status"] == "failed" and "not before the end of training" in result["error"]
 
 
+class ScalarScorer:
+    def score(self, layer, ctx):
+        return layer.conv.weight.detach().sum()  # one number, not one per filter
+
+
+class ScalarScorerPlugin:
+    @staticmethod
+    @hookimpl
+    def register_scorers(register):
+        register("scalar", ScalarScorer)
+
+
+def test_a_scorer_of_the_wrong_shape_fails_its_cell_with_the_scorer_named():
+    registry = Registry([("oops", ScalarScorerPlugin())], installed=False)
+    result = run_cell(cell(registry, prune__scorer="oops:scalar"), registry)
+    assert result["status"] == "failed"
+    assert "scorer oops:scalar returned scores of shape () for layer 'conv2' with filters of shape (16,)" \
+        in result["error"]
+
+
 class WeightNorm:
     def compute(self, model, data, device):  # the 0.1 signature keeps working
         return {"weight_norm": float(sum(p.detach().pow(2).sum() for p in model.parameters()) ** 0.5),
