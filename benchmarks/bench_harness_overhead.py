@@ -8,7 +8,7 @@ step, and a final train-set evaluation. The bare loop must reach the same test a
 the ratio compares equal work. Runs alternate to spread machine noise; the ratio of
 medians and of minima (the least disturbed runs) are printed.
 
-    python benchmarks/bench_harness_overhead.py [--repeats 3] [--target smallest] [--period 2ep]
+    python benchmarks/bench_harness_overhead.py [--repeats 3] [--target smallest] [--period 1ep]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target", default="smallest")
-    parser.add_argument("--period", default="2ep")
+    parser.add_argument("--period", default="1ep")
     args = parser.parse_args()
     registry = get_registry()
     spec = quick_cell(registry, args.target, args.period)

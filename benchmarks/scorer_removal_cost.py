@@ -1,38 +1,45 @@
-"""Analysis: do a scorer's lowest-scored filters cost least to remove? (why the quick scale uses bn-gamma)
+"""Analysis: do a scorer's lowest-scored filters cost least to remove? (criterion (a) of docs/quick-scale.md)
 
-Trains the quick scale's model on its data, then for each prunable layer removes (masks)
-one quarter of the filters at once, picked as the smallest, random or largest by each
-scorer, and prints the relative test-accuracy drop averaged over seeds. A scorer is
-useful for the tradeoff suite when smallest < random < largest. No training follows the
-cut, so this isolates the scorer from the schedule.
+Trains a suite's unpruned network with the engine's own trainer (the suite's model, data
+and recipe at the quick scale), and at the first and at the last pruning event of the
+suite's schedules masks one quarter of each pruned layer's filters at once, picked as the
+smallest, random or largest by each scorer. It prints the relative test-accuracy drop,
+averaged over seeds (random: over 5 draws per seed). A scorer ranks removal cost when
+smallest < random < largest. No training follows the cut, so this isolates the scorer
+from the schedule.
 
-    python benchmarks/scorer_removal_cost.py [--seeds 3] [--epochs 15] [--layers conv2,conv3,conv4]
+    python benchmarks/scorer_removal_cost.py [--suite tradeoff] [--seeds 1000-1002]
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 from tabulate import tabulate
-from torch.nn import functional as F
 
 from gstbench.builtin.effectors import MaskEffector
-from gstbench.builtin.models import cnn1d
 from gstbench.components import PruningContext
-from gstbench.engine import evaluate
+from gstbench.engine import _Trainer, build_model, evaluate, load_data, seed_everything
 from gstbench.plugins import get_registry
 from gstbench.pruning import layer_states
+from gstbench.schedule import build_schedule
+from gstbench.seeds import parse_seed_range
+from gstbench.suite import load_suite
 
 TARGETS = ("smallest", "random", "largest")
+SCORERS = ("l2", "l1", "activation-l1", "bn-gamma")  # the paper's L2 first, then the closest to it
+RANDOM_DRAWS = 5
 
 
 def channel_scores(model, layer, x) -> dict[str, torch.Tensor]:
+    """Each scorer's filter scores; activation-l1 from one training-mode pass (BN stats restored by the caller)."""
     seen = {}
     handle = layer.bn.register_forward_hook(lambda m, i, o: seen.setdefault("bn", o.detach().clone()))
     model.train()
     with torch.no_grad():
-        model(x)  # a training-mode pass, as the activation scorer sees it (BN stats restored by caller)
+        model(x)
     handle.remove()
     return {
         "l2": layer.conv.weight.detach().flatten(1).norm(dim=1),
@@ -42,56 +49,92 @@ def channel_scores(model, layer, x) -> dict[str, torch.Tensor]:
     }
 
 
+def pruning_window(suite) -> tuple[int, int, list[str]]:
+    """The first and the last pruning step over the suite's pruned configurations, and their layers."""
+    registry = get_registry()
+    steps, layers = [], []
+    for spec in suite.cells:
+        if spec.prune is None or spec.prune.rounds:
+            continue
+        data = load_data(registry, spec)
+        model = build_model(registry, spec, data)
+        spe = -(-data.x_train.shape[0] // spec.train.batch_size)
+        n = {name: s.n_original for name, s in layer_states(model, [n for n, _ in spec.prune.layers]).items()}
+        steps += list(build_schedule(spec.prune, n, spe, spe * spec.train.epochs))
+        layers += [name for name, _ in spec.prune.layers if name not in layers]
+    return min(steps), max(steps), layers
+
+
+def removal_costs(suite_name: str, seeds: list[int]) -> dict[str, Any]:
+    """Relative test-accuracy drop per (point, layer, scorer, target), each the mean over ``seeds``."""
+    registry = get_registry()
+    suite = load_suite(registry, suite_name, seeds=seeds)
+    first, last, layers = pruning_window(suite)
+    unpruned = next((s for s in suite.cells if s.prune is None), None) or suite.cells[0]
+    drops: dict[tuple[str, str, str, str], list[float]] = {}
+    for seed in seeds:
+        spec = next(s for s in suite.cells if s.config_hash == unpruned.config_hash and s.seed == seed)
+        data_seed, _ = seed_everything(seed)
+        data = load_data(registry, spec)
+        torch.manual_seed(seed)
+        model = build_model(registry, spec, data)
+        model.train()
+        trainer = _Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
+        _, kept = trainer.train(0, data_seed, keep={first, last})
+        for point, step in (("first event", first), ("last event", last)):
+            model.load_state_dict(kept[step]["model"])
+            saved = {k: v.clone() for k, v in model.state_dict().items()}
+            base = evaluate(model, data.x_test, data.y_test)[0]
+            for name in layers:
+                layer = layer_states(model, [name])[name]
+                scores = channel_scores(model, layer, data.x_train[:128])
+                model.load_state_dict(saved)
+                k = layer.n_original // 4
+                for scorer, s in scores.items():
+                    for target in TARGETS:
+                        picks = ([torch.randperm(layer.n_original, generator=torch.Generator().manual_seed(
+                            1000 * seed + d))[:k] for d in range(RANDOM_DRAWS)] if target == "random" else
+                                 [torch.argsort(s, descending=target == "largest")[:k]])
+                        for idx in picks:
+                            cut = layer_states(model, [name])[name]
+                            cut.alive[idx] = False
+                            MaskEffector().apply(cut, idx, PruningContext(model, trainer.optimizer, data.x_train[:2],
+                                                                          torch.Generator()))
+                            drops.setdefault((point, name, scorer, target), []).append(
+                                (base - evaluate(model, data.x_test, data.y_test)[0]) / base)
+                            model.load_state_dict(saved)
+    means = {key: 100 * sum(v) / len(v) for key, v in drops.items()}
+    rows = []
+    for point in ("first event", "last event"):
+        for name in layers:
+            for scorer in SCORERS:
+                s, r, la = (means[(point, name, scorer, t)] for t in TARGETS)
+                rows.append({"point": point, "step": first if point == "first event" else last, "layer": name,
+                             "scorer": scorer, "smallest": s, "random": r, "largest": la, "ordered": s < r < la})
+    ordered = {sc: all(r["ordered"] for r in rows if r["scorer"] == sc) for sc in SCORERS}
+    return {"suite": suite_name, "seeds": seeds, "rows": rows, "ordered": ordered,
+            "chosen": next((sc for sc in SCORERS if ordered[sc]), None)}
+
+
+def render(result: dict[str, Any]) -> str:
+    table = [[r["point"], r["step"], r["layer"], r["scorer"], f"{r['smallest']:.1f}", f"{r['random']:.1f}",
+              f"{r['largest']:.1f}", "yes" if r["ordered"] else "no"] for r in result["rows"]]
+    lines = [f"relative test-accuracy drop (%) after masking 25% of a layer's filters at once, "
+             f"mean of seeds {result['seeds']} (random: {RANDOM_DRAWS} draws per seed)",
+             tabulate(table, headers=["point", "step", "layer", "scorer", "smallest", "random", "largest",
+                                      "S < R < L"], disable_numparse=True), "",
+             "S < R < L in every pruned layer at both points: "
+             + ", ".join(f"{sc} {'yes' if ok else 'no'}" for sc, ok in result["ordered"].items()),
+             f"the paper's L2 norm or the closest scorer that orders: {result['chosen'] or 'none'}"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--layers", default="conv2,conv3,conv4")
+    parser.add_argument("--suite", default="tradeoff", help="built-in suite name or .toml path (quick scale)")
+    parser.add_argument("--seeds", default="1000-1002", help="seeds, e.g. 1000-1002 or 3")
     args = parser.parse_args()
-    data = get_registry().get("datasets", "mnist1d").factory(num_samples=3000, train_split=0.25)
-    drops: dict[tuple[str, str, str], list[float]] = {}
-    for seed in range(args.seeds):
-        torch.manual_seed(seed)
-        model = cnn1d(data.input_shape, 10)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        gen = torch.Generator().manual_seed(seed)
-        n = data.x_train.shape[0]
-        for _ in range(args.epochs):
-            order = torch.randperm(n, generator=gen)
-            for i in range(0, n, 128):
-                idx = order[i:i + 128]
-                loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        base = evaluate(model, data.x_test, data.y_test)[0]
-        saved = {k: v.clone() for k, v in model.state_dict().items()}
-        for name in args.layers.split(","):
-            layer = layer_states(model, [name])[name]
-            scores = channel_scores(model, layer, data.x_train[:128])
-            model.load_state_dict(saved)
-            k = layer.n_original // 4
-            for scorer, s in scores.items():
-                for target in TARGETS:
-                    if target == "random":
-                        idx = torch.randperm(layer.n_original, generator=torch.Generator().manual_seed(seed))[:k]
-                    else:
-                        idx = torch.argsort(s, descending=target == "largest")[:k]
-                    cut = layer_states(model, [name])[name]
-                    cut.alive[idx] = False
-                    MaskEffector().apply(cut, idx, PruningContext(model, opt, data.x_train[:2], gen))
-                    drops.setdefault((name, scorer, target), []).append(
-                        (base - evaluate(model, data.x_test, data.y_test)[0]) / base)
-                    model.load_state_dict(saved)
-    rows = []
-    for (name, scorer, target), values in drops.items():
-        if target == "smallest":
-            cells = [100 * sum(drops[(name, scorer, t)]) / len(values) for t in TARGETS]
-            ordered = "yes" if cells[0] < cells[1] < cells[2] else "no"
-            rows.append([name, scorer] + [f"{c:.1f}" for c in cells] + [ordered])
-    print(f"relative test-accuracy drop (%) after masking 25% of a layer's filters at once, "
-          f"mean of {args.seeds} seeds, {args.epochs} epochs of training")
-    print(tabulate(rows, headers=["layer", "scorer", "smallest", "random", "largest", "S < R < L"]))
+    print(render(removal_costs(args.suite, parse_seed_range(args.seeds))))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,26 @@ def _echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+class SeedsType(click.ParamType):
+    """--seeds: a count, an inclusive range or a comma-separated list, as the seed numbers they name."""
+
+    name = "SEEDS"
+
+    def convert(self, value, param, ctx):
+        from gstbench.errors import SpecError
+        from gstbench.seeds import parse_seeds
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_seeds(value, "--seeds")
+        except SpecError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+SEEDS = SeedsType()
+
+
 class PluginCommands(click.Group):
     """The command group; plugins' commands join it once the plugins load, after ``--plugins-dir`` is read."""
 
@@ -70,7 +90,8 @@ def cli() -> None:
 @click.option("--suite", "suite_name", default="tradeoff", show_default=True,
               help="Built-in suite name or path to a suite .toml file.")
 @click.option("--scale", default="quick", show_default=True, help="Scale of the suite (quick, paper, ...).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Override the suite's number of seeds.")
+@click.option("--seeds", type=SEEDS, default=None,
+              help="Override the suite's seeds: a count (5: seeds 0-4), a range (100-104) or a list (1,5,9).")
 @click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip).")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Add this metric to every configuration (repeatable; e.g. hessian-trace, ood-accuracy).")
@@ -226,6 +247,25 @@ def _echo_csv(data) -> None:
                         + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
 
 
+@cli.command("claims")
+@click.argument("directories", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "tablefmt", default="simple", show_default=True,
+              type=click.Choice(["simple", "plain", "github", "json"]), help="Table format (github: markdown).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (same as --format json).")
+def claims_cmd(directories, tablefmt, as_json) -> None:
+    """Every claim's verdict across result directories [default: each suite directory under ./gstbench-results/]."""
+    from gstbench.claim_table import claim_table, render_claim_table
+
+    try:
+        table = claim_table(_registry(), list(directories) or None)
+    except GstbenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json or tablefmt == "json":
+        _echo_json(table)
+    else:
+        click.echo(render_claim_table(table, tablefmt))
+
+
 @cli.command("plot")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -307,12 +347,24 @@ def _render_compare(result: dict, tablefmt: str) -> str:
         p = "-" if r.get("p") is None else f"{r['p']:.2g}"
         table.append([label, r["metric"], num(r["base"]), num(r["new"]), delta, interval, p, r.get("test", "-"),
                       r["verdict"] + (f" ({r['note']})" if r.get("note") else "")])
+    from gstbench.claims import format_effect, format_p
+
     c = result["counts"]
     summary = ", ".join(f"{v} {k}" for k, v in c.items() if v)
-    return "\n".join([tabulate(table, headers=["configuration", "metric", "base", "new", "delta", "95% interval",
-                                                "p", "test", "verdict"], tablefmt=tablefmt, disable_numparse=True), "",
-                      f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
-                      f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"])
+    lines = [tabulate(table, headers=["configuration", "metric", "base", "new", "delta", "95% interval",
+                                      "p", "test", "verdict"], tablefmt=tablefmt, disable_numparse=True), "",
+             f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
+             f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"]
+    if result["claims"]:
+        def side(s):
+            return "-" if s is None else f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])})"
+
+        claims = [[r["id"], side(r["base"]), side(r["new"]), r["change"]] for r in result["claims"]]
+        cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
+        lines += ["", tabulate(claims, headers=["claim", "base", "new", "change"], tablefmt=tablefmt,
+                               disable_numparse=True), "",
+                  f"claims: {cc}; a claim reproduced in BASE and not in NEW is a regression"]
+    return "\n".join(lines)
 
 
 @cli.group(invoke_without_command=True)
@@ -337,7 +389,7 @@ def suites(ctx) -> None:
 @suites.command("show")
 @click.argument("name")
 @click.option("--scale", default="quick", show_default=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=None)
+@click.option("--seeds", type=SEEDS, default=None, help="A count, a range (100-104) or a list (1,5,9).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Check the suite against the datasets there; without it, datasets that offer a "
                    "stand-in (CIFAR) are not read or downloaded.")
@@ -348,6 +400,7 @@ def suites_show(name, scale, seeds, data_dir, tflops, as_json) -> None:
     """Resolve a suite (built-in name or .toml path) and print its matrix and an estimate of its cost."""
     from gstbench import cost
     from gstbench.components import DATA_DIR_ENV
+    from gstbench.seeds import describe_seeds
     from gstbench.suite import load_suite
 
     if data_dir is not None:
@@ -367,7 +420,8 @@ def suites_show(name, scale, seeds, data_dir, tflops, as_json) -> None:
         click.echo(suite.description)
     for key, values in suite.axes.items():
         click.echo(f"  axis {key}: {', '.join(_axis_value(v) for v in values)}")
-    click.echo(f"{summary['configurations']} configurations x {suite.seeds} seeds = {summary['cells']} cells")
+    click.echo(f"{summary['configurations']} configurations x {len(suite.seeds)} seeds "
+               f"({describe_seeds(suite.seeds)}) = {summary['cells']} cells")
     click.echo(cost.describe(estimate))
 
 

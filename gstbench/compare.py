@@ -6,7 +6,9 @@ each compared metric says improved / unchanged / regressed / changed / missing /
 change counts only when it exceeds the tolerance AND a t-test across seeds finds it
 significant (p < 0.05): paired over seeds when both sides ran the same seeds (a seed fixes
 the initialization and the data order, so the pairs differ only by the code), Welch's
-otherwise. One unlucky seed does not fail a build.
+otherwise. One unlucky seed does not fail a build. An export also holds the verdict of
+every claim the suite declares: a claim reproduced in BASE and inconclusive or
+contradicted in NEW is a regression too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from scipy import stats
 
 from gstbench import __version__
 from gstbench.errors import GstbenchError
-from gstbench.report import describe_config, is_number
+from gstbench.report import claims_for, describe_config, is_number
 from gstbench.stats import welch_difference
 from gstbench.store import Store, atomic_write_json, atomic_write_text
 
@@ -47,6 +49,7 @@ def collect(directory: Path | str) -> dict[str, Any]:
     store = Store(directory)
     suite = store.read_suite()
     configs: dict[str, dict[str, Any]] = {}
+    finished = []
     for stored, result in store.iter_cells():
         spec = stored["spec"]
         key = _config_key(spec)
@@ -56,12 +59,14 @@ def collect(directory: Path | str) -> dict[str, Any]:
                                "status": "missing" if result is None else result["status"]}
         if result is not None and result["status"] == "ok":
             run["metrics"] = {k: v for k, v in result["metrics"].items() if is_number(v)}
+            finished.append((spec, result))
         entry["runs"].append(run)
     for entry in configs.values():
         entry["runs"].sort(key=lambda r: r["seed"])
     return {"format": FORMAT, "version": VERSION, "gstbench": __version__,
             "suite": {k: suite.get(k) for k in ("name", "scale", "seeds", "rank", "columns")},
-            "configurations": sorted(configs.values(), key=lambda e: e["key"])}
+            "configurations": sorted(configs.values(), key=lambda e: e["key"]),
+            "claims": claims_for(suite, finished)}
 
 
 def export(directory: Path | str, file: Path | str) -> dict[str, Any]:
@@ -147,9 +152,36 @@ def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None
             rows.append(row)
     counts = {v: sum(r["verdict"] == v for r in rows)
               for v in ("regressed", "improved", "changed", "unchanged", "missing", "new")}
-    return {"rows": rows, "counts": counts,
+    claims = compare_claims(base.get("claims", []), new.get("claims", []))
+    claim_counts = {v: sum(c["change"] == v for c in claims) for v in counts}
+    return {"rows": rows, "counts": counts, "claims": claims, "claim_counts": claim_counts,
             "test": f"paired t-test over the seeds both sides ran (Welch t-test otherwise), p < {ALPHA}",
-            "tolerances": {"default": default_tolerance, **tolerances}, "regressed": counts["regressed"] > 0}
+            "tolerances": {"default": default_tolerance, **tolerances},
+            "regressed": counts["regressed"] > 0 or claim_counts["regressed"] > 0}
+
+
+def compare_claims(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each claim's verdict on both sides; a reproduced claim that is no longer reproduced has regressed."""
+    b, n = {c["id"]: c for c in base}, {c["id"]: c for c in new}
+    rows = []
+    for cid in [*b, *(k for k in n if k not in b)]:
+        vb, vn = (b[cid]["verdict"] if cid in b else None), (n[cid]["verdict"] if cid in n else None)
+        if vn is None:
+            change = "missing"
+        elif vb is None:
+            change = "new"
+        elif vb == vn:
+            change = "unchanged"
+        elif vb == "reproduced":
+            change = "regressed"
+        elif vn == "reproduced":
+            change = "improved"
+        else:
+            change = "changed"
+        side = lambda c: None if c is None else {k: c[k] for k in ("verdict", "effect", "low", "high", "p", "n",  # noqa: E731
+                                                                    "statistic", "metric", "test")}
+        rows.append({"id": cid, "base": side(b.get(cid)), "new": side(n.get(cid)), "change": change})
+    return rows
 
 
 def _mean(values) -> float | None:

@@ -35,6 +35,7 @@ TEMPORARY = "temporary"  # effector: targeted units come back after a while (zer
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)
+NEEDS_INDEPENDENT = "needs-independent-parent"  # metric: compares the parent with one trained from another seed
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,10 @@ class MetricContext:
 
     ``parent`` is the unpruned model trained with the same model, data, training and seed;
     the engine provides it to metrics that declare ``needs-parent`` (for an unpruned cell,
-    the parent is the cell's own model). Metrics draw randomness from their own seeded
+    the parent is the cell's own model). ``independent`` is an unpruned network trained
+    like the parent from another seed (engine.independent_seed), for metrics that declare
+    ``needs-independent-parent``: how far apart two parents land is the reference for how
+    far a pruned network is from its own. Metrics draw randomness from their own seeded
     generators, so every cell measures on the same samples and probes.
     """
 
@@ -246,6 +250,7 @@ class MetricContext:
     device: torch.device
     parent: Evaluated | None = None
     round: int | None = None
+    independent: Evaluated | None = None
 
     @property
     def model(self) -> nn.Module:

@@ -9,6 +9,7 @@ instability = (t_pre - t_post) / t_pre. Evaluation runs in eval mode under
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import platform
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstbench import __version__
-from gstbench.components import NEEDS_PARENT, TEMPORARY, Evaluated, LayerState, MetricContext, PruningContext, \
+from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, TEMPORARY, Evaluated, LayerState, MetricContext, PruningContext, \
     RewindContext, TensorData
 from gstbench.config import CellSpec, ComponentRef, steps_to_int
 from gstbench.errors import CellFailed
@@ -306,7 +307,8 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
                          torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
     pruner = _Pruner(spec, registry, ctx, timing) if prune else None
-    needs_parent = any(NEEDS_PARENT in component(registry, "metrics", ref).capabilities for ref in spec.metrics)
+    needs_parent = any({NEEDS_PARENT, NEEDS_INDEPENDENT} & set(component(registry, "metrics", ref).capabilities)
+                       for ref in spec.metrics)
     if rounds:
         result = _run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
     else:
@@ -342,7 +344,8 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
         parent = None
         if needs_parent:
             parent = subject if prune is None else Evaluated(_parent_model(spec, registry, data, parents, timing))
-        metrics.update(measure(spec, registry, subject, data, device, parent, timing))
+        metrics.update(measure(spec, registry, subject, data, device, parent, timing,
+                               independent=independent_parent(spec, registry, data, parents, timing)))
     out = {"metrics": metrics, "parent": result.get("parent"), "curves": result["curves"], "events": events,
            "steps_per_epoch": trainer.steps_per_epoch, "total_steps": trainer.total_steps,
            "timing": {k: round(v, 4) for k, v in timing.items()}}
@@ -352,15 +355,23 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
 
 
 def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData, device: torch.device,
-            parent: Evaluated | None, timing: dict[str, float], round_index: int | None = None) -> dict[str, Any]:
-    """Run the cell's metrics on ``subject``; each metric's wall time goes into ``metric_wall_s``."""
+            parent: Evaluated | None, timing: dict[str, float], round_index: int | None = None,
+            independent: Callable[[], Evaluated] | None = None) -> dict[str, Any]:
+    """Run the cell's metrics on ``subject``; each metric's wall time goes into ``metric_wall_s``.
+
+    ``independent`` builds (once) the parent trained from another seed, for the metrics that declare it.
+    """
     values: dict[str, Any] = {}
     wall: dict[str, float] = {}
     for ref in spec.metrics:
         comp = component(registry, "metrics", ref)
         metric = comp.factory(**ref.kwargs)
+        wants_independent = NEEDS_INDEPENDENT in comp.capabilities
+        other = independent() if wants_independent and independent is not None else None
         t0 = time.perf_counter()
-        ctx = MetricContext(subject, data, device, parent if NEEDS_PARENT in comp.capabilities else None, round_index)
+        ctx = MetricContext(subject, data, device,
+                            parent if {NEEDS_PARENT, NEEDS_INDEPENDENT} & set(comp.capabilities) else None,
+                            round_index, other)
         values.update(compute_metric(metric, ctx))
         wall[ref.label] = round(time.perf_counter() - t0, 4)
     timing["metrics_s"] += sum(wall.values())
@@ -411,6 +422,36 @@ def _parent_model(spec: CellSpec, registry: Any, data: TensorData, parents: Pare
     _train_parent(spec, trainer, data_seed, parents, set())
     timing["parent_s"] = time.perf_counter() - t0
     return model
+
+
+def independent_seed(seed: int) -> int:
+    """The seed of the parent's independent twin: derived, so no suite seed collides with it by accident."""
+    return int(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
+
+
+def independent_parent(spec: CellSpec, registry: Any, data: TensorData, parents: ParentCache | None,
+                       timing: dict[str, float]) -> Callable[[], Evaluated]:
+    """Builds, on first call, the unpruned network trained like the parent from ``independent_seed``.
+
+    It comes from the parent cache when stored there (shared by every cell of the seed), and is
+    trained with the RNG state saved and restored, so the cell's own numbers do not depend on it.
+    """
+    built: list[Evaluated] = []
+
+    def get() -> Evaluated:
+        if not built:
+            twin = dataclasses.replace(spec, seed=independent_seed(spec.seed))
+            states = pyrandom.getstate(), np.random.get_state()
+            own: dict[str, float] = {}
+            device = data.x_train.device
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                built.append(Evaluated(_parent_model(twin, registry, data, parents, own)))
+            pyrandom.setstate(states[0])
+            np.random.set_state(states[1])
+            timing["independent_parent_s"] = own.get("parent_s", 0.0)
+        return built[0]
+
+    return get
 
 
 def _run_schedule(spec: CellSpec, trainer: _Trainer, pruner: "_Pruner | None", data_seed: int,
@@ -583,7 +624,9 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
     if spec.metrics:
         subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
         parent = subject if needs_parent else None
-        rounds[-1]["metrics"] = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0)
+        independent = independent_parent(spec, registry, data, parents, trainer.timing)
+        rounds[-1]["metrics"] = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0,
+                                        independent)
 
     def fresh_state(r: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(int(np.random.SeedSequence([spec.seed, 2, r]).generate_state(1)[0]))
@@ -607,7 +650,7 @@ def _run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: _Train
                                     prune.lmc_points))
         if spec.metrics:
             rounds[-1]["metrics"] = measure(spec, registry, Evaluated(model), data, data.x_train.device, parent,
-                                            trainer.timing, r)
+                                            trainer.timing, r, independent)
         ctx.optimizer = trainer.optimizer
     pruner.detach()
     last = rounds[-1]

@@ -1,5 +1,6 @@
 """Leaderboards: one row per configuration across seeds, the stability-generalization correlation,
-per-round tables for prune-retrain suites, and the answer to a suite's declared question.
+per-round tables for prune-retrain suites, the answer to a suite's declared question, and the
+verdict of every claim the suite declares (claims.py).
 
 Generalization is the best test accuracy at or after the last pruning event (the
 paper's code); the correlation is computed across all finished pruned runs (the
@@ -16,17 +17,14 @@ from typing import Any, Callable
 
 from tabulate import tabulate
 
-from gstbench.config import component_label
+from gstbench.claims import Run, evaluate_claims, render_claims
 from gstbench.errors import GstbenchError, closest
 from gstbench.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
+from gstbench.selection import in_group, label_at, short_label
 from gstbench.store import Store
 
 GENERALIZATION = "best_test_acc"
 Stat = Callable[..., dict[str, Any]]
-
-
-def _short(component: dict[str, Any]) -> str:
-    return component_label(component["id"], component.get("options") or {})
 
 
 SHOWN_AXES = {"prune.scorer", "prune.target", "prune.effector", "prune.period"}
@@ -42,45 +40,12 @@ def describe_config(spec: dict[str, Any], axes: list[str] = ()) -> dict[str, Any
             period = f"{prune['rounds']} rounds"
         else:
             period = ",".join(sorted({layer["period"] for layer in prune["layers"].values()}))
-        row = {"scorer": _short(prune["scorer"]), "target": _short(prune["target"]),
-               "effector": _short(prune["effector"]), "period": period}
+        row = {"scorer": short_label(prune["scorer"]), "target": short_label(prune["target"]),
+               "effector": short_label(prune["effector"]), "period": period}
     for axis in axes:
         if axis not in SHOWN_AXES:
-            row[axis] = _lookup(spec, axis)
+            row[axis] = label_at(spec, axis)
     return row
-
-
-_MISSING = object()
-
-
-def _node(spec: dict[str, Any], dotted: str) -> Any:
-    node: Any = spec
-    for part in dotted.split("."):
-        if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
-            node = node["options"]
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-def _lookup(spec: dict[str, Any], dotted: str) -> str:
-    node = _node(spec, dotted)
-    if node is _MISSING:
-        return "-"
-    if isinstance(node, dict) and "id" in node:
-        return _short(node)
-    return str(node)
-
-
-def _matches(spec: dict[str, Any], dotted: str, allowed: list[Any]) -> bool:
-    """A config value matches a name (``zero``), a full label (``zero(steps=6)``) or a literal (``false``)."""
-    node = _node(spec, dotted)
-    if node is _MISSING or node is None:
-        return (False in allowed) if (node is None or dotted == "prune") else False
-    if isinstance(node, dict) and "id" in node:
-        return node["id"].split(":", 1)[-1].split("@")[0] in allowed or _short(node) in allowed
-    return node in allowed or str(node) in [str(a) for a in allowed]
 
 
 def build_report(out: Path | str, rank: str | None = None, interval: str = "bootstrap",
@@ -100,6 +65,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"ok": [], "failed": [], "missing": 0, "spec": None})
     pruned_runs = []
     runs: list[tuple[dict, dict]] = []  # (spec, metrics) of every finished run
+    finished: list[tuple[dict, dict]] = []  # (spec, result) of every finished run
     for stored, result in store.iter_cells():
         spec = stored["spec"]
         key = {k: v for k, v in spec.items() if k != "seed"}
@@ -111,6 +77,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
         elif result["status"] == "ok":
             group["ok"].append(result)
             runs.append((spec, result["metrics"]))
+            finished.append((spec, result))
             if spec["prune"] is not None:
                 pruned_runs.append(result["metrics"])
         else:
@@ -138,7 +105,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
             row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r], stat)
         for col in {*suite.get("columns", []), rank} - set(row):
             row[col] = stat([m[col] for m in metrics if is_number(m.get(col))])
-        if any(r.get("rounds") and "ood_acc" in r["rounds"][0].get("metrics", {}) for r in group["ok"]):
+        if any(_measures_shift(r) for r in group["ok"]):
             row["potential"] = _potential([r["rounds"] for r in group["ok"] if r.get("rounds")],
                                           suite.get("delta", 0.005), stat)
         rows.append(row)
@@ -161,7 +128,14 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
         out["correlations"].append({"x": x, "y": y, **correlation([a for a, _ in pairs], [b for _, b in pairs])})
     if suite.get("question"):
         out["answer"] = answer_question(suite["question"], runs, rank, stat)
+    out["claims"] = claims_for(suite, finished)
     return out
+
+
+def claims_for(suite: dict[str, Any], finished: list[tuple[dict, dict]]) -> list[dict[str, Any]]:
+    """The verdict of every claim the suite declares, from its finished runs (spec, result)."""
+    runs = [claim_run(spec, result, suite.get("delta", 0.005)) for spec, result in finished]
+    return evaluate_claims(suite.get("claims", []), suite.get("groups", {}), runs, suite.get("axis_labels", {}))
 
 
 def _time_split(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -186,26 +160,34 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def run_potentials(rounds: list[dict[str, Any]], delta: float) -> dict[str, float]:
+    """One run's prune potential on nominal data, on each shift (its severities pooled) and over all shifts."""
+    parent, pruned = rounds[0]["metrics"], rounds[1:]
+    ratios = [r["sparsity"] for r in pruned]
+
+    def err(m: dict[str, Any], shift: str | None) -> float:
+        if shift is None:
+            return 1 - m["ood_nominal_acc"]
+        accs = m["ood_acc"] if shift == "mean" else {shift: m["ood_acc"][shift]}
+        values = [a for v in accs.values() for a in v]
+        return 1 - sum(values) / len(values)
+
+    return {shift or "nominal": prune_potential(ratios, [err(r["metrics"], shift) for r in pruned],
+                                                err(parent, shift), delta)
+            for shift in (None, *parent["ood_acc"], "mean")}
+
+
+def _measures_shift(result: dict[str, Any]) -> bool:
+    return bool(result.get("rounds")) and "ood_acc" in result["rounds"][0].get("metrics", {})
+
+
 def _potential(per_run: list[list[dict[str, Any]]], delta: float, stat: Stat = mean_interval) -> dict[str, Any]:
     """Prune potential per seed (nominal and per shift, each shift's error averaged over its severities),
     pooled across seeds; and per round: sparsity, nominal and shifted accuracy, excess error."""
     per_seed: dict[str, list[float]] = defaultdict(list)
     for rounds in per_run:
-        parent = rounds[0]["metrics"]
-        pruned = rounds[1:]
-        ratios = [r["sparsity"] for r in pruned]
-
-        def err(m: dict[str, Any], shift: str | None) -> float:
-            if shift is None:
-                return 1 - m["ood_nominal_acc"]
-            accs = m["ood_acc"] if shift == "mean" else {shift: m["ood_acc"][shift]}
-            values = [a for v in accs.values() for a in v]
-            return 1 - sum(values) / len(values)
-
-        for shift in (None, *parent["ood_acc"], "mean"):
-            name = shift or "nominal"
-            per_seed[name].append(prune_potential(ratios, [err(r["metrics"], shift) for r in pruned],
-                                                  err(parent, shift), delta))
+        for name, value in run_potentials(rounds, delta).items():
+            per_seed[name].append(value)
     n_rounds = min(len(r) for r in per_run)
     by_round = []
     for i in range(n_rounds):
@@ -217,6 +199,17 @@ def _potential(per_run: list[list[dict[str, Any]]], delta: float, stat: Stat = m
                             if all("excess_error_mean" in m for m in ms) else {})})
     return {"delta": delta, "per_seed": dict(per_seed),
             "pooled": {k: stat(v) for k, v in per_seed.items()}, "by_round": by_round}
+
+
+def claim_run(spec: dict[str, Any], result: dict[str, Any], delta: float) -> Run:
+    """A finished run for the claims: its metrics, the report's derived ones (prune potential), and each round's."""
+    metrics = dict(result["metrics"])
+    if _measures_shift(result):
+        potentials = run_potentials(result["rounds"], delta)
+        metrics.update(prune_potential_nominal=potentials["nominal"], prune_potential_shifted=potentials["mean"])
+    rounds = [{**{k: v for k, v in r.items() if is_number(v)}, **r.get("metrics", {}),
+               **({"lmc_barrier": r["lmc"]["barrier"]} if "lmc" in r else {})} for r in result.get("rounds", [])]
+    return Run(spec, spec["seed"], metrics, rounds)
 
 
 def _round_stats(per_run: list[list[dict[str, Any]]], stat: Stat = mean_interval) -> list[dict[str, Any]]:
@@ -238,20 +231,18 @@ def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], met
     """Each group's runs pooled (per value of ``split`` too), and every pair compared with a Welch t-test."""
     groups = dict(question["groups"])
     names = [name for name, _ in question["groups"]]
-    members = {g: [(spec, m) for spec, m in runs
-                   if all(_matches(spec, k, allowed) for k, allowed in groups[g].items())]
-               for g in names}
+    members = {g: [(spec, m) for spec, m in runs if in_group(spec, groups[g])] for g in names}
     split = question.get("split")
     values = ["all"]
     if split:
-        values += sorted({_lookup(spec, split) for g in names for spec, _ in members[g]} - {"-"})
+        values += sorted({label_at(spec, split) for g in names for spec, _ in members[g]} - {"-"})
     rows = []
     for value in values:
         pooled = {}
         for g in names:
             # a group without the split key (e.g. the unpruned baseline) is compared in every split
             pooled[g] = [m[metric] for spec, m in members[g] if metric in m and
-                         (value == "all" or _lookup(spec, split) in (value, "-"))]
+                         (value == "all" or label_at(spec, split) in (value, "-"))]
         rows.append({"split": value, "groups": {g: stat(v) for g, v in pooled.items()},
                      "pairs": [{"a": a, "b": b, **welch_difference(pooled[b], pooled[a])}  # a - b
                                for i, a in enumerate(names) for b in names[i + 1:]]})
@@ -353,6 +344,7 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     lines += _render_analyses(report, tablefmt)
     if report.get("answer"):
         lines += _render_answer(report["answer"], tablefmt)
+    lines += render_claims(report.get("claims", []), tablefmt)
     t = report["totals"]
     lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, {t['missing']} missing")
     time_split = report.get("time")

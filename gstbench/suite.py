@@ -3,15 +3,18 @@
 A suite has a ``base`` config (optionally starting from the base of the suite it
 ``extends``, at the same scale), ``axes`` (dotted key -> list of values) swept as a
 product, ``include`` entries (extra configs, e.g. an unpruned baseline, not crossed with
-the axes), a number of ``seeds``, and ``scales``: each scale may override ``seeds``,
-deep-merge into ``base``, replace ``axes`` or ``include``, or say it is ``unavailable``.
-Everything is checked before any training: unknown keys, bad values, unknown plugin
-names, layer names the model does not declare, impossible component combinations.
+the axes), ``seeds`` (a count, a range or a list), ``claims`` (the paper findings it tests,
+shared by every scale) with the ``groups`` of configurations they compare, and ``scales``:
+each scale may override ``seeds``, deep-merge into ``base``, replace ``axes``,
+``include`` or named ``groups``, or say it is ``unavailable``. Everything is checked
+before any training: unknown keys, bad values, unknown plugin names, layer names the
+model does not declare, impossible component combinations, claims that name no run.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import tomllib
 from dataclasses import dataclass, field
@@ -19,11 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from gstbench.components import LOADS_WEIGHTS, REMOVES_UNITS, TEMPORARY, WEIGHTS
+from gstbench.claims import check_claims, parse_claims, parse_groups
 from gstbench.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
+from gstbench.seeds import parse_seeds
+from gstbench.selection import label_at
 
-SUITE_KEYS = {"name", "description", "extends", "seeds", "base", "axes", "include", "scales", "leaderboard"}
-SCALE_KEYS = {"description", "seeds", "base", "axes", "include", "unavailable"}
+SUITE_KEYS = {"name", "description", "extends", "seeds", "base", "axes", "include", "scales", "leaderboard", "groups",
+              "claims"}
+SCALE_KEYS = {"description", "seeds", "base", "axes", "include", "unavailable", "groups"}
 LEADERBOARD_KEYS = {"rank", "question", "groups", "split", "columns", "correlate", "delta"}
 DEFAULT_SCALE = "quick"
 
@@ -35,7 +42,7 @@ class Suite:
     description: str
     scale: str
     scales: list[str]
-    seeds: int
+    seeds: list[int]
     axes: dict[str, list[Any]]
     cells: list[CellSpec] = field(default_factory=list)
     rank: str = "best_test_acc"
@@ -44,11 +51,15 @@ class Suite:
     columns: list[str] = field(default_factory=list)  # extra metric columns of the leaderboard
     correlate: list[list[str]] = field(default_factory=list)  # metric pairs correlated across pruned runs
     delta: float = 0.005  # prune-potential tolerance (0.5 percentage points)
+    claims: list[dict[str, Any]] = field(default_factory=list)  # the paper findings it tests (claims.py)
+    groups: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # named configurations, at this scale
+    axis_labels: dict[str, list[str]] = field(default_factory=dict)  # each axis's values as stored runs label them
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "description": self.description, "scale": self.scale,
                 "scales": self.scales, "seeds": self.seeds, "axes": self.axes, "rank": self.rank,
                 "question": self.question, "columns": self.columns, "correlate": self.correlate, "delta": self.delta,
+                "claims": self.claims, "groups": self.groups, "axis_labels": self.axis_labels,
                 "configurations": len({c.config_hash for c in self.cells}), "cells": len(self.cells)}
 
 
@@ -120,13 +131,14 @@ def _merged_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[
     return _deep_merge(base, raw.get("scales", {}).get(scale, {}).get("base", {}))
 
 
-def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: int | None = None,
+def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: Any = None,
                overrides: dict[str, Any] | None = None, metrics: list[str] = (), placeholders: bool = False) -> Suite:
     """Read, merge and validate a suite; raises SpecError naming the file, key and value at fault.
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
     pruned configuration after the axes are expanded; configurations that become equal
-    are run once. ``metrics`` are added to every configuration (``gstbench run --metric``).
+    are run once. ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
+    (gstbench.seeds). ``metrics`` are added to every configuration (``gstbench run --metric``).
     ``placeholders`` checks against the datasets' stand-ins where they offer one (no files needed).
     """
     path = find_suite(registry, name_or_path)
@@ -150,9 +162,11 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
     includes = sc.get("include", raw.get("include", []))
-    n_seeds = seeds if seeds is not None else sc.get("seeds", raw.get("seeds", 1))
-    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
-        raise SpecError(f"{n_seeds!r} must be a whole number >= 1", source=source, key="seeds")
+    if seeds is not None:
+        seed_list = parse_seeds(seeds, "--seeds")
+    else:
+        seed_key = f"scales.{scale}.seeds" if "seeds" in sc else "seeds"
+        seed_list = parse_seeds(sc.get("seeds", raw.get("seeds", 1)), seed_key, source)
     for k, values in axes.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"{values!r} must be a non-empty list of values", source=source, key=f"axes.{k}")
@@ -163,10 +177,11 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
 
     configs: list[dict] = []
     names = list(axes)
-    for combo in itertools.product(*(axes[n] for n in names)):
+    combos = list(itertools.product(*(range(len(axes[n])) for n in names)))
+    for combo in combos:
         cfg = copy.deepcopy(base)
-        for n, v in zip(names, combo):
-            _set_path(cfg, n, v, source, f"axes.{n}")
+        for n, i in zip(names, combo):
+            _set_path(cfg, n, axes[n][i], source, f"axes.{n}")
         configs.append(cfg)
     for i, inc in enumerate(includes):
         cfg = copy.deepcopy(base)
@@ -183,13 +198,22 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
         for n, v in (overrides or {}).items():
             if cfg.get("prune", False) is not False or not n.startswith("prune."):
                 _set_path(cfg, n, v, source, n)
-    cells = list({c.hash: c for c in (cell_from_config(cfg, seed, registry, source)
-                                      for cfg in configs for seed in range(n_seeds))}.values())
+    first = [cell_from_config(cfg, seed_list[0], registry, source) for cfg in configs]
+    cells = list({c.hash: c for c in (dataclasses.replace(spec, seed=seed) for spec in first
+                                      for seed in seed_list)}.values())
     validate_cells(cells, registry, source, placeholders)
+    # each axis value as a stored run's label reads it, in the declared order (trends and splits follow it)
+    axis_labels = {n: [label_at(first[next(j for j, c in enumerate(combos) if c[k] == i)].canonical(), n)
+                       for i in range(len(axes[n]))] for k, n in enumerate(names)}
+    groups = parse_groups(raw.get("groups", {}), "groups", source)
+    groups.update(parse_groups(sc.get("groups", {}), f"scales.{scale}.groups", source))
+    claims = parse_claims(raw.get("claims", []), source)
+    check_claims(claims, groups, [c.canonical() for c in first], axis_labels, source, scale,
+                 has_plugin_metrics=any(c.metrics for c in first))
     return Suite(name=raw.get("name", path.stem), source=source, description=raw.get("description", ""),
-                 scale=scale, scales=list(scales), seeds=n_seeds, axes=axes, cells=cells,
+                 scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
                  rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
-                 **_analyses(leaderboard, source))
+                 claims=claims, groups=groups, axis_labels=axis_labels, **_analyses(leaderboard, source))
 
 
 def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:

@@ -620,7 +620,7 @@ def check_metric(metric: Any, *, options: dict | None = None, capabilities: Iter
     parameters, buffers, mode, ``requires_grad`` and ``.grad`` as it found them; it
     draws nothing from torch's global RNG, and gives equal values on a fresh memo.
     """
-    from gstbench.components import NEEDS_PARENT, Evaluated, MetricContext
+    from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, Evaluated, MetricContext
     from gstbench.engine import compute_metric
 
     label, build, caps = _resolve("metrics", metric, options, capabilities)
@@ -641,7 +641,8 @@ def check_metric(metric: Any, *, options: dict | None = None, capabilities: Iter
     for _ in range(2):
         state, flags, rng = _state(subject), [p.requires_grad for p in subject.parameters()], torch.get_rng_state()
         ctx = MetricContext(Evaluated(subject), data, torch.device("cpu"),
-                            Evaluated(parent) if NEEDS_PARENT in caps else None)
+                            Evaluated(parent) if {NEEDS_PARENT, NEEDS_INDEPENDENT} & set(caps) else None,
+                            independent=Evaluated(make_tiny_model(data, seed=1)) if NEEDS_INDEPENDENT in caps else None)
         values = compute_metric(build(), ctx)
         if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
             raise _fail(label, f"compute() returned {type(values).__name__}", "return a dict with string keys")

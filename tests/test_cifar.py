@@ -118,7 +118,7 @@ def test_augmentation_draws_per_step_so_training_is_reproducible(data_dir, regis
 def test_suites_show_paper_prints_the_matrix_and_cost_without_the_files(tmp_path):
     proc = run_cli("suites", "show", "tradeoff", "--scale", "paper", env={DATA_DIR_ENV: str(tmp_path / "none")})
     assert proc.returncode == 0, proc.stderr
-    assert "7 configurations x 10 seeds = 70 cells" in proc.stdout
+    assert "7 configurations x 10 seeds (0-9) = 70 cells" in proc.stdout
     assert "axis prune.period: 4ep, 40ep" in proc.stdout
     # 70 cells: 60 pruned x 325 epochs, one 325-epoch parent per seed; CIFAR-10 is 50,000 images
     assert "cost estimate: 22,750 training epochs (1.14e+09 images)" in proc.stdout

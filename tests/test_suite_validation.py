@@ -98,10 +98,11 @@ def test_permanence_extends_the_tradeoff_base(registry):
         assert (cell.model, cell.dataset, cell.train) == (reference.model, reference.dataset, reference.train)
         if cell.prune is not None:
             assert [name for name, _ in cell.prune.layers] == ["conv3", "conv4"]
-            assert {s.period for _, s in cell.prune.layers} == {"8ep"}
+            assert {s.period for _, s in cell.prune.layers} == {"7ep"}  # the tradeoff's high rate
     effectors = {c.prune.effector.label for c in permanence.cells if c.prune is not None}
-    assert effectors == {"mask", "remove", "zero(steps=6)", "zero(steps=24)", "zero(restore=True,steps=6)",
-                         "zero(restore=True,steps=24)", "noise(steps=6)", "noise(steps=24)"}
+    # one and four epochs of 24 steps, as the paper scale's 391 and 1564
+    assert effectors == {"mask", "remove", "zero(steps=24)", "zero(steps=96)", "zero(restore=True,steps=24)",
+                         "zero(restore=True,steps=96)", "noise(steps=24)", "noise(steps=96)"}
 
 
 def test_extends_names_a_missing_or_circular_parent(registry, tmp_path):
@@ -121,17 +122,19 @@ def test_rate_sweeps_the_number_of_events_at_fixed_total_pruning(registry):
     from gstbench.schedule import build_schedule
 
     suite = load_suite(registry, "rate")
-    assert len(suite.cells) == (3 * 6 + 1) * 3
-    counts = set()
+    assert len(suite.cells) == (3 * 7 + 1) * 3
+    counts = {}
     for cell in suite.cells:
         if cell.prune is None:
             continue
-        events = build_schedule(cell.prune, {"conv3": 64, "conv4": 64}, steps_per_epoch=6, total_steps=240)
+        events = build_schedule(cell.prune, {"conv3": 64, "conv4": 64}, steps_per_epoch=24, total_steps=1440)
         removed = {layer: sum(c.count for cuts in events.values() for c in cuts if c.layer == layer)
                    for layer in ("conv3", "conv4")}
-        assert removed == {"conv3": 32, "conv4": 48}  # the same total at every rate
-        counts.add(len(events))
-    assert counts == {23, 12, 6, 3, 2, 1}
+        assert removed == {"conv3": 19, "conv4": 57}  # the same total at every rate: 30% and 90% of 64
+        counts[cell.prune.layers[0][1].period] = [sum(1 for cuts in events.values() for c in cuts if c.layer == layer)
+                                                  for layer in ("conv3", "conv4")]
+    # in the axis's order (the rate's); the paper's conv5 / conv8: 37/68, 8/14, 4/7, 3/5, 2/3, 1/2, 1/1
+    assert list(counts.values()) == [[19, 45], [8, 15], [4, 7], [3, 5], [2, 3], [1, 2], [1, 1]]
 
 
 def test_stats_welch_difference_matches_scipy():

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstbench import flatness
-from gstbench.components import NEEDS_PARENT, Evaluated, MetricContext, TensorData
+from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, Evaluated, MetricContext, TensorData
 from gstbench.corruptions import CorruptionShifts
 from gstbench.plugins import hookimpl
 
@@ -278,38 +278,61 @@ def excess_error(shifts: list[str] | None = None, severities: list[int] = [1, 2,
 
 
 # ---- functional distance to the parent ----------------------------------------------------
+def _agreement(models: tuple[nn.Module, nn.Module], x: torch.Tensor, eps: tuple[float, ...], seed: int) -> dict:
+    """Top-1 agreement and softmax L2 / Linf distances of two models on ``x`` plus uniform noise in [-eps, eps]."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    agree, l2, linf = {}, {}, {}
+    with flatness.eval_mode(models[0]), flatness.eval_mode(models[1]):
+        for e in eps:
+            noisy = x + ((torch.rand(x.shape, generator=gen) * 2 - 1) * e).to(x.device)
+            p, q = (F.softmax(m(noisy), dim=1) for m in models)
+            key = f"{e:g}"
+            agree[key] = float((p.argmax(1) == q.argmax(1)).float().mean())
+            l2[key] = float((p - q).norm(dim=1).mean())
+            linf[key] = float((p - q).abs().amax(dim=1).mean())
+    n = len(eps)
+    return {"agreement": agree, "agreement_mean": sum(agree.values()) / n, "softmax_l2": l2,
+            "softmax_l2_mean": sum(l2.values()) / n, "softmax_linf": linf, "softmax_linf_mean": sum(linf.values()) / n}
+
+
 class FunctionalDistance:
-    def __init__(self, eps: tuple[float, ...], samples: int, seed: int):
+    def __init__(self, eps: tuple[float, ...], samples: int, seed: int, against: str = "unpruned parent"):
         if not eps or any(e < 0 for e in eps):
             raise ValueError(f"eps {eps!r} must be a non-empty list of values >= 0")
-        self.eps, self.samples, self.seed = tuple(float(e) for e in eps), samples, seed
+        self.eps, self.samples, self.seed, self.against = tuple(float(e) for e in eps), samples, seed, against
+
+    def settings(self) -> dict[str, Any]:
+        return {"eps": list(self.eps), "samples": self.samples, "seed": self.seed,
+                "noise": "uniform in [-eps, eps] on normalized inputs", "against": self.against}
 
     @torch.no_grad()
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
         x, _ = flatness.fixed_sample(ctx.data.x_test, ctx.data.y_test, self.samples, self.seed)
-        gen = torch.Generator().manual_seed(self.seed + 1)
-        agree, l2, linf = {}, {}, {}
-        models = (ctx.model, ctx.parent.model)
-        with flatness.eval_mode(models[0]), flatness.eval_mode(models[1]):
-            for e in self.eps:
-                noisy = x + ((torch.rand(x.shape, generator=gen) * 2 - 1) * e).to(x.device)
-                p, q = (F.softmax(m(noisy), dim=1) for m in models)
-                key = f"{e:g}"
-                agree[key] = float((p.argmax(1) == q.argmax(1)).float().mean())
-                l2[key] = float((p - q).norm(dim=1).mean())
-                linf[key] = float((p - q).abs().amax(dim=1).mean())
-        n = len(self.eps)
-        return {"functional_agreement": agree, "functional_agreement_mean": sum(agree.values()) / n,
-                "softmax_l2": l2, "softmax_l2_mean": sum(l2.values()) / n,
-                "softmax_linf": linf, "softmax_linf_mean": sum(linf.values()) / n,
-                "functional_distance_settings": {"eps": list(self.eps), "samples": self.samples, "seed": self.seed,
-                                                 "noise": "uniform in [-eps, eps] on normalized inputs",
-                                                 "against": "unpruned parent"}}
+        v = _agreement((ctx.model, ctx.parent.model), x, self.eps, self.seed)
+        return {"functional_agreement": v["agreement"], "functional_agreement_mean": v["agreement_mean"],
+                **{k: v[k] for k in ("softmax_l2", "softmax_l2_mean", "softmax_linf", "softmax_linf_mean")},
+                "functional_distance_settings": self.settings()}
 
 
 def functional_distance(eps: list[float] = [0.0, 0.1, 0.3, 0.5, 0.7], samples: int = 512, seed: int = 0):
     """Pruned vs parent on inputs with uniform noise: top-1 agreement, softmax L2 and Linf distances."""
     return FunctionalDistance(tuple(eps), samples, seed)
+
+
+class IndependentAgreement(FunctionalDistance):
+    @torch.no_grad()
+    def compute(self, ctx: MetricContext) -> dict[str, Any]:
+        x, _ = flatness.fixed_sample(ctx.data.x_test, ctx.data.y_test, self.samples, self.seed)
+        v = _agreement((ctx.parent.model, ctx.independent.model), x, self.eps, self.seed)
+        return {"independent_agreement": v["agreement"], "independent_agreement_mean": v["agreement_mean"],
+                "independent_softmax_l2_mean": v["softmax_l2_mean"],
+                "independent_softmax_linf_mean": v["softmax_linf_mean"],
+                "independent_agreement_settings": self.settings()}
+
+
+def independent_agreement(eps: list[float] = [0.0, 0.1, 0.3, 0.5, 0.7], samples: int = 512, seed: int = 0):
+    """The reference for functional-distance: the parent vs a parent trained from another seed, same noisy inputs."""
+    return IndependentAgreement(tuple(eps), samples, seed, against="independently trained parent (another seed)")
 
 
 # ---- cost ---------------------------------------------------------------------------------
@@ -359,4 +382,5 @@ def register_metrics(register):
     register("ood-accuracy", ood_accuracy)
     register("excess-error", excess_error, capabilities=(NEEDS_PARENT,))
     register("functional-distance", functional_distance, capabilities=(NEEDS_PARENT,))
+    register("independent-agreement", independent_agreement, capabilities=(NEEDS_PARENT, NEEDS_INDEPENDENT))
     register("cost", cost)

@@ -1,0 +1,581 @@
+"""Claims: a paper's finding written as a test on stored runs, and its verdict (REFERENCE.md section 4).
+
+A suite declares ``[[claims]]`` (id, source, statement, the paper's figure, one or more
+``test`` tables) and ``[groups]`` (named sets of configurations, replaced per scale under
+``[scales.<scale>.groups]``, so the quick and paper scales share one declaration). Test
+kinds:
+
+- ``correlation``: Pearson r and/or Kendall tau between two per-run metrics, with a sign;
+- ``difference``: a metric between two groups (paired over seeds when both ran the same
+  seeds, Welch otherwise), or two metrics of the same runs (paired per run), with a sign;
+- ``order``: groups in a claimed order on a metric, each adjacent pair a difference;
+- ``trend``: Kendall tau between the position along an axis (or a list of groups) and a metric;
+- ``equivalence``: a difference inside a declared margin (two one-sided tests);
+- ``bound``: a metric's mean below or above a value (one-sample t-test).
+
+``within = KEY`` repeats a test for each value of a config key. Verdicts: a part is
+``reproduced`` when its effect has the claimed sign and p < 0.05 (an equivalence: two
+one-sided tests at 0.05, i.e. its 90% interval inside the margin), ``contradicted`` when
+the opposite is significant (an equivalence: the difference beyond the margin),
+``inconclusive`` otherwise. A claim is reproduced when every part is (an intersection-union
+test, valid at 0.05 without correction), contradicted when any part contradicts at
+0.05 / number of parts (Bonferroni), inconclusive otherwise. Fewer than 3 runs (or pairs,
+or runs in a group) give no test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from gstbench.errors import SpecError, closest
+from gstbench.selection import in_group, label_at
+
+ALPHA = 0.05
+MIN_RUNS = 3
+SIGNS = ("positive", "negative")
+STATISTICS = ("pearson", "kendall")
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
+CLAIM_KEYS = {"id", "source", "statement", "paper", "test"}
+COMMON_TEST_KEYS = {"kind", "within", "round"}
+# kind -> (required keys, optional keys); alternatives are checked in _check_test
+TEST_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    "correlation": ({"x", "y", "sign"}, {"runs", "statistic"}),
+    "difference": ({"sign"}, {"metric", "a", "b", "metrics", "runs"}),
+    "order": ({"metric", "groups", "sign"}, {"runs"}),
+    "trend": ({"metric", "sign"}, {"axis", "groups", "runs"}),
+    "equivalence": ({"metric", "a", "b", "margin"}, set()),
+    "bound": ({"metric"}, {"below", "above", "runs"}),
+}
+BUILTIN_GROUPS = ("all", "pruned", "unpruned")
+# Core per-run metrics (engine.py) and the report's derived ones; a suite with metric plugins may add others.
+CORE_METRICS = {"final_test_acc", "best_test_acc", "final_test_loss", "train_acc", "train_loss", "gap", "n_events",
+                "mean_instability", "stability", "iterative_rate", "params", "params_nonzero", "sparsity",
+                "lmc_barrier", "weight_distance", "prune_potential_nominal", "prune_potential_shifted"}
+
+
+# ---- declarations -------------------------------------------------------------------------
+def parse_groups(raw: Any, where: str, source: str) -> dict[str, dict[str, list[Any]]]:
+    """``[groups]``: name -> {dotted key -> allowed values}."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{raw!r} is not a table of group name -> {{key = value(s)}}", source=source, key=where)
+    out = {}
+    for name, match in raw.items():
+        if name in BUILTIN_GROUPS:
+            raise SpecError(f"'{name}' is a built-in group ({', '.join(BUILTIN_GROUPS)}); pick another name",
+                            source=source, key=f"{where}.{name}")
+        if not isinstance(match, dict) or not match:
+            raise SpecError(f"{match!r} is not a table of key -> allowed value(s), e.g. "
+                            f"{{ \"prune.target\" = \"largest\" }}", source=source, key=f"{where}.{name}")
+        out[name] = {k: v if isinstance(v, list) else [v] for k, v in match.items()}
+    return out
+
+
+def parse_claims(raw: Any, source: str) -> list[dict[str, Any]]:
+    """``[[claims]]`` as plain data, each test's keys checked (kinds, signs, statistics: closest names)."""
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        raise SpecError("must be a list of tables ([[claims]])", source=source, key="claims")
+    claims, seen = [], set()
+    for i, c in enumerate(raw):
+        where = f"claims[{i}]"
+        for k in c:
+            if k not in CLAIM_KEYS:
+                raise SpecError(f"unknown key '{k}'{closest(k, CLAIM_KEYS)}; known keys: "
+                                f"{', '.join(sorted(CLAIM_KEYS))}", source=source, key=f"{where}.{k}")
+        for k in ("id", "statement", "test"):
+            if k not in c:
+                raise SpecError(f"missing key '{k}'", source=source, key=f"{where}.{k}")
+        for k in ("id", "source", "statement", "paper"):
+            if k in c and not (isinstance(c[k], str) and c[k].strip()):
+                raise SpecError(f"{c[k]!r} is not a non-empty string", source=source, key=f"{where}.{k}")
+        if c["id"] in seen:
+            raise SpecError(f"claim id '{c['id']}' is declared twice", source=source, key=f"{where}.id")
+        seen.add(c["id"])
+        tests = c["test"] if isinstance(c["test"], list) else [c["test"]]
+        if not tests or not all(isinstance(t, dict) for t in tests):
+            raise SpecError("must be a table ([claims.test]) or a list of tables ([[claims.test]])",
+                            source=source, key=f"{where}.test")
+        where_id = f"claims[{i}] ({c['id']})"
+        claims.append({"id": c["id"], "source": c.get("source", ""), "statement": c["statement"],
+                       "paper": c.get("paper", ""),
+                       "tests": [_check_test(t, f"{where_id}.test" + (f"[{j}]" if len(tests) > 1 else ""), source)
+                                 for j, t in enumerate(tests)]})
+    return claims
+
+
+def _check_test(t: dict[str, Any], where: str, source: str) -> dict[str, Any]:
+    kind = t.get("kind")
+    if kind not in TEST_KEYS:
+        raise SpecError(f"{kind!r} is not a test kind{closest(str(kind), TEST_KEYS)}; kinds: "
+                        f"{', '.join(TEST_KEYS)}", source=source, key=f"{where}.kind")
+    required, optional = TEST_KEYS[kind]
+    allowed = required | optional | COMMON_TEST_KEYS
+    for k in t:
+        if k not in allowed:
+            raise SpecError(f"unknown key '{k}' for a {kind} test{closest(k, allowed)}; its keys: "
+                            f"{', '.join(sorted(allowed))}", source=source, key=f"{where}.{k}")
+    for k in sorted(required):
+        if k not in t:
+            raise SpecError(f"a {kind} test needs '{k}'", source=source, key=f"{where}.{k}")
+
+    def need(condition: bool, key: str, message: str) -> None:
+        if not condition:
+            raise SpecError(message, source=source, key=f"{where}.{key}")
+
+    if "sign" in t:
+        need(t["sign"] in SIGNS, "sign", f"{t['sign']!r} must be one of {', '.join(SIGNS)}"
+             f"{closest(str(t['sign']), SIGNS)}")
+    for k in ("x", "y", "metric"):
+        if k in t:
+            need(isinstance(t[k], str) and bool(t[k]), k, f"{t[k]!r} is not a metric name")
+    for k in ("within", "axis", "runs"):
+        if k in t:
+            need(isinstance(t[k], str) and bool(t[k]), k, f"{t[k]!r} is not a {'group' if k == 'runs' else 'key'}")
+    for k in ("a", "b"):
+        if k in t:
+            need(_is_group_ref(t[k]), k, f"{t[k]!r} is not a group name (or a list of names: their intersection)")
+    if "round" in t:
+        need(isinstance(t["round"], int) and not isinstance(t["round"], bool), "round",
+             f"{t['round']!r} is not a round number (0: the parent; -1: the last round)")
+    out = dict(t)
+    if kind == "correlation":
+        chosen = t.get("statistic", "pearson")
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        for s in chosen:
+            need(s in STATISTICS, "statistic", f"{s!r} must be one of {', '.join(STATISTICS)}"
+                 f"{closest(str(s), STATISTICS)} (or a list of them)")
+        out["statistic"] = chosen
+        out.setdefault("runs", "pruned")
+    elif kind == "difference":
+        by_groups, by_metrics = "a" in t or "b" in t or "metric" in t, "metrics" in t
+        need(by_groups != by_metrics, "metrics", "a difference compares one metric between groups a and b "
+             "(metric, a, b) or two metrics of the same runs (metrics = [m1, m2], runs); give one form")
+        if by_groups:
+            for k in ("metric", "a", "b"):
+                need(k in t, k, f"a difference between groups needs '{k}'")
+            need("runs" not in t, "runs", "'runs' goes with metrics = [m1, m2]; groups a and b choose the runs")
+        else:
+            need(isinstance(t["metrics"], list) and len(t["metrics"]) == 2
+                 and all(isinstance(m, str) for m in t["metrics"]), "metrics",
+                 f"{t['metrics']!r} is not a list of two metric names")
+            out.setdefault("runs", "pruned")
+    elif kind in ("order", "trend"):
+        if kind == "trend":
+            need(("axis" in t) != ("groups" in t), "axis", "a trend runs along one axis (axis = KEY) or one "
+                 "ordered list of groups (groups = [...]); give one")
+        if "groups" in t:
+            need(isinstance(t["groups"], list) and len(t["groups"]) >= 2 and all(_is_group_ref(g) for g in t["groups"]),
+                 "groups", f"{t['groups']!r} is not a list of at least two group names")
+        out.setdefault("runs", "all")
+    elif kind == "equivalence":
+        m = t["margin"]
+        need(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0, "margin",
+             f"{m!r} must be a number > 0 (the largest difference that counts as equal, in the metric's units)")
+    elif kind == "bound":
+        need(("below" in t) != ("above" in t), "below", "a bound needs one of below = VALUE or above = VALUE")
+        value = t.get("below", t.get("above"))
+        need(isinstance(value, (int, float)) and not isinstance(value, bool), "below" if "below" in t else "above",
+             f"{value!r} is not a number")
+        out.setdefault("runs", "all")
+    return out
+
+
+def _is_group_ref(ref: Any) -> bool:
+    return (isinstance(ref, str) and bool(ref)) or (isinstance(ref, list) and bool(ref)
+                                                    and all(isinstance(g, str) for g in ref))
+
+
+def _group_names(test: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, group name) for every group a test names."""
+    out = []
+    for key in ("a", "b", "runs"):
+        if key in test:
+            out += [(key, g) for g in (test[key] if isinstance(test[key], list) else [test[key]])]
+    for i, ref in enumerate(test.get("groups", [])):
+        out += [(f"groups[{i}]", g) for g in (ref if isinstance(ref, list) else [ref])]
+    return out
+
+
+def check_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, list[Any]]], specs: list[dict[str, Any]],
+                 axes: dict[str, list[str]], source: str, scale: str, has_plugin_metrics: bool) -> None:
+    """Checks that need the suite's cells: every group names a configuration, every key has values."""
+    for i, claim in enumerate(claims):
+        for j, test in enumerate(claim["tests"]):
+            where = f"claims[{i}] ({claim['id']}).test" + (f"[{j}]" if len(claim["tests"]) > 1 else "")
+            for key, name in _group_names(test):
+                if name not in groups and name not in BUILTIN_GROUPS:
+                    known = [*BUILTIN_GROUPS, *groups]
+                    raise SpecError(f"unknown group '{name}'{closest(name, known)}; groups: {', '.join(known)} "
+                                    f"(declare it under [groups])", source=source, key=f"{where}.{key}")
+                if not any(group_predicate(name, groups)(s) for s in specs):
+                    raise SpecError(f"group '{name}' matches no configuration of this suite at scale '{scale}' "
+                                    f"({groups.get(name)}); fix [groups] or [scales.{scale}.groups]",
+                                    source=source, key=f"{where}.{key}")
+            for key in ("within", "axis"):
+                if key in test and all(label_at(s, test[key]) == "-" for s in specs):
+                    raise SpecError(f"no configuration of this suite has a value at '{test[key]}'"
+                                    f"{closest(test[key], axes)}; the suite's axes: {', '.join(axes) or 'none'}",
+                                    source=source, key=f"{where}.{key}")
+            if "axis" in test and test["axis"] not in axes:
+                raise SpecError(f"a trend runs along one of the suite's axes (their declared order)"
+                                f"{closest(test['axis'], axes)}; axes: {', '.join(axes) or 'none'}",
+                                source=source, key=f"{where}.axis")
+            if not has_plugin_metrics:
+                for key in ("x", "y", "metric"):
+                    if key in test and test[key] not in CORE_METRICS:
+                        raise SpecError(f"unknown metric '{test[key]}'{closest(test[key], CORE_METRICS)}; "
+                                        f"this suite's runs report: {', '.join(sorted(CORE_METRICS))}",
+                                        source=source, key=f"{where}.{key}")
+
+
+def group_predicate(ref: str | list[str], groups: dict[str, dict[str, list[Any]]]) -> Callable[[dict], bool]:
+    """A group name (built-in or declared), or a list of names meaning their intersection."""
+    names = ref if isinstance(ref, list) else [ref]
+
+    def one(name: str, spec: dict[str, Any]) -> bool:
+        if name == "all":
+            return True
+        if name in ("pruned", "unpruned"):
+            return (spec.get("prune") is not None) == (name == "pruned")
+        return in_group(spec, groups[name])
+
+    return lambda spec: all(one(n, spec) for n in names)
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A finished run as claims see it: its stored spec, seed, final metrics and per-round metrics."""
+
+    spec: dict[str, Any]
+    seed: int
+    metrics: dict[str, Any]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def value(self, metric: str, round_index: int | None = None) -> float | None:
+        source = self.metrics
+        if round_index is not None:
+            if not self.rounds or not -len(self.rounds) <= round_index < len(self.rounds):
+                return None
+            source = self.rounds[round_index]
+        v = source.get(metric)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+@dataclass
+class Part:
+    """One tested statement: its effect, interval, test, p and n, and the claimed sign."""
+
+    label: str
+    test: str
+    statistic: str
+    metric: str
+    sign: int  # +1, -1, or 0 for an equivalence
+    effect: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p: float | None = None
+    n: int = 0
+    note: str = ""
+    margin: float | None = None
+    se: float | None = None  # difference tests: the standard error and t dof behind the interval
+    dof: float | None = None
+
+    def verdict(self, alpha: float = ALPHA) -> str:
+        if self.effect is None:
+            return "inconclusive"
+        if self.margin is not None:  # two one-sided tests: the (1 - 2 alpha) interval against the margin
+            if self.se is None:
+                return "inconclusive"
+            half = float(stats.t.ppf(1 - alpha, self.dof)) * self.se
+            low, high = self.effect - half, self.effect + half
+            if -self.margin < low and high < self.margin:
+                return "reproduced"
+            if low > self.margin or high < -self.margin:
+                return "contradicted"
+            return "inconclusive"
+        if self.p is None or self.p >= alpha or self.effect == 0:
+            return "inconclusive"
+        return "reproduced" if (self.effect > 0) == (self.sign > 0) else "contradicted"
+
+    def as_equivalence(self, margin: float) -> None:
+        """Turn a difference into an equivalence test (TOST, Schuirmann 1987): its p, and the 90% interval."""
+        self.margin = margin
+        if self.se is None:
+            return
+        t_low, t_high = (self.effect + margin) / self.se, (self.effect - margin) / self.se
+        self.p = float(max(stats.t.sf(t_low, self.dof), stats.t.cdf(t_high, self.dof)))
+        half = float(stats.t.ppf(1 - ALPHA, self.dof)) * self.se
+        self.low, self.high = self.effect - half, self.effect + half
+
+    def as_json(self) -> dict[str, Any]:
+        return {"label": self.label, "test": self.test, "statistic": self.statistic, "metric": self.metric,
+                "effect": self.effect, "low": self.low, "high": self.high, "p": self.p, "n": self.n,
+                "verdict": self.verdict(), **({"margin": self.margin} if self.margin is not None else {}),
+                **({"note": self.note} if self.note else {})}
+
+
+def combine(parts: list[Part]) -> tuple[str, Part]:
+    """The claim's verdict and the part that decides it (module docstring)."""
+    m = len(parts)
+    verdicts = [p.verdict() for p in parts]
+    if all(v == "reproduced" for v in verdicts):
+        weakest = max(parts, key=lambda p: -1.0 if p.p is None else p.p)
+        return "reproduced", weakest
+    against = [p for p in parts if p.verdict(ALPHA / m) == "contradicted"]
+    if against:
+        return "contradicted", min(against, key=lambda p: 1.0 if p.p is None else p.p)
+    return "inconclusive", next(p for p, v in zip(parts, verdicts) if v != "reproduced")
+
+
+def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, list[Any]]], runs: list[Run],
+                    axis_labels: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Every claim's verdict from the finished runs, as plain data (``parts`` holds each tested statement)."""
+    out = []
+    for claim in claims:
+        parts: list[Part] = []
+        for test in claim["tests"]:
+            parts += _test_parts(test, groups, runs, axis_labels)
+        verdict, deciding = combine(parts)
+        out.append({"id": claim["id"], "source": claim["source"], "statement": claim["statement"],
+                    "paper": claim["paper"], "verdict": verdict, "test": deciding.test,
+                    "statistic": deciding.statistic, "metric": deciding.metric, "effect": deciding.effect,
+                    "low": deciding.low, "high": deciding.high, "p": deciding.p, "n": deciding.n,
+                    "deciding": deciding.label, "parts": [p.as_json() for p in parts]})
+    return out
+
+
+def _splits(test: dict[str, Any], runs: list[Run], axis_labels: dict[str, list[str]]) -> list[tuple[str, list[Run]]]:
+    """("", all runs), or one split per value of ``within``; a run without that key joins every split."""
+    within = test.get("within")
+    if not within:
+        return [("", runs)]
+    values = {label_at(r.spec, within) for r in runs} - {"-"}
+    order = axis_labels.get(within, [])
+    ordered = sorted(values, key=lambda v: (order.index(v) if v in order else len(order), v))
+    return [(f"{within} = {v}", [r for r in runs if label_at(r.spec, within) in (v, "-")]) for v in ordered]
+
+
+def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels: dict[str, list[str]]) -> list[Part]:
+    kind, rnd = test["kind"], test.get("round")
+    sign = 1 if test.get("sign", "positive") == "positive" else -1
+    pick = lambda ref, rs: [r for r in rs if group_predicate(ref, groups)(r.spec)]  # noqa: E731
+    parts: list[Part] = []
+    for split, members in _splits(test, runs, axis_labels):
+        prefix = f"{split}: " if split else ""
+        if kind == "correlation":
+            pool = pick(test["runs"], members)
+            pairs = [(r.value(test["x"], rnd), r.value(test["y"], rnd)) for r in pool]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            for statistic in test["statistic"]:
+                parts.append(correlation_part(f"{prefix}{test['x']} vs {test['y']}", [x for x, _ in pairs],
+                                              [y for _, y in pairs], statistic, sign, test["y"]))
+        elif kind in ("difference", "equivalence"):
+            if "metrics" in test:
+                m1, m2 = test["metrics"]
+                pool = pick(test["runs"], members)
+                pairs = [(r.value(m1, rnd), r.value(m2, rnd)) for r in pool]
+                pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+                parts.append(paired_part(f"{prefix}{m1} - {m2}", [a for a, _ in pairs], [b for _, b in pairs],
+                                         sign, m1, "paired per run"))
+            else:
+                parts.append(group_difference(f"{prefix}{_name(test['a'])} - {_name(test['b'])}",
+                                              pick(test["a"], members), pick(test["b"], members), test["metric"],
+                                              rnd, sign if kind == "difference" else 0))
+                if kind == "equivalence":
+                    part = parts[-1]
+                    part.as_equivalence(float(test["margin"]))
+                    width = f"{100 * part.margin:g} pts" if is_share(test["metric"]) else f"{part.margin:g}"
+                    part.test = f"equivalence within ±{width} (TOST, 90% interval; {part.test})"
+        elif kind == "order":
+            seq = test["groups"]
+            pool = pick(test["runs"], members)
+            for lo, hi in zip(seq, seq[1:]):  # sign positive: the metric rises along the list
+                parts.append(group_difference(f"{prefix}{_name(hi)} - {_name(lo)}", pick(hi, pool), pick(lo, pool),
+                                              test["metric"], rnd, sign))
+        elif kind == "trend":
+            pool = pick(test["runs"], members)
+            if "axis" in test:
+                order = axis_labels.get(test["axis"], [])
+                position = lambda r: (order.index(label_at(r.spec, test["axis"]))  # noqa: E731
+                                      if label_at(r.spec, test["axis"]) in order else None)
+                along = test["axis"]
+            else:
+                preds = [group_predicate(g, groups) for g in test["groups"]]
+                position = lambda r: next((i for i, p in enumerate(preds) if p(r.spec)), None)  # noqa: E731
+                along = " < ".join(_name(g) for g in test["groups"])
+            pairs = [(position(r), r.value(test["metric"], rnd)) for r in pool]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            part = correlation_part(f"{prefix}{test['metric']} along {along}", [x for x, _ in pairs],
+                                    [y for _, y in pairs], "kendall", sign, test["metric"])
+            part.test = "kendall trend"
+            parts.append(part)
+        elif kind == "bound":
+            pool = pick(test["runs"], members)
+            values = [v for v in (r.value(test["metric"], rnd) for r in pool) if v is not None]
+            bound, below = test.get("below", test.get("above")), "below" in test
+            parts.append(bound_part(f"{prefix}{test['metric']} {'<' if below else '>'} {bound:g}"
+                                    + (f" ({_name(test['runs'])})" if test["runs"] != "all" else ""),
+                                    values, float(bound), -1 if below else 1, test["metric"]))
+    if not parts:
+        parts.append(Part(f"{test.get('within')}: no values", kind, "-", test.get("metric", ""), sign,
+                          note="no finished run has a value at the 'within' key"))
+    return parts
+
+
+def _name(ref: str | list[str]) -> str:
+    return "&".join(ref) if isinstance(ref, list) else ref
+
+
+# ---- the statistics (scipy) ---------------------------------------------------------------
+def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statistic: str, sign: int,
+                     metric: str) -> Part:
+    """Pearson r (Fisher-z interval) or Kendall tau-b (interval by Fieller et al.'s z variance 0.437/(n-4))."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    part = Part(label, statistic, "r" if statistic == "pearson" else "tau", metric, sign, n=int(a.size))
+    if a.size < MIN_RUNS:
+        part.note = f"n = {a.size} < {MIN_RUNS}: too few runs to test"
+        return part
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        part.note = "a constant variable: no correlation is defined"
+        return part
+    if statistic == "pearson":
+        res = stats.pearsonr(a, b)
+        var = 1 / (a.size - 3) if a.size > 3 else None
+    else:
+        res = stats.kendalltau(a, b)
+        var = 0.437 / (a.size - 4) if a.size > 4 else None
+    part.effect, part.p = float(res.statistic), float(res.pvalue)
+    if var is not None and abs(part.effect) < 1:
+        z, half = math.atanh(part.effect), float(stats.norm.ppf(1 - ALPHA / 2)) * math.sqrt(var)
+        part.low, part.high = math.tanh(z - half), math.tanh(z + half)
+    return part
+
+
+def paired_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, metric: str,
+                how: str = "paired over seeds") -> Part:
+    """mean(a - b) over pairs: paired t-test (scipy ttest_rel) and its t interval."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    part = Part(label, f"paired t ({how})", "difference", metric, sign, n=int(d.size))
+    if d.size < MIN_RUNS:
+        part.note = f"n = {d.size} pairs < {MIN_RUNS}: too few to test"
+        return part
+    part.effect = float(d.mean())
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        part.note = "no variance across pairs: the t-test is undefined"
+        return part
+    return _with_t_interval(part, sd / math.sqrt(d.size), d.size - 1, stats.ttest_rel(a, b).pvalue)
+
+
+def welch_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, metric: str) -> Part:
+    """mean(a) - mean(b): Welch's t-test (scipy ttest_ind, equal_var=False) and its interval."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    part = Part(label, "welch t", "difference", metric, sign, n=int(x.size + y.size))
+    if min(x.size, y.size) < MIN_RUNS:
+        part.note = f"groups of {x.size} and {y.size} runs: fewer than {MIN_RUNS} on a side, too few to test"
+        return part
+    part.effect = float(x.mean() - y.mean())
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    if va + vb == 0:
+        part.note = "no variance in either group: the t-test is undefined"
+        return part
+    dof = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+    return _with_t_interval(part, math.sqrt(va + vb), dof, stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def group_difference(label: str, a: list[Run], b: list[Run], metric: str, round_index: int | None,
+                     sign: int) -> Part:
+    """a - b on ``metric``: paired over seeds (each group's mean per seed) when both ran the same seeds, else Welch."""
+    def by_seed(runs: list[Run]) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        for r in runs:
+            v = r.value(metric, round_index)
+            if v is not None:
+                out.setdefault(r.seed, []).append(v)
+        return out
+
+    sa, sb = by_seed(a), by_seed(b)
+    if sa and set(sa) == set(sb):
+        seeds = sorted(sa)
+        return paired_part(label, [float(np.mean(sa[s])) for s in seeds], [float(np.mean(sb[s])) for s in seeds],
+                           sign, metric)
+    return welch_part(label, [v for vs in sa.values() for v in vs], [v for vs in sb.values() for v in vs], sign,
+                      metric)
+
+
+def bound_part(label: str, values: Sequence[float], bound: float, sign: int, metric: str) -> Part:
+    """The mean against ``bound``: one-sample t-test (scipy ttest_1samp); the effect is mean - bound."""
+    x = np.asarray(values, dtype=float)
+    part = Part(label, "one-sample t", "mean - bound", metric, sign, n=int(x.size))
+    if x.size < MIN_RUNS:
+        part.note = f"n = {x.size} < {MIN_RUNS}: too few runs to test"
+        return part
+    part.effect = float(x.mean() - bound)
+    sd = float(x.std(ddof=1))
+    if sd == 0:
+        part.note = "no variance across runs: the t-test is undefined"
+        return part
+    return _with_t_interval(part, sd / math.sqrt(x.size), x.size - 1, stats.ttest_1samp(x, bound).pvalue)
+
+
+def _with_t_interval(part: Part, se: float, dof: float, p: float) -> Part:
+    """A t-test's p and the effect's 95% t interval (se and dof kept for an equivalence)."""
+    part.se, part.dof, part.p = se, dof, float(p)
+    half = float(stats.t.ppf(1 - ALPHA / 2, dof)) * se
+    part.low, part.high = part.effect - half, part.effect + half
+    return part
+
+
+# ---- display ------------------------------------------------------------------------------
+SHARE_WORDS = ("acc", "stability", "gap", "barrier", "potential", "agreement", "instability", "sparsity", "error")
+
+
+def is_share(metric: str) -> bool:
+    """Metrics that are fractions (accuracy, stability, ...): differences read in percentage points."""
+    return any(w in metric for w in SHARE_WORDS)
+
+
+def format_effect(c: dict[str, Any]) -> str:
+    """``r = -0.41 [-0.67, -0.06]`` or ``+0.62 points [+0.10, +1.14]``; ``-`` when untested."""
+    if c["effect"] is None:
+        return "-"
+    if c["statistic"] in ("r", "tau"):
+        interval = "" if c["low"] is None else f" [{c['low']:+.2f}, {c['high']:+.2f}]"
+        return f"{c['statistic']} = {c['effect']:+.2f}{interval}"
+    scale, unit = (100, " pts") if is_share(c["metric"]) else (1, "")
+    fmt = (lambda v: f"{scale * v:+.2f}") if scale == 100 else (lambda v: f"{v:+.4g}")
+    interval = "" if c["low"] is None else f" [{fmt(c['low'])}, {fmt(c['high'])}]"
+    return f"{fmt(c['effect'])}{unit}{interval}"
+
+
+def format_p(p: float | None) -> str:
+    return "-" if p is None else f"{p:.2g}"
+
+
+def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> list[str]:
+    """The claims table: one row per claim (its deciding part), then a row per part when there are several."""
+    from tabulate import tabulate
+
+    if not claims:
+        return []
+    table = []
+    for c in claims:
+        several = len(c["parts"]) > 1
+        test = c["test"] + (f" ({c['deciding']})" if several else "")
+        table.append([c["id"], c["paper"], format_effect(c), test, format_p(c["p"]), c["n"], c["verdict"].upper()])
+        if several:
+            for p in c["parts"]:
+                table.append(["", f"  · {p['label']}", format_effect(p), p["test"], format_p(p["p"]), p["n"],
+                              p["verdict"] + (f" ({p['note']})" if p.get("note") else "")])
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    return ["", "claims (REFERENCE.md section 4): " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+            + f"; reproduced = the paper's direction, p < {ALPHA} (an equivalence: its 90% interval inside the "
+              f"margin, TOST); with several parts every part must hold",
+            tabulate(table, headers=["claim", "paper's figure", "measured [95% interval]", "test", "p", "n",
+                                     "verdict"], tablefmt=tablefmt, disable_numparse=True,
+                     maxcolwidths=[None, 44, None, 40, None, None, None])]

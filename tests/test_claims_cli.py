@@ -1,0 +1,98 @@
+"""Claims through the CLI: run and report print verdicts, compare fails on a lost one, claims tabulates every directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import DATA, run_cli
+
+FIELDS = {"id", "source", "statement", "paper", "verdict", "effect", "low", "high", "test", "p", "n", "parts"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The tiny suite with a declared claim, run on seeds 0-2 and on fresh seeds 100-102."""
+    root = tmp_path_factory.mktemp("claims")
+    suite = root / "tiny_claims.toml"
+    suite.write_text((DATA / "tiny.toml").read_text().replace('name = "tiny"', 'name = "tinyclaims"') + "\n"
+                     + (DATA / "tiny_claims.toml").read_text())
+    first = run_cli("run", "--suite", str(suite), "--seeds", "3", "--out", str(root / "s0"))
+    assert first.returncode == 0, first.stderr
+    fresh = run_cli("run", "--suite", str(suite), "--seeds", "100-102", "--out", str(root / "s100"), "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    return root, first.stdout, json.loads(fresh.stdout)
+
+
+def test_run_prints_the_claims_table_and_its_json_carries_every_field(runs):
+    _, text, data = runs
+    assert "claims (REFERENCE.md section 4)" in text and "per-event drops largest for Prune_L" in text
+    claim, correlation = data["claims"]
+    assert all(FIELDS <= set(c) for c in data["claims"]) and claim["id"] == "targets" and claim["n"] == 3
+    assert correlation["test"] == "pearson" and correlation["n"] == 6
+    assert claim["verdict"] in ("reproduced", "contradicted", "inconclusive")
+    assert claim["test"] == "paired t (paired over seeds)"
+
+
+def test_report_shows_the_same_verdicts(runs):
+    root, _, data = runs
+    proc = run_cli("report", str(root / "s100"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["claims"] == data["claims"]
+    text = run_cli("report", str(root / "s100")).stdout
+    assert data["claims"][0]["verdict"].upper() in text
+
+
+def _plant(directory, stability: dict[str, float]) -> None:
+    """Overwrite the stored stability of every run by its target (a code change that moved the numbers)."""
+    for result_path in directory.glob("cells/*/result.json"):
+        spec = json.loads((result_path.parent / "spec.json").read_text())["spec"]
+        if spec["prune"] is None:
+            continue
+        result = json.loads(result_path.read_text())
+        seed, target = spec["seed"], spec["prune"]["target"]["id"].split(":")[-1]
+        # a little noise that differs by target: a paired t-test needs differences that vary
+        result["metrics"]["stability"] = stability[target] + 0.004 * ((seed + len(target)) % 3)
+        result_path.write_text(json.dumps(result))
+
+
+def test_a_reproduced_claim_that_is_lost_is_a_regression_exit_1(runs, tmp_path):
+    root, _, _ = runs
+    base, new = tmp_path / "base", tmp_path / "new"
+    shutil.copytree(root / "s0", base)
+    shutil.copytree(root / "s0", new)
+    _plant(base, {"smallest": 0.90, "largest": 0.50})
+    _plant(new, {"smallest": 0.70, "largest": 0.70})
+    # a tolerance no metric change exceeds: only the claim can fail the comparison
+    proc = run_cli("compare", str(base), str(new), "--tolerance", "1", "--format", "json")
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1 and result["counts"]["regressed"] == 0
+    claim = result["claims"][0]
+    assert claim["id"] == "targets" and (claim["base"]["verdict"], claim["new"]["verdict"], claim["change"]) == (
+        "reproduced", "inconclusive", "regressed")
+    back = run_cli("compare", str(new), str(base), "--tolerance", "1")
+    assert back.returncode == 0 and "improved" in back.stdout and "a claim reproduced in BASE" in back.stdout
+    # an export carries the verdicts: the same comparison from a committed baseline file
+    assert run_cli("export", str(base), str(tmp_path / "base.json")).returncode == 0
+    assert json.loads((tmp_path / "base.json").read_text())["claims"][0]["verdict"] == "reproduced"
+    assert run_cli("compare", str(tmp_path / "base.json"), str(new), "--tolerance", "1").returncode == 1
+
+
+def test_claims_puts_seed_sets_side_by_side_and_lists_what_no_run_tests(runs, tmp_path):
+    root, _, _ = runs
+    proc = run_cli("claims", str(root / "s0"), str(root / "s100"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    # a suite file outside the registry: its columns name the seeds
+    assert table["columns"][:2] == ["quick, seeds 0-2", "quick, seeds 100-102"] and "paper" in table["columns"]
+    rows = {(r["suite"], r["id"]): r for r in table["rows"]}
+    assert set(rows[("tinyclaims", "targets")]["results"]) == {"quick, seeds 0-2", "quick, seeds 100-102"}
+    assert rows[("tradeoff", "gst-tradeoff")]["results"] == {}  # declared by a built-in suite, not run here
+    text = run_cli("claims", str(root / "s0"), str(root / "s100")).stdout
+    assert "not run" in text and "quick, seeds 100-102" in text
+    # by default: every suite directory under ./gstbench-results/
+    shutil.copytree(root / "s0", tmp_path / "gstbench-results" / "tinyclaims")
+    default = run_cli("claims", "--json", cwd=tmp_path)
+    assert json.loads(default.stdout)["columns"][0] == "quick, seeds 0-2"
