@@ -357,7 +357,8 @@ def _splits(test: dict[str, Any], runs: list[Run], axis_labels: dict[str, list[s
     values = {label_at(r.spec, within) for r in runs} - {"-"}
     order = axis_labels.get(within, [])
     ordered = sorted(values, key=lambda v: (order.index(v) if v in order else len(order), v))
-    return [(f"{within} = {v}", [r for r in runs if label_at(r.spec, within) in (v, "-")]) for v in ordered]
+    name = within.rsplit(".", 1)[-1]  # prune.period -> period=1ep
+    return [(f"{name}={v}", [r for r in runs if label_at(r.spec, within) in (v, "-")]) for v in ordered]
 
 
 def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels: dict[str, list[str]]) -> list[Part]:
@@ -381,7 +382,7 @@ def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels
                 pairs = [(r.value(m1, rnd), r.value(m2, rnd)) for r in pool]
                 pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
                 parts.append(paired_part(f"{prefix}{m1} - {m2}", [a for a, _ in pairs], [b for _, b in pairs],
-                                         sign, m1, "paired per run"))
+                                         sign, m1, "per run"))
             else:
                 parts.append(group_difference(f"{prefix}{_name(test['a'])} - {_name(test['b'])}",
                                               pick(test["a"], members), pick(test["b"], members), test["metric"],
@@ -390,7 +391,7 @@ def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels
                     part = parts[-1]
                     part.as_equivalence(float(test["margin"]))
                     width = f"{100 * part.margin:g} pts" if is_share(test["metric"]) else f"{part.margin:g}"
-                    part.test = f"equivalence within ±{width} (TOST, 90% interval; {part.test})"
+                    part.test = f"TOST ±{width} ({part.test}; 90% interval)"
         elif kind == "order":
             seq = test["groups"]
             pool = pick(test["runs"], members)
@@ -403,7 +404,7 @@ def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels
                 order = axis_labels.get(test["axis"], [])
                 position = lambda r: (order.index(label_at(r.spec, test["axis"]))  # noqa: E731
                                       if label_at(r.spec, test["axis"]) in order else None)
-                along = test["axis"]
+                along = test["axis"].rsplit(".", 1)[-1]  # prune.period -> period
             else:
                 preds = [group_predicate(g, groups) for g in test["groups"]]
                 position = lambda r: next((i for i, p in enumerate(preds) if p(r.spec)), None)  # noqa: E731
@@ -457,10 +458,10 @@ def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statist
 
 
 def paired_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, metric: str,
-                how: str = "paired over seeds") -> Part:
+                how: str = "over seeds") -> Part:
     """mean(a - b) over pairs: paired t-test (scipy ttest_rel) and its t interval."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    part = Part(label, f"paired t ({how})", "difference", metric, sign, n=int(d.size))
+    part = Part(label, f"paired t {how}", "difference", metric, sign, n=int(d.size))
     if d.size < MIN_RUNS:
         part.note = f"n = {d.size} pairs < {MIN_RUNS}: too few to test"
         return part
@@ -565,17 +566,17 @@ def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> lis
         return []
     table = []
     for c in claims:
-        several = len(c["parts"]) > 1
-        test = c["test"] + (f" ({c['deciding']})" if several else "")
-        table.append([c["id"], c["paper"], format_effect(c), test, format_p(c["p"]), c["n"], c["verdict"].upper()])
-        if several:
+        table.append([c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"], c["verdict"].upper()])
+        if len(c["parts"]) > 1:  # each part, the one that decides marked
             for p in c["parts"]:
+                mark = " <- decides" if p["label"] == c["deciding"] and p["test"] == c["test"] else ""
                 table.append(["", f"  · {p['label']}", format_effect(p), p["test"], format_p(p["p"]), p["n"],
-                              p["verdict"] + (f" ({p['note']})" if p.get("note") else "")])
+                              p["verdict"] + mark + (f" ({p['note']})" if p.get("note") else "")])
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
-    return ["", "claims (REFERENCE.md section 4): " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-            + f"; reproduced = the paper's direction, p < {ALPHA} (an equivalence: its 90% interval inside the "
-              f"margin, TOST); with several parts every part must hold",
+    return ["", "claims (REFERENCE.md section 4): " + ", ".join(f"{n} {v}" for v, n in counts.items() if n),
             tabulate(table, headers=["claim", "paper's figure", "measured [95% interval]", "test", "p", "n",
                                      "verdict"], tablefmt=tablefmt, disable_numparse=True,
-                     maxcolwidths=[None, 44, None, 40, None, None, None])]
+                     maxcolwidths=[None, 48, None, 48, None, None, 40]),
+            f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST); "
+            f"contradicted: the opposite direction, significant; a claim of several parts needs every part "
+            f"(docs/definitions.md#claims-and-verdicts)"]

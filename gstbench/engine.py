@@ -24,8 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstbench import __version__
-from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, TEMPORARY, Evaluated, LayerState, MetricContext, PruningContext, \
-    RewindContext, TensorData
+from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, TEMPORARY, Evaluated, LayerState, MetricContext, \
+    PruningContext, RewindContext, TensorData
 from gstbench.config import CellSpec, ComponentRef, steps_to_int
 from gstbench.errors import CellFailed
 from gstbench.flatness import eval_mode
@@ -307,8 +307,7 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
                          torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
     pruner = _Pruner(spec, registry, ctx, timing) if prune else None
-    needs_parent = any({NEEDS_PARENT, NEEDS_INDEPENDENT} & set(component(registry, "metrics", ref).capabilities)
-                       for ref in spec.metrics)
+    needs_parent = any(_compares_with_parent(component(registry, "metrics", ref)) for ref in spec.metrics)
     if rounds:
         result = _run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
     else:
@@ -344,8 +343,8 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
         parent = None
         if needs_parent:
             parent = subject if prune is None else Evaluated(_parent_model(spec, registry, data, parents, timing))
-        metrics.update(measure(spec, registry, subject, data, device, parent, timing,
-                               independent=independent_parent(spec, registry, data, parents, timing)))
+        metrics.update(measure(spec, registry, subject, data, device, parent, timing, None,
+                               independent_parent(spec, registry, data, parents, timing)))
     out = {"metrics": metrics, "parent": result.get("parent"), "curves": result["curves"], "events": events,
            "steps_per_epoch": trainer.steps_per_epoch, "total_steps": trainer.total_steps,
            "timing": {k: round(v, 4) for k, v in timing.items()}}
@@ -354,9 +353,13 @@ def _run(spec: CellSpec, registry: Any, device: torch.device, progress: Progress
     return out
 
 
+def _compares_with_parent(comp: Any) -> bool:
+    return bool({NEEDS_PARENT, NEEDS_INDEPENDENT} & set(comp.capabilities))
+
+
 def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData, device: torch.device,
-            parent: Evaluated | None, timing: dict[str, float], round_index: int | None = None,
-            independent: Callable[[], Evaluated] | None = None) -> dict[str, Any]:
+            parent: Evaluated | None, timing: dict[str, float], round_index: int | None,
+            independent: Callable[[], Evaluated]) -> dict[str, Any]:
     """Run the cell's metrics on ``subject``; each metric's wall time goes into ``metric_wall_s``.
 
     ``independent`` builds (once) the parent trained from another seed, for the metrics that declare it.
@@ -366,12 +369,9 @@ def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData,
     for ref in spec.metrics:
         comp = component(registry, "metrics", ref)
         metric = comp.factory(**ref.kwargs)
-        wants_independent = NEEDS_INDEPENDENT in comp.capabilities
-        other = independent() if wants_independent and independent is not None else None
+        other = independent() if NEEDS_INDEPENDENT in comp.capabilities else None
         t0 = time.perf_counter()
-        ctx = MetricContext(subject, data, device,
-                            parent if {NEEDS_PARENT, NEEDS_INDEPENDENT} & set(comp.capabilities) else None,
-                            round_index, other)
+        ctx = MetricContext(subject, data, device, parent if _compares_with_parent(comp) else None, round_index, other)
         values.update(compute_metric(metric, ctx))
         wall[ref.label] = round(time.perf_counter() - t0, 4)
     timing["metrics_s"] += sum(wall.values())

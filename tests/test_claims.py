@@ -116,8 +116,8 @@ def test_within_repeats_the_test_for_each_value_of_the_key():
     c = verdicts({"kind": "difference", "metric": "stability", "a": "smallest", "b": "largest", "sign": "positive",
                   "within": "prune.period"}, runs, GROUPS, {"prune.period": ["2ep", "8ep"]})
     assert [(p["label"], p["verdict"]) for p in c["parts"]] == [
-        ("prune.period = 2ep: smallest - largest", "reproduced"),
-        ("prune.period = 8ep: smallest - largest", "contradicted")]
+        ("period=2ep: smallest - largest", "reproduced"),
+        ("period=8ep: smallest - largest", "contradicted")]
     assert c["verdict"] == "contradicted"
 
 
@@ -137,7 +137,7 @@ def test_equivalence_needs_the_interval_inside_the_margin():
     test = {"kind": "equivalence", "metric": "best_test_acc", "a": "largest", "b": "smallest", "margin": 0.01}
     same = group_runs({"largest": 0.930, "smallest": 0.931}, metric="best_test_acc", sd=0.001)
     c = verdicts(test, same, GROUPS)
-    assert c["verdict"] == "reproduced" and c["test"].startswith("equivalence within ±1 pts (TOST")
+    assert c["verdict"] == "reproduced" and c["test"] == "TOST ±1 pts (paired t over seeds; 90% interval)"
     d = np.array([r.metrics["best_test_acc"] for r in same[:5]]) - [r.metrics["best_test_acc"] for r in same[5:]]
     tost = max(sps.ttest_1samp(d, -0.01, alternative="greater").pvalue,
                sps.ttest_1samp(d, 0.01, alternative="less").pvalue)

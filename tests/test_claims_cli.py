@@ -33,7 +33,7 @@ def test_run_prints_the_claims_table_and_its_json_carries_every_field(runs):
     assert all(FIELDS <= set(c) for c in data["claims"]) and claim["id"] == "targets" and claim["n"] == 3
     assert correlation["test"] == "pearson" and correlation["n"] == 6
     assert claim["verdict"] in ("reproduced", "contradicted", "inconclusive")
-    assert claim["test"] == "paired t (paired over seeds)"
+    assert claim["test"] == "paired t over seeds"
 
 
 def test_report_shows_the_same_verdicts(runs):

@@ -169,3 +169,26 @@ def test_a_cached_parent_carries_the_rewind_state_and_the_second_copys_start(reg
     assert cached["rounds"] == trained["rounds"]
     assert {k: v for k, v in cached["metrics"].items() if k != "metric_wall_s"} == \
         {k: v for k, v in trained["metrics"].items() if k != "metric_wall_s"}
+
+
+def test_the_independent_parent_is_another_seeds_parent_and_leaves_the_cell_unchanged(registry, tmp_path):
+    from gstbench.engine import independent_seed
+
+    with_twin = changed(BASE, metrics=[{"name": "independent-agreement", "eps": [0.0, 0.5]},
+                                       {"name": "functional-distance", "eps": [0.0, 0.5]}])
+    without = changed(BASE, metrics=[{"name": "functional-distance", "eps": [0.0, 0.5]}])
+    cold = run_cell(cell_from_config(with_twin, 0, registry), registry, parents=ParentCache(tmp_path))
+    warm = run_cell(cell_from_config(with_twin, 0, registry), registry, parents=ParentCache(tmp_path))
+    plain = run_cell(cell_from_config(without, 0, registry), registry)
+    assert cold["status"] == warm["status"] == plain["status"] == "ok"
+    # training the twin (cold cache) or loading it (warm) does not move the cell's own numbers
+    for r in (warm, plain):
+        assert [x["curves"] for x in r["rounds"]] == [x["curves"] for x in cold["rounds"]]
+        assert r["metrics"]["functional_agreement_mean"] == cold["metrics"]["functional_agreement_mean"]
+    assert len(list(tmp_path.glob("*/parent.json"))) == 2  # the parent and its twin, each cached once
+    twin_seed = {json.loads(p.read_text())["spec"]["seed"] for p in tmp_path.glob("*/parent.json")}
+    assert twin_seed == {0, independent_seed(0)} and independent_seed(0) != 0
+    # two parents from different seeds agree less than a parent with itself, and the value is the same every round
+    values = {x["metrics"]["independent_agreement_mean"] for x in cold["rounds"]}
+    assert len(values) == 1 and 0 < values.pop() < 1
+    assert cold["rounds"][0]["metrics"]["functional_agreement_mean"] == 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import site
 import subprocess
 import sys
 import time
@@ -29,9 +30,16 @@ def test_the_walkthrough_in_the_author_guide_works_as_written(tmp_path):
     assert [c.split()[:2] for c in commands] == [["gstbench", "new-plugin"], ["pip", "install"],
                                                  ["python", "-m"], ["gstbench", "run"]]
     # A fresh environment on top of this one (which has gstbench), so `pip install -e` changes nothing
-    # outside the test. `pip` and `gstbench` there run with the environment's own Python.
+    # outside the test. `--system-site-packages` would not do: inside a virtual environment it reaches the
+    # base interpreter's packages, not this environment's. A .pth line adds this environment's site
+    # directories (their own .pth files included: the editable gstbench). `pip` and `gstbench` there run
+    # with the new environment's own Python.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    inner = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"
+                            ], check=True, capture_output=True, text=True).stdout.strip()
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(inner) / "outer_environment.pth").write_text(f"import site; [site.addsitedir(p) for p in {outer!r}]\n")
     for tool, module in (("pip", "pip"), ("gstbench", "gstbench")):
         shim = venv / "bin" / tool
         shim.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m {module} "$@"\n')

@@ -105,6 +105,18 @@ def test_permanence_extends_the_tradeoff_base(registry):
                          "zero(restore=True,steps=96)", "noise(steps=24)", "noise(steps=96)"}
 
 
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+def test_flatness_measures_the_tradeoff_matrix(registry, scale):
+    """The flatness suite adds metrics to the tradeoff's cells; the two matrices cannot drift apart."""
+    import dataclasses
+
+    tradeoff = load_suite(registry, "tradeoff", scale=scale, placeholders=True)
+    flatness = load_suite(registry, "flatness", scale=scale, placeholders=True)
+    assert {dataclasses.replace(c, metrics=()).config_hash for c in flatness.cells} == {
+        c.config_hash for c in tradeoff.cells}
+    assert flatness.seeds == tradeoff.seeds
+
+
 def test_extends_names_a_missing_or_circular_parent(registry, tmp_path):
     path = write(tmp_path, 'extends = "tradof"\n' + TINY)
     with pytest.raises(SpecError, match="at key 'extends': cannot extend 'tradof'.*did you mean: tradeoff"):
