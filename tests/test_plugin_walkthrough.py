@@ -39,7 +39,7 @@ def test_the_walkthrough_in_the_author_guide_works_as_written(tmp_path):
     inner = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"
                             ], check=True, capture_output=True, text=True).stdout.strip()
     outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    (Path(inner) / "outer_environment.pth").write_text(f"import site; [site.addsitedir(p) for p in {outer!r}]\n")
+    (Path(inner) / "outer_environment.pth").write_text(f"import site; list(map(site.addsitedir, {outer!r}))\n")
     for tool, module in (("pip", "pip"), ("gstbench", "gstbench")):
         shim = venv / "bin" / tool
         shim.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m {module} "$@"\n')
