@@ -29,6 +29,7 @@ import statistics
 import time
 from typing import Any
 
+from gstbench.config import steps_to_int
 from gstbench.engine import run_cell
 from gstbench.plugins import get_registry
 from gstbench.seeds import parse_seed_range
@@ -89,9 +90,7 @@ def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
 
     # (c) proportions of one pruned spec per rate
     spec0 = next(iter(pruned.values()))
-    milestones = [m for m in spec0.train.milestones]
-    from gstbench.config import steps_to_int
-
+    milestones = list(spec0.train.milestones)
     proportions = {"milestones": [round(100 * steps_to_int(m, spe, total) / total, 1) for m in milestones],
                    "layers": {}}
     for k, spec in pruned.items():
@@ -144,7 +143,7 @@ def render(c: dict[str, Any]) -> str:
     lines = [f"suite {c['suite']} (quick), criteria seeds {c['seeds']}: {c['steps_per_epoch']} steps per epoch, "
              f"{c['total_steps']} steps in all"]
     a = c["a_scorer"]
-    lines.append(f"(a) S < R < L in every pruned layer at the first and last event: "
+    lines.append("(a) S < R < L in every pruned layer at the first and last event: "
                  + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in a["ordered"].items())
                  + f" -> {a['chosen'] or 'none'} (the suite uses {a['suite_scorer']})")
     b = c["b_first_event"]
@@ -168,7 +167,7 @@ def render(c: dict[str, Any]) -> str:
     lines.append(f"(e) unpruned train accuracy {', '.join(f'{100 * a:.2f}%' for a in e['train_acc'])}, gap "
                  f"{', '.join(f'{g:.2f}' for g in e['gap_points'])} points -> {'pass' if e['pass'] else 'FAIL'}")
     f = c["f_time"]
-    lines.append(f"(f) one cell: " + ", ".join(f"{k} {v} s" for k, v in f["one_cell_s"].items())
+    lines.append("(f) one cell: " + ", ".join(f"{k} {v} s" for k, v in f["one_cell_s"].items())
                  + f"; {f['cells']} cells estimated at {f['estimated_suite_s']} s -> "
                  + ("pass" if f["pass"] else "FAIL"))
     return "\n".join(lines)

@@ -97,7 +97,9 @@ def claim_table(registry: Any, dirs: list[Path] | None = None) -> dict[str, Any]
             columns.append(scale)
     order, seen = {s: i for i, s in enumerate(catalog.scales)}, {c: i for i, c in enumerate(columns)}
     columns.sort(key=lambda col: (order.get(col.split(",")[0], len(order)), seen[col]))
-    return {"columns": columns, "rows": list(rows.values()), "problems": catalog.problems}
+    # one claim's rows together (gst-tradeoff of tradeoff and of rate), the papers in the order of their ids
+    ordered = sorted(rows.values(), key=lambda r: (r["id"], r["suite"]))
+    return {"columns": columns, "rows": ordered, "problems": catalog.problems}
 
 
 def describe_result(result: dict[str, Any] | None) -> str:
