@@ -64,7 +64,6 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
     rank = rank or suite.get("rank", GENERALIZATION)
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"ok": [], "failed": [], "missing": 0, "spec": None})
     pruned_runs = []
-    runs: list[tuple[dict, dict]] = []  # (spec, metrics) of every finished run
     finished: list[tuple[dict, dict]] = []  # (spec, result) of every finished run
     for stored, result in store.iter_cells():
         spec = stored["spec"]
@@ -76,13 +75,13 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
             group["missing"] += 1
         elif result["status"] == "ok":
             group["ok"].append(result)
-            runs.append((spec, result["metrics"]))
             finished.append((spec, result))
             if spec["prune"] is not None:
                 pruned_runs.append(result["metrics"])
         else:
             group["failed"].append({"hash": result.get("hash"), "seed": result.get("seed"),
                                     "error": result.get("error")})
+    runs = [(spec, result["metrics"]) for spec, result in finished]  # (spec, metrics) of every finished run
     rows = []
     for group in groups.values():
         metrics = [r["metrics"] for r in group["ok"]]
