@@ -26,6 +26,7 @@ or runs in a group) give no test.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -407,6 +408,6 @@ def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> lis
             tabulate(table, headers=["claim", "paper's figure", "measured [95% interval]", "test", "p", "n",
                                      "verdict"], tablefmt=tablefmt, disable_numparse=True,
                      maxcolwidths=[None, 48, None, 48, None, None, 40]),
-            f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST); "
-            f"contradicted: the opposite direction, significant; a claim of several parts needs every part "
-            f"(docs/definitions.md#claims-and-verdicts)"]
+            textwrap.fill(f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by "
+                          f"TOST); contradicted: the opposite direction, significant; a claim of several parts needs "
+                          f"every part (docs/definitions.md#claims-and-verdicts)", width=118)]
