@@ -173,7 +173,8 @@ def is_share(metric: str) -> bool:
 
 
 def format_effect(c: dict[str, Any]) -> str:
-    """``r = -0.41 [-0.67, -0.06]`` or ``+0.62 points [+0.10, +1.14]``; ``-`` when untested."""
+    """``r = -0.41 [-0.67, -0.06]``, ``+0.62 pts [+0.10, +1.14]`` or, for an equivalence, its 90% interval
+    and margin ``+0.20 pts [-0.30, +0.70] in ±1.00``; ``-`` when untested."""
     if c["effect"] is None:
         return "-"
     if c["statistic"] in ("r", "tau"):
@@ -182,7 +183,8 @@ def format_effect(c: dict[str, Any]) -> str:
     scale, unit = (100, " pts") if is_share(c["metric"]) else (1, "")
     fmt = (lambda v: f"{scale * v:+.2f}") if scale == 100 else (lambda v: f"{v:+.4g}")
     interval = "" if c["low"] is None else f" [{fmt(c['low'])}, {fmt(c['high'])}]"
-    return f"{fmt(c['effect'])}{unit}{interval}"
+    margin = "" if c.get("margin") is None else f" in ±{fmt(c['margin'])[1:]}"
+    return f"{fmt(c['effect'])}{unit}{interval}{margin}"
 
 
 def format_p(p: float | None) -> str:

@@ -126,6 +126,7 @@ def render_claim_table(table: dict[str, Any], tablefmt: str = "simple") -> str:
             counts[c][verdict] += 1
     lines = [tabulate(body, headers=["claim", "suite", "paper's figure", *table["columns"]], tablefmt=tablefmt,
                       disable_numparse=True, maxcolwidths=widths), ""]
-    lines += [f"{c}: " + ", ".join(f"{n} {v}" for v, n in counts[c].items()) for c in table["columns"]]
+    order = ("reproduced", "contradicted", "inconclusive", NOT_RUN)
+    lines += [f"{c}: " + ", ".join(f"{counts[c][v]} {v}" for v in order if v in counts[c]) for c in table["columns"]]
     lines += [f"warning: {p}" for p in table["problems"]]
     return "\n".join(lines)

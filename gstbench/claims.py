@@ -279,7 +279,8 @@ def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, li
                     "paper": claim["paper"], "verdict": verdict, "test": deciding.test,
                     "statistic": deciding.statistic, "metric": deciding.metric, "effect": deciding.effect,
                     "low": deciding.low, "high": deciding.high, "p": deciding.p, "n": deciding.n,
-                    "deciding": deciding.label, "parts": [p.as_json() for p in parts]})
+                    "deciding": deciding.label, "parts": [p.as_json() for p in parts],
+                    **({"margin": deciding.margin} if deciding.margin is not None else {})})
     return out
 
 

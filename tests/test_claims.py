@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from gstbench.claim_stats import format_effect
 from gstbench.claims import Run, evaluate_claims, parse_claims
 
 TARGETS = ("smallest", "random", "largest")
@@ -142,6 +143,7 @@ def test_equivalence_needs_the_interval_inside_the_margin():
     tost = max(sps.ttest_1samp(d, -0.01, alternative="greater").pvalue,
                sps.ttest_1samp(d, 0.01, alternative="less").pvalue)
     assert c["p"] == pytest.approx(tost) and c["p"] < 0.05
+    assert c["margin"] == 0.01 and format_effect(c).endswith(" in ±1.00")  # the interval reads against its margin
     apart = group_runs({"largest": 0.95, "smallest": 0.90}, metric="best_test_acc", sd=0.001)
     assert verdicts(test, apart, GROUPS)["verdict"] == "contradicted"
     noisy = group_runs({"largest": 0.93, "smallest": 0.93}, metric="best_test_acc", sd=0.03)

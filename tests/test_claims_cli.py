@@ -92,6 +92,10 @@ def test_claims_puts_seed_sets_side_by_side_and_lists_what_no_run_tests(runs, tm
     assert rows[("tradeoff", "gst-tradeoff")]["results"] == {}  # declared by a built-in suite, not run here
     text = run_cli("claims", str(root / "s0"), str(root / "s100")).stdout
     assert "not run" in text and "quick, seeds 100-102" in text
+    for line in text.splitlines():  # each column's summary counts the verdicts in one fixed order
+        if line.startswith(("quick", "paper")) and ": " in line:
+            words = [w for w in ("reproduced", "contradicted", "inconclusive", "not run") if w in line]
+            assert sorted(words, key=line.index) == words, line
     # by default: every suite directory under ./gstbench-results/
     shutil.copytree(root / "s0", tmp_path / "gstbench-results" / "tinyclaims")
     default = run_cli("claims", "--json", cwd=tmp_path)
