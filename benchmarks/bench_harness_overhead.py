@@ -23,7 +23,9 @@ import torch
 from torch.nn import functional as F
 
 from gstbench.config import steps_to_int
-from gstbench.engine import EVAL_BATCH, build_model, load_data, run_cell, seed_everything
+from gstbench.engine import run_cell
+from gstbench.engine.evaluation import EVAL_BATCH
+from gstbench.engine.setup import build_model, load_data, seed_everything
 from gstbench.plugins import get_registry
 from gstbench.schedule import build_schedule
 from gstbench.suite import load_suite

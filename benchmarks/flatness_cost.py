@@ -22,7 +22,8 @@ import torch
 from gstbench import flatness
 from gstbench.builtin.metrics import LANCZOS_ITERATIONS, PROBES, SAMPLES
 from gstbench.config import component_ref
-from gstbench.engine import build_model, load_data, run_cell
+from gstbench.engine import run_cell
+from gstbench.engine.setup import build_model, load_data
 from gstbench.parents import ParentCache
 from gstbench.plugins import get_registry
 from gstbench.suite import load_suite

@@ -21,7 +21,9 @@ from tabulate import tabulate
 
 from gstbench.builtin.effectors import MaskEffector
 from gstbench.components import PruningContext
-from gstbench.engine import _Trainer, build_model, evaluate, load_data, seed_everything
+from gstbench.engine.evaluation import evaluate
+from gstbench.engine.loop import Trainer
+from gstbench.engine.setup import build_model, load_data, seed_everything
 from gstbench.plugins import get_registry
 from gstbench.pruning import layer_states
 from gstbench.schedule import build_schedule
@@ -79,7 +81,7 @@ def removal_costs(suite_name: str, seeds: list[int]) -> dict[str, Any]:
         torch.manual_seed(seed)
         model = build_model(registry, spec, data)
         model.train()
-        trainer = _Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
+        trainer = Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
         _, kept = trainer.train(0, data_seed, keep={first, last})
         for point, step in (("first event", first), ("last event", last)):
             model.load_state_dict(kept[step]["model"])

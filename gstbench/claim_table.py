@@ -18,7 +18,7 @@ from gstbench.claims import format_effect, format_p, parse_claims
 from gstbench.errors import GstbenchError
 from gstbench.report import claims_for
 from gstbench.seeds import describe_seeds, parse_seeds
-from gstbench.store import Store
+from gstbench.reader import load_results
 
 RESULTS_ROOT = Path("gstbench-results")
 NOT_RUN = "not run"
@@ -76,10 +76,8 @@ def claim_table(registry: Any, dirs: list[Path] | None = None) -> dict[str, Any]
                            "paper": c["paper"], "results": {}} for suite, c in catalog.claims}
     columns: list[str] = []
     for d in dirs:
-        store = Store(d)
-        suite = store.read_suite()
-        finished = [(stored["spec"], result) for stored, result in store.iter_cells()
-                    if result is not None and result.get("status") == "ok"]
+        results = load_results(d)
+        suite, finished = results.suite, results.finished
         seeds = sorted({spec["seed"] for spec, _ in finished})
         column = column_of(suite["scale"], seeds, catalog.seeds.get((suite["name"], suite["scale"])))
         evaluated = claims_for(suite, finished)

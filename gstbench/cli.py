@@ -1,4 +1,9 @@
-"""The ``gstbench`` command line: thin click commands that call the library and print."""
+"""The ``gstbench`` command line: thin click commands that call the library and print.
+
+One module on purpose (about 490 lines): every command, its options and its help text in
+one place, each a few lines that parse, call the library and print; tables are rendered by
+the modules that compute them (report, claim_table, compare).
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,26 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from gstbench.components import KINDS
+from gstbench.components import KINDS, REQUIRED
 from gstbench.errors import GstbenchError
 from gstbench.plugins import PluginWarning, get_registry
+
+
+class UserError(click.ClickException):
+    """Bad input refused (a GstbenchError): one line naming what is at fault, exit 2 like click's usage errors.
+
+    The exit codes of every command: 0 done; 1 done, and something failed (a cell, a
+    regression in ``compare``); 2 bad input, nothing run; 130 interrupted, resumable.
+    """
+
+    exit_code = 2
 
 
 def _registry():
     try:
         return get_registry()
     except GstbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc)) from None
 
 
 def _echo_json(data) -> None:
@@ -135,7 +150,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         suite = load_suite(registry, suite_name, scale=scale, seeds=seeds, overrides=overrides or None,
                            metrics=list(metrics))
     except GstbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc)) from None
     out = out or Path("gstbench-results") / suite.name
     bar = None
 
@@ -170,7 +185,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
                    f"finish the rest", err=True)
         sys.exit(130)
     except GstbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -218,7 +233,7 @@ def report(directory, tablefmt, sort_by, metrics, interval, as_json) -> None:
     try:
         data = build_report(directory, rank=sort_by, interval=interval, columns=list(metrics))
     except GstbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc)) from None
     if as_json or tablefmt == "json":
         _echo_json(data)
     elif tablefmt == "csv":
@@ -259,7 +274,7 @@ def claims_cmd(directories, tablefmt, as_json) -> None:
     try:
         table = claim_table(_registry(), list(directories) or None)
     except GstbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc)) from None
     if as_json or tablefmt == "json":
         _echo_json(table)
     else:
@@ -278,7 +293,7 @@ def plot(directory, dest, fmt) -> None:
     try:
         done = plot_all(directory, dest or directory / "plots", fmt)
     except GstbenchError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UserError(str(exc)) from None
     for path in done["written"]:
         click.echo(path)
     for name, why in done["skipped"].items():
@@ -295,7 +310,7 @@ def export_cmd(directory, file) -> None:
     try:
         data = export(directory, file)
     except GstbenchError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UserError(str(exc)) from None
     runs = sum(len(c["runs"]) for c in data["configurations"])
     click.echo(f"{file}: {len(data['configurations'])} configurations, {runs} runs", err=True)
 
@@ -311,7 +326,7 @@ def export_cmd(directory, file) -> None:
               help="Smallest change that counts (absolute; default 0.005), for all metrics or one.")
 def compare_cmd(base, new, tablefmt, metrics, tolerances) -> None:
     """Compare two result sets (directories or exports); exit 1 if anything regressed, 2 on bad input."""
-    from gstbench.compare import DEFAULT_TOLERANCE, compare, load
+    from gstbench.compare import DEFAULT_TOLERANCE, compare, load, render_comparison
 
     default, per_metric = DEFAULT_TOLERANCE, {}
     for t in tolerances:
@@ -327,44 +342,12 @@ def compare_cmd(base, new, tablefmt, metrics, tolerances) -> None:
     try:
         result = compare(load(base), load(new), list(metrics) or None, per_metric, default)
     except GstbenchError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if tablefmt == "json":
         _echo_json(result)
     else:
-        click.echo(_render_compare(result, tablefmt))
+        click.echo(render_comparison(result, tablefmt))
     sys.exit(1 if result["regressed"] else 0)
-
-
-def _render_compare(result: dict, tablefmt: str) -> str:
-    def num(v):
-        return "-" if v is None else f"{v:.4f}"
-
-    table = []
-    for r in result["rows"]:
-        label = " ".join(str(v) for v in r["label"].values() if v != "-")
-        interval = "-" if r.get("low") is None else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
-        delta = "-" if r.get("delta") is None else f"{r['delta']:+.4f}"
-        p = "-" if r.get("p") is None else f"{r['p']:.2g}"
-        table.append([label, r["metric"], num(r["base"]), num(r["new"]), delta, interval, p, r.get("test", "-"),
-                      r["verdict"] + (f" ({r['note']})" if r.get("note") else "")])
-    from gstbench.claims import format_effect, format_p
-
-    c = result["counts"]
-    summary = ", ".join(f"{v} {k}" for k, v in c.items() if v)
-    lines = [tabulate(table, headers=["configuration", "metric", "base", "new", "delta", "95% interval",
-                                      "p", "test", "verdict"], tablefmt=tablefmt, disable_numparse=True), "",
-             f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
-             f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"]
-    if result["claims"]:
-        def side(s):
-            return "-" if s is None else f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])})"
-
-        claims = [[r["id"], side(r["base"]), side(r["new"]), r["change"]] for r in result["claims"]]
-        cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
-        lines += ["", tabulate(claims, headers=["claim", "base", "new", "change"], tablefmt=tablefmt,
-                               disable_numparse=True), "",
-                  f"claims: {cc}; a claim reproduced in BASE and not in NEW is a regression"]
-    return "\n".join(lines)
 
 
 @cli.group(invoke_without_command=True)
@@ -372,17 +355,13 @@ def _render_compare(result: dict, tablefmt: str) -> str:
 def suites(ctx) -> None:
     """List suites; `gstbench suites show NAME` shows one."""
     if ctx.invoked_subcommand is None:
+        from gstbench.suite import suite_summary
+
         registry = _registry()
         rows = []
         for comp in registry.components("suites"):
-            import tomllib
-
-            try:
-                raw = tomllib.loads(Path(comp.factory).read_text())
-                desc, scales = raw.get("description", ""), ", ".join(raw.get("scales", {}))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                desc, scales = f"unreadable: {exc}", "-"
-            rows.append([comp.id, scales, desc])
+            scales, desc = suite_summary(comp.factory)
+            rows.append([comp.id, ", ".join(scales) or "-", desc])
         click.echo(tabulate(rows, headers=["suite", "scales", "description"]))
 
 
@@ -410,7 +389,7 @@ def suites_show(name, scale, seeds, data_dir, tflops, as_json) -> None:
         suite = load_suite(registry, name, scale=scale, seeds=seeds, placeholders=data_dir is None)
         estimate = cost.estimate(suite, registry, tflops or cost.DEFAULT_TFLOPS, placeholders=data_dir is None)
     except GstbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc)) from None
     summary = suite.summary()
     if as_json:
         _echo_json({**summary, "cost": estimate})
@@ -461,8 +440,8 @@ def list_components(kind, as_json) -> None:
     data = []
     for c in comps:
         defaults = c.option_defaults() if kind not in ("suites",) else {}
-        options = {k: v for k, v in (defaults or {}).items() if repr(v) != "<required>"}
-        required = [k for k, v in (defaults or {}).items() if repr(v) == "<required>"]
+        options = {k: v for k, v in (defaults or {}).items() if v is not REQUIRED}
+        required = [k for k, v in (defaults or {}).items() if v is REQUIRED]
         data.append({"id": c.id, "name": c.name, "plugin": c.plugin, "description": c.description,
                      "capabilities": list(c.capabilities), "revision": c.revision, "options": options,
                      "required": required})
@@ -502,7 +481,7 @@ def new_plugin_cmd(name, kind, parent) -> None:
     try:
         written = new_plugin(name, kind, parent)
     except GstbenchError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UserError(str(exc)) from None
     for path in written:
         click.echo(path)
     click.echo("\nnext:\n" + "\n".join(f"  {step}" for step in next_steps(name, kind, parent / name)), err=True)

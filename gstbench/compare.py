@@ -13,7 +13,6 @@ contradicted in NEW is a regression too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -21,12 +20,15 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from tabulate import tabulate
 
 from gstbench import __version__
+from gstbench.claim_stats import format_effect, format_p
 from gstbench.errors import GstbenchError
 from gstbench.report import claims_for, describe_config, is_number
+from gstbench.reader import load_results
 from gstbench.stats import welch_difference
-from gstbench.store import Store, atomic_write_json, atomic_write_text
+from gstbench.store import atomic_write_json, atomic_write_text
 
 FORMAT = "gstbench-results"
 VERSION = 1
@@ -39,34 +41,23 @@ HIGHER_IS_BETTER = {"stability", "final_test_acc", "best_test_acc", "train_acc",
                     "functional_agreement_mean"}
 
 
-def _config_key(spec: dict[str, Any]) -> str:
-    c = {k: v for k, v in spec.items() if k != "seed"}
-    return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
 def collect(directory: Path | str) -> dict[str, Any]:
     """A result directory as an export: per configuration, each seed's status and numeric metrics."""
-    store = Store(directory)
-    suite = store.read_suite()
-    configs: dict[str, dict[str, Any]] = {}
-    finished = []
-    for stored, result in store.iter_cells():
-        spec = stored["spec"]
-        key = _config_key(spec)
-        entry = configs.setdefault(key, {"key": key, "label": describe_config(spec, list(suite.get("axes", {}))),
-                                         "runs": []})
-        run: dict[str, Any] = {"seed": spec["seed"], "hash": stored["hash"][:16],
-                               "status": "missing" if result is None else result["status"]}
-        if result is not None and result["status"] == "ok":
-            run["metrics"] = {k: v for k, v in result["metrics"].items() if is_number(v)}
-            finished.append((spec, result))
-        entry["runs"].append(run)
-    for entry in configs.values():
-        entry["runs"].sort(key=lambda r: r["seed"])
+    results = load_results(directory)
+    configs = []
+    for config in results.configurations:
+        runs = []
+        for cell in sorted(config.cells, key=lambda c: c.seed):
+            run: dict[str, Any] = {"seed": cell.seed, "hash": cell.hash[:16], "status": cell.status}
+            if cell.status == "ok":
+                run["metrics"] = {k: v for k, v in cell.result["metrics"].items() if is_number(v)}
+            runs.append(run)
+        configs.append({"key": config.key[:16], "label": describe_config(config.spec, results.axes), "runs": runs})
+    suite = results.suite
     return {"format": FORMAT, "version": VERSION, "gstbench": __version__,
             "suite": {k: suite.get(k) for k in ("name", "scale", "seeds", "rank", "columns")},
-            "configurations": sorted(configs.values(), key=lambda e: e["key"]),
-            "claims": claims_for(suite, finished)}
+            "configurations": sorted(configs, key=lambda e: e["key"]),
+            "claims": claims_for(suite, results.finished)}
 
 
 def export(directory: Path | str, file: Path | str) -> dict[str, Any]:
@@ -224,3 +215,34 @@ def _verdict(vb: dict[int, float], vn: dict[int, float], metric: str, tolerance:
     if metric in LOWER_IS_BETTER:
         return {**out, "verdict": "improved" if delta < 0 else "regressed"}
     return {**out, "verdict": "changed"}
+
+
+def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
+    """The comparison as the CLI prints it: one row per configuration and metric, then the claims."""
+    def num(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    table = []
+    for r in result["rows"]:
+        label = " ".join(str(v) for v in r["label"].values() if v != "-")
+        interval = "-" if r.get("low") is None else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
+        delta = "-" if r.get("delta") is None else f"{r['delta']:+.4f}"
+        p = "-" if r.get("p") is None else f"{r['p']:.2g}"
+        table.append([label, r["metric"], num(r["base"]), num(r["new"]), delta, interval, p, r.get("test", "-"),
+                      r["verdict"] + (f" ({r['note']})" if r.get("note") else "")])
+    c = result["counts"]
+    summary = ", ".join(f"{v} {k}" for k, v in c.items() if v)
+    lines = [tabulate(table, headers=["configuration", "metric", "base", "new", "delta", "95% interval",
+                                      "p", "test", "verdict"], tablefmt=tablefmt, disable_numparse=True), "",
+             f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
+             f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"]
+    if result["claims"]:
+        def side(s):
+            return "-" if s is None else f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])})"
+
+        claims = [[r["id"], side(r["base"]), side(r["new"]), r["change"]] for r in result["claims"]]
+        cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
+        lines += ["", tabulate(claims, headers=["claim", "base", "new", "change"], tablefmt=tablefmt,
+                               disable_numparse=True), "",
+                  f"claims: {cc}; a claim reproduced in BASE and not in NEW is a regression"]
+    return "\n".join(lines)

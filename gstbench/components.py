@@ -1,8 +1,8 @@
 """What a component is: the registered record, and the interfaces each kind implements.
 
 Plugins register factories; the engine calls the objects they build through the small
-interfaces below. Only the methods marked required must exist; the engine checks for
-the optional ones with ``getattr``.
+interfaces below. Only the methods marked required must exist; each optional one is
+declared here with what it is for, and the engine calls it when the object has it.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Component:
             if p.kind is p.VAR_KEYWORD:
                 return None
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                options[p.name] = p.default if p.default is not p.empty else _REQUIRED
+                options[p.name] = p.default if p.default is not p.empty else REQUIRED
         return options
 
 
@@ -84,7 +84,7 @@ class _Required:
         return "<required>"
 
 
-_REQUIRED = _Required()
+REQUIRED = _Required()  # option_defaults' value of an option without a default
 
 
 @dataclass
@@ -164,8 +164,17 @@ class Scorer(Protocol):
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:  # required
         ...
 
-    # optional: attach(ctx, layers), before_train_batch(step), detach(),
-    # units_removed(layer, kept_physical_indices)
+    def attach(self, ctx: PruningContext, layers: dict[str, LayerState]) -> None:  # optional
+        """Before training: hook what the scorer watches (activations). A scorer with it skips the parent cache."""
+
+    def before_train_batch(self, step: int) -> None:  # optional
+        """Before every training batch (e.g. to collect statistics on every n-th)."""
+
+    def detach(self) -> None:  # optional
+        """After the last event: remove what ``attach`` added."""
+
+    def units_removed(self, layer: LayerState, kept: torch.Tensor) -> None:  # optional
+        """After a physical removal: keep per-unit state in step with the surviving units ``kept``."""
 
 
 class Target(Protocol):
@@ -183,11 +192,14 @@ class Effector(Protocol):
     else None. ``after_step`` runs after every optimizer step (e.g. to keep masks at zero).
     """
 
-    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext) -> torch.Tensor | None:
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext) -> torch.Tensor | None:  # required
         ...
 
-    # optional: after_step() after every optimizer step;
-    # check_layer(model, layer_name, prunable_layer, example_input) -> reason it cannot work, or None
+    def after_step(self) -> None:  # optional
+        """After every optimizer step (and after a rewind): e.g. keep masks at zero."""
+
+    def check_layer(self, model: nn.Module, layer_name: str, prunable: Any, example_input: torch.Tensor) -> str | None:
+        """Optional, before training: the reason this effector cannot work on the layer, or None."""
 
 
 @dataclass
@@ -222,6 +234,9 @@ class Rewind(Protocol):
 
     def rewind(self, ctx: RewindContext) -> Resume:  # required
         ...
+
+    def resume_step(self, steps_per_epoch: int, total_steps: int) -> int:  # optional
+        """The step each round retrains from (the cost estimate reads it; without it: checkpoint_step, or 0)."""
 
 
 @dataclass
@@ -263,8 +278,8 @@ class Metric(Protocol):
     def compute(self, ctx: MetricContext) -> dict[str, Any]:  # required
         ...
 
-    # optional: check(data, model) -> the reason this metric cannot apply, or None (run before training)
-    # gstbench 0.1's compute(model, data, device) is still called that way.
+    def check(self, data: "TensorData", model: nn.Module) -> str | None:  # optional
+        """Before training: the reason this metric cannot apply to the model and data, or None."""
 
 
 def describe(factory: Any, description: str | None) -> str:
@@ -282,6 +297,16 @@ class Shifts(Protocol):
     def test_set(self, name: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:  # required
         """The shifted test inputs (normalized as the nominal ones) and their labels, on the CPU."""
         ...
+
+
+class DatasetFactory(Protocol):
+    """A dataset plugin's factory: called with the suite's options, it returns a TensorData."""
+
+    def __call__(self, **options: Any) -> "TensorData":  # required
+        ...
+
+    def placeholder(self) -> "TensorData":  # optional
+        """A stand-in of the data's shapes and classes that reads no files (suite checks, the cost estimate)."""
 
 
 DATA_DIR_ENV = "GSTBENCH_DATA_DIR"

@@ -3,8 +3,8 @@
 A cell's identity is the sha256 of its canonical JSON: sorted keys, core defaults filled
 in, component names resolved to ``plugin:name`` (with ``@revision`` once a component's
 author bumps it), component options only where they differ from the factory default.
-A core option added after the first release is marked ``since`` and left out of the
-canonical JSON while it holds its default, so adding an option never changes old hashes.
+A core option added after cell hashes were first pinned is marked ``ADDED_LATER`` and left
+out of the canonical JSON while it holds its default, so adding an option never changes old hashes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from gstbench.components import _REQUIRED
+from gstbench.components import REQUIRED
+
+# Field metadata of a core option added after cell hashes were first pinned: left out of the
+# canonical JSON while it holds its default, so results stored before it keep their hashes.
+ADDED_LATER = {"added_later": True}
 from gstbench.errors import SpecError, UnknownComponent, closest
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
@@ -90,7 +94,7 @@ class TrainConfig:
     milestones: tuple[str, ...] = ()
     gamma: float = 0.1
     # fp32 (the papers) or bf16: autocast of forward passes in training and evaluation
-    precision: str = field(default="fp32", metadata={"since": "0.3"})
+    precision: str = field(default="fp32", metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -117,14 +121,14 @@ class PruneConfig:
     effector: ComponentRef
     layers: tuple[tuple[str, LayerSchedule], ...]
     # filters: whole output channels (structured); weights: individual weights (unstructured)
-    granularity: str = field(default="filters", metadata={"since": "0.2"})
+    granularity: str = field(default="filters", metadata=ADDED_LATER)
     # layer: each layer loses its own fraction; global: one ranking over all layers' units
-    scope: str = field(default="layer", metadata={"since": "0.2"})
+    scope: str = field(default="layer", metadata=ADDED_LATER)
     # 0: prune during training on the schedule; R >= 1: train, prune, rewind, retrain, R times
-    rounds: int = field(default=0, metadata={"since": "0.2"})
+    rounds: int = field(default=0, metadata=ADDED_LATER)
     # rounds mode: train a second copy from each rewind point with another data order, for LMC
-    data_order_stability: bool = field(default=False, metadata={"since": "0.2"})
-    lmc_points: int = field(default=30, metadata={"since": "0.2"})
+    data_order_stability: bool = field(default=False, metadata=ADDED_LATER)
+    lmc_points: int = field(default=30, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class CellSpec:
     rewind: ComponentRef
     metrics: tuple[ComponentRef, ...]
     seed: int
-    # An option added later is declared as field(default=..., metadata={"since": "x.y"}):
+    # An option added later is declared as field(default=..., metadata=ADDED_LATER):
     # it stays out of the canonical JSON while it holds its default (tests/test_hashes.py).
 
     # ---- identity ------------------------------------------------------------------
@@ -144,18 +148,31 @@ class CellSpec:
         return _canonical(self)
 
     def canonical_json(self) -> str:
-        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.canonical())
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        return digest(self.canonical())
 
     @property
     def config_hash(self) -> str:
         """Identity of the configuration across seeds (the leaderboard's row)."""
-        c = self.canonical()
-        c.pop("seed")
-        return hashlib.sha256(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return config_key(self.canonical())
+
+
+def canonical_json(data: Any) -> str:
+    """The one JSON form every identity is computed on: sorted keys, no spaces."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def digest(data: Any) -> str:
+    """sha256 of ``data``'s canonical JSON (cells, configurations, parents)."""
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def config_key(canonical: dict[str, Any]) -> str:
+    """A configuration's identity: the digest of a cell's canonical spec without its seed."""
+    return digest({k: v for k, v in canonical.items() if k != "seed"})
 
 
 def _canonical(obj: Any) -> Any:
@@ -165,7 +182,7 @@ def _canonical(obj: Any) -> Any:
         out = {}
         for f in fields(obj):
             value = getattr(obj, f.name)
-            if "since" in f.metadata and value == f.default:
+            if f.metadata.get("added_later") and value == f.default:
                 continue
             out[f.name] = _canonical(value)
         return out
@@ -265,7 +282,7 @@ def component_ref(registry: Any, kind: str, value: Any, key: str, source: str | 
             raise SpecError(f"option value {v!r} must be a scalar or list", source=source, key=f"{key}.{k}")
         kept[k] = tuple(v) if isinstance(v, list) else v
     if defaults:
-        missing = [k for k, d in defaults.items() if d is _REQUIRED and k not in options]
+        missing = [k for k, d in defaults.items() if d is REQUIRED and k not in options]
         if missing:
             hint = f" (write e.g. '{comp.name}@500it')" if missing == ["at"] and kind == "rewinds" else ""
             raise SpecError(f"{comp.id} needs option(s) {', '.join(missing)}{hint}", source=source, key=key)

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from gstbench.config import CellSpec, steps_to_int
-from gstbench.engine import build, build_model, load_data
+from gstbench.config import CellSpec
+from gstbench.engine.setup import build, build_model, load_data
 from gstbench.parents import parent_key
 from gstbench.schedule import build_schedule
 from gstbench.suite import Suite
@@ -48,9 +48,8 @@ def _shape(registry: Any, spec: CellSpec, cache: dict, placeholders: bool) -> _S
 
 def _resume_step(registry: Any, spec: CellSpec, spe: int, total: int) -> int:
     rewind = build(registry, "rewinds", spec.rewind)
-    at = getattr(rewind, "at", None)
-    if at is not None:
-        return steps_to_int(at, spe, total)
+    if hasattr(rewind, "resume_step"):
+        return rewind.resume_step(spe, total)
     return rewind.checkpoint_step(spe, total) or 0
 
 

@@ -11,7 +11,6 @@ the parent again (same numbers) and adds it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any
 
 import torch
 
-from gstbench.config import CellSpec
+from gstbench.config import CellSpec, digest
 from gstbench.store import atomic_write_json
 
 FORMAT = 1
@@ -30,7 +29,7 @@ def parent_key(spec: CellSpec, device: torch.device) -> str:
     c = spec.canonical()
     ident = {k: c[k] for k in ("model", "dataset", "train", "seed")}
     ident.update(device=device.type, format=FORMAT)
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return digest(ident)
 
 
 class ParentCache:

@@ -20,7 +20,7 @@ import numpy as np
 
 from gstbench.report import GENERALIZATION, build_report, describe_config
 from gstbench.stats import correlation, mean_interval
-from gstbench.store import Store
+from gstbench.reader import load_results
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -31,13 +31,18 @@ def _label(spec: dict[str, Any], axes: list[str]) -> str:
 
 
 def _groups(out: Path) -> tuple[dict[str, Any], dict[str, list[tuple[dict, dict]]]]:
-    store = Store(out)
-    suite = store.read_suite()
-    groups: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
-    for stored, result in store.iter_cells():
-        if result is not None and result["status"] == "ok":
-            groups[_label(stored["spec"], list(suite.get("axes", {})))].append((stored["spec"], result))
-    return suite, dict(sorted(groups.items()))
+    """The finished runs of each configuration under its display label (two configurations that
+    print alike, e.g. differing in an option no axis shows, keep apart by their key)."""
+    results = load_results(out)
+    labels = {c.key: _label(c.spec, results.axes) for c in results.configurations}
+    shared = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for config in results.configurations:
+        runs = [(c.spec, c.result) for c in config.with_status("ok")]
+        if runs:
+            label = labels[config.key]
+            groups[f"{label} [{config.key[:6]}]" if label in shared else label] = runs
+    return results.suite, dict(sorted(groups.items()))
 
 
 def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, Any]:

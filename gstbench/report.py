@@ -21,7 +21,7 @@ from gstbench.claims import Run, evaluate_claims, render_claims
 from gstbench.errors import GstbenchError, closest
 from gstbench.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
 from gstbench.selection import in_group, label_at, short_label
-from gstbench.store import Store
+from gstbench.reader import load_results
 
 GENERALIZATION = "best_test_acc"
 Stat = Callable[..., dict[str, Any]]
@@ -58,54 +58,42 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
     if interval not in INTERVALS:
         raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
     stat = functools.partial(mean_interval, method=interval)
-    store = Store(out)
-    suite = store.read_suite()
+    results = load_results(out)
+    suite = results.suite
     suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *columns]))
     rank = rank or suite.get("rank", GENERALIZATION)
-    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"ok": [], "failed": [], "missing": 0, "spec": None})
-    pruned_runs = []
-    finished: list[tuple[dict, dict]] = []  # (spec, result) of every finished run
-    for stored, result in store.iter_cells():
-        spec = stored["spec"]
-        key = {k: v for k, v in spec.items() if k != "seed"}
-        gkey = repr(sorted((k, repr(v)) for k, v in key.items()))
-        group = groups[gkey]
-        group["spec"] = spec
-        if result is None:
-            group["missing"] += 1
-        elif result["status"] == "ok":
-            group["ok"].append(result)
-            finished.append((spec, result))
-            if spec["prune"] is not None:
-                pruned_runs.append(result["metrics"])
-        else:
-            group["failed"].append({"hash": result.get("hash"), "seed": result.get("seed"),
-                                    "error": result.get("error")})
+    finished = results.finished  # (spec, result) of every finished run
+    pruned_runs = [result["metrics"] for spec, result in finished if spec["prune"] is not None]
     runs = [(spec, result["metrics"]) for spec, result in finished]  # (spec, metrics) of every finished run
     rows = []
-    for group in groups.values():
-        metrics = [r["metrics"] for r in group["ok"]]
-        row = describe_config(group["spec"], list(suite.get("axes", {})))
+    ok_results = []
+    for config in results.configurations:
+        ok = [c.result for c in config.with_status("ok")]
+        ok_results += ok
+        failed = [{"hash": c.result.get("hash"), "seed": c.result.get("seed"), "error": c.result.get("error")}
+                  for c in config.with_status("failed")]
+        metrics = [r["metrics"] for r in ok]
+        row = describe_config(config.spec, results.axes)
         row.update(
             rate=metrics[0]["iterative_rate"] if metrics else None,
-            n=len(metrics), failed=len(group["failed"]), missing=group["missing"],
+            n=len(metrics), failed=len(failed), missing=len(config.with_status("missing")),
             stability=stat([m["stability"] for m in metrics]),
             final_test_acc=stat([m["final_test_acc"] for m in metrics]),
             best_test_acc=stat([m["best_test_acc"] for m in metrics]),
             train_acc=stat([m["train_acc"] for m in metrics]),
             gap=stat([m["gap"] for m in metrics]),
-            errors=group["failed"],
+            errors=failed,
         )
         if any("lmc_barrier" in m for m in metrics):
             row.update(lmc_barrier=stat([m["lmc_barrier"] for m in metrics if "lmc_barrier" in m]),
                        weight_distance=stat([m["weight_distance"] for m in metrics
                                                       if "weight_distance" in m]))
-        if any("rounds" in r for r in group["ok"]):
-            row["rounds"] = _round_stats([r["rounds"] for r in group["ok"] if "rounds" in r], stat)
+        if any("rounds" in r for r in ok):
+            row["rounds"] = _round_stats([r["rounds"] for r in ok if "rounds" in r], stat)
         for col in {*suite.get("columns", []), rank} - set(row):
             row[col] = stat([m[col] for m in metrics if is_number(m.get(col))])
-        if any(_measures_shift(r) for r in group["ok"]):
-            row["potential"] = _potential([r["rounds"] for r in group["ok"] if r.get("rounds")],
+        if any(_measures_shift(r) for r in ok):
+            row["potential"] = _potential([r["rounds"] for r in ok if r.get("rounds")],
                                           suite.get("delta", 0.005), stat)
         rows.append(row)
     known = sorted({k for _, m in runs for k, v in m.items() if is_number(v)})
@@ -120,7 +108,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
               "missing": sum(r["missing"] for r in rows)}
     out = {"suite": suite, "rank": rank, "interval": describe_interval(interval), "rows": rows, "correlation": {
         "x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, "totals": totals}
-    out["time"] = _time_split([r for g in groups.values() for r in g["ok"]])
+    out["time"] = _time_split(ok_results)
     out["correlations"] = []
     for x, y in suite.get("correlate", []):
         pairs = [(m[x], m[y]) for m in pruned_runs if is_number(m.get(x)) and is_number(m.get(y))]

@@ -63,6 +63,15 @@ class Suite:
                 "configurations": len({c.config_hash for c in self.cells}), "cells": len(self.cells)}
 
 
+def suite_summary(path: Path | str) -> tuple[list[str], str]:
+    """A suite file's scales and description, for listings (an unreadable file says why instead)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return [], f"unreadable: {exc}"
+    return list(raw.get("scales", {})), raw.get("description", "")
+
+
 def find_suite(registry: Any, name_or_path: str) -> Path:
     path = Path(name_or_path)
     # A file path, or anything ending in .toml; a directory named like a suite (e.g. its
@@ -259,7 +268,7 @@ def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None
 def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = None,
                    placeholders: bool = False) -> None:
     """Checks that need the model or data: layer names, schedules, rewind steps, component combinations."""
-    from gstbench.engine import build_model, component, load_data
+    from gstbench.engine.setup import build_model, component, load_data
 
     checked: set[str] = set()
     models: dict[str, Any] = {}
@@ -289,7 +298,7 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
 
 def _check_metrics(spec: CellSpec, registry: Any, model: Any, data: Any) -> None:
     """Each metric builds with its options and applies to this model and data (its own ``check``)."""
-    from gstbench.engine import component
+    from gstbench.engine.setup import component
 
     for i, ref in enumerate(spec.metrics):
         comp = component(registry, "metrics", ref)
@@ -305,7 +314,7 @@ def _check_metrics(spec: CellSpec, registry: Any, model: Any, data: Any) -> None
 
 
 def _check_pruned(spec: CellSpec, registry: Any, model: Any, data: Any) -> None:
-    from gstbench.engine import build, component
+    from gstbench.engine.setup import build, component
     from gstbench.pruning import layer_states, weight_layer
     from gstbench.schedule import build_schedule
 

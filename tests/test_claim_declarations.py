@@ -72,7 +72,7 @@ def test_a_scale_replaces_groups_but_not_claims(registry, tmp_path):
 def test_the_cli_refuses_a_bad_claim_before_any_training(tmp_path):
     path = write(tmp_path, (TINY + CLAIMS).replace('kind = "order"', 'kind = "ordre"'))
     proc = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "out"))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.search(r"in .*suite\.toml, at key 'claims\[0\] \(targets\)\.test\.kind'.*did you mean: order",
                      proc.stderr)
     assert not (tmp_path / "out").exists()

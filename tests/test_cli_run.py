@@ -110,14 +110,14 @@ def test_suites_list_and_show_and_list_components():
     assert "7 configurations x 5 seeds (0-4) = 35 cells" in shown.stdout
     assert "axis prune.target: smallest, random, largest" in shown.stdout
     paper = run_cli("suites", "show", "tradeoff", "--scale", "quik")
-    assert paper.returncode == 1 and "suite has no scale 'quik' (did you mean: quick?)" in paper.stderr
+    assert paper.returncode == 2 and "suite has no scale 'quik' (did you mean: quick?)" in paper.stderr
     comps = json.loads(run_cli("list", "effectors", "--json").stdout)
     assert {c["id"] for c in comps} >= {"gstbench:mask", "gstbench:remove"}
     assert all(c["description"] for c in comps)
     bad = run_cli("list", "scorerz")
     assert bad.returncode == 2 and "scorers" in bad.stderr
     missing = run_cli("report", str(DATA))
-    assert missing.returncode == 1 and "no suite.json" in missing.stderr
+    assert missing.returncode == 2 and "no suite.json" in missing.stderr
 
 
 def test_every_axis_of_a_suite_gets_a_leaderboard_column(tmp_path):
@@ -190,3 +190,12 @@ def test_a_suite_question_is_answered_per_group_and_split(tmp_path):
     assert (all_runs["permanent"]["n"], all_runs["temporary"]["n"], all_runs["unpruned"]["n"]) == (4, 4, 2)
     assert answer["rows"][1]["groups"]["unpruned"]["n"] == 2  # the baseline joins every split
     assert answer["rows"][1]["groups"]["permanent"]["n"] == 2
+
+
+@pytest.mark.parametrize("command", [["report"], ["plot"], ["export"], ["claims"]])
+def test_bad_input_exits_2_with_one_line_from_every_command(tmp_path, command):
+    """One exit-code rule (README, Exit codes): a refused input is one line and exit 2, whichever command."""
+    args = [*command, str(DATA)] + ([str(tmp_path / "x.json")] if command == ["export"] else [])
+    proc = run_cli(*args)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr

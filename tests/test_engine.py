@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gstbench.config import cell_from_config
-from gstbench.engine import evaluate, run_cell
+from gstbench.engine import run_cell
+from gstbench.engine.evaluation import evaluate
 from gstbench.plugins import Registry, hookimpl
 
 from conftest import changed
@@ -117,8 +118,8 @@ def test_a_scorer_of_the_wrong_shape_fails_its_cell_with_the_scorer_named():
 
 
 class WeightNorm:
-    def compute(self, model, data, device):  # the 0.1 signature keeps working
-        return {"weight_norm": float(sum(p.detach().pow(2).sum() for p in model.parameters()) ** 0.5),
+    def compute(self, ctx):
+        return {"weight_norm": float(sum(p.detach().pow(2).sum() for p in ctx.model.parameters()) ** 0.5),
                 "weight_norm_settings": {"params": "all"}}
 
 
@@ -150,3 +151,20 @@ def test_a_resnet_cell_prunes_inner_and_post_shortcut_convs(registry):
     result = run_cell(spec, registry)
     assert result["status"] == "ok", result.get("traceback")
     assert result["metrics"]["remaining_filters"] == {"layer1.1.conv2": 4, "layer2.1.conv1": 8}
+
+
+def test_suite_validation_and_the_cost_estimate_import_setup_not_the_trainer():
+    """The first stage of the data path (suite -> cells) must not depend on the fourth (the engine's loop)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from gstbench.plugins import get_registry\n"
+            "from gstbench.suite import load_suite\n"
+            "from gstbench.cost import estimate\n"
+            "registry = get_registry()\n"
+            "estimate(load_suite(registry, 'tradeoff'), registry)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('gstbench.engine')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {name.rsplit(".", 1)[-1] for name in eval(out)}
+    assert "setup" in loaded and not loaded & {"loop", "pruner", "parent", "rounds", "cell"}, loaded

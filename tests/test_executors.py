@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gstbench.builtin.executors import PoolExecutor, visible_devices
-from gstbench.testing import DyingWork, StubCell, stored_results
+from gstbench._doubles import DyingWork, StubCell
+from gstbench.testing import stored_results
 
 from conftest import run_cli
 
@@ -43,7 +44,7 @@ def test_pool_stores_the_same_results_as_sequential_and_resumes(sequential_run, 
 
 def test_an_option_the_executor_lacks_is_refused_by_name():
     proc = run_cli("run", "--suite", TINY, "--executor", "sequential", "--workers", "2")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "executor 'gstbench:sequential' has no option 'workers' (--workers)" in proc.stderr
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from gstbench.config import CellSpec, cell_from_config, spec_from_canonical
+from gstbench.config import ADDED_LATER, CellSpec, cell_from_config, spec_from_canonical
 
 BASE = {
     "model": "cnn1d",
@@ -50,7 +50,7 @@ def test_full_ids_and_bare_names_give_the_same_cell(registry):
 def test_a_new_option_with_a_default_keeps_old_hashes(registry):
     old = spec(registry)
     Extended = dataclasses.make_dataclass(
-        "Extended", [("label_smoothing", float, dataclasses.field(default=0.0, metadata={"since": "0.2"}))],
+        "Extended", [("label_smoothing", float, dataclasses.field(default=0.0, metadata=ADDED_LATER))],
         bases=(CellSpec,), frozen=True)
     new = Extended(**{f.name: getattr(old, f.name) for f in dataclasses.fields(CellSpec)})
     assert new.hash == old.hash

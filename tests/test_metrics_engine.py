@@ -145,7 +145,7 @@ def test_tiny_ood_suite_reports_prune_potential_end_to_end(tmp_path):
     means = [r["excess_error_mean"]["mean"] for r in data["rows"]]
     assert means == sorted(means, reverse=True) and all("ood_nominal_acc" in r for r in data["rows"])
     bad = run_cli("report", str(out), "--sort", "excess_eror_mean")
-    assert bad.returncode == 1 and "did you mean: excess_error_mean" in bad.stderr
+    assert bad.returncode == 2 and "did you mean: excess_error_mean" in bad.stderr
     report = json.loads(run_cli("report", str(out), "--json").stdout)
     assert "bootstrap-t" in report["interval"]
     for row in report["rows"]:
@@ -172,7 +172,7 @@ def test_a_cached_parent_carries_the_rewind_state_and_the_second_copys_start(reg
 
 
 def test_the_independent_parent_is_another_seeds_parent_and_leaves_the_cell_unchanged(registry, tmp_path):
-    from gstbench.engine import independent_seed
+    from gstbench.engine.setup import independent_seed
 
     with_twin = changed(BASE, metrics=[{"name": "independent-agreement", "eps": [0.0, 0.5]},
                                        {"name": "functional-distance", "eps": [0.0, 0.5]}])

@@ -182,4 +182,4 @@ def test_a_broken_plugin_package_installed_with_pip_leaves_the_cli_working(tmp_p
     assert shown.returncode == 0 and "35 cells" in shown.stdout
 
     strict = run_cli("plugins", env={**env, "GSTBENCH_STRICT_PLUGINS": "1"})
-    assert strict.returncode == 1 and "was left out" in strict.stderr and "Traceback" not in strict.stderr
+    assert strict.returncode == 2 and "was left out" in strict.stderr and "Traceback" not in strict.stderr

@@ -9,8 +9,11 @@ import torch
 from gstbench.builtin.scorers import NormScorer
 from gstbench.components import WEIGHTS, PruningContext
 from gstbench.config import cell_from_config
-from gstbench.engine import _Pruner, build_model, evaluate, linear_mode_connectivity, load_data, run_cell, \
-    weight_distance
+from gstbench.engine import run_cell
+from gstbench.engine.evaluation import evaluate
+from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
+from gstbench.engine.pruner import Pruner
+from gstbench.engine.setup import build_model, load_data
 from gstbench.errors import SpecError
 from gstbench.plugins import Registry, hookimpl
 from gstbench.suite import validate_cells
@@ -126,7 +129,7 @@ def pruner_for(registry, **changes):
     model = build_model(registry, spec, data)
     ctx = PruningContext(model, torch.optim.SGD(model.parameters(), lr=0.1), data.x_train[:2],
                          torch.Generator().manual_seed(0))
-    return _Pruner(spec, registry, ctx, {"prune_s": 0.0}), model, data
+    return Pruner(spec, registry, ctx, {"prune_s": 0.0}), model, data
 
 
 def test_global_magnitude_pruning_cuts_the_globally_smallest_weights(registry):

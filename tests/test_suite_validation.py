@@ -73,11 +73,11 @@ def test_cli_refuses_a_bad_suite_without_training_and_without_traceback(tmp_path
     path = write(tmp_path, TINY.replace('scorer = "l2"', 'scorer = "l3"'))
     out = tmp_path / "out"
     proc = run_cli("run", "--suite", str(path), "--out", str(out))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert f"Error: in {path}, at key 'prune.scorer': unknown scorer 'l3'" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
     unknown = run_cli("run", "--suite", "tradof")
-    assert unknown.returncode == 1 and "did you mean: tradeoff" in unknown.stderr
+    assert unknown.returncode == 2 and "did you mean: tradeoff" in unknown.stderr
 
 
 def test_a_scorer_override_replaces_the_scorer_of_every_pruned_configuration(registry):

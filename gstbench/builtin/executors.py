@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
-from gstbench.engine import failed_result
+from gstbench.engine.result import failed_result
 from gstbench.plugins import hookimpl
 
 

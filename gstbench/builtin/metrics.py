@@ -208,7 +208,7 @@ def _shifts(data: TensorData, seed: int):
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    from gstbench.engine import evaluate
+    from gstbench.engine.evaluation import evaluate
 
     return evaluate(model, x.to(device), y.to(device))[0]
 

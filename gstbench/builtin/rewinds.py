@@ -28,6 +28,9 @@ class NoRewind:
     def rewind(self, ctx: RewindContext) -> Resume:
         return Resume(step=0, replay_lr=False)
 
+    def resume_step(self, steps_per_epoch, total_steps):
+        return 0
+
 
 class WeightRewind:
     def __init__(self, at: str):
@@ -39,7 +42,10 @@ class WeightRewind:
     @torch.no_grad()
     def rewind(self, ctx: RewindContext) -> Resume:
         ctx.model.load_state_dict(ctx.checkpoint)
-        return Resume(step=self.checkpoint_step(ctx.steps_per_epoch, ctx.total_steps))
+        return Resume(step=self.resume_step(ctx.steps_per_epoch, ctx.total_steps))
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return self.checkpoint_step(steps_per_epoch, total_steps)
 
 
 class LearningRateRewind:
@@ -51,7 +57,10 @@ class LearningRateRewind:
         return None
 
     def rewind(self, ctx: RewindContext) -> Resume:
-        return Resume(step=_step(self.at, ctx.steps_per_epoch, ctx.total_steps, "lr"))
+        return Resume(step=self.resume_step(ctx.steps_per_epoch, ctx.total_steps))
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return _step(self.at, steps_per_epoch, total_steps, "lr")
 
 
 class Reinitialize:
@@ -62,6 +71,9 @@ class Reinitialize:
     def rewind(self, ctx: RewindContext) -> Resume:
         ctx.model.load_state_dict(ctx.fresh_state())
         return Resume(step=0)
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return 0
 
 
 def none():

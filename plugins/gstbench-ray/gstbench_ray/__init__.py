@@ -12,7 +12,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 
 import gstbench
-from gstbench.engine import failed_result
+from gstbench.engine.result import failed_result
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from gstbench.testing import DyingWork, StubCell, stored_results
+from gstbench._doubles import DyingWork, StubCell
+from gstbench.testing import stored_results
 from gstbench_ray import RayExecutor
 
 SUITE = """

@@ -1,0 +1,36 @@
+"""The engine: trains one cell with its pruning schedule and returns its result as plain data.
+
+One module per job, in the order a cell meets them:
+
+    setup.py       components from the registry, data, model, device, precision, seeds
+    evaluation.py  accuracy and loss in eval mode; the cell's metrics
+    loop.py        Trainer: the step loop, its Hooks, the per-epoch curves
+    pruner.py      Pruner: what a pruning event does (t_pre -> score -> select -> effector -> t_post)
+    parent.py      the unpruned parent (trained, or from the cache) and its independent twin
+    rounds.py      prune-retrain rounds: rewinding, lottery tickets, data-order stability
+    lmc.py         linear mode connectivity between two trained copies
+    cell.py        run_cell: one cell from start to result (its docstring has the call nesting)
+    result.py      a failed cell's record and the environment, which executors build too
+
+``run_cell`` and ``failed_result`` are importable from here; they load on first use, so
+that importing ``gstbench.engine.setup`` (suite validation, the cost estimate) or
+``engine.result`` (executors) does not import the trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run_cell", "failed_result"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run_cell":
+        from gstbench.engine.cell import run_cell
+
+        return run_cell
+    if name == "failed_result":
+        from gstbench.engine.result import failed_result
+
+        return failed_result
+    raise AttributeError(f"module 'gstbench.engine' has no attribute '{name}'")

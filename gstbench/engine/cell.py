@@ -1,0 +1,136 @@
+"""One cell from start to stored result: set up, train with its pruning schedule (or rounds), measure.
+
+The nesting, top to bottom:
+
+    run_cell(spec)                        never raises for the cell's own errors: a 'failed' result
+      _train_cell                         seeds, data, model, Trainer, Pruner
+        run_schedule | rounds.run_rounds  pruning during one training run | prune-retrain rounds
+          Trainer.train                   the step loop (loop.py)
+            Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
+        evaluate (train set), measure     the final metrics (evaluation.py)
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+
+from gstbench.components import Evaluated, PruningContext
+from gstbench.config import CellSpec
+from gstbench.engine.evaluation import compares_with_parent, evaluate, measure
+from gstbench.engine.loop import Progress, Trainer
+from gstbench.engine.parent import independent_parent, parent_model, train_parent
+from gstbench.engine.pruner import Pruner
+from gstbench.engine.result import environment, failed_result
+from gstbench.engine.rounds import run_rounds
+from gstbench.engine.setup import build_model, component, fast_path, load_data, place, seed_everything
+from gstbench.parents import ParentCache
+from gstbench.schedule import iterative_rate
+
+
+def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None,
+             parents: ParentCache | None = None) -> dict[str, Any]:
+    """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
+
+    ``parents`` shares unpruned parents between cells (the run directory's cache); without
+    it, a cell trains its parent itself when it needs one.
+    """
+    started = time.perf_counter()
+    try:
+        result = _train_cell(spec, registry, torch.device(device), progress, parents)
+        result["status"] = "ok"
+    except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
+        return failed_result(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
+                             time.perf_counter() - started)
+    result.update(hash=spec.hash, seed=spec.seed, wall_s=round(time.perf_counter() - started, 3),
+                  environment=environment(device))
+    return result
+
+
+def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None,
+                parents: ParentCache | None) -> dict[str, Any]:
+    timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
+    data_seed, prune_seed = seed_everything(spec.seed)
+    if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
+        torch.backends.cudnn.benchmark = True
+    data = load_data(registry, spec).to(device, channels_last=fast_path(device))
+    torch.manual_seed(spec.seed)
+    model = place(build_model(registry, spec, data), device)
+    model.train()
+    prune = spec.prune
+    rounds = prune.rounds if prune else 0
+    copies = 2 if prune and prune.data_order_stability else 1
+    trainer = Trainer(spec, data, model, timing, progress, spec.train.epochs * (rounds + 1) * copies)
+    ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
+                         torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
+    pruner = Pruner(spec, registry, ctx, timing) if prune else None
+    needs_parent = any(compares_with_parent(component(registry, "metrics", ref)) for ref in spec.metrics)
+    if rounds:
+        result = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
+    else:
+        result = run_schedule(spec, trainer, pruner, data_seed, parents)
+    model.train()
+    t0 = time.perf_counter()
+    train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
+    timing["eval_s"] += time.perf_counter() - t0
+    events = result["events"]
+    instabilities = [e["instability"] for e in events]
+    final_test = result["curves"]["test_acc"][-1]
+    metrics: dict[str, Any] = {
+        "final_test_acc": final_test,
+        "best_test_acc": result["best_test_acc"],
+        "final_test_loss": result["curves"]["test_loss"][-1],
+        "train_acc": train_acc,
+        "train_loss": train_loss_eval,
+        "gap": train_acc - final_test,
+        "n_events": len(events),
+        "mean_instability": float(np.mean(instabilities)) if events else 0.0,
+        "stability": 1.0 - float(np.mean(instabilities)) if events else 1.0,
+        "iterative_rate": (max(s.fraction for _, s in prune.layers) if rounds else
+                           iterative_rate(prune, trainer.steps_per_epoch, trainer.total_steps)) if prune else 0.0,
+        "params": sum(p.numel() for p in model.parameters()),
+        "params_nonzero": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
+        **(pruner.unit_counts() if pruner else {}),
+        **result.get("metrics", {}),
+    }
+    if rounds:
+        metrics.update(result["rounds"][-1].get("metrics", {}))
+    elif spec.metrics:
+        subject = Evaluated(model)
+        parent = None
+        if needs_parent:
+            parent = subject if prune is None else Evaluated(parent_model(spec, registry, data, parents, timing))
+        metrics.update(measure(spec, registry, subject, data, device, parent, timing, None,
+                               independent_parent(spec, registry, data, parents, timing)))
+    out = {"metrics": metrics, "parent": result.get("parent"), "curves": result["curves"], "events": events,
+           "steps_per_epoch": trainer.steps_per_epoch, "total_steps": trainer.total_steps,
+           "timing": {k: round(v, 4) for k, v in timing.items()}}
+    if "rounds" in result:
+        out["rounds"] = result["rounds"]
+    return out
+
+
+def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_seed: int,
+                 parents: ParentCache | None) -> dict[str, Any]:
+    """One training run, pruning during it on the schedule (or not at all: then it is the parent)."""
+    if pruner is None:
+        curves, _, cached = train_parent(spec, trainer, data_seed, parents, set())
+        return {"curves": curves, "events": [], "best_test_acc": max(curves["test_acc"]),
+                "parent": "cached" if cached else "trained"}
+    events: list[dict[str, Any]] = []
+    schedule = pruner.schedule(trainer.steps_per_epoch, trainer.total_steps)
+
+    def on_event(step: int, epoch: int) -> None:
+        events.append(pruner.event(step, schedule[step], trainer.evaluate_test, epoch=epoch))
+
+    curves, _ = trainer.train(0, data_seed, hooks=pruner.hooks(schedule, on_event))
+    pruner.detach()
+    # Generalization: the best test accuracy at or after the last pruning event (the paper's code).
+    last = max(schedule) if schedule else -1
+    post = [events[-1]["t_post"]] if events else []
+    post += [acc for step, acc in zip(curves["step"], curves["test_acc"]) if step > last]
+    return {"curves": curves, "events": events, "best_test_acc": max(post)}

@@ -1,0 +1,199 @@
+"""The training loop: one model over a range of schedule steps, with the schedule's learning rate and data order.
+
+Per step: the epoch's permutation, a pruning event if one is due (``Hooks``), the learning
+rate, the batch, forward, backward, optimizer step; at each epoch's end the running train
+loss and a test evaluation go into the curves.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gstbench.components import TensorData
+from gstbench.config import CellSpec, steps_to_int
+from gstbench.engine.evaluation import evaluate
+from gstbench.engine.setup import autocast, make_optimizer
+from gstbench.errors import CellFailed
+
+Progress = Callable[[int, int], None]
+CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_acc_running", "test_acc", "test_loss")
+
+
+@dataclass
+class Hooks:
+    """What a training run calls besides the step itself; every part is optional."""
+
+    events: dict[int, list] = field(default_factory=dict)  # the steps that start with a pruning event
+    on_event: Callable[[int, int], None] | None = None  # (step, epoch), before that step's batch
+    before_batch: Callable[[int], None] | None = None  # a scorer that watches training
+    after_step: Callable[[], None] | None = None  # an effector that re-applies its masks
+
+
+def clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+class Trainer:
+    """Trains one model over a range of schedule steps; the learning rate and data order are the schedule's."""
+
+    def __init__(self, spec: CellSpec, data: TensorData, model: nn.Module, timing: dict[str, float],
+                 progress: Progress | None, planned_epochs: int):
+        self.spec, self.data, self.model, self.timing = spec, data, model, timing
+        self.n_train = data.x_train.shape[0]
+        self.batch_size = spec.train.batch_size
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.total_steps = spec.train.epochs * self.steps_per_epoch
+        self.milestones = sorted(steps_to_int(m, self.steps_per_epoch, self.total_steps)
+                                 for m in spec.train.milestones)
+        self.progress, self.planned_epochs, self.epochs_done = progress, planned_epochs, 0
+        self.optimizer = make_optimizer(spec, model)
+        self.steps_run = 0  # optimizer steps taken by any copy: invalidates a kept evaluation
+        self._last_eval: tuple[int, tuple[float, float]] | None = None
+        # The global RNG as training from step 0 finds it (dropout draws from it), so that a
+        # parent trained in any cell, or loaded from the cache, is the same parent.
+        self.start_rng = torch.random.get_rng_state()
+
+    def skip(self, epochs: int) -> None:
+        """Count epochs that came from the parent cache (for the progress bar)."""
+        self._count_epochs(epochs)
+
+    def _count_epochs(self, epochs: int) -> None:
+        self.epochs_done += epochs
+        if self.progress is not None:
+            self.progress(self.epochs_done, self.planned_epochs)
+
+    def new_optimizer(self, load: dict | None = None) -> torch.optim.Optimizer:
+        self.optimizer = make_optimizer(self.spec, self.model)
+        if load is not None:
+            self.optimizer.load_state_dict(load)
+        return self.optimizer
+
+    def lr_at(self, step: int, replay: bool = True) -> float:
+        drops = sum(m <= step for m in self.milestones) if replay else len(self.milestones)
+        return self.spec.train.lr * self.spec.train.gamma ** drops
+
+    def forget_evaluation(self) -> None:
+        self._last_eval = None
+
+    def evaluate_test(self, reuse: bool = False) -> tuple[float, float]:
+        """Test accuracy and loss; ``reuse`` returns the last result when no training step ran since it.
+
+        An event at an epoch boundary takes its t_pre from the end-of-epoch evaluation just
+        made on the same weights (evaluation is deterministic), which saves one pass per event.
+        """
+        if reuse and self._last_eval is not None and self._last_eval[0] == self.steps_run:
+            return self._last_eval[1]
+        t0 = time.perf_counter()
+        with autocast(self.spec, self.data.x_test.device):
+            acc_loss = evaluate(self.model, self.data.x_test, self.data.y_test)
+        self.timing["eval_s"] += time.perf_counter() - t0
+        self._last_eval = (self.steps_run, acc_loss)
+        return acc_loss
+
+    def train(self, start: int, data_seed: int, replay_lr: bool = True, hooks: Hooks | None = None,
+              keep: set[int] = frozenset(), every_epoch: bool = True) -> tuple[dict[str, list], dict[int, dict]]:
+        """Steps ``start`` to the end of the schedule; returns per-epoch curves and the states kept at ``keep``.
+
+        ``replay_lr`` False holds the learning rate at its final value (learning-rate rewinding
+        replays it). ``every_epoch`` False evaluates the test set only after the last epoch.
+        The data order of epoch e is the e-th permutation drawn from ``data_seed``, so a run
+        resumed at step k sees the same batches as an uninterrupted one from k on.
+        """
+        hooks = hooks or Hooks()
+        data, spe = self.data, self.steps_per_epoch
+        device = data.x_train.device
+        curves: dict[str, list] = {k: [] for k in CURVE_KEYS}
+        kept: dict[int, dict] = {}
+        order_gen = torch.Generator().manual_seed(data_seed)
+        aug_gen = torch.Generator(device) if data.augmentation is not None else None
+        aug_seed = int(np.random.SeedSequence([data_seed, 3]).generate_state(1)[0])
+        for _ in range(start // spe):  # the permutations of the epochs before ``start``
+            torch.randperm(self.n_train, generator=order_gen)
+        order = None
+        running = _Running(device)
+        t0 = time.perf_counter()
+        for step in range(start, self.total_steps):
+            epoch, b = divmod(step, spe)
+            if order is None or b == 0:
+                order = torch.randperm(self.n_train, generator=order_gen).to(device)
+            if step in hooks.events:  # pruning time is not training time
+                self.timing["train_s"] += time.perf_counter() - t0
+                hooks.on_event(step, epoch)
+                t0 = time.perf_counter()
+            if step in keep:
+                kept[step] = {"model": clone_state(self.model.state_dict()),
+                              "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+            lr = self.lr_at(step, replay_lr)
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            running.add(*self._step(step, lr, idx, hooks, aug_gen, aug_seed))
+            if (step + 1) % spe == 0 or step + 1 == self.total_steps:  # the epoch ends
+                self.timing["train_s"] += time.perf_counter() - t0
+                last = step + 1 == self.total_steps
+                self._end_epoch(curves, running, epoch, step, lr, evaluate_test=every_epoch or last)
+                t0 = time.perf_counter()
+        return curves, kept
+
+    def _step(self, step: int, lr: float, idx: torch.Tensor, hooks: Hooks, aug_gen: torch.Generator | None,
+              aug_seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step on the batch ``idx``; returns (loss, logits, labels) for the running statistics."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.data.x_train[idx], self.data.y_train[idx]
+        if self.data.augmentation is not None:  # seeded per step: a run resumed at any step draws the same crops
+            x = self.data.augmentation(x, aug_gen.manual_seed(aug_seed + step))
+        if hooks.before_batch is not None:
+            hooks.before_batch(step)
+        with autocast(self.spec, x.device):
+            out = self.model(x)
+            loss = F.cross_entropy(out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.steps_run += 1
+        if hooks.after_step is not None:
+            hooks.after_step()
+        return loss, out, y
+
+    def _end_epoch(self, curves: dict[str, list], running: "_Running", epoch: int, step: int, lr: float,
+                   evaluate_test: bool) -> None:
+        """The epoch's curve points: running train loss and accuracy, and the test set when asked."""
+        train_loss, train_acc = running.take()
+        if not math.isfinite(train_loss):
+            raise CellFailed(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}; "
+                             f"lower the learning rate or check the model")
+        test_acc, test_loss = self.evaluate_test() if evaluate_test else (None, None)
+        for key, value in (("epoch", epoch + 1), ("step", step + 1), ("lr", lr), ("train_loss", train_loss),
+                           ("train_acc_running", train_acc), ("test_acc", test_acc), ("test_loss", test_loss)):
+            curves[key].append(value)
+        self._count_epochs(1)
+
+
+class _Running:
+    """The epoch's running train loss and accuracy, summed on the device (one sync per epoch)."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += loss.detach() * y.shape[0]
+        self.correct += (out.detach().argmax(1) == y).sum()
+        self.seen += y.shape[0]
+
+    def take(self) -> tuple[float, float]:
+        """(mean loss, accuracy) so far, and start again."""
+        values = float(self.loss_sum) / self.seen, float(self.correct) / self.seen
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        self.seen = 0
+        return values

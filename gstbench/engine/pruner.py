@@ -1,0 +1,144 @@
+"""The pruner: one cell's scorer, target and effector over its layers, and what a pruning event does.
+
+An event, for every layer scheduled at that step: evaluate test accuracy (t_pre) -> score
+-> select -> apply the effector; then evaluate again (t_post).
+instability = (t_pre - t_post) / t_pre.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import torch
+
+from gstbench.components import TEMPORARY, LayerState, PruningContext
+from gstbench.config import CellSpec
+from gstbench.engine.loop import Hooks
+from gstbench.engine.setup import build, component
+from gstbench.pruning import layer_states
+from gstbench.schedule import LayerCut, build_schedule
+
+GLOBAL = "*"  # the layer name of a cut ranked over all pruned layers at once
+
+
+class Pruner:
+    """Scores, selects and applies one cell's pruning; keeps the per-layer state."""
+
+    def __init__(self, spec: CellSpec, registry: Any, ctx: PruningContext, timing: dict[str, float]):
+        prune = spec.prune
+        self.prune, self.ctx, self.timing = prune, ctx, timing
+        effector_comp = component(registry, "effectors", prune.effector)
+        self.temporary = TEMPORARY in effector_comp.capabilities
+        self.layers = layer_states(ctx.model, [name for name, _ in prune.layers], prune.granularity)
+        self.scorer = build(registry, "scorers", prune.scorer)
+        self.target = build(registry, "targets", prune.target)
+        self.effector = build(registry, "effectors", prune.effector)
+        if hasattr(self.scorer, "attach"):
+            self.scorer.attach(ctx, self.layers)
+        self.before_batch = getattr(self.scorer, "before_train_batch", None)
+        self.after_step = getattr(self.effector, "after_step", None)
+        self.observes_training = hasattr(self.scorer, "attach") or self.before_batch is not None
+
+    def hooks(self, events: dict[int, list] | None = None,
+              on_event: Callable[[int, int], None] | None = None) -> Hooks:
+        """What the training loop calls for this pruner: its scorer's and effector's per-step work, and events."""
+        return Hooks(events or {}, on_event, self.before_batch, self.after_step)
+
+    def schedule(self, steps_per_epoch: int, total_steps: int) -> dict[int, list[LayerCut]]:
+        return build_schedule(self.prune, {n: s.n_original for n, s in self.layers.items()},
+                              steps_per_epoch, total_steps)
+
+    def round_cuts(self) -> list[LayerCut]:
+        """A round cuts ``fraction`` of what remains (rounded up, as OpenLTH), per layer or over all."""
+        fractions = dict(self.prune.layers)
+        if self.prune.scope == "global":
+            alive = sum(s.n_alive for s in self.layers.values())
+            total = math.ceil(round(fractions[next(iter(self.layers))].fraction * alive, 9))
+            return [LayerCut(GLOBAL, total, 1, 1)]
+        return [LayerCut(n, math.ceil(round(fractions[n].fraction * s.n_alive, 9)), 1, 1)
+                for n, s in self.layers.items()]
+
+    def detach(self) -> None:
+        if hasattr(self.scorer, "detach"):
+            self.scorer.detach()
+
+    def sparsity(self) -> float:
+        """The pruned share of the listed layers' units."""
+        original = sum(s.n_original for s in self.layers.values())
+        return 1 - sum(s.n_alive for s in self.layers.values()) / original
+
+    def unit_counts(self) -> dict[str, Any]:
+        unit = "filters" if self.prune.granularity == "filters" else "weights"
+        return {f"remaining_{unit}": {n: s.n_physical if self.temporary else s.n_alive
+                                      for n, s in self.layers.items()},
+                f"targeted_{unit}": {n: s.n_original - s.n_alive for n, s in self.layers.items()},
+                "sparsity": 0.0 if self.temporary else self.sparsity()}
+
+    def event(self, step: int, cuts: list[LayerCut], evaluate_test, **extra: Any) -> dict[str, Any]:
+        """t_pre -> score, select, apply for every cut -> t_post."""
+        t_pre, loss_pre = evaluate_test(reuse=True)
+        t0 = time.perf_counter()
+        ctx = self.ctx
+        ctx.step = step
+        if self.prune.scope == "global":
+            count = sum(c.count for c in cuts)
+            cuts = [LayerCut(GLOBAL, count, cuts[0].index, cuts[0].of)]
+        record: dict[str, Any] = {}
+        for cut in cuts:
+            names = list(self.layers) if cut.layer == GLOBAL else [cut.layer]
+            for name, chosen in self._select(names, cut.count).items():
+                record[name] = {**self._apply(self.layers[name], chosen), "event": cut.index, "of": cut.of}
+        self.timing["prune_s"] += time.perf_counter() - t0
+        t_post, loss_post = evaluate_test()
+        instability = (t_pre - t_post) / t_pre if t_pre > 0 else 0.0
+        return {"step": step, **extra, "t_pre": t_pre, "t_post": t_post, "loss_pre": loss_pre,
+                "loss_post": loss_post, "instability": instability, "layers": record}
+
+    def _select(self, names: list[str], count: int) -> dict[str, torch.Tensor]:
+        """Flat physical indices per layer; one ranking over all ``names`` (a single layer, or global)."""
+        scores, alive = [], []
+        for name in names:
+            layer = self.layers[name]
+            s = self.scorer.score(layer, self.ctx).to("cpu")
+            if s.shape != layer.alive.shape:
+                raise ValueError(f"scorer {self.prune.scorer.id} returned scores of shape {tuple(s.shape)} for layer "
+                                 f"'{name}' with {layer.granularity} of shape {tuple(layer.alive.shape)}")
+            scores.append(s.flatten().float())
+            alive.append(layer.alive_flat)
+        scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
+        count = min(count, int(alive_cat.sum()))
+        chosen = self.target.select(scores_cat, alive_cat, count, self.ctx.generator).to("cpu")
+        if chosen.numel() != count or not bool(alive_cat[chosen].all()) or chosen.unique().numel() != count:
+            raise ValueError(f"target {self.prune.target.id} picked {chosen.numel()} units for {', '.join(names)}: "
+                             f"needs {count} distinct alive units")
+        out, offset = {}, 0
+        for name, s in zip(names, scores):
+            mine = chosen[(chosen >= offset) & (chosen < offset + s.numel())] - offset
+            offset += s.numel()
+            if mine.numel():
+                out[name] = mine
+        return out
+
+    def _apply(self, layer: LayerState, chosen: torch.Tensor) -> dict[str, Any]:
+        original = layer.original_index[chosen].tolist()
+        apply_effector(self.effector, layer, chosen, self.ctx, self.scorer)
+        rec: dict[str, Any] = {"count": len(original), "remaining": layer.n_alive}
+        if layer.granularity == "filters":  # single weights would flood events.jsonl
+            rec["pruned"] = sorted(original)
+        return rec
+
+
+def apply_effector(effector: Any, layer: LayerState, chosen: torch.Tensor, ctx: PruningContext,
+                   scorer: Any = None) -> torch.Tensor | None:
+    """Mark ``chosen`` dead, apply the effector, and when it changed shapes follow the surviving units
+    (the layer's state, and the scorer's per-unit state through ``units_removed``)."""
+    layer.alive.view(-1)[chosen] = False
+    kept = effector.apply(layer, chosen, ctx)
+    if kept is not None:
+        layer.alive = layer.alive[kept]
+        layer.original_index = layer.original_index[kept]
+        if hasattr(scorer, "units_removed"):
+            scorer.units_removed(layer, kept)
+    return kept

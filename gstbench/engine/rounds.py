@@ -1,0 +1,116 @@
+"""Prune-retrain rounds (REFERENCE.md section 3): lottery tickets, rewinding, and data-order stability.
+
+Round 0 trains the unpruned parent (from the parent cache when stored). Each later round
+prunes a fraction of what remains, rewinds, and retrains; with data-order stability a second
+copy trains from the same start with another data order, and the two are compared (lmc.py).
+The cell's metrics run at the end of every round, so one cell gives a whole prune-ratio sweep.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from gstbench.components import Evaluated, PruningContext, RewindContext, TensorData
+from gstbench.config import CellSpec
+from gstbench.engine.evaluation import measure
+from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
+from gstbench.engine.loop import Hooks, Trainer, clone_state
+from gstbench.engine.parent import independent_parent, train_parent
+from gstbench.engine.pruner import Pruner
+from gstbench.engine.setup import build, build_model
+from gstbench.parents import ParentCache
+
+
+def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer, pruner: Pruner,
+               ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool) -> dict[str, Any]:
+    """Train; then R times: prune a fraction of what remains, rewind, retrain."""
+    prune, model = spec.prune, trainer.model
+    rewind = build(registry, "rewinds", spec.rewind)
+    k = rewind.checkpoint_step(trainer.steps_per_epoch, trainer.total_steps)
+    fork = k if k is not None else 0  # where round 0's second copy starts
+    twin_seed = int(np.random.SeedSequence([spec.seed, 1]).generate_state(1)[0])
+    keep = {k} if k is not None else set()
+    if prune.data_order_stability:
+        keep.add(fork)
+    events: list[dict[str, Any]] = []
+    rounds: list[dict[str, Any]] = []
+
+    curves, kept, cached = train_parent(spec, trainer, data_seed, parents, keep, pruner)
+    checkpoint = kept[k]["model"] if k is not None else None
+    rounds.append(_round_summary(0, pruner, curves, 0, True))
+    if prune.data_order_stability:
+        rounds[-1].update(_twin(trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points))
+    parent = None
+    if spec.metrics:
+        subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
+        parent = subject if needs_parent else None
+        independent = independent_parent(spec, registry, data, parents, trainer.timing)
+        rounds[-1]["metrics"] = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0,
+                                        independent)
+
+    def fresh_state(r: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(int(np.random.SeedSequence([spec.seed, 2, r]).generate_state(1)[0]))
+        return build_model(registry, spec, data).state_dict()
+
+    for r in range(1, prune.rounds + 1):
+        events.append(pruner.event(trainer.total_steps, pruner.round_cuts(), trainer.evaluate_test, round=r))
+        resume = rewind.rewind(RewindContext(model, checkpoint, lambda r=r: fresh_state(r),
+                                             trainer.steps_per_epoch, trainer.total_steps, r))
+        trainer.forget_evaluation()
+        if pruner.after_step is not None:
+            pruner.after_step()  # the masks again: a rewind reloads pruned weights too
+        ctx.optimizer = trainer.new_optimizer()
+        if prune.data_order_stability:  # the second copy starts here too
+            start = {"model": clone_state(model.state_dict()), "optimizer": None}
+        curves, _ = trainer.train(resume.step, data_seed, resume.replay_lr, hooks=pruner.hooks())
+        rounds.append(_round_summary(r, pruner, curves, resume.step, resume.replay_lr))
+        if prune.data_order_stability:
+            rounds[-1].update(_twin(trainer, pruner, start, resume.step, resume.replay_lr, twin_seed,
+                                    prune.lmc_points))
+        if spec.metrics:
+            rounds[-1]["metrics"] = measure(spec, registry, Evaluated(model), data, data.x_train.device, parent,
+                                            trainer.timing, r, independent)
+        ctx.optimizer = trainer.optimizer
+    pruner.detach()
+    last = rounds[-1]
+    metrics = {"best_test_acc_by_round": [x["best_test_acc"] for x in rounds],
+               "sparsity_by_round": [x["sparsity"] for x in rounds]}
+    if prune.data_order_stability:
+        metrics.update(lmc_barrier=last["lmc"]["barrier"], weight_distance=last["weight_distance"],
+                       lmc_barrier_by_round=[x["lmc"]["barrier"] for x in rounds])
+    return {"curves": curves, "events": events, "best_test_acc": last["best_test_acc"], "rounds": rounds,
+            "metrics": metrics, "parent": "cached" if cached else "trained"}
+
+
+def _round_summary(r: int, pruner: Pruner, curves: dict[str, list], start: int, replay_lr: bool) -> dict:
+    return {"round": r, "sparsity": pruner.sparsity(), "remaining": {n: s.n_alive for n, s in pruner.layers.items()},
+            "start_step": start, "replay_lr": replay_lr, "final_test_acc": curves["test_acc"][-1],
+            "best_test_acc": max(curves["test_acc"]), "curves": curves}
+
+
+def _twin(trainer: Trainer, pruner: Pruner, start: dict, start_step: int, replay_lr: bool, twin_seed: int,
+          points: int) -> dict[str, Any]:
+    """Train a second copy from ``start`` with another data order; compare it with the first (the model now)."""
+    model = trainer.model
+    first = clone_state(model.state_dict())
+    first_optimizer = trainer.optimizer
+    model.load_state_dict(start["model"])
+    trainer.new_optimizer(start["optimizer"])
+    # the twin keeps the masks (after_step) but feeds no scorer statistics: only the first copy is pruned from
+    curves, _ = trainer.train(start_step, twin_seed, replay_lr, hooks=Hooks(after_step=pruner.after_step),
+                              every_epoch=False)
+    second = clone_state(model.state_dict())
+    model.load_state_dict(first)
+    trainer.optimizer = first_optimizer
+    trainer.forget_evaluation()  # the last one was the second copy's
+    t0 = time.perf_counter()
+    lmc = linear_mode_connectivity(model, first, second, trainer.data.x_test, trainer.data.y_test, points)
+    trainer.timing["lmc_s"] = trainer.timing.get("lmc_s", 0.0) + time.perf_counter() - t0
+    weights = [f"{layer.spec.conv}.weight" for layer in pruner.layers.values()]
+    return {"twin_final_test_acc": curves["test_acc"][-1], "weight_distance": weight_distance(first, second, weights),
+            "lmc": lmc}

@@ -1,0 +1,25 @@
+"""The one results reader: a run directory read once, its cells grouped by configuration key, whatever they print as."""
+
+from __future__ import annotations
+
+from conftest import DATA
+from gstbench.config import config_key
+from gstbench.plugins import Registry
+from gstbench.plots import _groups
+from gstbench.reader import load_results
+from gstbench.report import build_report
+from gstbench.runner import run_suite
+from gstbench.suite import load_suite
+
+
+def test_configurations_that_print_alike_stay_apart_everywhere(tmp_path):
+    registry = Registry()
+    suite = load_suite(registry, str(DATA / "tiny_same_label.toml"))
+    assert run_suite(suite, tmp_path / "run", registry).failed == 0
+    results = load_results(tmp_path / "run")
+    # the key is the one the suite computed before the run, for every reader
+    assert sorted(c.key for c in results.configurations) == sorted({cell.config_hash for cell in suite.cells})
+    assert all(c.key == config_key(c.spec) and [x.status for x in c.cells] == ["ok"] for c in results.configurations)
+    assert len(build_report(tmp_path / "run")["rows"]) == 2
+    _, groups = _groups(tmp_path / "run")
+    assert len(groups) == 2 and all("[" in label for label in groups)  # same label: told apart by the key
