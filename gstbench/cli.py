@@ -246,12 +246,11 @@ def _echo_csv(data) -> None:
     """One row per configuration: its label columns (suite axes included) and every statistic's mean/low/high."""
     import csv
 
-    from gstbench.report import SHOWN_AXES
+    from gstbench.report import ROW_STATS, SHOWN_AXES, TWIN_STATS
 
     writer = csv.writer(sys.stdout)
     extra = [a for a in data["suite"].get("axes", {}) if a not in SHOWN_AXES]
-    stats = [s for s in ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap", "lmc_barrier",
-                         "weight_distance", data["rank"], *data["suite"].get("columns", []))
+    stats = [s for s in (*ROW_STATS, *TWIN_STATS, data["rank"], *data["suite"].get("columns", []))
              if any(s in r for r in data["rows"])]
     stats = list(dict.fromkeys(stats))  # the rank may be one of the above
     writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "missing"]

@@ -28,6 +28,11 @@ Stat = Callable[..., dict[str, Any]]
 
 
 SHOWN_AXES = {"prune.scorer", "prune.target", "prune.effector", "prune.period"}
+# The leaderboard's own statistics: every row has them, the table shows those with a header, the CSV all.
+ROW_STATS = ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap")
+TABLE_STATS = {"stability": "stability %", "final_test_acc": "final test %", "best_test_acc": "best test %",
+               "gap": "gap %"}
+TWIN_STATS = {"lmc_barrier": "LMC barrier %", "weight_distance": "distance"}  # suites with two data orders
 
 
 def describe_config(spec: dict[str, Any], axes: list[str] = ()) -> dict[str, Any]:
@@ -77,17 +82,11 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
         row.update(
             rate=metrics[0]["iterative_rate"] if metrics else None,
             n=len(metrics), failed=len(failed), missing=len(config.with_status("missing")),
-            stability=stat([m["stability"] for m in metrics]),
-            final_test_acc=stat([m["final_test_acc"] for m in metrics]),
-            best_test_acc=stat([m["best_test_acc"] for m in metrics]),
-            train_acc=stat([m["train_acc"] for m in metrics]),
-            gap=stat([m["gap"] for m in metrics]),
+            **{s: stat([m[s] for m in metrics]) for s in ROW_STATS},
             errors=failed,
         )
         if any("lmc_barrier" in m for m in metrics):
-            row.update(lmc_barrier=stat([m["lmc_barrier"] for m in metrics if "lmc_barrier" in m]),
-                       weight_distance=stat([m["weight_distance"] for m in metrics
-                                                      if "weight_distance" in m]))
+            row.update({s: stat([m[s] for m in metrics if s in m]) for s in TWIN_STATS})
         if any("rounds" in r for r in ok):
             row["rounds"] = _round_stats([r["rounds"] for r in ok if "rounds" in r], stat)
         for col in {*suite.get("columns", []), rank} - set(row):
@@ -301,18 +300,18 @@ def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
 def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
     twins = any("lmc_barrier" in r for r in report["rows"])
-    shown = {"stability", "final_test_acc", "best_test_acc", "gap", "lmc_barrier", "weight_distance"}
     # the rank gets a column too, unless the table shows it already (e.g. best_test_acc)
-    columns = [c for c in dict.fromkeys([report["rank"], *report["suite"].get("columns", [])]) if c not in shown]
-    headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", "stability %", "final test %",
-               "best test %", "gap %", *(["LMC barrier %", "distance"] if twins else []), *columns]
+    columns = [c for c in dict.fromkeys([report["rank"], *report["suite"].get("columns", [])])
+               if c not in {*TABLE_STATS, *TWIN_STATS}]
+    headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", *TABLE_STATS.values(),
+               *(TWIN_STATS.values() if twins else []), *columns]
     table = []
     for r in report["rows"]:
         table.append([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra),
                       "-" if not r["rate"] else f"{100 * r['rate']:.1f}",
                       f"{r['n']}" + (f" (+{r['failed']} failed)" if r["failed"] else "")
                       + (f" (+{r['missing']} missing)" if r["missing"] else ""),
-                      _pct(r["stability"]), _pct(r["final_test_acc"]), _pct(r["best_test_acc"]), _pct(r["gap"]),
+                      *(_pct(r[s]) for s in TABLE_STATS),
                       *([_pct(r["lmc_barrier"]) if "lmc_barrier" in r else "-",
                          _num(r["weight_distance"]) if "weight_distance" in r else "-"] if twins else []),
                       *(_num(r[c]) for c in columns)])

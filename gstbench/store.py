@@ -68,10 +68,9 @@ class Store:
 
     def finish(self, spec: CellSpec, result: dict[str, Any]) -> None:
         d = self.cell_dir(spec)
-        events = result.pop("events", [])
+        events = result.get("events", [])  # one line each in events.jsonl, not in result.json
         atomic_write_text(d / "events.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
-        atomic_write_json(d / "result.json", result)
-        result["events"] = events
+        atomic_write_json(d / "result.json", {k: v for k, v in result.items() if k != "events"})
 
     def write_suite(self, data: dict[str, Any]) -> None:
         atomic_write_json(self.root / "suite.json", data)
