@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gstbench.claims import format_effect, format_p, parse_claims
+from gstbench.claims import VERDICTS, format_effect, format_p, parse_claims
 from gstbench.errors import GstbenchError
+from gstbench.reader import load_results
 from gstbench.report import claims_for
 from gstbench.seeds import describe_seeds, parse_seeds
-from gstbench.reader import load_results
 
 RESULTS_ROOT = Path("gstbench-results")
 NOT_RUN = "not run"
@@ -124,7 +124,7 @@ def render_claim_table(table: dict[str, Any], tablefmt: str = "simple") -> str:
             counts[c][verdict] += 1
     lines = [tabulate(body, headers=["claim", "suite", "paper's figure", *table["columns"]], tablefmt=tablefmt,
                       disable_numparse=True, maxcolwidths=widths), ""]
-    order = ("reproduced", "contradicted", "inconclusive", NOT_RUN)
-    lines += [f"{c}: " + ", ".join(f"{counts[c][v]} {v}" for v in order if v in counts[c]) for c in table["columns"]]
+    lines += [f"{c}: " + ", ".join(f"{counts[c][v]} {v}" for v in (*VERDICTS, NOT_RUN) if v in counts[c])
+              for c in table["columns"]]
     lines += [f"warning: {p}" for p in table["problems"]]
     return "\n".join(lines)

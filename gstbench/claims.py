@@ -388,7 +388,6 @@ def group_difference(label: str, a: list[Run], b: list[Run], metric: str, round_
                       metric)
 
 
-
 # ---- display ------------------------------------------------------------------------------
 def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> list[str]:
     """The claims table: one row per claim (its deciding part), then a row per part when there are several."""

@@ -33,6 +33,7 @@ class UserError(click.ClickException):
 
 
 def _registry():
+    # also called while click lists the commands for --help, before PluginCommands.invoke
     try:
         return get_registry()
     except GstbenchError as exc:
@@ -81,6 +82,13 @@ class PluginCommands(click.Group):
     def list_commands(self, ctx):
         self._add_plugin_commands()
         return super().list_commands(ctx)
+
+    def invoke(self, ctx):
+        """Every command's refused input (a GstbenchError) ends here: one line, exit 2."""
+        try:
+            return super().invoke(ctx)
+        except GstbenchError as exc:
+            raise UserError(str(exc)) from None
 
 
 def _use_plugins_dir(ctx, param, value) -> None:
@@ -145,12 +153,9 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     overrides = {**({"prune.scorer": scorer} if scorer else {}), **({"train.precision": "bf16"} if bf16 else {})}
     executor_options = {"workers": workers, "address": address, "gpus_per_cell": gpus_per_cell}
-    try:
-        build_executor(registry, executor, executor_options)  # a bad option fails before any data loads
-        suite = load_suite(registry, suite_name, scale=scale, seeds=seeds, overrides=overrides or None,
-                           metrics=list(metrics))
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    build_executor(registry, executor, executor_options)  # a bad option fails before any data loads
+    suite = load_suite(registry, suite_name, scale=scale, seeds=seeds, overrides=overrides or None,
+                       metrics=list(metrics))
     out = out or Path("gstbench-results") / suite.name
     bar = None
 
@@ -184,8 +189,6 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         click.echo(f"\ninterrupted: finished cells are stored in {out}; run the same command again to "
                    f"finish the rest", err=True)
         sys.exit(130)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -230,10 +233,7 @@ def report(directory, tablefmt, sort_by, metrics, interval, as_json) -> None:
     """Print the leaderboard of a result directory (written by `gstbench run --out`)."""
     from gstbench.report import build_report, render_leaderboard
 
-    try:
-        data = build_report(directory, rank=sort_by, interval=interval, columns=list(metrics))
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    data = build_report(directory, rank=sort_by, interval=interval, columns=list(metrics))
     if as_json or tablefmt == "json":
         _echo_json(data)
     elif tablefmt == "csv":
@@ -270,10 +270,7 @@ def claims_cmd(directories, tablefmt, as_json) -> None:
     """Every claim's verdict across result directories [default: each suite directory under ./gstbench-results/]."""
     from gstbench.claim_table import claim_table, render_claim_table
 
-    try:
-        table = claim_table(_registry(), list(directories) or None)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    table = claim_table(_registry(), list(directories) or None)
     if as_json or tablefmt == "json":
         _echo_json(table)
     else:
@@ -289,10 +286,7 @@ def plot(directory, dest, fmt) -> None:
     """Draw the figures a result directory's results allow (matplotlib, no display needed)."""
     from gstbench.plots import plot_all
 
-    try:
-        done = plot_all(directory, dest or directory / "plots", fmt)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    done = plot_all(directory, dest or directory / "plots", fmt)
     for path in done["written"]:
         click.echo(path)
     for name, why in done["skipped"].items():
@@ -306,10 +300,7 @@ def export_cmd(directory, file) -> None:
     """Write a result directory as one versioned JSON file (a CI baseline), or FILE.csv: one row per cell."""
     from gstbench.compare import export
 
-    try:
-        data = export(directory, file)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    data = export(directory, file)
     runs = sum(len(c["runs"]) for c in data["configurations"])
     click.echo(f"{file}: {len(data['configurations'])} configurations, {runs} runs", err=True)
 
@@ -338,10 +329,7 @@ def compare_cmd(base, new, tablefmt, metrics, tolerances) -> None:
             per_metric[name] = number
         else:
             default = number
-    try:
-        result = compare(load(base), load(new), list(metrics) or None, per_metric, default)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    result = compare(load(base), load(new), list(metrics) or None, per_metric, default)
     if tablefmt == "json":
         _echo_json(result)
     else:
@@ -384,11 +372,8 @@ def suites_show(name, scale, seeds, data_dir, tflops, as_json) -> None:
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     registry = _registry()
-    try:
-        suite = load_suite(registry, name, scale=scale, seeds=seeds, placeholders=data_dir is None)
-        estimate = cost.estimate(suite, registry, tflops or cost.DEFAULT_TFLOPS, placeholders=data_dir is None)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    suite = load_suite(registry, name, scale=scale, seeds=seeds, placeholders=data_dir is None)
+    estimate = cost.estimate(suite, registry, tflops or cost.DEFAULT_TFLOPS, placeholders=data_dir is None)
     summary = suite.summary()
     if as_json:
         _echo_json({**summary, "cost": estimate})
@@ -477,10 +462,7 @@ def new_plugin_cmd(name, kind, parent) -> None:
     """Write a plugin package NAME/ with one working component and a test of gstbench's contract."""
     from gstbench.scaffold import new_plugin, next_steps
 
-    try:
-        written = new_plugin(name, kind, parent)
-    except GstbenchError as exc:
-        raise UserError(str(exc)) from None
+    written = new_plugin(name, kind, parent)
     for path in written:
         click.echo(path)
     click.echo("\nnext:\n" + "\n".join(f"  {step}" for step in next_steps(name, kind, parent / name)), err=True)

@@ -198,8 +198,9 @@ class Effector(Protocol):
     def after_step(self) -> None:  # optional
         """After every optimizer step (and after a rewind): e.g. keep masks at zero."""
 
-    def check_layer(self, model: nn.Module, layer_name: str, prunable: Any, example_input: torch.Tensor) -> str | None:
-        """Optional, before training: the reason this effector cannot work on the layer, or None."""
+    def check_layer(self, model: nn.Module, layer_name: str, prunable: Any,
+                    example_input: torch.Tensor) -> str | None:  # optional
+        """Before training: the reason this effector cannot work on the layer, or None."""
 
 
 @dataclass

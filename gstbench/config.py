@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gstbench.components import REQUIRED
+from gstbench.errors import SpecError, UnknownComponent, closest
 
 # Field metadata of a core option added after cell hashes were first pinned: left out of the
 # canonical JSON while it holds its default, so results stored before it keep their hashes.
 ADDED_LATER = {"added_later": True}
-from gstbench.errors import SpecError, UnknownComponent, closest
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")

@@ -12,15 +12,15 @@ A figure whose results are absent is skipped, and the caller is told which.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gstbench.report import GENERALIZATION, build_report, describe_config
+from gstbench.reader import RunResults, load_results
+from gstbench.report import GENERALIZATION, describe_config, report_of
 from gstbench.stats import correlation, mean_interval
-from gstbench.reader import load_results
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -30,19 +30,18 @@ def _label(spec: dict[str, Any], axes: list[str]) -> str:
     return " ".join(str(v) for v in row.values() if v != "-")
 
 
-def _groups(out: Path) -> tuple[dict[str, Any], dict[str, list[tuple[dict, dict]]]]:
+def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
     """The finished runs of each configuration under its display label (two configurations that
     print alike, e.g. differing in an option no axis shows, keep apart by their key)."""
-    results = load_results(out)
     labels = {c.key: _label(c.spec, results.axes) for c in results.configurations}
-    shared = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    uses = Counter(labels.values())
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for config in results.configurations:
         runs = [(c.spec, c.result) for c in config.with_status("ok")]
         if runs:
             label = labels[config.key]
-            groups[f"{label} [{config.key[:6]}]" if label in shared else label] = runs
-    return results.suite, dict(sorted(groups.items()))
+            groups[f"{label} [{config.key[:6]}]" if uses[label] > 1 else label] = runs
+    return dict(sorted(groups.items()))
 
 
 def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, Any]:
@@ -56,8 +55,8 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, A
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     out, dest = Path(out), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    suite, groups = _groups(out)
-    report = build_report(out)
+    results = load_results(out)  # once, for the groups and the report
+    suite, groups, report = results.suite, _groups(results), report_of(results)
     written, skipped = [], {}
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
                        ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc)):

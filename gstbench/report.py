@@ -19,9 +19,9 @@ from tabulate import tabulate
 
 from gstbench.claims import Run, evaluate_claims, render_claims
 from gstbench.errors import GstbenchError, closest
-from gstbench.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
+from gstbench.reader import RunResults, load_results
 from gstbench.selection import in_group, label_at, short_label
-from gstbench.reader import load_results
+from gstbench.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
 
 GENERALIZATION = "best_test_acc"
 Stat = Callable[..., dict[str, Any]]
@@ -55,15 +55,17 @@ def describe_config(spec: dict[str, Any], axes: list[str] = ()) -> dict[str, Any
 
 def build_report(out: Path | str, rank: str | None = None, interval: str = "bootstrap",
                  columns: list[str] = ()) -> dict[str, Any]:
-    """Everything a leaderboard shows, as plain data (the CLI renders it).
+    """Everything a leaderboard of the run directory ``out`` shows, as plain data (the CLI renders it)."""
+    return report_of(load_results(out), rank, interval, columns)
 
-    ``rank`` overrides the suite's ranking metric, ``columns`` adds metric columns to the
-    suite's, ``interval`` is ``bootstrap`` (studentized) or ``t``.
-    """
+
+def report_of(results: RunResults, rank: str | None = None, interval: str = "bootstrap",
+              columns: list[str] = ()) -> dict[str, Any]:
+    """The leaderboard of a run already read. ``rank`` overrides the suite's ranking metric,
+    ``columns`` adds metric columns to the suite's, ``interval`` is ``bootstrap`` (studentized) or ``t``."""
     if interval not in INTERVALS:
         raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
     stat = functools.partial(mean_interval, method=interval)
-    results = load_results(out)
     suite = results.suite
     suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *columns]))
     rank = rank or suite.get("rank", GENERALIZATION)
@@ -71,10 +73,8 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
     pruned_runs = [result["metrics"] for spec, result in finished if spec["prune"] is not None]
     runs = [(spec, result["metrics"]) for spec, result in finished]  # (spec, metrics) of every finished run
     rows = []
-    ok_results = []
     for config in results.configurations:
         ok = [c.result for c in config.with_status("ok")]
-        ok_results += ok
         failed = [{"hash": c.result.get("hash"), "seed": c.result.get("seed"), "error": c.result.get("error")}
                   for c in config.with_status("failed")]
         metrics = [r["metrics"] for r in ok]
@@ -98,7 +98,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
     known = sorted({k for _, m in runs for k, v in m.items() if is_number(v)})
     for name in {rank, *suite["columns"]}:
         if runs and name not in known:
-            raise GstbenchError(f"no finished run in {out} has a metric '{name}'{closest(name, known)}; "
+            raise GstbenchError(f"no finished run in {results.directory} has a metric '{name}'{closest(name, known)}; "
                                 f"metrics: {', '.join(known)}")
     rows.sort(key=lambda r: -math.inf if r[rank]["mean"] is None else r[rank]["mean"], reverse=True)
     corr = correlation([m["stability"] for m in pruned_runs], [m[GENERALIZATION] for m in pruned_runs])
@@ -107,7 +107,7 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
               "missing": sum(r["missing"] for r in rows)}
     out = {"suite": suite, "rank": rank, "interval": describe_interval(interval), "rows": rows, "correlation": {
         "x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, "totals": totals}
-    out["time"] = _time_split(ok_results)
+    out["time"] = _time_split([c.result for config in results.configurations for c in config.with_status("ok")])
     out["correlations"] = []
     for x, y in suite.get("correlate", []):
         pairs = [(m[x], m[y]) for m in pruned_runs if is_number(m.get(x)) and is_number(m.get(y))]

@@ -1,4 +1,5 @@
-"""Linear mode connectivity (Frankle et al. 2020): the error along the line between two trained copies, and their distance."""
+"""Linear mode connectivity (Frankle et al. 2020): the error along the line between two trained copies,
+and the distance between them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The unpruned parent of a cell: trained from step 0 or loaded from the run directory's cache, and its independent twin."""
+"""The unpruned parent of a cell: trained from step 0 or loaded from the run directory's cache,
+and its independent twin."""
 
 from __future__ import annotations
 
