@@ -130,8 +130,8 @@ def main() -> None:
         t0 = time.perf_counter()
         accs = bare_loop(spec, registry)
         bare_times.append(time.perf_counter() - t0)
-        assert result["status"] == "ok", result.get("error")
-        same = max(abs(a - b) for a, b in zip(accs, result["curves"]["test_acc"]))
+        assert result.status == "ok", result.error
+        same = max(abs(a - b) for a, b in zip(accs, result.curves.test_acc))
         if same > 2e-3:
             raise SystemExit(f"the bare loop did different work: test accuracies differ by {same:.4f}")
     gst, bare = statistics.median(gst_times), statistics.median(bare_times)

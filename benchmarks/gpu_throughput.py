@@ -69,8 +69,8 @@ def gstbench_epochs(registry, batch: int, precision: str, epochs: int) -> list[f
     torch.cuda.synchronize()
     start = time.perf_counter()
     result = run_cell(spec, registry, device="cuda", progress=progress)
-    if result["status"] != "ok":
-        raise SystemExit(result["error"])
+    if result.status != "ok":
+        raise SystemExit(result.error)
     return [b - a for a, b in zip([start] + stamps, stamps)]
 
 

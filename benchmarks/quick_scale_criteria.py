@@ -29,6 +29,7 @@ import statistics
 import time
 from typing import Any
 
+from gstbench.cell_result import Curves
 from gstbench.config import steps_to_int
 from gstbench.engine import run_cell
 from gstbench.plugins import get_registry
@@ -49,9 +50,9 @@ def _label(spec) -> str:
     return f"{spec.prune.target.id.split(':')[-1]} {period}"
 
 
-def _accuracy_before(curves: dict[str, list], step: int) -> float | None:
+def _accuracy_before(curves: Curves, step: int) -> float | None:
     """Test accuracy at the last end-of-epoch evaluation at or before ``step``."""
-    seen = [a for s, a in zip(curves["step"], curves["test_acc"]) if s <= step and a is not None]
+    seen = [a for s, a in zip(curves.step, curves.test_acc) if s <= step and a is not None]
     return seen[-1] if seen else None
 
 
@@ -71,22 +72,22 @@ def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
             results[(key, spec.seed)] = run_cell(spec, registry)
             if spec is first:
                 times[_label(spec)] = time.perf_counter() - t0
-    failed = [k for k, r in results.items() if r["status"] != "ok"]
+    failed = [k for k, r in results.items() if r.status != "ok"]
     if failed:
         raise SystemExit(f"cells failed: {[results[k]['error'] for k in failed]}")
     unpruned_key = next(k for k, s in configs.items() if s[0].prune is None)
     pruned = {k: s[0] for k, s in configs.items() if s[0].prune is not None}
-    spe, total = next(iter(results.values()))["steps_per_epoch"], next(iter(results.values()))["total_steps"]
-    event_steps = {k: [e["step"] for e in results[(k, s.seed)]["events"]] for k, s in pruned.items()}
+    spe, total = next(iter(results.values())).steps_per_epoch, next(iter(results.values())).total_steps
+    event_steps = {k: [e.step for e in results[(k, s.seed)].events] for k, s in pruned.items()}
     first_event = min(min(v) for v in event_steps.values())
 
     # (b) and (e): the unpruned network on every criteria seed
     share, train_acc, gap = [], [], []
     for seed in seeds:
         r = results[(unpruned_key, seed)]
-        share.append(_accuracy_before(r["curves"], first_event) / r["metrics"]["final_test_acc"])
-        train_acc.append(r["metrics"]["train_acc"])
-        gap.append(r["metrics"]["gap"])
+        share.append(_accuracy_before(r.curves, first_event) / r.metrics["final_test_acc"])
+        train_acc.append(r.metrics["train_acc"])
+        gap.append(r.metrics["gap"])
 
     # (c) proportions of one pruned spec per rate
     spec0 = next(iter(pruned.values()))
@@ -95,7 +96,7 @@ def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
                    "layers": {}}
     for k, spec in pruned.items():
         for name, sched in spec.prune.layers:
-            layer_steps = sorted({e["step"] for e in results[(k, spec.seed)]["events"] if name in e["layers"]})
+            layer_steps = sorted({e.step for e in results[(k, spec.seed)].events if name in e.layers})
             proportions["layers"].setdefault(name, {"fraction": sched.fraction, "by_period": {}})
             proportions["layers"][name]["by_period"][sched.period] = {
                 "events": len(layer_steps), "first_%": round(100 * layer_steps[0] / total, 1),
@@ -112,10 +113,10 @@ def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
         if spec.prune.target.id.endswith(":largest"):
             r = results[(k, spec.seed)]
             shortfalls = []
-            for i, e in enumerate(r["events"]):
-                nxt = r["events"][i + 1]["step"] if i + 1 < len(r["events"]) else total
-                before = _accuracy_before(r["curves"], nxt)
-                shortfalls.append(e["t_pre"] - before if before is not None else float("nan"))
+            for i, e in enumerate(r.events):
+                nxt = r.events[i + 1].step if i + 1 < len(r.events) else total
+                before = _accuracy_before(r.curves, nxt)
+                shortfalls.append(e.t_pre - before if before is not None else float("nan"))
             recovery[_label(spec)] = {
                 "median_shortfall_points": round(100 * statistics.median(shortfalls), 2),
                 "recovered_share": round(sum(s <= RECOVERED_WITHIN for s in shortfalls) / len(shortfalls), 3)}

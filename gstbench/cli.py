@@ -176,8 +176,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
 
     def on_cell_done(spec, result):
         bar.update(1)
-        if result["status"] != "ok":
-            bar.write(f"cell {spec.hash[:16]} failed: {result['error']}", file=sys.stderr)
+        if not result.ok:
+            bar.write(f"cell {spec.hash[:16]} failed: {result.error}", file=sys.stderr)
 
     try:
         summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,

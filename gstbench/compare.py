@@ -50,7 +50,7 @@ def collect(directory: Path | str) -> dict[str, Any]:
         for cell in sorted(config.cells, key=lambda c: c.seed):
             run: dict[str, Any] = {"seed": cell.seed, "hash": cell.hash[:16], "status": cell.status}
             if cell.status == "ok":
-                run["metrics"] = {k: v for k, v in cell.result["metrics"].items() if is_number(v)}
+                run["metrics"] = {k: v for k, v in cell.result.metrics.items() if is_number(v)}
             runs.append(run)
         configs.append({"key": config.key[:16], "label": describe_config(config.spec, results.axes), "runs": runs})
     suite = results.suite

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gstbench.cell_result import Curves
 from gstbench.config import CellSpec, digest
 from gstbench.store import atomic_write_json
 
@@ -46,15 +47,16 @@ class ParentCache:
             meta = json.loads((d / "parent.json").read_text())
             if meta["key"] != parent_key(spec, device) or not steps <= set(meta["steps"]):
                 return None
+            curves = Curves.from_json(meta["curves"])  # a ResultFormatError is a ValueError
             states = torch.load(d / "states.pt", map_location=device, weights_only=True)
-        except (OSError, ValueError, KeyError, RuntimeError):
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             return None
         kept = {int(k): v for k, v in states["kept"].items()}
         if not steps <= set(kept):  # another process replaced the entry in between
             return None
-        return {"curves": meta["curves"], "final": states["final"], "kept": kept}
+        return {"curves": curves, "final": states["final"], "kept": kept}
 
-    def save(self, spec: CellSpec, device: torch.device, curves: dict[str, list], final: dict[str, torch.Tensor],
+    def save(self, spec: CellSpec, device: torch.device, curves: Curves, final: dict[str, torch.Tensor],
              kept: dict[int, dict]) -> None:
         d = self._dir(spec, device)
         d.mkdir(parents=True, exist_ok=True)
@@ -67,5 +69,5 @@ class ParentCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         atomic_write_json(d / "parent.json", {"key": parent_key(spec, device), "steps": sorted(kept),
-                                              "curves": curves, "spec": {k: spec.canonical()[k] for k in
+                                              "curves": curves.to_json(), "spec": {k: spec.canonical()[k] for k in
                                                                          ("model", "dataset", "train", "seed")}})

@@ -90,8 +90,8 @@ def _scatter(ax, suite, groups, report) -> str | None:
     pruned = _pruned(groups)
     xs, ys = [], []
     for label, runs in pruned.items():
-        x = [100 * r["metrics"]["stability"] for _, r in runs]
-        y = [100 * r["metrics"][GENERALIZATION] for _, r in runs]
+        x = [100 * r.metrics["stability"] for _, r in runs]
+        y = [100 * r.metrics[GENERALIZATION] for _, r in runs]
         ax.scatter(x, y, label=label, s=22, alpha=0.8)
         xs += x
         ys += y
@@ -110,21 +110,20 @@ def _scatter(ax, suite, groups, report) -> str | None:
 def _curves(ax, suite, groups, report) -> str | None:
     drawn = False
     for label, runs in groups.items():
-        curves = [r["curves"] for _, r in runs
-                  if r.get("curves") and all(a is not None for a in r["curves"]["test_acc"])]
+        curves = [r.curves for _, r in runs if r.curves and all(a is not None for a in r.curves.test_acc)]
         if not curves:
             continue
-        n = min(len(c["epoch"]) for c in curves)
-        epochs = curves[0]["epoch"][:n]
-        acc = np.array([[100 * a for a in c["test_acc"][:n]] for c in curves])
+        n = min(len(c.epoch) for c in curves)
+        epochs = curves[0].epoch[:n]
+        acc = np.array([[100 * a for a in c.test_acc[:n]] for c in curves])
         stats = [mean_interval(acc[:, j], method="t") for j in range(n)]
         mean = np.array([s["mean"] for s in stats])
         line, = ax.plot(epochs, mean, lw=1.2, label=f"{label} (n = {len(curves)})")
         if all(s["low"] is not None for s in stats):
             ax.fill_between(epochs, [s["low"] for s in stats], [s["high"] for s in stats], alpha=0.15,
                             color=line.get_color())
-        steps_per_epoch = runs[0][1].get("steps_per_epoch") or 1
-        for step in sorted({e["step"] for e in runs[0][1].get("events", []) if "round" not in e}):
+        steps_per_epoch = runs[0][1].steps_per_epoch or 1
+        for step in sorted({e.step for e in runs[0][1].events if e.round is None}):
             ax.axvline(step / steps_per_epoch, color=line.get_color(), lw=0.5, ls=":", alpha=0.7)
         drawn = True
     if not drawn:
@@ -189,12 +188,12 @@ def _potential(ax, suite, groups, report) -> str | None:
 def _lmc(ax, suite, groups, report) -> str | None:
     drawn = False
     for label, runs in groups.items():
-        lasts = [r["rounds"][-1] for _, r in runs if r.get("rounds") and "lmc" in r["rounds"][-1]]
+        lasts = [r.rounds[-1] for _, r in runs if r.rounds and r.rounds[-1].lmc is not None]
         if not lasts:
             continue
-        alpha = lasts[0]["lmc"]["alpha"]
-        errors = np.array([[100 * e for e in x["lmc"]["test_error"]] for x in lasts])
-        ax.plot(alpha, errors.mean(0), marker=".", label=f"{label} (sparsity {100 * lasts[0]['sparsity']:.1f}%)")
+        alpha = lasts[0].lmc.alpha
+        errors = np.array([[100 * e for e in x.lmc.test_error] for x in lasts])
+        ax.plot(alpha, errors.mean(0), marker=".", label=f"{label} (sparsity {100 * lasts[0].sparsity:.1f}%)")
         drawn = True
     if not drawn:
         return "no rounds trained with two data orders"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gstbench.cell_result import CellResult
 from gstbench.config import config_key
 from gstbench.store import Store
 
@@ -21,7 +22,7 @@ class StoredCell:
 
     spec: dict[str, Any]
     hash: str
-    result: dict[str, Any] | None
+    result: CellResult | None
 
     @property
     def seed(self) -> int:
@@ -30,7 +31,7 @@ class StoredCell:
     @property
     def status(self) -> str:
         """``ok``, ``failed`` or ``missing``."""
-        return "missing" if self.result is None else self.result["status"]
+        return "missing" if self.result is None else self.result.status
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RunResults:
     configurations: list[Configuration]
 
     @property
-    def finished(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    def finished(self) -> list[tuple[dict[str, Any], CellResult]]:
         """(spec, result) of every cell that finished ok."""
         return [(c.spec, c.result) for c in self.cells if c.status == "ok"]
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from tabulate import tabulate
 
+from gstbench.cell_result import CellResult, Round
 from gstbench.claims import Run, evaluate_claims, render_claims
 from gstbench.errors import GstbenchError, closest
 from gstbench.reader import RunResults, load_results
@@ -70,14 +71,14 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
     suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *columns]))
     rank = rank or suite.get("rank", GENERALIZATION)
     finished = results.finished  # (spec, result) of every finished run
-    pruned_runs = [result["metrics"] for spec, result in finished if spec["prune"] is not None]
-    runs = [(spec, result["metrics"]) for spec, result in finished]  # (spec, metrics) of every finished run
+    pruned_runs = [result.metrics for spec, result in finished if spec["prune"] is not None]
+    runs = [(spec, result.metrics) for spec, result in finished]  # (spec, metrics) of every finished run
     rows = []
     for config in results.configurations:
         ok = [c.result for c in config.with_status("ok")]
-        failed = [{"hash": c.result.get("hash"), "seed": c.result.get("seed"), "error": c.result.get("error")}
+        failed = [{"hash": c.result.hash, "seed": c.result.seed, "error": c.result.error}
                   for c in config.with_status("failed")]
-        metrics = [r["metrics"] for r in ok]
+        metrics = [r.metrics for r in ok]
         row = describe_config(config.spec, results.axes)
         row.update(
             rate=metrics[0]["iterative_rate"] if metrics else None,
@@ -87,12 +88,12 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         )
         if any("lmc_barrier" in m for m in metrics):
             row.update({s: stat([m[s] for m in metrics if s in m]) for s in TWIN_STATS})
-        if any("rounds" in r for r in ok):
-            row["rounds"] = _round_stats([r["rounds"] for r in ok if "rounds" in r], stat)
+        if any(r.rounds for r in ok):
+            row["rounds"] = _round_stats([r.rounds for r in ok if r.rounds], stat)
         for col in {*suite.get("columns", []), rank} - set(row):
             row[col] = stat([m[col] for m in metrics if is_number(m.get(col))])
         if any(_measures_shift(r) for r in ok):
-            row["potential"] = _potential([r["rounds"] for r in ok if r.get("rounds")],
+            row["potential"] = _potential([r.rounds for r in ok if r.rounds],
                                           suite.get("delta", 0.005), stat)
         rows.append(row)
     known = sorted({k for _, m in runs for k, v in m.items() if is_number(v)})
@@ -118,21 +119,21 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
     return out
 
 
-def claims_for(suite: dict[str, Any], finished: list[tuple[dict, dict]]) -> list[dict[str, Any]]:
+def claims_for(suite: dict[str, Any], finished: list[tuple[dict, CellResult]]) -> list[dict[str, Any]]:
     """The verdict of every claim the suite declares, from its finished runs (spec, result)."""
     runs = [claim_run(spec, result, suite.get("delta", 0.005)) for spec, result in finished]
     return evaluate_claims(suite.get("claims", []), suite.get("groups", {}), runs, suite.get("axis_labels", {}))
 
 
-def _time_split(results: list[dict[str, Any]]) -> dict[str, Any]:
+def _time_split(results: list[CellResult]) -> dict[str, Any]:
     """Where the cells' time went: training, evaluation, pruning, and each metric (all rounds)."""
-    wall = sum(r.get("wall_s", 0.0) for r in results)
+    wall = sum(r.wall_s for r in results)
     parts: dict[str, float] = defaultdict(float)
     by_metric: dict[str, float] = defaultdict(float)
     for r in results:
-        for k, v in r.get("timing", {}).items():
+        for k, v in r.timing.items():
             parts[k.removesuffix("_s")] += v
-        passes = [x.get("metrics", {}) for x in r.get("rounds", [])] or [r["metrics"]]
+        passes = [x.metrics or {} for x in r.rounds] or [r.metrics]
         for m in passes:
             for label, t in m.get("metric_wall_s", {}).items():
                 by_metric[label] += t
@@ -146,10 +147,10 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def run_potentials(rounds: list[dict[str, Any]], delta: float) -> dict[str, float]:
+def run_potentials(rounds: list[Round], delta: float) -> dict[str, float]:
     """One run's prune potential on nominal data, on each shift (its severities pooled) and over all shifts."""
-    parent, pruned = rounds[0]["metrics"], rounds[1:]
-    ratios = [r["sparsity"] for r in pruned]
+    parent, pruned = rounds[0].metrics, rounds[1:]
+    ratios = [r.sparsity for r in pruned]
 
     def err(m: dict[str, Any], shift: str | None) -> float:
         if shift is None:
@@ -158,16 +159,16 @@ def run_potentials(rounds: list[dict[str, Any]], delta: float) -> dict[str, floa
         values = [a for v in accs.values() for a in v]
         return 1 - sum(values) / len(values)
 
-    return {shift or "nominal": prune_potential(ratios, [err(r["metrics"], shift) for r in pruned],
+    return {shift or "nominal": prune_potential(ratios, [err(r.metrics, shift) for r in pruned],
                                                 err(parent, shift), delta)
             for shift in (None, *parent["ood_acc"], "mean")}
 
 
-def _measures_shift(result: dict[str, Any]) -> bool:
-    return bool(result.get("rounds")) and "ood_acc" in result["rounds"][0].get("metrics", {})
+def _measures_shift(result: CellResult) -> bool:
+    return bool(result.rounds) and "ood_acc" in (result.rounds[0].metrics or {})
 
 
-def _potential(per_run: list[list[dict[str, Any]]], delta: float, stat: Stat = mean_interval) -> dict[str, Any]:
+def _potential(per_run: list[list[Round]], delta: float, stat: Stat = mean_interval) -> dict[str, Any]:
     """Prune potential per seed (nominal and per shift, each shift's error averaged over its severities),
     pooled across seeds; and per round: sparsity, nominal and shifted accuracy, excess error."""
     per_seed: dict[str, list[float]] = defaultdict(list)
@@ -177,8 +178,8 @@ def _potential(per_run: list[list[dict[str, Any]]], delta: float, stat: Stat = m
     n_rounds = min(len(r) for r in per_run)
     by_round = []
     for i in range(n_rounds):
-        ms = [r[i]["metrics"] for r in per_run]
-        by_round.append({"round": i, "sparsity": sum(r[i]["sparsity"] for r in per_run) / len(per_run),
+        ms = [r[i].metrics for r in per_run]
+        by_round.append({"round": i, "sparsity": sum(r[i].sparsity for r in per_run) / len(per_run),
                          "nominal_acc": stat([m["ood_nominal_acc"] for m in ms]),
                          "ood_acc": stat([m["ood_acc_mean"] for m in ms]),
                          **({"excess_error": stat([m["excess_error_mean"] for m in ms])}
@@ -187,27 +188,27 @@ def _potential(per_run: list[list[dict[str, Any]]], delta: float, stat: Stat = m
             "pooled": {k: stat(v) for k, v in per_seed.items()}, "by_round": by_round}
 
 
-def claim_run(spec: dict[str, Any], result: dict[str, Any], delta: float) -> Run:
+def claim_run(spec: dict[str, Any], result: CellResult, delta: float) -> Run:
     """A finished run for the claims: its metrics, the report's derived ones (prune potential), and each round's."""
-    metrics = dict(result["metrics"])
+    metrics = dict(result.metrics)
     if _measures_shift(result):
-        potentials = run_potentials(result["rounds"], delta)
+        potentials = run_potentials(result.rounds, delta)
         metrics.update(prune_potential_nominal=potentials["nominal"], prune_potential_shifted=potentials["mean"])
-    rounds = [{**{k: v for k, v in r.items() if is_number(v)}, **r.get("metrics", {}),
-               **({"lmc_barrier": r["lmc"]["barrier"]} if "lmc" in r else {})} for r in result.get("rounds", [])]
+    rounds = [{**{k: v for k, v in r.to_json().items() if is_number(v)}, **(r.metrics or {}),
+               **({"lmc_barrier": r.lmc.barrier} if r.lmc is not None else {})} for r in result.rounds]
     return Run(spec, spec["seed"], metrics, rounds)
 
 
-def _round_stats(per_run: list[list[dict[str, Any]]], stat: Stat = mean_interval) -> list[dict[str, Any]]:
+def _round_stats(per_run: list[list[Round]], stat: Stat = mean_interval) -> list[dict[str, Any]]:
     """Per round across seeds: sparsity, final test accuracy, and the data-order stability if measured."""
     out = []
     for i in range(min(len(r) for r in per_run)):
         rounds = [r[i] for r in per_run]
-        summary = {"round": i, "sparsity": sum(x["sparsity"] for x in rounds) / len(rounds),
-                   "final_test_acc": stat([x["final_test_acc"] for x in rounds])}
-        if all("lmc" in x for x in rounds):
-            summary["lmc_barrier"] = stat([x["lmc"]["barrier"] for x in rounds])
-            summary["weight_distance"] = stat([x["weight_distance"] for x in rounds])
+        summary = {"round": i, "sparsity": sum(x.sparsity for x in rounds) / len(rounds),
+                   "final_test_acc": stat([x.final_test_acc for x in rounds])}
+        if all(x.lmc is not None for x in rounds):
+            summary["lmc_barrier"] = stat([x.lmc.barrier for x in rounds])
+            summary["weight_distance"] = stat([x.weight_distance for x in rounds])
         out.append(summary)
     return out
 

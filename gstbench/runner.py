@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gstbench.components import DATA_DIR_ENV
+from gstbench.cell_result import CellResult
 from gstbench.config import CellSpec
 from gstbench.engine import run_cell
 from gstbench.errors import GstbenchError, closest
@@ -30,12 +31,12 @@ class RunSummary:
     failed: int
 
 
-CellDone = Callable[[CellSpec, dict[str, Any]], None]
+CellDone = Callable[[CellSpec, CellResult], None]
 
 
 @dataclass
 class CellWork:
-    """How to run one cell, anywhere: ``work(spec, device=None) -> result``.
+    """How to run one cell, anywhere: ``work(spec, device=None) -> CellResult``.
 
     It pickles without the registry and the progress callback, so an executor can send it
     to another process or machine; there it loads the installed plugins (entry points) and
@@ -52,7 +53,7 @@ class CellWork:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "registry": None, "on_epoch": None}
 
-    def __call__(self, spec: CellSpec, device: str | None = None) -> dict[str, Any]:
+    def __call__(self, spec: CellSpec, device: str | None = None) -> CellResult:
         from gstbench.plugins import get_registry
 
         if self.data_dir:
@@ -89,7 +90,7 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
     pending = []
     for spec in suite.cells:
         done = store.load_result(spec)
-        if done is None or (retry_failed and done.get("status") == "failed"):
+        if done is None or (retry_failed and done.status == "failed"):
             pending.append(spec)
     for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
         store.begin(spec)
@@ -99,7 +100,7 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
     failed = 0
     for spec, result in runner.map(pending, work):
         store.finish(spec, result)
-        failed += result["status"] != "ok"
+        failed += not result.ok
         if on_cell_done is not None:
             on_cell_done(spec, result)
     return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending), len(pending), failed)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from gstbench.cell_result import CellResult, ResultFormatError
 from gstbench.config import CellSpec
 from gstbench.errors import GstbenchError
 
@@ -53,11 +54,8 @@ class Store:
     def result_path(self, spec: CellSpec) -> Path:
         return self.cell_dir(spec) / "result.json"
 
-    def load_result(self, spec: CellSpec) -> dict[str, Any] | None:
-        path = self.result_path(spec)
-        if not path.exists():
-            return None
-        return self._read(path)
+    def load_result(self, spec: CellSpec) -> CellResult | None:
+        return self._result(self.cell_dir(spec))
 
     def begin(self, spec: CellSpec) -> None:
         d = self.cell_dir(spec)
@@ -66,11 +64,11 @@ class Store:
             stale.unlink(missing_ok=True)
         atomic_write_json(d / "spec.json", {"hash": spec.hash, "spec": spec.canonical()})
 
-    def finish(self, spec: CellSpec, result: dict[str, Any]) -> None:
+    def finish(self, spec: CellSpec, result: CellResult) -> None:
         d = self.cell_dir(spec)
-        events = result.get("events", [])  # one line each in events.jsonl, not in result.json
-        atomic_write_text(d / "events.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
-        atomic_write_json(d / "result.json", {k: v for k, v in result.items() if k != "events"})
+        atomic_write_text(d / "events.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n"
+                                                      for e in result.events_json()))
+        atomic_write_json(d / "result.json", result.to_json())
 
     def write_suite(self, data: dict[str, Any]) -> None:
         atomic_write_json(self.root / "suite.json", data)
@@ -82,17 +80,31 @@ class Store:
                                 f"pass the directory given to `gstbench run --out`")
         return self._read(path)
 
-    def iter_cells(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """(spec.json, result.json or None) for every cell directory, rebuilt from disk."""
+    def iter_cells(self) -> Iterator[tuple[dict[str, Any], CellResult | None]]:
+        """(spec.json, its result or None) for every cell directory, rebuilt from disk."""
         for d in sorted((self.root / "cells").glob("*")):
             if not (d / "spec.json").exists():
                 continue
-            spec = self._read(d / "spec.json")
-            result = self._read(d / "result.json") if (d / "result.json").exists() else None
-            if result is not None and (d / "events.jsonl").exists():
-                result["events"] = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines()
-                                    if line.strip()]
-            yield spec, result
+            yield self._read(d / "spec.json"), self._result(d)
+
+    def _result(self, d: Path) -> CellResult | None:
+        """The cell directory's result.json with its events.jsonl; None while the cell is not finished."""
+        path = d / "result.json"
+        if not path.exists():
+            return None
+        data = self._read(path)
+        events_path = d / "events.jsonl"
+        try:
+            lines = events_path.read_text().splitlines() if events_path.exists() else []
+            events = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, ValueError) as exc:
+            raise GstbenchError(f"cannot read {events_path}: {exc}; delete that file's cell directory to recompute "
+                                f"it") from None
+        try:
+            return CellResult.from_json(data, events)
+        except ResultFormatError as exc:
+            raise GstbenchError(f"{path} is not a gstbench result: {exc}; delete that file to recompute its "
+                                f"cell") from None
 
     @staticmethod
     def _read(path: Path) -> Any:

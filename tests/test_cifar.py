@@ -109,10 +109,10 @@ def test_augmentation_draws_per_step_so_training_is_reproducible(data_dir, regis
               "train": {"epochs": 2, "batch_size": 32}}
     spec = cell_from_config(config, 0, registry)
     a, b = run_cell(spec, registry), run_cell(spec, registry)
-    assert a["status"] == "ok", a.get("error")
-    assert a["curves"] == b["curves"]
+    assert a.status == "ok", a.error
+    assert a.curves == b.curves
     plain = run_cell(cell_from_config({**config, "dataset": "cifar10"}, 0, registry), registry)
-    assert plain["curves"]["train_loss"] != a["curves"]["train_loss"]
+    assert plain.curves.train_loss != a.curves.train_loss
 
 
 def test_suites_show_paper_prints_the_matrix_and_cost_without_the_files(tmp_path):

@@ -27,31 +27,31 @@ def cell(registry, seed=0, **changes):
 
 def test_same_seed_same_numbers_other_seed_other_numbers(registry):
     a, b = run_cell(cell(registry), registry), run_cell(cell(registry), registry)
-    assert a["status"] == "ok", a.get("traceback")
-    assert a["metrics"] == b["metrics"] and a["curves"] == b["curves"] and a["events"] == b["events"]
+    assert a.status == "ok", a.traceback
+    assert a.metrics == b.metrics and a.curves == b.curves and a.events == b.events
     c = run_cell(cell(registry, seed=1), registry)
-    assert c["curves"]["train_loss"] != a["curves"]["train_loss"]
+    assert c.curves.train_loss != a.curves.train_loss
 
 
 @pytest.mark.parametrize("effector", ["mask", "remove"])
 def test_events_follow_the_schedule_and_the_definition(registry, effector):
     result = run_cell(cell(registry, prune__effector=effector), registry)
-    assert result["status"] == "ok", result.get("traceback")
-    events = result["events"]
-    spe = result["steps_per_epoch"]
-    assert [e["step"] for e in events] == [spe, 2 * spe]
-    assert sum(e["layers"]["conv2"]["count"] for e in events) == 8  # 16 -> ceil(0.5 * 16)
-    assert sum(e["layers"]["conv3"]["count"] for e in events) == 4  # 16 -> ceil(0.75 * 16)
+    assert result.status == "ok", result.traceback
+    events = result.events
+    spe = result.steps_per_epoch
+    assert [e.step for e in events] == [spe, 2 * spe]
+    assert sum(e.layers["conv2"].count for e in events) == 8  # 16 -> ceil(0.5 * 16)
+    assert sum(e.layers["conv3"].count for e in events) == 4  # 16 -> ceil(0.75 * 16)
     for e in events:
-        assert e["instability"] == pytest.approx((e["t_pre"] - e["t_post"]) / e["t_pre"])
-    m = result["metrics"]
-    assert m["stability"] == pytest.approx(1 - sum(e["instability"] for e in events) / 2)
+        assert e.instability == pytest.approx((e.t_pre - e.t_post) / e.t_pre)
+    m = result.metrics
+    assert m["stability"] == pytest.approx(1 - sum(e.instability for e in events) / 2)
     assert m["remaining_filters"] == {"conv2": 8, "conv3": 12}
     assert m["gap"] == pytest.approx(m["train_acc"] - m["final_test_acc"])
-    post = [events[-1]["t_post"]] + result["curves"]["test_acc"][2:]  # epoch 2 ends before the last event
+    post = [events[-1].t_post] + result.curves.test_acc[2:]  # epoch 2 ends before the last event
     assert m["best_test_acc"] == max(post)
-    assert result["curves"]["lr"] == [1e-3, 1e-3, 1e-4]
-    pruned = set(events[0]["layers"]["conv2"]["pruned"]) | set(events[1]["layers"]["conv2"]["pruned"])
+    assert result.curves.lr == [1e-3, 1e-3, 1e-4]
+    pruned = set(events[0].layers["conv2"].pruned) | set(events[1].layers["conv2"].pruned)
     assert len(pruned) == 8 and pruned <= set(range(16))
 
 
@@ -59,17 +59,17 @@ def test_events_follow_the_schedule_and_the_definition(registry, effector):
 def test_mask_and_remove_cells_give_the_same_pruned_filters_and_accuracies(registry, scorer):
     masked = run_cell(cell(registry, prune__scorer=scorer), registry)
     removed = run_cell(cell(registry, prune__scorer=scorer, prune__effector="remove"), registry)
-    assert masked["status"] == removed["status"] == "ok", (masked.get("traceback"), removed.get("traceback"))
-    for a, b in zip(masked["events"], removed["events"]):
-        assert a["layers"] == b["layers"]
-        assert a["t_post"] == pytest.approx(b["t_post"], abs=1e-3)
-    assert removed["metrics"]["params"] < masked["metrics"]["params"]
+    assert masked.status == removed.status == "ok", (masked.traceback, removed.traceback)
+    for a, b in zip(masked.events, removed.events):
+        assert a.layers == b.layers
+        assert a.t_post == pytest.approx(b.t_post, abs=1e-3)
+    assert removed.metrics["params"] < masked.metrics["params"]
 
 
 def test_unpruned_cell_has_full_stability(registry):
     result = run_cell(cell(registry, prune=False), registry)
-    assert result["metrics"]["stability"] == 1.0 and result["events"] == []
-    assert result["metrics"]["best_test_acc"] == max(result["curves"]["test_acc"])
+    assert result.metrics["stability"] == 1.0 and result.events == []
+    assert result.metrics["best_test_acc"] == max(result.curves.test_acc)
 
 
 def test_evaluation_leaves_batchnorm_statistics_and_train_mode_alone():
@@ -87,14 +87,14 @@ def test_evaluation_leaves_batchnorm_statistics_and_train_mode_alone():
 def test_a_diverging_cell_is_recorded_as_failed(registry):
     spec = cell(registry, train={"optimizer": "sgd", "lr": 1e38, "momentum": 0.9, "epochs": 3, "batch_size": 64})
     result = run_cell(spec, registry)
-    assert result["status"] == "failed"
-    assert "non-finite training loss" in result["error"]
+    assert result.status == "failed"
+    assert "non-finite training loss" in result.error
 
 
 def test_a_raising_component_is_recorded_as_failed(registry):
     result = run_cell(cell(registry, prune__layers={"conv2": {"fraction": 0.5, "start": "1ep", "end": "9ep"}}),
                       registry)
-    assert result["status"] == "failed" and "not before the end of training" in result["error"]
+    assert result.status == "failed" and "not before the end of training" in result.error
 
 
 class ScalarScorer:
@@ -112,9 +112,9 @@ class ScalarScorerPlugin:
 def test_a_scorer_of_the_wrong_shape_fails_its_cell_with_the_scorer_named():
     registry = Registry([("oops", ScalarScorerPlugin())], installed=False)
     result = run_cell(cell(registry, prune__scorer="oops:scalar"), registry)
-    assert result["status"] == "failed"
+    assert result.status == "failed"
     assert "scorer oops:scalar returned scores of shape () for layer 'conv2' with filters of shape (16,)" \
-        in result["error"]
+        in result.error
 
 
 class WeightNorm:
@@ -136,11 +136,11 @@ def test_metric_plugins_run_at_the_end_and_report_their_cost():
     registry = Registry(extra_plugins=[("weights", MetricPlugin)])
     spec = cell_from_config({**TINY, "prune": False, "metrics": ["weights:weight-norm"]}, 0, registry)
     result = run_cell(spec, registry)
-    assert result["status"] == "ok", result.get("traceback")
-    assert result["metrics"]["weight_norm"] > 0
-    assert result["metrics"]["weight_norm_settings"] == {"params": "all"}
-    assert result["metrics"]["metric_wall_s"]["weight-norm"] >= 0
-    masked = run_cell(cell(registry), registry)["metrics"]
+    assert result.status == "ok", result.traceback
+    assert result.metrics["weight_norm"] > 0
+    assert result.metrics["weight_norm_settings"] == {"params": "all"}
+    assert result.metrics["metric_wall_s"]["weight-norm"] >= 0
+    masked = run_cell(cell(registry), registry).metrics
     assert masked["params_nonzero"] < masked["params"]
 
 
@@ -149,8 +149,8 @@ def test_a_resnet_cell_prunes_inner_and_post_shortcut_convs(registry):
                 prune__scorer="activation-l1",
                 prune__layers={"layer1.1.conv2": {"fraction": 0.5}, "layer2.1.conv1": {"fraction": 0.5}})
     result = run_cell(spec, registry)
-    assert result["status"] == "ok", result.get("traceback")
-    assert result["metrics"]["remaining_filters"] == {"layer1.1.conv2": 4, "layer2.1.conv1": 8}
+    assert result.status == "ok", result.traceback
+    assert result.metrics["remaining_filters"] == {"layer1.1.conv2": 4, "layer2.1.conv1": 8}
 
 
 def test_suite_validation_and_the_cost_estimate_import_setup_not_the_trainer():

@@ -57,8 +57,8 @@ def test_pool_retries_a_cell_whose_worker_died_and_records_one_that_keeps_dying(
     cells = [StubCell("a"), StubCell("dies-once"), StubCell("b"), StubCell("dies-always")]
     results = dict((c.name, r) for c, r in PoolExecutor(workers=2, retries=1).map(cells, DyingWork(str(tmp_path))))
     assert results.keys() == {"a", "b", "dies-once", "dies-always"}
-    assert results["dies-once"]["status"] == "ok"
-    assert results["a"]["status"] == results["b"]["status"] == "ok"
-    assert results["dies-always"]["status"] == "failed"
-    assert "worker process died 2 times" in results["dies-always"]["error"]
-    assert results["a"]["device"] == "cpu"
+    assert results["dies-once"].status == "ok"
+    assert results["a"].status == results["b"].status == "ok"
+    assert results["dies-always"].status == "failed"
+    assert "worker process died 2 times" in results["dies-always"].error
+    assert results["a"].environment.device == "cpu"

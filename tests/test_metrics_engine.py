@@ -43,23 +43,23 @@ def test_rounds_reuse_one_parent_and_measure_every_round(registry, tmp_path):
     other = run_cell(cell_from_config(changed(BASE, prune__scorer="bn-gamma"), 0, registry), registry,
                      parents=cache)
     alone = run_cell(cell_from_config(BASE, 0, registry), registry)  # no cache: trains its own parent
-    assert (first["status"], other["status"], alone["status"]) == ("ok", "ok", "ok")
-    assert (first["parent"], other["parent"], alone["parent"]) == ("trained", "cached", "trained")
+    assert (first.status, other.status, alone.status) == ("ok", "ok", "ok")
+    assert (first.parent, other.parent, alone.parent) == ("trained", "cached", "trained")
     # The cached parent is the same parent: same curves, same metrics at round 0.
-    assert other["rounds"][0]["curves"] == first["rounds"][0]["curves"] == alone["rounds"][0]["curves"]
-    assert other["rounds"][0]["metrics"]["ood_acc"] == first["rounds"][0]["metrics"]["ood_acc"]
-    assert first["metrics"] == {**alone["metrics"], "metric_wall_s": first["metrics"]["metric_wall_s"]}
-    for r in first["rounds"]:
-        assert "ood_acc" in r["metrics"] and "excess_error_mean" in r["metrics"]
-    round0 = first["rounds"][0]["metrics"]
+    assert other.rounds[0].curves == first.rounds[0].curves == alone.rounds[0].curves
+    assert other.rounds[0].metrics["ood_acc"] == first.rounds[0].metrics["ood_acc"]
+    assert first.metrics == {**alone.metrics, "metric_wall_s": first.metrics["metric_wall_s"]}
+    for r in first.rounds:
+        assert "ood_acc" in r.metrics and "excess_error_mean" in r.metrics
+    round0 = first.rounds[0].metrics
     assert round0["excess_error_mean"] == 0.0 and round0["functional_agreement_mean"] == 1.0  # its own parent
-    last = first["rounds"][-1]["metrics"]
+    last = first.rounds[-1].metrics
     assert last["parent_nominal_acc"] == round0["ood_nominal_acc"]
     for shift, accs in last["excess_error"].items():  # the definition, from the stored accuracies
         expected = ((1 - last["ood_acc"][shift][0]) - (1 - last["ood_nominal_acc"])) - \
             ((1 - round0["ood_acc"][shift][0]) - (1 - round0["ood_nominal_acc"]))
         assert accs[0] == pytest.approx(expected)
-    assert first["metrics"]["ood_acc"] == last["ood_acc"]  # the cell's metrics are its last round's
+    assert first.metrics["ood_acc"] == last["ood_acc"]  # the cell's metrics are its last round's
 
 
 def test_an_unpruned_cell_is_the_parent_of_a_pruned_one(registry, tmp_path):
@@ -69,12 +69,12 @@ def test_an_unpruned_cell_is_the_parent_of_a_pruned_one(registry, tmp_path):
                                                     "layers": {"conv2": {"fraction": 0.5}}}}
     pruned = run_cell(cell_from_config(schedule, 1, registry), registry, parents=cache)
     unpruned = run_cell(cell_from_config(changed(schedule, prune=False), 1, registry), registry, parents=cache)
-    assert pruned["status"] == unpruned["status"] == "ok"
-    assert unpruned["parent"] == "cached"  # the pruned cell trained it for its excess error
-    assert pruned["metrics"]["parent_nominal_acc"] == unpruned["metrics"]["final_test_acc"]
-    assert unpruned["metrics"]["functional_agreement_mean"] == 1.0
+    assert pruned.status == unpruned.status == "ok"
+    assert unpruned.parent == "cached"  # the pruned cell trained it for its excess error
+    assert pruned.metrics["parent_nominal_acc"] == unpruned.metrics["final_test_acc"]
+    assert unpruned.metrics["functional_agreement_mean"] == 1.0
     fresh = run_cell(cell_from_config(changed(schedule, prune=False), 1, registry), registry)
-    assert fresh["curves"] == unpruned["curves"]
+    assert fresh.curves == unpruned.curves
 
 
 def test_a_metric_that_cannot_apply_is_rejected_before_training(tmp_path):
@@ -164,11 +164,11 @@ def test_a_cached_parent_carries_the_rewind_state_and_the_second_copys_start(reg
     spec = cell_from_config(cfg, 0, registry)
     cache = ParentCache(tmp_path)
     trained, cached = run_cell(spec, registry, parents=cache), run_cell(spec, registry, parents=cache)
-    assert (trained["parent"], cached["parent"]) == ("trained", "cached")
+    assert (trained.parent, cached.parent) == ("trained", "cached")
     # Step 1ep's weights and optimizer state came from the cache: the same tickets, copies and barriers.
-    assert cached["rounds"] == trained["rounds"]
-    assert {k: v for k, v in cached["metrics"].items() if k != "metric_wall_s"} == \
-        {k: v for k, v in trained["metrics"].items() if k != "metric_wall_s"}
+    assert cached.rounds == trained.rounds
+    assert {k: v for k, v in cached.metrics.items() if k != "metric_wall_s"} == \
+        {k: v for k, v in trained.metrics.items() if k != "metric_wall_s"}
 
 
 def test_the_independent_parent_is_another_seeds_parent_and_leaves_the_cell_unchanged(registry, tmp_path):
@@ -180,15 +180,15 @@ def test_the_independent_parent_is_another_seeds_parent_and_leaves_the_cell_unch
     cold = run_cell(cell_from_config(with_twin, 0, registry), registry, parents=ParentCache(tmp_path))
     warm = run_cell(cell_from_config(with_twin, 0, registry), registry, parents=ParentCache(tmp_path))
     plain = run_cell(cell_from_config(without, 0, registry), registry)
-    assert cold["status"] == warm["status"] == plain["status"] == "ok"
+    assert cold.status == warm.status == plain.status == "ok"
     # training the twin (cold cache) or loading it (warm) does not move the cell's own numbers
     for r in (warm, plain):
-        assert [x["curves"] for x in r["rounds"]] == [x["curves"] for x in cold["rounds"]]
-        assert r["metrics"]["functional_agreement_mean"] == cold["metrics"]["functional_agreement_mean"]
+        assert [x.curves for x in r.rounds] == [x.curves for x in cold.rounds]
+        assert r.metrics["functional_agreement_mean"] == cold.metrics["functional_agreement_mean"]
     assert len(list(tmp_path.glob("*/parent.json"))) == 2  # the parent and its twin, each cached once
     twin_seed = {json.loads(p.read_text())["spec"]["seed"] for p in tmp_path.glob("*/parent.json")}
     assert twin_seed == {0, independent_seed(0)} and independent_seed(0) != 0
     # two parents from different seeds agree less than a parent with itself, and the value is the same every round
-    values = {x["metrics"]["independent_agreement_mean"] for x in cold["rounds"]}
+    values = {x.metrics["independent_agreement_mean"] for x in cold.rounds}
     assert len(values) == 1 and 0 < values.pop() < 1
-    assert cold["rounds"][0]["metrics"]["functional_agreement_mean"] == 1.0
+    assert cold.rounds[0].metrics["functional_agreement_mean"] == 1.0

@@ -71,9 +71,9 @@ def test_weights_at_k_restores_exactly_the_step_k_values_of_surviving_weights(re
     reg = recording_registry
     spec = cell_from_config(config(prune__scorer="step-recorder", prune__rounds=1), 0, reg)
     result = run_cell(spec, reg)
-    assert result["status"] == "ok", result.get("traceback")
+    assert result.status == "ok", result.traceback
     at_k, after_rewind = StepRecorder.seen  # round 0 reaching step K; round 1 starting at step K
-    assert result["rounds"][1]["start_step"] == K and result["rounds"][1]["replay_lr"]
+    assert result.rounds[1].start_step == K and result.rounds[1].replay_lr
     pruned = total = 0
     for name, layer in (("conv1", "features.block1.conv"), ("conv4", "features.block4.conv"),
                         ("classifier", "classifier")):
@@ -86,17 +86,17 @@ def test_weights_at_k_restores_exactly_the_step_k_values_of_surviving_weights(re
     for key in ("features.block2.bn.running_mean", "features.block2.bn.running_var"):
         assert torch.equal(after_rewind[key], at_k[key])  # BN statistics rewound too
     # the masked model at step K differs from the step-K model only in the pruned weights
-    assert result["rounds"][1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert result.rounds[1].sparsity == pytest.approx(0.5, abs=1e-3)
 
 
 def test_lr_at_k_keeps_the_weights_and_replays_the_schedule(recording_registry):
     reg = recording_registry
     spec = cell_from_config(config(prune__scorer="step-recorder", prune__rounds=1, rewind="lr@1ep"), 0, reg)
     result = run_cell(spec, reg)
-    assert result["status"] == "ok", result.get("traceback")
-    first, retrain = result["rounds"][0]["curves"], result["rounds"][1]["curves"]
-    assert first["lr"] == [1e-3, 1e-3, 1e-4]
-    assert retrain["lr"] == first["lr"][1:] and retrain["step"] == first["step"][1:]
+    assert result.status == "ok", result.traceback
+    first, retrain = result.rounds[0].curves, result.rounds[1].curves
+    assert first.lr == [1e-3, 1e-3, 1e-4]
+    assert retrain.lr == first.lr[1:] and retrain.step == first.step[1:]
     # the weights were kept: retraining starts from the trained, masked weights, not from step K's
     at_k, retrain_start = StepRecorder.seen
     assert not torch.equal(retrain_start["features.block1.conv.weight"], at_k["features.block1.conv.weight"])
@@ -104,22 +104,22 @@ def test_lr_at_k_keeps_the_weights_and_replays_the_schedule(recording_registry):
 
 def test_no_rewind_fine_tunes_at_the_final_rate_and_reinit_starts_over(registry):
     none = run_cell(cell_from_config(config(rewind="none", prune__rounds=1), 0, registry), registry)
-    assert none["rounds"][1]["curves"]["lr"] == [pytest.approx(1e-4)] * 3
+    assert none.rounds[1].curves.lr == [pytest.approx(1e-4)] * 3
     reinit = run_cell(cell_from_config(config(rewind="reinit", prune__rounds=1), 0, registry), registry)
-    assert reinit["rounds"][1]["curves"]["lr"] == [1e-3, 1e-3, 1e-4] and reinit["rounds"][1]["start_step"] == 0
+    assert reinit.rounds[1].curves.lr == [1e-3, 1e-3, 1e-4] and reinit.rounds[1].start_step == 0
     for r in (none, reinit):
-        assert r["status"] == "ok"
-        assert r["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
-        assert r["metrics"]["params_nonzero"] < r["metrics"]["params"] * 0.6  # masks held through retraining
+        assert r.status == "ok"
+        assert r.metrics["sparsity"] == pytest.approx(0.5, abs=1e-3)
+        assert r.metrics["params_nonzero"] < r.metrics["params"] * 0.6  # masks held through retraining
 
 
 def test_rounds_cut_a_fraction_of_what_remains(registry):
     result = run_cell(cell_from_config(config(prune__rounds=3), 0, registry), registry)
-    assert result["status"] == "ok", result.get("traceback")
-    sparsity = [r["sparsity"] for r in result["rounds"]]
+    assert result.status == "ok", result.traceback
+    sparsity = [r.sparsity for r in result.rounds]
     assert sparsity == pytest.approx([0, 0.5, 0.75, 0.875], abs=1e-3)
-    assert [e["round"] for e in result["events"]] == [1, 2, 3]
-    assert result["metrics"]["sparsity_by_round"] == sparsity
+    assert [e.round for e in result.events] == [1, 2, 3]
+    assert result.metrics["sparsity_by_round"] == sparsity
 
 
 def pruner_for(registry, **changes):
@@ -159,11 +159,11 @@ def test_single_weight_masks_train_like_filter_masks_in_a_schedule(registry):
                         "start": "1ep", "end": "2ep", "period": "1ep", "fraction": 0.6,
                         "layers": ["conv2", "classifier"]}, rewind="none")
     result = run_cell(cell_from_config(cfg, 0, registry), registry)
-    assert result["status"] == "ok", result.get("traceback")
-    counts = result["metrics"]["targeted_weights"]
+    assert result.status == "ok", result.traceback
+    counts = result.metrics["targeted_weights"]
     # the schedule keeps ceil((1 - fraction) * n), as for filters
     assert counts == {"conv2": 384 - int(np.ceil(0.4 * 384)), "classifier": 1600 - int(np.ceil(0.4 * 1600))}
-    assert len(result["events"]) == 2 and "pruned" not in result["events"][0]["layers"]["conv2"]
+    assert len(result.events) == 2 and result.events[0].layers["conv2"].pruned is None
 
 
 @pytest.mark.parametrize("changes,key,reason", [
@@ -208,16 +208,16 @@ def test_data_order_copies_give_lmc_curves_whose_endpoints_are_the_two_models(re
     spec = cell_from_config(config(prune__data_order_stability=True, prune__lmc_points=7, prune__rounds=1), 0,
                             registry)
     result = run_cell(spec, registry)
-    assert result["status"] == "ok", result.get("traceback")
-    for r in result["rounds"]:
-        lmc = r["lmc"]
-        assert len(lmc["alpha"]) == 7 and lmc["alpha"][0] == 0 and lmc["alpha"][-1] == 1
-        assert lmc["test_error"][0] == pytest.approx(1 - r["final_test_acc"], abs=1e-12)
-        assert lmc["test_error"][-1] == pytest.approx(1 - r["twin_final_test_acc"], abs=1e-12)
-        assert lmc["barrier"] == pytest.approx(max(lmc["test_error"]) - (lmc["test_error"][0]
-                                                                          + lmc["test_error"][-1]) / 2)
-        assert r["weight_distance"] > 0  # another data order: another solution
-    assert result["metrics"]["lmc_barrier"] == result["rounds"][-1]["lmc"]["barrier"]
+    assert result.status == "ok", result.traceback
+    for r in result.rounds:
+        lmc = r.lmc
+        assert len(lmc.alpha) == 7 and lmc.alpha[0] == 0 and lmc.alpha[-1] == 1
+        assert lmc.test_error[0] == pytest.approx(1 - r.final_test_acc, abs=1e-12)
+        assert lmc.test_error[-1] == pytest.approx(1 - r.twin_final_test_acc, abs=1e-12)
+        assert lmc.barrier == pytest.approx(max(lmc.test_error) - (lmc.test_error[0]
+                                                                          + lmc.test_error[-1]) / 2)
+        assert r.weight_distance > 0  # another data order: another solution
+    assert result.metrics["lmc_barrier"] == result.rounds[-1].lmc.barrier
 
 
 def test_lmc_and_distance_on_known_models(registry):
@@ -229,10 +229,10 @@ def test_lmc_and_distance_on_known_models(registry):
     b = build_model(registry, spec, data)
     sa, sb = a.state_dict(), b.state_dict()
     lmc = linear_mode_connectivity(a, sa, sb, data.x_test, data.y_test, points=5)
-    assert lmc["test_error"][0] == 1 - evaluate(a, data.x_test, data.y_test)[0]
-    assert lmc["test_error"][-1] == 1 - evaluate(b, data.x_test, data.y_test)[0]
+    assert lmc.test_error[0] == 1 - evaluate(a, data.x_test, data.y_test)[0]
+    assert lmc.test_error[-1] == 1 - evaluate(b, data.x_test, data.y_test)[0]
     same = linear_mode_connectivity(a, sa, sa, data.x_test, data.y_test, points=5)
-    assert same["barrier"] == 0 and len(set(same["test_error"])) == 1
+    assert same.barrier == 0 and len(set(same.test_error)) == 1
     keys = ["classifier.weight"]
     assert weight_distance(sa, sa, keys) == 0
     w = sa["classifier.weight"]

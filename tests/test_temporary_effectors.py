@@ -117,6 +117,6 @@ def test_temporary_cells_run_and_count_targets_not_removals(registry, effector):
            "prune": {"scorer": "l2", "target": "smallest", "effector": effector, "start": "1ep", "end": "2ep",
                      "period": "1ep", "layers": {"conv3": {"fraction": 0.5}}}}
     result = run_cell(cell_from_config(cfg, 0, registry), registry)
-    assert result["status"] == "ok", result.get("traceback")
-    assert result["metrics"]["targeted_filters"] == {"conv3": 8}
-    assert result["metrics"]["remaining_filters"] == {"conv3": 16}
+    assert result.status == "ok", result.traceback
+    assert result.metrics["targeted_filters"] == {"conv3": 8}
+    assert result.metrics["remaining_filters"] == {"conv3": 16}

@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
-from gstbench.engine.result import failed_result
+from gstbench.cell_result import CellResult
 from gstbench.plugins import hookimpl
 
 
@@ -40,7 +40,7 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_in_worker(work: Callable, cell: Any) -> dict:
+def _run_in_worker(work: Callable, cell: Any) -> Any:
     return work(cell, device=_WORKER_DEVICE)
 
 
@@ -110,8 +110,8 @@ class PoolExecutor:
                     return cell, pool.submit(_run_in_worker, work, cell).result()
                 except BrokenProcessPool as exc:
                     error = exc
-        return cell, failed_result(cell, f"worker process died {self.retries + 1} times running this cell alone "
-                                         f"({error or 'no message'})")
+        return cell, CellResult.failed(cell, f"worker process died {self.retries + 1} times running this cell alone "
+                                             f"({error or 'no message'})")
 
 
 def pool(workers: int = os.cpu_count() or 1, retries: int = 2):

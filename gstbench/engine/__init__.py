@@ -1,4 +1,4 @@
-"""The engine: trains one cell with its pruning schedule and returns its result as plain data.
+"""The engine: trains one cell with its pruning schedule and returns its ``CellResult`` (cell_result.py).
 
 One module per job, in the order a cell meets them:
 
@@ -10,18 +10,17 @@ One module per job, in the order a cell meets them:
     rounds.py      prune-retrain rounds: rewinding, lottery tickets, data-order stability
     lmc.py         linear mode connectivity between two trained copies
     cell.py        run_cell: one cell from start to result (its docstring has the call nesting)
-    result.py      a failed cell's record and the environment, which executors build too
 
-``run_cell`` and ``failed_result`` are importable from here; they load on first use, so
-that importing ``gstbench.engine.setup`` (suite validation, the cost estimate) or
-``engine.result`` (executors) does not import the trainer.
+``run_cell`` is importable from here; it loads on first use, so that importing
+``gstbench.engine.setup`` (suite validation, the cost estimate) does not import the trainer.
+Executors build a failed cell's result with ``CellResult.failed``, without the engine.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["run_cell", "failed_result"]
+__all__ = ["run_cell"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,8 +28,4 @@ def __getattr__(name: str) -> Any:
         from gstbench.engine.cell import run_cell
 
         return run_cell
-    if name == "failed_result":
-        from gstbench.engine.result import failed_result
-
-        return failed_result
     raise AttributeError(f"module 'gstbench.engine' has no attribute '{name}'")

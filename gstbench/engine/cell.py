@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from gstbench.cell_result import CellResult, Environment, MetricValues, PruningEvent
 from gstbench.components import Evaluated, PruningContext
 from gstbench.config import CellSpec
 from gstbench.engine.evaluation import compares_with_parent, evaluate, measure
-from gstbench.engine.loop import Progress, Trainer
+from gstbench.engine.loop import Progress, Trained, Trainer
 from gstbench.engine.parent import independent_parent, parent_model, train_parent
 from gstbench.engine.pruner import Pruner
-from gstbench.engine.result import environment, failed_result
 from gstbench.engine.rounds import run_rounds
 from gstbench.engine.setup import build_model, component, fast_path, load_data, place, seed_everything
 from gstbench.parents import ParentCache
@@ -33,7 +33,7 @@ from gstbench.schedule import iterative_rate
 
 
 def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None,
-             parents: ParentCache | None = None) -> dict[str, Any]:
+             parents: ParentCache | None = None) -> CellResult:
     """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
 
     ``parents`` shares unpruned parents between cells (the run directory's cache); without
@@ -42,17 +42,15 @@ def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progr
     started = time.perf_counter()
     try:
         result = _train_cell(spec, registry, torch.device(device), progress, parents)
-        result["status"] = "ok"
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
-        return failed_result(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
-                             time.perf_counter() - started)
-    result.update(hash=spec.hash, seed=spec.seed, wall_s=round(time.perf_counter() - started, 3),
-                  environment=environment(device))
+        return CellResult.failed(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
+                                 time.perf_counter() - started)
+    result.wall_s = round(time.perf_counter() - started, 3)
     return result
 
 
 def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None,
-                parents: ParentCache | None) -> dict[str, Any]:
+                parents: ParentCache | None) -> CellResult:
     timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
     if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
@@ -70,20 +68,20 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
     pruner = Pruner(spec, registry, ctx, timing) if prune else None
     needs_parent = any(compares_with_parent(component(registry, "metrics", ref)) for ref in spec.metrics)
     if rounds:
-        result = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
+        trained = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
     else:
-        result = run_schedule(spec, trainer, pruner, data_seed, parents)
+        trained = run_schedule(spec, trainer, pruner, data_seed, parents)
     model.train()
     t0 = time.perf_counter()
     train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
     timing["eval_s"] += time.perf_counter() - t0
-    events = result["events"]
-    instabilities = [e["instability"] for e in events]
-    final_test = result["curves"]["test_acc"][-1]
-    metrics: dict[str, Any] = {
+    events = trained.events
+    instabilities = [e.instability for e in events]
+    final_test = trained.curves.test_acc[-1]
+    metrics: MetricValues = {
         "final_test_acc": final_test,
-        "best_test_acc": result["best_test_acc"],
-        "final_test_loss": result["curves"]["test_loss"][-1],
+        "best_test_acc": trained.best_test_acc,
+        "final_test_loss": trained.curves.test_loss[-1],
         "train_acc": train_acc,
         "train_loss": train_loss_eval,
         "gap": train_acc - final_test,
@@ -95,10 +93,10 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
         "params": sum(p.numel() for p in model.parameters()),
         "params_nonzero": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
         **(pruner.unit_counts() if pruner else {}),
-        **result.get("metrics", {}),
+        **trained.metrics,
     }
     if rounds:
-        metrics.update(result["rounds"][-1].get("metrics", {}))
+        metrics.update(trained.rounds[-1].metrics or {})
     elif spec.metrics:
         subject = Evaluated(model)
         parent = None
@@ -106,22 +104,19 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
             parent = subject if prune is None else Evaluated(parent_model(spec, registry, data, parents, timing))
         metrics.update(measure(spec, registry, subject, data, device, parent, timing, None,
                                independent_parent(spec, registry, data, parents, timing)))
-    out = {"metrics": metrics, "parent": result.get("parent"), "curves": result["curves"], "events": events,
-           "steps_per_epoch": trainer.steps_per_epoch, "total_steps": trainer.total_steps,
-           "timing": {k: round(v, 4) for k, v in timing.items()}}
-    if "rounds" in result:
-        out["rounds"] = result["rounds"]
-    return out
+    return CellResult("ok", spec.hash, spec.seed, 0.0, Environment.here(str(device)), metrics=metrics, events=events,
+                      curves=trained.curves, rounds=trained.rounds, parent=trained.parent,
+                      steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps,
+                      timing={k: round(v, 4) for k, v in timing.items()})
 
 
 def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_seed: int,
-                 parents: ParentCache | None) -> dict[str, Any]:
+                 parents: ParentCache | None) -> Trained:
     """One training run, pruning during it on the schedule (or not at all: then it is the parent)."""
     if pruner is None:
         curves, _, cached = train_parent(spec, trainer, data_seed, parents, set())
-        return {"curves": curves, "events": [], "best_test_acc": max(curves["test_acc"]),
-                "parent": "cached" if cached else "trained"}
-    events: list[dict[str, Any]] = []
+        return Trained(curves, [], max(curves.test_acc), "cached" if cached else "trained")
+    events: list[PruningEvent] = []
     schedule = pruner.schedule(trainer.steps_per_epoch, trainer.total_steps)
 
     def on_event(step: int, epoch: int) -> None:
@@ -131,6 +126,6 @@ def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_s
     pruner.detach()
     # Generalization: the best test accuracy at or after the last pruning event (the paper's code).
     last = max(schedule) if schedule else -1
-    post = [events[-1]["t_post"]] if events else []
-    post += [acc for step, acc in zip(curves["step"], curves["test_acc"]) if step > last]
-    return {"curves": curves, "events": events, "best_test_acc": max(post)}
+    post = [events[-1].t_post] if events else []
+    post += [acc for step, acc in zip(curves.step, curves.test_acc) if step > last]
+    return Trained(curves, events, max(post))

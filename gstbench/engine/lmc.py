@@ -4,12 +4,11 @@ and the distance between them."""
 from __future__ import annotations
 
 import copy
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
+from gstbench.cell_result import ModeConnectivity
 from gstbench.engine.evaluation import evaluate
 
 
@@ -27,7 +26,7 @@ def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], al
 
 
 def linear_mode_connectivity(model: nn.Module, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
-                             x: torch.Tensor, y: torch.Tensor, points: int = 30) -> dict[str, Any]:
+                             x: torch.Tensor, y: torch.Tensor, points: int = 30) -> ModeConnectivity:
     """Test error at ``points`` evenly spaced points from a to b; barrier = max error - mean of the endpoints."""
     probe = copy.deepcopy(model)
     alphas = np.linspace(0.0, 1.0, points).tolist()
@@ -35,5 +34,4 @@ def linear_mode_connectivity(model: nn.Module, a: dict[str, torch.Tensor], b: di
     for alpha in alphas:
         probe.load_state_dict(interpolate_state(a, b, alpha))
         errors.append(1.0 - evaluate(probe, x, y)[0])
-    return {"alpha": alphas, "test_error": errors, "barrier": max(errors) - (errors[0] + errors[-1]) / 2,
-            "points": points}
+    return ModeConnectivity(alphas, errors, max(errors) - (errors[0] + errors[-1]) / 2, points)

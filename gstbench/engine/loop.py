@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gstbench.cell_result import Curves, MetricValues, PruningEvent, Round
 from gstbench.components import TensorData
 from gstbench.config import CellSpec, steps_to_int
 from gstbench.engine.evaluation import evaluate
@@ -25,8 +26,6 @@ from gstbench.engine.setup import autocast, make_optimizer
 from gstbench.errors import CellFailed
 
 Progress = Callable[[int, int], None]
-CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_acc_running", "test_acc", "test_loss")
-
 
 @dataclass
 class Hooks:
@@ -36,6 +35,18 @@ class Hooks:
     on_event: Callable[[int, int], None] | None = None  # (step, epoch), before that step's batch
     before_batch: Callable[[int], None] | None = None  # a scorer that watches training
     after_step: Callable[[], None] | None = None  # an effector that re-applies its masks
+
+
+@dataclass
+class Trained:
+    """What a cell's training gave (one run with its pruning schedule, or every round), before the final metrics."""
+
+    curves: Curves  # of the last training run
+    events: list[PruningEvent]
+    best_test_acc: float  # the generalization measure (REFERENCE.md section 2)
+    parent: str | None = None  # "trained" or "cached" when the cell began with an unpruned run
+    rounds: list[Round] = field(default_factory=list)
+    metrics: MetricValues = field(default_factory=dict)  # what training measured itself (per-round sweeps, LMC)
 
 
 def clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -100,7 +111,7 @@ class Trainer:
         return acc_loss
 
     def train(self, start: int, data_seed: int, replay_lr: bool = True, hooks: Hooks | None = None,
-              keep: set[int] = frozenset(), every_epoch: bool = True) -> tuple[dict[str, list], dict[int, dict]]:
+              keep: set[int] = frozenset(), every_epoch: bool = True) -> tuple[Curves, dict[int, dict]]:
         """Steps ``start`` to the end of the schedule; returns per-epoch curves and the states kept at ``keep``.
 
         ``replay_lr`` False holds the learning rate at its final value (learning-rate rewinding
@@ -111,7 +122,7 @@ class Trainer:
         hooks = hooks or Hooks()
         data, spe = self.data, self.steps_per_epoch
         device = data.x_train.device
-        curves: dict[str, list] = {k: [] for k in CURVE_KEYS}
+        curves = Curves()
         kept: dict[int, dict] = {}
         order_gen = torch.Generator().manual_seed(data_seed)
         aug_gen = torch.Generator(device) if data.augmentation is not None else None
@@ -163,7 +174,7 @@ class Trainer:
             hooks.after_step()
         return loss, out, y
 
-    def _end_epoch(self, curves: dict[str, list], running: "_Running", epoch: int, step: int, lr: float,
+    def _end_epoch(self, curves: Curves, running: "_Running", epoch: int, step: int, lr: float,
                    evaluate_test: bool) -> None:
         """The epoch's curve points: running train loss and accuracy, and the test set when asked."""
         train_loss, train_acc = running.take()
@@ -171,9 +182,8 @@ class Trainer:
             raise CellFailed(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}; "
                              f"lower the learning rate or check the model")
         test_acc, test_loss = self.evaluate_test() if evaluate_test else (None, None)
-        for key, value in (("epoch", epoch + 1), ("step", step + 1), ("lr", lr), ("train_loss", train_loss),
-                           ("train_acc_running", train_acc), ("test_acc", test_acc), ("test_loss", test_loss)):
-            curves[key].append(value)
+        curves.add(epoch=epoch + 1, step=step + 1, lr=lr, train_loss=train_loss, train_acc_running=train_acc,
+                   test_acc=test_acc, test_loss=test_loss)
         self._count_epochs(1)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gstbench.cell_result import Curves
 from gstbench.components import Evaluated, TensorData
 from gstbench.config import CellSpec
 from gstbench.engine.loop import Trainer, clone_state
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def train_parent(spec: CellSpec, trainer: Trainer, data_seed: int, parents: ParentCache | None,
-                 keep: set[int], pruner: "Pruner | None" = None) -> tuple[dict[str, list], dict[int, dict], bool]:
+                 keep: set[int], pruner: "Pruner | None" = None) -> tuple[Curves, dict[int, dict], bool]:
     """Plain training from step 0 (an unpruned run, round 0): from the parent cache when stored there.
 
     Returns the curves, the states kept at ``keep`` and whether they came from the cache. A

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from gstbench.cell_result import LayerPruned, PruningEvent
 from gstbench.components import TEMPORARY, LayerState, PruningContext
 from gstbench.config import CellSpec
 from gstbench.engine.loop import Hooks
@@ -76,7 +77,8 @@ class Pruner:
                 f"targeted_{unit}": {n: s.n_original - s.n_alive for n, s in self.layers.items()},
                 "sparsity": 0.0 if self.temporary else self.sparsity()}
 
-    def event(self, step: int, cuts: list[LayerCut], evaluate_test, **extra: Any) -> dict[str, Any]:
+    def event(self, step: int, cuts: list[LayerCut], evaluate_test, epoch: int | None = None,
+              round: int | None = None) -> PruningEvent:
         """t_pre -> score, select, apply for every cut -> t_post."""
         t_pre, loss_pre = evaluate_test(reuse=True)
         t0 = time.perf_counter()
@@ -85,16 +87,15 @@ class Pruner:
         if self.prune.scope == "global":
             count = sum(c.count for c in cuts)
             cuts = [LayerCut(GLOBAL, count, cuts[0].index, cuts[0].of)]
-        record: dict[str, Any] = {}
+        record: dict[str, LayerPruned] = {}
         for cut in cuts:
             names = list(self.layers) if cut.layer == GLOBAL else [cut.layer]
             for name, chosen in self._select(names, cut.count).items():
-                record[name] = {**self._apply(self.layers[name], chosen), "event": cut.index, "of": cut.of}
+                record[name] = self._apply(self.layers[name], chosen, cut)
         self.timing["prune_s"] += time.perf_counter() - t0
         t_post, loss_post = evaluate_test()
         instability = (t_pre - t_post) / t_pre if t_pre > 0 else 0.0
-        return {"step": step, **extra, "t_pre": t_pre, "t_post": t_post, "loss_pre": loss_pre,
-                "loss_post": loss_post, "instability": instability, "layers": record}
+        return PruningEvent(step, t_pre, t_post, loss_pre, loss_post, instability, record, epoch=epoch, round=round)
 
     def _select(self, names: list[str], count: int) -> dict[str, torch.Tensor]:
         """Flat physical indices per layer; one ranking over all ``names`` (a single layer, or global)."""
@@ -121,13 +122,11 @@ class Pruner:
                 out[name] = mine
         return out
 
-    def _apply(self, layer: LayerState, chosen: torch.Tensor) -> dict[str, Any]:
+    def _apply(self, layer: LayerState, chosen: torch.Tensor, cut: LayerCut) -> LayerPruned:
         original = layer.original_index[chosen].tolist()
         apply_effector(self.effector, layer, chosen, self.ctx, self.scorer)
-        rec: dict[str, Any] = {"count": len(original), "remaining": layer.n_alive}
-        if layer.granularity == "filters":  # single weights would flood events.jsonl
-            rec["pruned"] = sorted(original)
-        return rec
+        pruned = sorted(original) if layer.granularity == "filters" else None  # single weights would flood events.jsonl
+        return LayerPruned(len(original), layer.n_alive, cut.index, cut.of, pruned)
 
 
 def apply_effector(effector: Any, layer: LayerState, chosen: torch.Tensor, ctx: PruningContext,

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gstbench.cell_result import Curves, PruningEvent, Round
 from gstbench.components import Evaluated, PruningContext, RewindContext, TensorData
 from gstbench.config import CellSpec
 from gstbench.engine.evaluation import measure
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
-from gstbench.engine.loop import Hooks, Trainer, clone_state
+from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state
 from gstbench.engine.parent import independent_parent, train_parent
 from gstbench.engine.pruner import Pruner
 from gstbench.engine.setup import build, build_model
@@ -27,7 +28,7 @@ from gstbench.parents import ParentCache
 
 
 def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer, pruner: Pruner,
-               ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool) -> dict[str, Any]:
+               ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool) -> Trained:
     """Train; then R times: prune a fraction of what remains, rewind, retrain."""
     prune, model = spec.prune, trainer.model
     rewind = build(registry, "rewinds", spec.rewind)
@@ -37,21 +38,21 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
     keep = {k} if k is not None else set()
     if prune.data_order_stability:
         keep.add(fork)
-    events: list[dict[str, Any]] = []
-    rounds: list[dict[str, Any]] = []
+    events: list[PruningEvent] = []
+    rounds: list[Round] = []
 
     curves, kept, cached = train_parent(spec, trainer, data_seed, parents, keep, pruner)
     checkpoint = kept[k]["model"] if k is not None else None
     rounds.append(_round_summary(0, pruner, curves, 0, True))
     if prune.data_order_stability:
-        rounds[-1].update(_twin(trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points))
+        _twin(rounds[-1], trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points)
     parent = None
     if spec.metrics:
         subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
         parent = subject if needs_parent else None
         independent = independent_parent(spec, registry, data, parents, trainer.timing)
-        rounds[-1]["metrics"] = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0,
-                                        independent)
+        rounds[-1].metrics = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0,
+                                     independent)
 
     def fresh_state(r: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(int(np.random.SeedSequence([spec.seed, 2, r]).generate_state(1)[0]))
@@ -70,32 +71,30 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
         curves, _ = trainer.train(resume.step, data_seed, resume.replay_lr, hooks=pruner.hooks())
         rounds.append(_round_summary(r, pruner, curves, resume.step, resume.replay_lr))
         if prune.data_order_stability:
-            rounds[-1].update(_twin(trainer, pruner, start, resume.step, resume.replay_lr, twin_seed,
-                                    prune.lmc_points))
+            _twin(rounds[-1], trainer, pruner, start, resume.step, resume.replay_lr, twin_seed, prune.lmc_points)
         if spec.metrics:
-            rounds[-1]["metrics"] = measure(spec, registry, Evaluated(model), data, data.x_train.device, parent,
-                                            trainer.timing, r, independent)
+            rounds[-1].metrics = measure(spec, registry, Evaluated(model), data, data.x_train.device, parent,
+                                         trainer.timing, r, independent)
         ctx.optimizer = trainer.optimizer
     pruner.detach()
     last = rounds[-1]
-    metrics = {"best_test_acc_by_round": [x["best_test_acc"] for x in rounds],
-               "sparsity_by_round": [x["sparsity"] for x in rounds]}
+    metrics = {"best_test_acc_by_round": [x.best_test_acc for x in rounds],
+               "sparsity_by_round": [x.sparsity for x in rounds]}
     if prune.data_order_stability:
-        metrics.update(lmc_barrier=last["lmc"]["barrier"], weight_distance=last["weight_distance"],
-                       lmc_barrier_by_round=[x["lmc"]["barrier"] for x in rounds])
-    return {"curves": curves, "events": events, "best_test_acc": last["best_test_acc"], "rounds": rounds,
-            "metrics": metrics, "parent": "cached" if cached else "trained"}
+        metrics.update(lmc_barrier=last.lmc.barrier, weight_distance=last.weight_distance,
+                       lmc_barrier_by_round=[x.lmc.barrier for x in rounds])
+    return Trained(curves, events, last.best_test_acc, "cached" if cached else "trained", rounds, metrics)
 
 
-def _round_summary(r: int, pruner: Pruner, curves: dict[str, list], start: int, replay_lr: bool) -> dict:
-    return {"round": r, "sparsity": pruner.sparsity(), "remaining": {n: s.n_alive for n, s in pruner.layers.items()},
-            "start_step": start, "replay_lr": replay_lr, "final_test_acc": curves["test_acc"][-1],
-            "best_test_acc": max(curves["test_acc"]), "curves": curves}
+def _round_summary(r: int, pruner: Pruner, curves: Curves, start: int, replay_lr: bool) -> Round:
+    return Round(r, pruner.sparsity(), {n: s.n_alive for n, s in pruner.layers.items()}, start, replay_lr,
+                 curves.test_acc[-1], max(curves.test_acc), curves)
 
 
-def _twin(trainer: Trainer, pruner: Pruner, start: dict, start_step: int, replay_lr: bool, twin_seed: int,
-          points: int) -> dict[str, Any]:
-    """Train a second copy from ``start`` with another data order; compare it with the first (the model now)."""
+def _twin(summary: Round, trainer: Trainer, pruner: Pruner, start: dict, start_step: int, replay_lr: bool,
+          twin_seed: int, points: int) -> None:
+    """Train a second copy from ``start`` with another data order; compare it with the first (the model now)
+    and add the comparison to the round's ``summary``."""
     model = trainer.model
     first = clone_state(model.state_dict())
     first_optimizer = trainer.optimizer
@@ -112,5 +111,6 @@ def _twin(trainer: Trainer, pruner: Pruner, start: dict, start_step: int, replay
     lmc = linear_mode_connectivity(model, first, second, trainer.data.x_test, trainer.data.y_test, points)
     trainer.timing["lmc_s"] = trainer.timing.get("lmc_s", 0.0) + time.perf_counter() - t0
     weights = [f"{layer.spec.conv}.weight" for layer in pruner.layers.values()]
-    return {"twin_final_test_acc": curves["test_acc"][-1], "weight_distance": weight_distance(first, second, weights),
-            "lmc": lmc}
+    summary.twin_final_test_acc = curves.test_acc[-1]
+    summary.weight_distance = weight_distance(first, second, weights)
+    summary.lmc = lmc

@@ -22,9 +22,9 @@ def stored_results(out: Path | str) -> dict[str, dict]:
     found = {}
     for _, result in Store(out).iter_cells():
         if result is not None:
-            metrics = {k: v for k, v in result.get("metrics", {}).items() if k != "metric_wall_s"}
-            found[result["hash"]] = {"status": result["status"], "metrics": metrics,
-                                     "curves": result.get("curves"), "events": result["events"]}
+            metrics = {k: v for k, v in result.metrics.items() if k != "metric_wall_s"}
+            found[result.hash] = {"status": result.status, "metrics": metrics, "curves": result.curves,
+                                  "events": result.events}
     return found
 
 

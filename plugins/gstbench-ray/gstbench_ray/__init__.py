@@ -12,7 +12,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 
 import gstbench
-from gstbench.engine.result import failed_result
+from gstbench.cell_result import CellResult
 
 __version__ = "0.1.0"
 
@@ -64,10 +64,10 @@ class RayExecutor:
                 try:
                     result = ray.get(done[0])
                 except RayTaskError as exc:  # raised outside the cell's own guard (e.g. unpickling): not retried
-                    result = failed_result(cell, f"ray task raised {exc.cause!r}")
+                    result = CellResult.failed(cell, f"ray task raised {exc.cause!r}")
                 except RayError as exc:  # retries used up: the worker or its node kept dying
-                    result = failed_result(cell, f"ray worker died; gave up after {self.max_retries} retries: "
-                                                 f"{type(exc).__name__}: {exc}")
+                    result = CellResult.failed(cell, f"ray worker died; gave up after {self.max_retries} retries: "
+                                                     f"{type(exc).__name__}: {exc}")
                 yield cell, result
         finally:
             if started:

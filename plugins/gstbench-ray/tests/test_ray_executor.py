@@ -58,7 +58,7 @@ def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
     cells = [StubCell("fine"), StubCell("dies-once"), StubCell("raises")]
     executor = RayExecutor(address=None, workers=2, gpus_per_cell=None, max_retries=2)
     results = {c.name: r for c, r in executor.map(cells, DyingWork(str(tmp_path)))}
-    assert results["fine"]["status"] == "ok"
-    assert results["dies-once"]["status"] == "ok"  # retried after its worker died
-    assert results["raises"]["status"] == "failed" and "the cell's own bug" in results["raises"]["error"]
+    assert results["fine"].status == "ok"
+    assert results["dies-once"].status == "ok"  # retried after its worker died
+    assert results["raises"].status == "failed" and "the cell's own bug" in results["raises"].error
     assert not (tmp_path / "raises").exists()

@@ -98,7 +98,7 @@ def test_a_suite_cell_runs_with_a_torch_pruning_scorer(registry):
     suite = load_suite(registry, "smoke", seeds=1, overrides={"prune.scorer": "torch-pruning:taylor"})
     spec = next(c for c in suite.cells if c.prune is not None)
     result = run_cell(spec, registry)
-    assert result["status"] == "ok", result.get("error")
+    assert result.status == "ok", result.error
     assert spec.prune.scorer.id == "torch-pruning:taylor"
-    assert result["metrics"]["n_events"] == len(result["events"]) > 0
-    assert result["metrics"]["targeted_filters"]["conv3"] > 0
+    assert result.metrics["n_events"] == len(result.events) > 0
+    assert result.metrics["targeted_filters"]["conv3"] > 0
