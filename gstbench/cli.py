@@ -10,26 +10,33 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
-import warnings
 from pathlib import Path
 
 import click
 from tabulate import tabulate
 
 from gstbench.components import KINDS, REQUIRED
-from gstbench.errors import GstbenchError
-from gstbench.plugins import PluginWarning, get_registry
+from gstbench.errors import GstbenchError, StorageError, Terminated, install_warning_format
+from gstbench.leases import DEFAULT_TIMEOUT_S as DEFAULT_LEASE_TIMEOUT_S
+from gstbench.plugins import get_registry
 
 
 class UserError(click.ClickException):
     """Bad input refused (a GstbenchError): one line naming what is at fault, exit 2 like click's usage errors.
 
     The exit codes of every command: 0 done; 1 done, and something failed (a cell, a
-    regression in ``compare``); 2 bad input, nothing run; 130 interrupted, resumable.
+    regression in ``compare``); 2 bad input, nothing run; 74 a result could not be stored
+    (full disk, storage gone read-only), resumable; 130 interrupted (Ctrl-C) and 143
+    terminated (SIGTERM), both resumable.
     """
 
     exit_code = 2
+
+
+class StorageFailed(UserError):
+    exit_code = 74  # EX_IOERR (sysexits.h)
 
 
 def _registry():
@@ -87,8 +94,14 @@ class PluginCommands(click.Group):
         """Every command's refused input (a GstbenchError) ends here: one line, exit 2."""
         try:
             return super().invoke(ctx)
+        except StorageError as exc:
+            raise StorageFailed(str(exc)) from None
         except GstbenchError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # an unexpected file or directory at fault: still one line naming it
+            where = f" {exc.filename}" if exc.filename else ""
+            raise StorageFailed(f"cannot use{where}: {exc.strerror or exc}; check that it exists and that this "
+                                f"user may read (and write) it") from None
 
 
 def _use_plugins_dir(ctx, param, value) -> None:
@@ -136,10 +149,17 @@ def cli() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Result directory [default: ./gstbench-results/<suite>].")
 @click.option("--retry-failed", is_flag=True, help="Run cells stored as failed again.")
+@click.option("--lease-timeout", type=click.FloatRange(min=1), default=DEFAULT_LEASE_TIMEOUT_S, show_default=True,
+              help="Seconds after which another run's unrefreshed cell lease counts as dead (runs refresh theirs "
+                   "every 30 s; a dead process on this host frees its leases at once).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
 def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, gpus_per_cell, device, bf16,
-        data_dir, out, retry_failed, as_json) -> None:
-    """Run a suite (missing cells only), then print its leaderboard."""
+        data_dir, out, retry_failed, lease_timeout, as_json) -> None:
+    """Run a suite (missing cells only), then print its leaderboard.
+
+    Several runs into one directory share the work: each cell is trained by the run that
+    leases it first. Ctrl-C and SIGTERM stop at once, leaving the directory resumable.
+    """
     from tqdm import tqdm
 
     from gstbench.components import DATA_DIR_ENV
@@ -179,17 +199,20 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         if not result.ok:
             bar.write(f"cell {spec.hash[:16]} failed: {result.error}", file=sys.stderr)
 
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
                             on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
-                            executor_options=executor_options)
-    except KeyboardInterrupt:
+                            executor_options=executor_options, lease_timeout=lease_timeout)
+    except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
-        click.echo(f"\ninterrupted: finished cells are stored in {out}; run the same command again to "
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"\n{how}: finished cells are stored in {out}; run the same command again to "
                    f"finish the rest", err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     report = build_report(out)
@@ -198,9 +221,16 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     else:
         if summary.skipped:
             click.echo(f"{summary.skipped} cells already finished (skipped), {summary.ran} run", err=True)
+        if summary.claimed_elsewhere:
+            click.echo(f"{summary.claimed_elsewhere} cells are being trained by another run (their leases are live); "
+                       f"`gstbench report {out}` shows them once stored", err=True)
         click.echo(render_leaderboard(report))
     if report["totals"]["failed"]:
         sys.exit(1)
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 def _check_device(device: str) -> None:
@@ -253,11 +283,11 @@ def _echo_csv(data) -> None:
     stats = [s for s in (*ROW_STATS, *TWIN_STATS, data["rank"], *data["suite"].get("columns", []))
              if any(s in r for r in data["rows"])]
     stats = list(dict.fromkeys(stats))  # the rank may be one of the above
-    writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "missing"]
+    writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "corrupt", "missing"]
                     + [f"{s}_{p}" for s in stats for p in ("mean", "low", "high")])
     for r in data["rows"]:
         writer.writerow([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra), r["rate"],
-                         r["n"], r["failed"], r["missing"]]
+                         r["n"], r["failed"], r["corrupt"], r["missing"]]
                         + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
 
 
@@ -442,15 +472,6 @@ def list_components(kind, as_json) -> None:
                         headers=[kind[:-1], "options", "capabilities", "description"]))
 
 
-def _format_plugin_warning(message, category, filename, lineno, line=None):
-    if issubclass(category, PluginWarning):
-        return f"warning: {message}\n"
-    return _default_format(message, category, filename, lineno, line)
-
-
-_default_format = warnings.formatwarning
-
-
 @cli.command("new-plugin")
 @click.argument("name")
 @click.option("--kind", default="scorer", show_default=True,
@@ -469,5 +490,5 @@ def new_plugin_cmd(name, kind, parent) -> None:
 
 
 def main() -> None:
-    warnings.formatwarning = _format_plugin_warning
+    install_warning_format()
     cli(prog_name="gstbench")

@@ -63,10 +63,14 @@ def collect(directory: Path | str) -> dict[str, Any]:
 def export(directory: Path | str, file: Path | str) -> dict[str, Any]:
     """The export as JSON, or with a ``.csv`` name as a table: one row per cell, one column per axis and metric."""
     data = collect(directory)
-    if str(file).endswith(".csv"):
-        atomic_write_text(Path(file), _csv(data))
-    else:
-        atomic_write_json(Path(file), data)
+    try:
+        if str(file).endswith(".csv"):
+            atomic_write_text(Path(file), _csv(data))
+        else:
+            atomic_write_json(Path(file), data)
+    except OSError as exc:
+        raise GstbenchError(f"cannot write {file} ({exc.strerror or exc}); pass a path in a writable "
+                            f"directory") from None
     return data
 
 

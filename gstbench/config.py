@@ -5,6 +5,7 @@ in, component names resolved to ``plugin:name`` (with ``@revision`` once a compo
 author bumps it), component options only where they differ from the factory default.
 A core option added after cell hashes were first pinned is marked ``ADDED_LATER`` and left
 out of the canonical JSON while it holds its default, so adding an option never changes old hashes.
+An option that cannot change a result (how often a cell checkpoints) is ``NOT_IN_HASH``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gstbench.errors import SpecError, UnknownComponent, closest
 # Field metadata of a core option added after cell hashes were first pinned: left out of the
 # canonical JSON while it holds its default, so results stored before it keep their hashes.
 ADDED_LATER = {"added_later": True}
+NOT_IN_HASH = {"not_in_hash": True}
 
 STEPS_RE = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -95,6 +97,8 @@ class TrainConfig:
     gamma: float = 0.1
     # fp32 (the papers) or bf16: autocast of forward passes in training and evaluation
     precision: str = field(default="fp32", metadata=ADDED_LATER)
+    # save what a killed cell needs to go on every N epochs (0: never); resumed results are bitwise equal
+    checkpoint_every: int = field(default=0, metadata=NOT_IN_HASH)
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ def _canonical(obj: Any) -> Any:
         out = {}
         for f in fields(obj):
             value = getattr(obj, f.name)
-            if f.metadata.get("added_later") and value == f.default:
+            if f.metadata.get("not_in_hash") or f.metadata.get("added_later") and value == f.default:
                 continue
             out[f.name] = _canonical(value)
         return out
@@ -249,6 +253,7 @@ def _train(d: Any, source: str | None) -> TrainConfig:
         (cfg.weight_decay >= 0, "weight_decay", "must be >= 0"),
         (0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)"),
         (cfg.gamma > 0, "gamma", "must be > 0"),
+        (cfg.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (epochs; 0: no checkpoints)"),
     ]
     for ok, key, msg in checks:
         if not ok:

@@ -29,6 +29,22 @@ class SpecError(GstbenchError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class StorageError(GstbenchError):
+    """A result could not be written (a full disk, a directory gone read-only): the run stops, nothing is lost."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm's and Kubernetes' first word) stops a run the way Ctrl-C does."""
+
+
+class GstbenchWarning(UserWarning):
+    """A problem gstbench worked around (a plugin left out, a file moved aside); printed as one line."""
+
+
+class StoreWarning(GstbenchWarning):
+    """A stored file that could not be read and was counted, or moved aside, instead of stopping everything."""
+
+
 class CellFailed(GstbenchError):
     """A cell stopped on purpose (e.g. a non-finite loss)."""
 
@@ -37,3 +53,20 @@ def closest(name: str, known: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' or '' when nothing is close."""
     matches = difflib.get_close_matches(name, list(known), n=n, cutoff=0.5)
     return f" (did you mean: {', '.join(matches)}?)" if matches else ""
+
+
+def install_warning_format() -> None:
+    """gstbench's own warnings print as one line, ``warning: ...``, without Python's file and line."""
+    import warnings
+
+    default = warnings.formatwarning
+    if getattr(default, "gstbench", False):
+        return
+
+    def one_line(message, category, filename, lineno, line=None):
+        if issubclass(category, GstbenchWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    one_line.gstbench = True
+    warnings.formatwarning = one_line

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import warnings
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ import torch
 
 from gstbench.cell_result import Curves
 from gstbench.config import CellSpec, digest
-from gstbench.store import atomic_write_json
+from gstbench.errors import StoreWarning
+from gstbench.store import atomic_write_json, set_aside
 
 FORMAT = 1
 
@@ -43,18 +46,36 @@ class ParentCache:
     def load(self, spec: CellSpec, device: torch.device, steps: set[int]) -> dict[str, Any] | None:
         """The stored parent if it holds every state in ``steps``; None otherwise (or if unreadable)."""
         d = self._dir(spec, device)
+        if not (d / "parent.json").exists() or not (d / "states.pt").exists():
+            return None
         try:
             meta = json.loads((d / "parent.json").read_text())
             if meta["key"] != parent_key(spec, device) or not steps <= set(meta["steps"]):
                 return None
             curves = Curves.from_json(meta["curves"])  # a ResultFormatError is a ValueError
             states = torch.load(d / "states.pt", map_location=device, weights_only=True)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+            kept = {int(k): v for k, v in states["kept"].items()}
+            final = states["final"]
+        except FileNotFoundError:
+            return None  # another process is replacing the entry
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, EOFError,
+                pickle.UnpicklingError) as exc:
+            self._set_aside(d, exc)
             return None
-        kept = {int(k): v for k, v in states["kept"].items()}
         if not steps <= set(kept):  # another process replaced the entry in between
             return None
-        return {"curves": curves, "final": states["final"], "kept": kept}
+        return {"curves": curves, "final": final, "kept": kept}
+
+    @staticmethod
+    def _set_aside(d: Path, exc: Exception) -> None:
+        """An unreadable entry is moved aside (never deleted) and the parent trained again."""
+        for name in ("parent.json", "states.pt"):
+            try:
+                target = set_aside(d / name)
+            except FileNotFoundError:
+                continue
+            warnings.warn(f"parent cache entry {d / name} could not be read ({type(exc).__name__}: {exc}); moved it "
+                          f"to {target.name} and training the parent again", StoreWarning, stacklevel=3)
 
     def save(self, spec: CellSpec, device: torch.device, curves: Curves, final: dict[str, torch.Tensor],
              kept: dict[int, dict]) -> None:

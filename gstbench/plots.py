@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gstbench.errors import GstbenchError
 from gstbench.reader import RunResults, load_results
 from gstbench.report import GENERALIZATION, describe_config, report_of
 from gstbench.stats import correlation, mean_interval
@@ -54,8 +55,12 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, A
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     out, dest = Path(out), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     results = load_results(out)  # once, for the groups and the report
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GstbenchError(f"cannot write figures to {dest} ({exc.strerror or exc}); pass `gstbench plot --out` "
+                            f"a writable directory") from None
     suite, groups, report = results.suite, _groups(results), report_of(results)
     written, skipped = [], {}
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
@@ -67,7 +72,11 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, A
         else:
             ax.set_title(f"{ax.get_title()}\n{suite.get('name')} ({suite.get('scale')})", fontsize=10)
             path = dest / f"{name}.{fmt}"
-            fig.savefig(path, dpi=130)
+            try:
+                fig.savefig(path, dpi=130)
+            except OSError as exc:
+                raise GstbenchError(f"cannot write {path} ({exc.strerror or exc}); pass `gstbench plot --out` a "
+                                    f"writable directory") from None
             written.append(str(path))
         plt.close(fig)
     return {"written": written, "skipped": skipped}

@@ -28,7 +28,7 @@ import pluggy
 
 from gstbench import hookspecs
 from gstbench.components import KINDS, Component, describe
-from gstbench.errors import PluginError, UnknownComponent, closest
+from gstbench.errors import GstbenchWarning, PluginError, UnknownComponent, closest
 
 hookimpl = pluggy.HookimplMarker("gstbench")
 
@@ -54,7 +54,7 @@ class DuplicateName(PluginError):
     """A plugin registered one name twice for the same kind."""
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(GstbenchWarning):
     """A third-party plugin was left out; the message names it and says why."""
 
 

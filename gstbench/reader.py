@@ -7,22 +7,25 @@ the same key ``CellSpec.config_hash`` gives before the run.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gstbench.cell_result import CellResult
 from gstbench.config import config_key
-from gstbench.store import Store
+from gstbench.errors import StoreWarning
+from gstbench.store import HASH_DIGITS, CellFiles, Store
 
 
 @dataclass
 class StoredCell:
-    """One cell directory: its canonical spec, its hash, and its result (None while missing)."""
+    """One cell directory: its canonical spec, its hash, and its result (None while missing or corrupt)."""
 
     spec: dict[str, Any]
     hash: str
     result: CellResult | None
+    problem: str | None = None  # why it is corrupt: which file, and what is wrong with it
 
     @property
     def seed(self) -> int:
@@ -30,7 +33,9 @@ class StoredCell:
 
     @property
     def status(self) -> str:
-        """``ok``, ``failed`` or ``missing``."""
+        """``ok``, ``failed``, ``corrupt`` or ``missing``."""
+        if self.problem is not None:
+            return "corrupt"
         return "missing" if self.result is None else self.result.status
 
 
@@ -54,6 +59,7 @@ class RunResults:
     suite: dict[str, Any]
     cells: list[StoredCell]
     configurations: list[Configuration]
+    unplaced: list[CellFiles] = field(default_factory=list)  # corrupt cells whose spec.json cannot be read
 
     @property
     def finished(self) -> list[tuple[dict[str, Any], CellResult]]:
@@ -64,18 +70,42 @@ class RunResults:
     def axes(self) -> list[str]:
         return list(self.suite.get("axes", {}))
 
+    @property
+    def corrupt(self) -> list[tuple[str, str]]:
+        """(cell directory, problem) of every corrupt cell, placed or not."""
+        placed = [(str(self.directory / "cells" / c.hash[:HASH_DIGITS]), c.problem) for c in self.cells
+                  if c.problem is not None]
+        return placed + [(str(c.directory), c.problem) for c in self.unplaced]
 
-def load_results(directory: Path | str) -> RunResults:
-    """Read ``directory`` (a ``gstbench run --out``) once; raises GstbenchError naming it when it holds no run."""
+    def warn_corrupt(self) -> None:
+        """One warning per corrupt cell (reading commands count them and go on)."""
+        for directory, problem in self.corrupt:
+            warnings.warn(f"{directory}: {problem}; counted as corrupt (`gstbench run` moves the file aside and "
+                          f"recomputes the cell)", StoreWarning, stacklevel=2)
+
+
+def load_results(directory: Path | str, warn: bool = True) -> RunResults:
+    """Read ``directory`` (a ``gstbench run --out``) once; raises GstbenchError naming it when it holds no run.
+
+    Corrupt cells are counted, not fatal; ``warn`` names each on stderr.
+    """
     store = Store(directory)
     suite = store.read_suite()
     cells: list[StoredCell] = []
+    unplaced: list[CellFiles] = []
     by_key: dict[str, Configuration] = {}
-    for stored, result in store.iter_cells():
-        cell = StoredCell(stored["spec"], stored["hash"], result)
+    for files in store.iter_cells():
+        if files.spec is None:
+            if files.problem is not None:
+                unplaced.append(files)
+            continue  # a directory whose spec.json is not written yet
+        cell = StoredCell(files.spec["spec"], files.spec["hash"], files.result, files.problem)
         cells.append(cell)
         key = config_key(cell.spec)
         config = by_key.setdefault(key, Configuration(key, cell.spec))
         config.spec = cell.spec
         config.cells.append(cell)
-    return RunResults(Path(directory), suite, cells, list(by_key.values()))
+    results = RunResults(Path(directory), suite, cells, list(by_key.values()), unplaced)
+    if warn:
+        results.warn_corrupt()
+    return results

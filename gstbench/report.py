@@ -83,6 +83,7 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         row.update(
             rate=metrics[0]["iterative_rate"] if metrics else None,
             n=len(metrics), failed=len(failed), missing=len(config.with_status("missing")),
+            corrupt=len(config.with_status("corrupt")),
             **{s: stat([m[s] for m in metrics]) for s in ROW_STATS},
             errors=failed,
         )
@@ -103,10 +104,11 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
                                 f"metrics: {', '.join(known)}")
     rows.sort(key=lambda r: -math.inf if r[rank]["mean"] is None else r[rank]["mean"], reverse=True)
     corr = correlation([m["stability"] for m in pruned_runs], [m[GENERALIZATION] for m in pruned_runs])
-    totals = {"cells": sum(r["n"] + r["failed"] + r["missing"] for r in rows),
+    totals = {"cells": sum(r["n"] + r["failed"] + r["missing"] + r["corrupt"] for r in rows) + len(results.unplaced),
               "ok": sum(r["n"] for r in rows), "failed": sum(r["failed"] for r in rows),
+              "corrupt": sum(r["corrupt"] for r in rows) + len(results.unplaced),
               "missing": sum(r["missing"] for r in rows)}
-    out = {"suite": suite, "rank": rank, "interval": describe_interval(interval), "rows": rows, "correlation": {
+    out = {"suite": suite, "rank": rank, "corrupt": [{"cell": d, "problem": p} for d, p in results.corrupt], "interval": describe_interval(interval), "rows": rows, "correlation": {
         "x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, "totals": totals}
     out["time"] = _time_split([c.result for config in results.configurations for c in config.with_status("ok")])
     out["correlations"] = []
@@ -311,6 +313,7 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
         table.append([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra),
                       "-" if not r["rate"] else f"{100 * r['rate']:.1f}",
                       f"{r['n']}" + (f" (+{r['failed']} failed)" if r["failed"] else "")
+                      + (f" (+{r['corrupt']} corrupt)" if r["corrupt"] else "")
                       + (f" (+{r['missing']} missing)" if r["missing"] else ""),
                       *(_pct(r[s]) for s in TABLE_STATS),
                       *([_pct(r["lmc_barrier"]) if "lmc_barrier" in r else "-",
@@ -333,7 +336,8 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
         lines += _render_answer(report["answer"], tablefmt)
     lines += render_claims(report.get("claims", []), tablefmt)
     t = report["totals"]
-    lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, {t['missing']} missing")
+    lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, " + (f"{t['corrupt']} corrupt, " if t["corrupt"] else "")
+                 + f"{t['missing']} missing")
     time_split = report.get("time")
     if time_split and time_split["wall_s"]:
         def part(name: str, v: dict) -> str:
@@ -346,6 +350,8 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
     for r in report["rows"]:
         for err in r["errors"]:
             lines.append(f"  failed cell {str(err['hash'])[:16]} (seed {err['seed']}): {err['error']}")
+    for bad in report.get("corrupt", []):
+        lines.append(f"  corrupt cell {bad['cell']}: {bad['problem']}")
     return "\n".join(lines)
 
 

@@ -1,24 +1,26 @@
 """Runs a suite: skips finished cells by hash, maps the rest through an executor, stores each result.
 
-Skip-by-hash and storage stay here, in the driver, whatever the executor: an executor only
-turns cells into results (in this process, a process pool, a Ray cluster), so every
-executor resumes a killed run the same way.
+Skip-by-hash, leases and storage stay here, in the driver, whatever the executor: an
+executor only turns cells into results (in this process, a process pool, a Ray cluster),
+so every executor resumes a killed run, and shares a directory with other runs, the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from gstbench.components import DATA_DIR_ENV
 from gstbench.cell_result import CellResult
 from gstbench.config import CellSpec
 from gstbench.engine import run_cell
-from gstbench.errors import GstbenchError, closest
+from gstbench.errors import GstbenchError, StorageError, closest
+from gstbench.leases import DEFAULT_TIMEOUT_S, Leases
 from gstbench.parents import ParentCache
-from gstbench.store import Store
+from gstbench.store import HASH_DIGITS, Store
 from gstbench.suite import Suite
 
 
@@ -26,9 +28,10 @@ from gstbench.suite import Suite
 class RunSummary:
     out: Path
     total: int
-    skipped: int
+    skipped: int  # finished before this run (or by another run while it went)
     ran: int
     failed: int
+    claimed_elsewhere: int = 0  # cells another live run holds the lease of (left to it)
 
 
 CellDone = Callable[[CellSpec, CellResult], None]
@@ -40,13 +43,15 @@ class CellWork:
 
     It pickles without the registry and the progress callback, so an executor can send it
     to another process or machine; there it loads the installed plugins (entry points) and
-    reports no per-epoch progress. ``parents`` is the parent cache's directory (shared only
-    where workers see the same filesystem); ``data_dir`` the datasets' directory.
+    reports no per-epoch progress. ``parents`` is the parent cache's directory and ``cells``
+    the run's cell directories, where checkpoints go (both shared only where workers see
+    the same filesystem); ``data_dir`` the datasets' directory.
     """
 
     device: str = "cpu"
     parents: str | None = None
     data_dir: str | None = None
+    cells: str | None = None
     registry: Any = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
@@ -61,8 +66,9 @@ class CellWork:
         on_epoch = self.on_epoch
         progress = (lambda e, n: on_epoch(spec, e, n)) if on_epoch else None
         parents = ParentCache(Path(self.parents)) if self.parents else None
+        checkpoint_dir = Path(self.cells) / spec.hash[:HASH_DIGITS] if self.cells else None
         return run_cell(spec, self.registry or get_registry(), device=device or self.device, progress=progress,
-                        parents=parents)
+                        parents=parents, checkpoint_dir=checkpoint_dir)
 
 
 def build_executor(registry: Any, name: str, options: dict[str, Any] | None = None) -> Any:
@@ -82,25 +88,73 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
               retry_failed: bool = False, on_start: Callable[[list[CellSpec]], None] | None = None,
               on_cell_done: CellDone | None = None,
               on_epoch: Callable[[CellSpec, int, int], None] | None = None,
-              executor_options: dict[str, Any] | None = None) -> RunSummary:
-    """Run the missing cells of ``suite`` into ``out``; finished cells (by hash) are skipped."""
+              executor_options: dict[str, Any] | None = None, lease_timeout: float = DEFAULT_TIMEOUT_S) -> RunSummary:
+    """Run the missing cells of ``suite`` into ``out``; finished cells (by hash) and cells that another
+    run holds the lease of are skipped. Writes nothing when nothing is missing (read-only storage works)."""
     runner = build_executor(registry, executor, executor_options)
     store = Store(out)
-    store.write_suite(suite.summary())
-    pending = []
+    summary = suite.summary()
+    pending, corrupt = [], []
     for spec in suite.cells:
-        done = store.load_result(spec)
-        if done is None or (retry_failed and done.status == "failed"):
+        files = store.read_cell(spec)
+        if files.problem is not None:
+            corrupt.append(files)
+        if files.result is None or (retry_failed and files.result.status == "failed"):
             pending.append(spec)
-    for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
-        store.begin(spec)
+    if pending or not store.suite_is(summary):
+        store.check_writable()  # before any training: one line naming the directory
+        with _storing(store.root):
+            for files in corrupt:
+                store.set_aside(files)
+            store.write_suite(summary)
+            for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
+                store.begin(spec, clean=False)
     if on_start is not None:
         on_start(pending)
-    work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV), registry, on_epoch)
-    failed = 0
-    for spec, result in runner.map(pending, work):
-        store.finish(spec, result)
-        failed += not result.ok
-        if on_cell_done is not None:
-            on_cell_done(spec, result)
-    return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending), len(pending), failed)
+
+    def finished(spec: CellSpec) -> bool:
+        result = store.load_result(spec)
+        return result is not None and (result.ok or not retry_failed)
+
+    leases = Leases(store.root / "cells", lease_timeout)
+    counts = {"elsewhere": 0, "meanwhile": 0, "ran": 0, "failed": 0}
+
+    def leased() -> Iterator[CellSpec]:  # lazily, as the executor asks for the next cell to start
+        for spec in pending:
+            taken = leases.take(store.cell_dir(spec), lambda spec=spec: finished(spec))
+            if taken == "taken":
+                with _storing(store.root):
+                    store.begin(spec)
+                yield spec
+            else:
+                counts["elsewhere" if taken == "elsewhere" else "meanwhile"] += 1
+
+    work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV),
+                    str((store.root / "cells").resolve()), registry, on_epoch)
+    results = runner.map(leased(), work)
+    try:
+        for spec, result in results:
+            with _storing(store.cell_dir(spec)):
+                store.finish(spec, result)
+            leases.drop(store.cell_dir(spec))
+            counts["ran"] += 1
+            counts["failed"] += not result.ok
+            if on_cell_done is not None:
+                on_cell_done(spec, result)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # stops the executor's workers now, not after their cells
+        leases.drop_all()
+    return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending) + counts["meanwhile"],
+                      counts["ran"], counts["failed"], counts["elsewhere"])
+
+
+@contextlib.contextmanager
+def _storing(where: Path) -> Iterator[None]:
+    """An OSError while storing (a full disk, storage gone read-only) stops the run in one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"cannot write to {where}: {exc.strerror or exc}; free space or make it writable, then "
+                           f"run the same command again (every stored result is kept)") from None

@@ -54,12 +54,15 @@ def test_run_prints_leaderboard_stores_cells_and_rerun_skips_everything(tmp_path
     assert json.loads(as_json.stdout)["run"]["skipped"] == 6
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig):
+@pytest.mark.parametrize("sig, executor", [(signal.SIGINT, "sequential"), (signal.SIGTERM, "sequential"),
+                                           (signal.SIGTERM, "pool"), (signal.SIGKILL, "sequential")])
+def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, executor):
     out = tmp_path / "out"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
     proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "3",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             "--out", str(out), "--executor", executor, *(["--workers", "2"] if executor == "pool"
+                                                                         else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=sigint_default)
     deadline = time.time() + 240
     while len(results(out)) < 2 and time.time() < deadline and proc.poll() is None:
@@ -67,9 +70,10 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig):
     stderr = stop(proc, sig, 60)
     done = results(out)
     assert 2 <= len(done) < 9, "the run should have been stopped midway"
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "run the same command again" in stderr
-        assert "Traceback" not in stderr
+    if sig != signal.SIGKILL:  # SIGTERM (Slurm, Kubernetes) stops like Ctrl-C, pool workers included
+        assert proc.returncode == (130 if sig == signal.SIGINT else 143), stderr
+        assert "run the same command again" in stderr and "Traceback" not in stderr
+        assert not list(out.glob("cells/*/lease.json"))  # its leases are dropped
     for blob in done.values():
         json.loads(blob)  # every stored result is complete
     again = run_cli("run", "--suite", TINY, "--seeds", "3", "--out", str(out))

@@ -142,6 +142,23 @@ class _TemporaryEffector:
                 self._release(iv)
         self.active = still
 
+    def state_dict(self) -> dict:
+        """The interventions under way: layer, units, steps to go and what was saved (a checkpoint's part)."""
+        return {"active": [{"layer": iv.layer.name, "indices": iv.indices.cpu(), "remaining": iv.remaining,
+                            "saved": {k: v.cpu() for k, v in (iv.saved or {}).items()}} for iv in self.active]}
+
+    def load_state_dict(self, state: dict, ctx: PruningContext, layers: dict[str, LayerState]) -> None:
+        self._resume(ctx)
+        self.active = []
+        for iv in state["active"]:
+            layer = layers[iv["layer"]]
+            device = layer.conv.weight.device
+            saved = {k: v.to(device) for k, v in iv["saved"].items()} or None
+            self.active.append(_Intervention(layer, iv["indices"].to(device), iv["remaining"], saved))
+
+    def _resume(self, ctx: PruningContext) -> None:
+        """Take back what ``apply`` takes from the context."""
+
     def _during(self, iv: _Intervention) -> None:
         raise NotImplementedError
 
@@ -164,6 +181,9 @@ class ZeroEffector(_TemporaryEffector):
         idx = indices.to(layer.conv.weight.device)
         self._start(layer, idx, saved={k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()})
         return None
+
+    def _resume(self, ctx: PruningContext) -> None:
+        self.optimizer = ctx.optimizer
 
     def _during(self, iv: _Intervention) -> None:
         _zero_with_bn(iv.layer, iv.indices)
@@ -203,6 +223,9 @@ class NoiseEffector(_TemporaryEffector):
         self.generator = ctx.generator
         self._start(layer, indices)
         return None
+
+    def _resume(self, ctx: PruningContext) -> None:
+        self.generator = ctx.generator
 
     @torch.no_grad()
     def _during(self, iv: _Intervention) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
 from gstbench.cell_result import CellResult
+from gstbench.errors import Terminated, install_warning_format
 from gstbench.plugins import hookimpl
 
 
@@ -31,6 +34,8 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     global _WORKER_DEVICE
     import torch
 
+    signal.signal(signal.SIGTERM, _terminated)  # stop like Ctrl-C: the cell's checkpoint stays
+    install_warning_format()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -38,6 +43,10 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     if _WORKER_DEVICE.startswith("cuda"):
         torch.cuda.set_device(torch.device(_WORKER_DEVICE))
     torch.set_num_threads(threads)
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _run_in_worker(work: Callable, cell: Any) -> Any:
@@ -68,40 +77,50 @@ class PoolExecutor:
         self.workers, self.retries = workers, retries
 
     def map(self, cells: Iterable, work: Callable) -> Iterator[tuple]:
+        """Cells are taken from ``cells`` as workers free up (the runner leases each one then)."""
         import torch
 
-        queue = list(cells)
+        queue = iter(cells)
         devices = visible_devices(work.device)
         # CPU workers share the cores; GPU workers need one thread each to feed their device.
         threads = max(1, torch.get_num_threads() // self.workers) if devices == ["cpu"] else 1
         suspects: list = []
-        while queue or suspects:
+        first = next(queue, None)
+        while first is not None or suspects:
             if suspects:
                 yield self._alone(suspects.pop(0), work, devices, threads)
             else:
-                suspects = yield from self._pooled(queue, work, devices, threads)
+                suspects = yield from self._pooled(itertools.chain([first], queue), work, devices, threads)
+                first = next(queue, None)
 
     def _executor(self, workers: int, devices: list[str], threads: int) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")  # fork would copy CUDA state and torch's threads
         return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                    initargs=(context.Value("i", 0), devices, threads))
 
-    def _pooled(self, queue: list, work: Callable, devices: list[str], threads: int):
+    def _pooled(self, queue: Iterator, work: Callable, devices: list[str], threads: int):
         """Run ``queue`` (consumed as cells start), ``workers`` at a time; on a death, return the cells in flight."""
-        with self._executor(min(self.workers, len(queue)), devices, threads) as pool:
+        with self._executor(self.workers, devices, threads) as pool:
             in_flight: dict = {}
-            while queue or in_flight:
-                while queue and len(in_flight) < self.workers:
-                    cell = queue.pop(0)
-                    in_flight[pool.submit(_run_in_worker, work, cell)] = cell
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        return list(in_flight.values())
-                    yield in_flight.pop(future), result
-        return []
+            try:
+                while True:
+                    while len(in_flight) < self.workers:
+                        cell = next(queue, None)
+                        if cell is None:
+                            break
+                        in_flight[pool.submit(_run_in_worker, work, cell)] = cell
+                    if not in_flight:
+                        return []
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            return list(in_flight.values())
+                        yield in_flight.pop(future), result
+            except BaseException:  # interrupted, or the driver stopped (closed this generator): stop the workers
+                _stop_workers(pool)
+                raise
 
     def _alone(self, cell: Any, work: Callable, devices: list[str], threads: int) -> tuple:
         for _ in range(self.retries + 1):
@@ -110,8 +129,20 @@ class PoolExecutor:
                     return cell, pool.submit(_run_in_worker, work, cell).result()
                 except BrokenProcessPool as exc:
                     error = exc
+                except BaseException:
+                    _stop_workers(pool)
+                    raise
         return cell, CellResult.failed(cell, f"worker process died {self.retries + 1} times running this cell alone "
                                              f"({error or 'no message'})")
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM every worker (each stops like Ctrl-C) so that leaving the pool does not wait for their cells."""
+    processes = list((pool._processes or {}).values())  # the pool has no public handle on its processes
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
 
 
 def pool(workers: int = os.cpu_count() or 1, retries: int = 2):

@@ -93,6 +93,14 @@ class ActivationL1Scorer:
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
         return self.averages[layer.name].clone()
 
+    def state_dict(self) -> dict:
+        return {"averages": {k: v.clone() for k, v in self.averages.items()}, "batches": self.batches,
+                "active": self.active}
+
+    def load_state_dict(self, state: dict, ctx: PruningContext, layers: dict[str, LayerState]) -> None:
+        self.averages = {k: v.clone() for k, v in state["averages"].items()}
+        self.batches, self.active = state["batches"], state["active"]
+
     def detach(self) -> None:
         for h in self.handles:
             h.remove()

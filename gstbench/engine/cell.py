@@ -5,8 +5,10 @@ The nesting, top to bottom:
     run_cell(spec)                        never raises for the cell's own errors: a 'failed' result
       _train_cell                         seeds, data, model, Trainer, Pruner
         run_schedule | rounds.run_rounds  pruning during one training run | prune-retrain rounds
+          Checkpoints.load                a killed run's state, when there is one (checkpoint.py)
           Trainer.train                   the step loop (loop.py)
             Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
+            Hooks.after_epoch             every N epochs: Checkpoints.save
         evaluate (train set), measure     the final metrics (evaluation.py)
 """
 
@@ -14,14 +16,16 @@ from __future__ import annotations
 
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gstbench.cell_result import CellResult, Environment, MetricValues, PruningEvent
+from gstbench.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent
 from gstbench.components import Evaluated, PruningContext
 from gstbench.config import CellSpec
+from gstbench.engine.checkpoint import Checkpoints, set_rng_state
 from gstbench.engine.evaluation import compares_with_parent, evaluate, measure
 from gstbench.engine.loop import Progress, Trained, Trainer
 from gstbench.engine.parent import independent_parent, parent_model, train_parent
@@ -33,15 +37,17 @@ from gstbench.schedule import iterative_rate
 
 
 def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None,
-             parents: ParentCache | None = None) -> CellResult:
+             parents: ParentCache | None = None, checkpoint_dir: Path | str | None = None) -> CellResult:
     """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
 
     ``parents`` shares unpruned parents between cells (the run directory's cache); without
-    it, a cell trains its parent itself when it needs one.
+    it, a cell trains its parent itself when it needs one. ``checkpoint_dir`` (the cell's
+    directory) holds its checkpoint every ``train.checkpoint_every`` epochs, and a cell that
+    finds one there goes on from it.
     """
     started = time.perf_counter()
     try:
-        result = _train_cell(spec, registry, torch.device(device), progress, parents)
+        result = _train_cell(spec, registry, torch.device(device), progress, parents, checkpoint_dir)
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
         return CellResult.failed(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
                                  time.perf_counter() - started)
@@ -50,7 +56,7 @@ def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progr
 
 
 def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None,
-                parents: ParentCache | None) -> CellResult:
+                parents: ParentCache | None, checkpoint_dir: Path | str | None) -> CellResult:
     timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
     if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
@@ -70,7 +76,8 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
     if rounds:
         trained = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
     else:
-        trained = run_schedule(spec, trainer, pruner, data_seed, parents)
+        trained = run_schedule(spec, trainer, pruner, data_seed, parents,
+                               Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every))
     model.train()
     t0 = time.perf_counter()
     train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
@@ -111,10 +118,10 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
 
 
 def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_seed: int,
-                 parents: ParentCache | None) -> Trained:
+                 parents: ParentCache | None, checkpoints: Checkpoints) -> Trained:
     """One training run, pruning during it on the schedule (or not at all: then it is the parent)."""
     if pruner is None:
-        curves, _, cached = train_parent(spec, trainer, data_seed, parents, set())
+        curves, _, cached = train_parent(spec, trainer, data_seed, parents, set(), checkpoints=checkpoints)
         return Trained(curves, [], max(curves.test_acc), "cached" if cached else "trained")
     events: list[PruningEvent] = []
     schedule = pruner.schedule(trainer.steps_per_epoch, trainer.total_steps)
@@ -122,7 +129,22 @@ def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_s
     def on_event(step: int, epoch: int) -> None:
         events.append(pruner.event(step, schedule[step], trainer.evaluate_test, epoch=epoch))
 
-    curves, _ = trainer.train(0, data_seed, hooks=pruner.hooks(schedule, on_event))
+    def after_epoch(step: int, curves: Curves) -> None:
+        if checkpoints.due(step // trainer.steps_per_epoch):
+            checkpoints.save("schedule", {"step": step, "trainer": trainer.state_dict(), "pruner": pruner.state_dict(),
+                                          "events": [e.to_json() for e in events], "curves": curves.to_json()})
+
+    start, curves = 0, None
+    saved = checkpoints.load("schedule", trainer.data.x_train.device)
+    if saved is not None:  # the pruner first: it rebuilds the pruned shapes the weights are saved in
+        pruner.load_state_dict(saved["pruner"])
+        trainer.load_state_dict(saved["trainer"])
+        events += [PruningEvent.from_json(e) for e in saved["events"]]
+        start, curves = saved["step"], Curves.from_json(saved["curves"])
+        set_rng_state(saved["rng"])
+    hooks = pruner.hooks(schedule, on_event)
+    hooks.after_epoch = after_epoch
+    curves, _ = trainer.train(start, data_seed, hooks=hooks, curves=curves)
     pruner.detach()
     # Generalization: the best test accuracy at or after the last pruning event (the paper's code).
     last = max(schedule) if schedule else -1

@@ -35,6 +35,7 @@ class Hooks:
     on_event: Callable[[int, int], None] | None = None  # (step, epoch), before that step's batch
     before_batch: Callable[[int], None] | None = None  # a scorer that watches training
     after_step: Callable[[], None] | None = None  # an effector that re-applies its masks
+    after_epoch: Callable[[int, Curves], None] | None = None  # (next step, curves so far): a checkpoint
 
 
 @dataclass
@@ -72,6 +73,22 @@ class Trainer:
         # The global RNG as training from step 0 finds it (dropout draws from it), so that a
         # parent trained in any cell, or loaded from the cache, is the same parent.
         self.start_rng = torch.random.get_rng_state()
+
+    def state_dict(self) -> dict:
+        """What training from a checkpoint needs of this trainer (checkpoint.py saves it with the RNGs)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "steps_run": self.steps_run, "epochs_done": self.epochs_done, "start_rng": self.start_rng,
+                "last_eval": list(self._last_eval) if self._last_eval is not None else None,
+                "timing": dict(self.timing)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps_run, self.start_rng = state["steps_run"], state["start_rng"]
+        self._count_epochs(state["epochs_done"] - self.epochs_done)
+        last = state["last_eval"]
+        self._last_eval = (last[0], tuple(last[1])) if last is not None else None
+        self.timing.update(state["timing"])
 
     def skip(self, epochs: int) -> None:
         """Count epochs that came from the parent cache (for the progress bar)."""
@@ -111,18 +128,20 @@ class Trainer:
         return acc_loss
 
     def train(self, start: int, data_seed: int, replay_lr: bool = True, hooks: Hooks | None = None,
-              keep: set[int] = frozenset(), every_epoch: bool = True) -> tuple[Curves, dict[int, dict]]:
+              keep: set[int] = frozenset(), every_epoch: bool = True,
+              curves: Curves | None = None) -> tuple[Curves, dict[int, dict]]:
         """Steps ``start`` to the end of the schedule; returns per-epoch curves and the states kept at ``keep``.
 
         ``replay_lr`` False holds the learning rate at its final value (learning-rate rewinding
         replays it). ``every_epoch`` False evaluates the test set only after the last epoch.
         The data order of epoch e is the e-th permutation drawn from ``data_seed``, so a run
-        resumed at step k sees the same batches as an uninterrupted one from k on.
+        resumed at step k sees the same batches as an uninterrupted one from k on; ``curves``
+        continues a run resumed from a checkpoint.
         """
         hooks = hooks or Hooks()
         data, spe = self.data, self.steps_per_epoch
         device = data.x_train.device
-        curves = Curves()
+        curves = curves if curves is not None else Curves()
         kept: dict[int, dict] = {}
         order_gen = torch.Generator().manual_seed(data_seed)
         aug_gen = torch.Generator(device) if data.augmentation is not None else None
@@ -150,6 +169,8 @@ class Trainer:
                 self.timing["train_s"] += time.perf_counter() - t0
                 last = step + 1 == self.total_steps
                 self._end_epoch(curves, running, epoch, step, lr, evaluate_test=every_epoch or last)
+                if hooks.after_epoch is not None and not last:
+                    hooks.after_epoch(step + 1, curves)
                 t0 = time.perf_counter()
         return curves, kept
 

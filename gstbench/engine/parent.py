@@ -15,7 +15,8 @@ from torch import nn
 from gstbench.cell_result import Curves
 from gstbench.components import Evaluated, TensorData
 from gstbench.config import CellSpec
-from gstbench.engine.loop import Trainer, clone_state
+from gstbench.engine.checkpoint import Checkpoints, set_rng_state
+from gstbench.engine.loop import Hooks, Trainer, clone_state
 from gstbench.engine.setup import build_model, independent_seed, place, seed_everything
 from gstbench.parents import ParentCache
 
@@ -24,11 +25,13 @@ if TYPE_CHECKING:
 
 
 def train_parent(spec: CellSpec, trainer: Trainer, data_seed: int, parents: ParentCache | None,
-                 keep: set[int], pruner: "Pruner | None" = None) -> tuple[Curves, dict[int, dict], bool]:
+                 keep: set[int], pruner: "Pruner | None" = None,
+                 checkpoints: "Checkpoints | None" = None) -> tuple[Curves, dict[int, dict], bool]:
     """Plain training from step 0 (an unpruned run, round 0): from the parent cache when stored there.
 
     Returns the curves, the states kept at ``keep`` and whether they came from the cache. A
     scorer that watches training (activation statistics) needs the real run, so it skips the cache.
+    ``checkpoints`` (an unpruned cell's) saves and resumes the training on its way.
     """
     device = trainer.data.x_train.device
     cacheable = parents is not None and (pruner is None or not pruner.observes_training)
@@ -40,7 +43,21 @@ def train_parent(spec: CellSpec, trainer: Trainer, data_seed: int, parents: Pare
             trainer.skip(spec.train.epochs)
             return entry["curves"], entry["kept"], True
     torch.random.set_rng_state(trainer.start_rng)
-    curves, kept = trainer.train(0, data_seed, hooks=pruner.hooks() if pruner else None, keep=keep)
+    hooks = pruner.hooks() if pruner else Hooks()
+    start, curves = 0, None
+    if checkpoints is not None and pruner is None and not keep:
+        saved = checkpoints.load("parent", trainer.data.x_train.device)
+        if saved is not None:
+            trainer.load_state_dict(saved["trainer"])
+            start, curves = saved["step"], Curves.from_json(saved["curves"])
+            set_rng_state(saved["rng"])
+
+        def after_epoch(step: int, curves: Curves) -> None:
+            if checkpoints.due(step // trainer.steps_per_epoch):
+                checkpoints.save("parent", {"step": step, "trainer": trainer.state_dict(), "curves": curves.to_json()})
+
+        hooks.after_epoch = after_epoch
+    curves, kept = trainer.train(start, data_seed, hooks=hooks, keep=keep, curves=curves)
     if cacheable:
         parents.save(spec, device, curves, clone_state(trainer.model.state_dict()), kept)
     return curves, kept, False

@@ -61,6 +61,43 @@ class Pruner:
         return [LayerCut(n, math.ceil(round(fractions[n].fraction * s.n_alive, 9)), 1, 1)
                 for n, s in self.layers.items()]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The pruning state a checkpoint keeps: each layer's units, the generator, and the components' own."""
+        state: dict[str, Any] = {
+            "layers": {n: {"alive": s.alive.clone(), "original_index": s.original_index.clone()}
+                       for n, s in self.layers.items()},
+            "generator": self.ctx.generator.get_state(), "step": self.ctx.step}
+        for role in ("scorer", "target", "effector"):
+            component_state = getattr(getattr(self, role), "state_dict", None)
+            if component_state is not None:
+                state[role] = component_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Bring a fresh pruner (and its fresh model) to ``state``, before the model's weights are loaded.
+
+        An effector without state of its own (mask, remove) is applied again to the units it
+        pruned, which rebuilds its masks or the model's pruned shapes; one with state
+        (temporary effectors) loads it instead.
+        """
+        replay = not hasattr(self.effector, "load_state_dict")
+        for name, saved in state["layers"].items():
+            layer = self.layers[name]
+            if replay:
+                gone = torch.ones(layer.n_physical, dtype=torch.bool)
+                gone[saved["original_index"]] = False  # fresh layers index units by their original number
+                if gone.any():
+                    apply_effector(self.effector, layer, gone.nonzero().flatten(), self.ctx, self.scorer)
+                dead = (~saved["alive"]).flatten().nonzero().flatten()
+                if dead.numel():
+                    apply_effector(self.effector, layer, dead, self.ctx, self.scorer)
+            layer.alive, layer.original_index = saved["alive"].clone(), saved["original_index"].clone()
+        self.ctx.generator.set_state(state["generator"])
+        self.ctx.step = state["step"]
+        for role in ("scorer", "target", "effector"):
+            if role in state:
+                getattr(self, role).load_state_dict(state[role], self.ctx, self.layers)
+
     def detach(self) -> None:
         if hasattr(self.scorer, "detach"):
             self.scorer.detach()

@@ -20,7 +20,8 @@ def stored_results(out: Path | str) -> dict[str, dict]:
     from gstbench.store import Store
 
     found = {}
-    for _, result in Store(out).iter_cells():
+    for cell in Store(out).iter_cells():
+        result = cell.result
         if result is not None:
             metrics = {k: v for k, v in result.metrics.items() if k != "metric_wall_s"}
             found[result.hash] = {"status": result.status, "metrics": metrics, "curves": result.curves,

@@ -89,5 +89,5 @@ prune = { scorer = "l2", target = "smallest", effector = "remove", start = "1ep"
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(next((tmp_path / "out").glob("cells/*/result.json")).read_text())
-    assert result.status == "ok"
-    assert result.metrics["remaining_filters"] == {"layer4.1.conv1": 256}
+    assert result["status"] == "ok"
+    assert result["metrics"]["remaining_filters"] == {"layer4.1.conv1": 256}

@@ -1,0 +1,86 @@
+"""Mid-cell checkpoints: what a killed cell needs to go on from its last saved epoch, with the same numbers.
+
+Every ``train.checkpoint_every`` epochs a training run saves ``cells/<hash16>/checkpoint.pt``:
+the trainer (model, optimizer, counters), the curves so far, every RNG state (torch, CUDA,
+numpy, python), and the pruner (units, generator, components' own state) with the events
+so far. It is written atomically and read with ``weights_only=True`` (tensors and plain
+data only). A cell that finds one resumes there; the store removes it with the result.
+On CPU, for the same torch build and thread count, the resumed result equals an
+uninterrupted one bitwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random as pyrandom
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gstbench.errors import StoreWarning
+from gstbench.store import CHECKPOINT as NAME, set_aside
+
+FORMAT = 1
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.random.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)},
+            "python": pyrandom.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.random.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = state["python"]
+    pyrandom.setstate((version, tuple(internal), gauss))
+
+
+class Checkpoints:
+    """One cell's checkpoint file: saved every ``every`` epochs of a training run (0: never)."""
+
+    def __init__(self, directory: Path | str | None, cell_hash: str, every: int):
+        self.path = Path(directory) / NAME if directory is not None and every > 0 else None
+        self.cell_hash, self.every = cell_hash, every
+
+    def due(self, epochs_done: int) -> bool:
+        return self.path is not None and epochs_done % self.every == 0
+
+    def save(self, phase: str, state: dict[str, Any]) -> None:
+        """Atomically: a temp file in the same directory, fsync, os.replace."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{NAME}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save({"format": FORMAT, "hash": self.cell_hash, "phase": phase, "rng": rng_state(), **state}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, phase: str, device: torch.device) -> dict[str, Any] | None:
+        """The saved state of ``phase`` for this cell, or None; an unreadable file is moved aside with a warning."""
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+            if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("hash") != self.cell_hash:
+                raise ValueError("not a checkpoint of this cell in this gstbench's format")
+        except Exception as exc:  # torch.load raises many kinds on a damaged file
+            target = set_aside(self.path)
+            warnings.warn(f"checkpoint {self.path} could not be read ({type(exc).__name__}: {exc}); moved it to "
+                          f"{target.name} and starting the cell from its first step", StoreWarning, stacklevel=2)
+            return None
+        return state if state["phase"] == phase else None

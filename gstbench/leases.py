@@ -1,0 +1,114 @@
+"""Per-cell leases: several `gstbench run` into one directory train each cell once.
+
+A run takes a cell's lease (``cells/<hash16>/lease.json``: host, pid, run id) before
+training it and drops it after its result is stored; other runs skip a leased cell. The
+check-and-take is serialized by a file lock (filelock) beside it, so two runs never both
+take one cell, on one machine or on a shared filesystem. A holder refreshes its leases'
+modification time every ``HEARTBEAT_S`` seconds; a lease is stale, and taken over, when
+its pid is gone on this host, or when it was not refreshed for ``timeout`` seconds (a
+run on another host that died).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from gstbench.store import atomic_write_json
+
+LEASE = "lease.json"
+HEARTBEAT_S = 30.0
+DEFAULT_TIMEOUT_S = 600.0  # twenty missed heartbeats
+LOCK_WAIT_S = 60.0  # the lock is held for milliseconds; waiting longer means a hung filesystem
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class Leases:
+    """The leases one run holds in one run directory, refreshed by a background thread while held."""
+
+    def __init__(self, cells_root: Path, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.cells_root, self.timeout_s = Path(cells_root), float(timeout_s)
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "run": uuid.uuid4().hex}
+        self.held: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self, cell_dir: Path, finished) -> str:
+        """``taken``, ``finished`` (``finished()`` became true meanwhile) or ``elsewhere`` (a live lease)."""
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        lease = cell_dir / LEASE
+        try:
+            with FileLock(str(cell_dir / ".lease.lock"), timeout=LOCK_WAIT_S):
+                if finished():
+                    return "finished"
+                holder = self._read(lease)
+                if holder is not None and holder != self.me and not self._stale(lease, holder):
+                    return "elsewhere"
+                atomic_write_json(lease, {**self.me, "since": time.time()})
+        except Timeout:
+            return "elsewhere"
+        self.held.add(lease)
+        self._start()
+        return "taken"
+
+    def drop(self, cell_dir: Path) -> None:
+        lease = cell_dir / LEASE
+        self.held.discard(lease)
+        if self._read(lease) == self.me:
+            lease.unlink(missing_ok=True)
+
+    def drop_all(self) -> None:
+        for lease in list(self.held):
+            self.drop(lease.parent)
+        self._stop.set()
+
+    def holder(self, cell_dir: Path) -> dict | None:
+        """Who holds the cell's live lease (None when free or stale)."""
+        lease = cell_dir / LEASE
+        holder = self._read(lease)
+        return holder if holder is not None and not self._stale(lease, holder) else None
+
+    def _stale(self, lease: Path, holder: dict) -> bool:
+        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+            return True
+        try:
+            return time.time() - lease.stat().st_mtime > self.timeout_s
+        except OSError:
+            return True
+
+    @staticmethod
+    def _read(lease: Path) -> dict | None:
+        try:
+            data = json.loads(lease.read_text())
+        except (OSError, ValueError):
+            return None  # none, or cut short by a crash: free to take
+        return {k: data.get(k) for k in ("host", "pid", "run")} if isinstance(data, dict) else None
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="gstbench-leases", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            for lease in list(self.held):
+                try:
+                    os.utime(lease)
+                except OSError:
+                    pass  # dropped meanwhile, or the filesystem is gone: the store will say so

@@ -1,0 +1,110 @@
+"""Mid-cell checkpoints: a cell stopped mid-way goes on from its last checkpoint and stores the same numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import DATA, changed, run_cli
+from gstbench.config import cell_from_config
+from gstbench.engine import run_cell
+from gstbench.testing import stored_results
+
+CELL = {
+    "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
+    "dataset": {"name": "mnist1d", "num_samples": 400, "train_split": 0.5},
+    "train": {"epochs": 6, "batch_size": 64, "milestones": ["4ep"], "checkpoint_every": 1},
+    "prune": {"scorer": "l2", "target": "smallest", "effector": "mask", "start": "1ep", "end": "5ep",
+              "period": "1ep", "layers": {"conv2": {"fraction": 0.5}, "conv3": {"fraction": 0.5}}},
+}
+VARIANTS = {
+    "mask": {},
+    "remove": {"prune__effector": "remove"},
+    "activation-l1, random target": {"prune__scorer": "activation-l1", "prune__target": "random"},
+    "zero for 5 steps": {"prune__effector": {"name": "zero", "steps": 5}},
+    "noise for 5 steps": {"prune__effector": {"name": "noise", "steps": 5}},
+    "single weights": {"prune__granularity": "weights", "prune__layers": {"conv2": {"fraction": 0.5}}},
+    "unpruned": {"prune": False},
+}
+
+
+class Stop(KeyboardInterrupt):
+    """What Ctrl-C or SIGTERM raises in a training process."""
+
+
+def _stop_after(epochs: int):
+    def progress(done: int, planned: int) -> None:
+        if done == epochs:
+            raise Stop()
+    return progress
+
+
+def _computed(result) -> dict:
+    metrics = {k: v for k, v in result.metrics.items() if k != "metric_wall_s"}
+    return {"status": result.status, "metrics": metrics, "curves": result.curves, "events": result.events}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_cell_stopped_mid_way_resumes_to_the_same_numbers(registry, tmp_path, variant):
+    config = changed(CELL, **VARIANTS[variant])
+    spec = cell_from_config(config, 0, registry)
+    torch.set_num_threads(1)  # bitwise equal for equal thread counts
+    straight = run_cell(spec, registry)
+    assert straight.status == "ok", straight.traceback
+    with pytest.raises(Stop):  # stopped in epoch 4: the checkpoint of epoch 3 is there
+        run_cell(spec, registry, progress=_stop_after(4), checkpoint_dir=tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 3 * straight.steps_per_epoch and len(saved["curves"]["epoch"]) == 3
+    torch.manual_seed(12345)  # the resumed run must not depend on the state it finds
+    seen: list[int] = []
+    resumed = run_cell(spec, registry, checkpoint_dir=tmp_path, progress=lambda done, planned: seen.append(done))
+    assert seen[0] == 3  # it went on from the checkpoint, not from the first step
+    assert resumed.status == "ok", resumed.traceback
+    assert _computed(resumed) == _computed(straight)
+
+
+def test_checkpoints_do_not_change_the_hash(registry):
+    every = cell_from_config(CELL, 0, registry)
+    never = cell_from_config(changed(CELL, train={**CELL["train"], "checkpoint_every": 0}), 0, registry)
+    assert every.hash == never.hash and "checkpoint_every" not in json.dumps(every.canonical())
+
+
+def test_an_unreadable_checkpoint_is_moved_aside_and_the_cell_starts_over(registry, tmp_path):
+    spec = cell_from_config(CELL, 0, registry)
+    (tmp_path / "checkpoint.pt").write_bytes(b"cut short")
+    with pytest.warns(UserWarning, match="could not be read"):
+        result = run_cell(spec, registry, checkpoint_dir=tmp_path)
+    assert result.status == "ok" and list(tmp_path.glob("checkpoint.pt.corrupt-*"))
+    assert _computed(result) == _computed(run_cell(spec, registry))
+
+
+def test_a_run_killed_mid_cell_resumes_from_its_checkpoint_and_removes_it(tmp_path):
+    suite = tmp_path / "long.toml"
+    suite.write_text((DATA / "tiny.toml").read_text().replace("epochs = 3", "epochs = 12\ncheckpoint_every = 1")
+                     .replace('end = "2ep"', 'end = "10ep"').replace("seeds = 2", "seeds = 1"))
+    straight = run_cli("run", "--suite", str(suite), "--out", str(tmp_path / "straight"), "--json")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "killed"
+    env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not list(out.glob("cells/*/checkpoint.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # an epoch or two more
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    checkpoints = list(out.glob("cells/*/checkpoint.pt"))
+    assert checkpoints, "the run should have been killed mid-cell"
+    step = torch.load(checkpoints[0], weights_only=True)["step"]
+    again = run_cli("run", "--suite", str(suite), "--out", str(out), "--json")
+    assert again.returncode == 0, again.stderr
+    assert stored_results(out) == stored_results(tmp_path / "straight")
+    assert not list(out.glob("cells/*/checkpoint.pt")) and step > 0
