@@ -109,7 +109,7 @@ def parse_claims(raw: Any, source: str) -> list[dict[str, Any]]:
 
 def _check_test(t: dict[str, Any], where: str, source: str) -> dict[str, Any]:
     kind = t.get("kind")
-    if kind not in TEST_KEYS:
+    if not isinstance(kind, str) or kind not in TEST_KEYS:
         raise SpecError(f"{kind!r} is not a test kind{closest(str(kind), TEST_KEYS)}; kinds: "
                         f"{', '.join(TEST_KEYS)}", source=source, key=f"{where}.kind")
     required, optional = TEST_KEYS[kind]

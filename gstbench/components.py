@@ -176,6 +176,12 @@ class Scorer(Protocol):
     def units_removed(self, layer: LayerState, kept: torch.Tensor) -> None:  # optional
         """After a physical removal: keep per-unit state in step with the surviving units ``kept``."""
 
+    def state_dict(self) -> dict:  # optional, for a scorer that keeps state between batches or events
+        """What a mid-cell checkpoint saves: tensors, numbers, strings, lists and dicts of them only."""
+
+    def load_state_dict(self, state: dict, ctx: PruningContext, layers: dict[str, LayerState]) -> None:  # optional
+        """Resume from ``state_dict``'s output (after ``attach``, in a fresh process)."""
+
 
 class Target(Protocol):
     """Picks ``count`` physical indices among the alive units, given their scores."""
@@ -183,6 +189,9 @@ class Target(Protocol):
     def select(self, scores: torch.Tensor, alive: torch.Tensor, count: int,
                generator: torch.Generator) -> torch.Tensor:  # required
         ...
+
+    # state_dict / load_state_dict: optional, as for Scorer (draw randomness from ``generator``:
+    # the checkpoint keeps its state already)
 
 
 class Effector(Protocol):
@@ -201,6 +210,17 @@ class Effector(Protocol):
     def check_layer(self, model: nn.Module, layer_name: str, prunable: Any,
                     example_input: torch.Tensor) -> str | None:  # optional
         """Before training: the reason this effector cannot work on the layer, or None."""
+
+    def state_dict(self) -> dict:  # optional
+        """State of its own for a mid-cell checkpoint (e.g. temporary interventions under way).
+
+        Without it, a resumed cell applies the effector once more to every unit pruned so far
+        (that rebuilds masks and removed shapes), so an effector whose effect follows from the
+        pruned units alone needs nothing.
+        """
+
+    def load_state_dict(self, state: dict, ctx: PruningContext, layers: dict[str, LayerState]) -> None:  # optional
+        """Resume from ``state_dict``'s output, in place of that replay."""
 
 
 @dataclass

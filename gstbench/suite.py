@@ -28,10 +28,15 @@ from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.seeds import parse_seeds
 from gstbench.selection import label_at
 
-SUITE_KEYS = {"name", "description", "extends", "seeds", "base", "axes", "include", "scales", "leaderboard", "groups",
-              "claims"}
-SCALE_KEYS = {"description", "seeds", "base", "axes", "include", "unavailable", "groups"}
-LEADERBOARD_KEYS = {"rank", "question", "groups", "split", "columns", "correlate", "delta"}
+SEEDS = (int, str, list)
+# the keys of a suite file, a scale and a leaderboard table, with the type of each value
+SUITE_KEYS = {"name": str, "description": str, "extends": str, "seeds": SEEDS, "base": dict, "axes": dict,
+              "include": list, "scales": dict, "leaderboard": dict, "groups": dict, "claims": list}
+SCALE_KEYS = {"description": str, "seeds": SEEDS, "base": dict, "axes": dict, "include": list, "unavailable": str,
+              "groups": dict}
+LEADERBOARD_KEYS = {"rank": str, "question": str, "groups": dict, "split": str, "columns": list, "correlate": list,
+                    "delta": (int, float)}
+TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", list: "a list", dict: "a table"}
 DEFAULT_SCALE = "quick"
 
 
@@ -109,13 +114,20 @@ def _set_path(config: dict, dotted: str, value: Any, source: str, key: str) -> N
     node[parts[-1]] = copy.deepcopy(value)
 
 
-def _check(d: Any, allowed: set[str], where: str, source: str) -> None:
+def _check(d: Any, allowed: set[str] | dict[str, Any], where: str, source: str) -> None:
+    """``d`` is a table with only ``allowed`` keys; where ``allowed`` maps keys to types, of those types."""
     if not isinstance(d, dict):
         raise SpecError(f"{d!r} is not a table", source=source, key=where)
-    for k in d:
+    for k, v in d.items():
+        key = f"{where}.{k}" if where else k
         if k not in allowed:
             raise SpecError(f"unknown key '{k}'{closest(k, allowed)}; known keys: {', '.join(sorted(allowed))}",
-                            source=source, key=f"{where}.{k}" if where else k)
+                            source=source, key=key)
+        types = allowed[k] if isinstance(allowed, dict) else dict
+        types = types if isinstance(types, tuple) else (types,)
+        if not isinstance(v, types) or isinstance(v, bool):
+            wanted = " or ".join(TYPE_NAMES[t] for t in types)
+            raise SpecError(f"{v!r} is not {wanted}", source=source, key=key)
 
 
 def _merged_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[str, ...] = ()) -> dict:
@@ -202,7 +214,8 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
         listed = cfg.setdefault("metrics", [])
         if not isinstance(listed, list):
             raise SpecError(f"{listed!r} is not a list", source=source, key="base.metrics")
-        present = {m if isinstance(m, str) else m.get("name") for m in listed if isinstance(m, (str, dict))}
+        present = {m if isinstance(m, str) else m.get("name") for m in listed
+                   if isinstance(m, str) or isinstance(m, dict) and isinstance(m.get("name"), str)}
         listed += [m for m in metrics if m not in present]
         for n, v in (overrides or {}).items():
             if cfg.get("prune", False) is not False or not n.startswith("prune."):
@@ -282,18 +295,41 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
             raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
                             f"configuration has none; set prune.rounds, or drop the rewind", source=source,
                             key="rewind")
-        if spec.prune is None and not spec.metrics:
-            continue
-        data = load_data(registry, spec, placeholders)
-        mkey = f"{spec.model.canonical()}{spec.dataset.canonical()}"
-        if mkey not in models:
-            models[mkey] = build_model(registry, spec, data)
         try:
+            data = _built("dataset", spec.dataset, lambda: load_data(registry, spec, placeholders))
+            mkey = f"{spec.model.canonical()}{spec.dataset.canonical()}"
+            if mkey not in models:
+                models[mkey] = _built("model", spec.model, lambda: _forward(build_model(registry, spec, data), data))
+            if spec.prune is None and not spec.metrics:
+                continue
             _check_metrics(spec, registry, models[mkey], data)
             if spec.prune is not None:
                 _check_pruned(spec, registry, models[mkey], data)
         except SpecError as exc:
             raise SpecError(exc.message, source=source, key=exc.key) from None
+
+
+def _forward(model: Any, data: Any) -> Any:
+    """A model that builds must also run on two of the dataset's examples."""
+    import torch
+
+    with torch.no_grad():
+        model.eval()
+        model(data.x_train[:2])
+    model.train()
+    return model
+
+
+def _built(kind: str, ref: Any, build: Any) -> Any:
+    """A plugin's factory raising on its options is the suite's bad value, named with its key."""
+    try:
+        return build()
+    except GstbenchError:
+        raise
+    except Exception as exc:
+        options = ", ".join(f"{k} = {v!r}" for k, v in sorted(ref.kwargs.items())) or "no options"
+        raise SpecError(f"{kind} '{ref.id}' cannot be built with {options}: {type(exc).__name__}: {exc}",
+                        key=kind) from None
 
 
 def _check_metrics(spec: CellSpec, registry: Any, model: Any, data: Any) -> None:

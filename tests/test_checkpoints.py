@@ -70,6 +70,44 @@ def test_a_cell_stopped_mid_way_resumes_to_the_same_numbers(registry, tmp_path, 
     assert _computed(resumed) == _computed(straight)
 
 
+ROUNDS = {
+    "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
+    "dataset": {"name": "mnist1d", "num_samples": 400, "train_split": 0.5},
+    "train": {"epochs": 3, "batch_size": 64, "milestones": ["2ep"], "checkpoint_every": 1},
+    "prune": {"scorer": "l1", "target": "smallest", "effector": "mask", "granularity": "weights",
+              "scope": "global", "rounds": 3, "fraction": 0.5, "layers": ["conv2", "conv3"],
+              "data_order_stability": True, "lmc_points": 3},
+    "rewind": "weights@1ep",
+    "metrics": [{"name": "excess-error", "severities": [1]}],
+}
+
+
+# Round 0 trains 3 epochs and its second copy 2 (from the rewind point, 1ep); later rounds 2 + 2.
+@pytest.mark.parametrize("stop_at, rounds_done, epochs_done", [(7, 1, 5), (12, 2, 9)])
+def test_a_rounds_cell_stopped_mid_way_goes_on_with_the_next_round_to_the_same_numbers(registry, tmp_path,
+                                                                                       stop_at, rounds_done,
+                                                                                       epochs_done):
+    spec = cell_from_config(ROUNDS, 0, registry)
+    torch.set_num_threads(1)
+    straight = run_cell(spec, registry)
+    assert straight.status == "ok", straight.traceback
+    with pytest.raises(Stop):
+        run_cell(spec, registry, progress=_stop_after(stop_at), checkpoint_dir=tmp_path)
+    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["rounds"]) == rounds_done
+    seen: list[int] = []
+    resumed = run_cell(spec, registry, checkpoint_dir=tmp_path, progress=lambda d, n: seen.append(d))
+    assert resumed.status == "ok", resumed.traceback
+    assert seen[0] == epochs_done  # it went on from the checkpoint
+    assert _computed(resumed) == _computed(straight)
+    assert [_no_wall(r.to_json()) for r in resumed.rounds] == [_no_wall(r.to_json()) for r in straight.rounds]
+
+
+def _no_wall(round_json: dict) -> dict:
+    if "metrics" in round_json:
+        round_json["metrics"] = {k: v for k, v in round_json["metrics"].items() if k != "metric_wall_s"}
+    return round_json
+
+
 def test_checkpoints_do_not_change_the_hash(registry):
     every = cell_from_config(CELL, 0, registry)
     never = cell_from_config(changed(CELL, train={**CELL["train"], "checkpoint_every": 0}), 0, registry)

@@ -44,7 +44,7 @@ def test_run_prints_leaderboard_stores_cells_and_rerun_skips_everything(tmp_path
 
     report = run_cli("report", str(out), "--json")
     data = json.loads(report.stdout)
-    assert data["totals"] == {"cells": 6, "ok": 6, "failed": 0, "missing": 0}
+    assert data["totals"] == {"cells": 6, "ok": 6, "failed": 0, "corrupt": 0, "missing": 0}
     assert {r["target"] for r in data["rows"]} == {"smallest", "largest", "-"}
     assert data["correlation"]["n"] == 4 and data["correlation"]["pearson_r"] is not None
     for fmt, marker in (("github", "|"), ("latex", "\\begin{tabular}"), ("csv", "stability_mean")):

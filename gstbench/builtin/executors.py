@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
 from gstbench.cell_result import CellResult
-from gstbench.errors import Terminated, install_warning_format
+from gstbench.errors import install_warning_format
 from gstbench.plugins import hookimpl
 
 
@@ -34,7 +34,10 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     global _WORKER_DEVICE
     import torch
 
-    signal.signal(signal.SIGTERM, _terminated)  # stop like Ctrl-C: the cell's checkpoint stays
+    # The driver stops its workers (on Ctrl-C, SIGTERM or a storage error) with SIGTERM: a worker
+    # exits at once and quietly; its cell's last checkpoint stays, and temp files are not results.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_now)
     install_warning_format()
     with counter.get_lock():
         index = counter.value
@@ -45,8 +48,8 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _terminated(signum, frame) -> None:
-    raise Terminated()
+def _exit_now(signum, frame) -> None:
+    os._exit(128 + signum)
 
 
 def _run_in_worker(work: Callable, cell: Any) -> Any:

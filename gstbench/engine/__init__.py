@@ -9,6 +9,7 @@ One module per job, in the order a cell meets them:
     parent.py      the unpruned parent (trained, or from the cache) and its independent twin
     rounds.py      prune-retrain rounds: rewinding, lottery tickets, data-order stability
     lmc.py         linear mode connectivity between two trained copies
+    checkpoint.py  mid-cell checkpoints: save every N epochs (or round), resume bitwise
     cell.py        run_cell: one cell from start to result (its docstring has the call nesting)
 
 ``run_cell`` is importable from here; it loads on first use, so that importing

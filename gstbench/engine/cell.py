@@ -73,11 +73,12 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
                          torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
     pruner = Pruner(spec, registry, ctx, timing) if prune else None
     needs_parent = any(compares_with_parent(component(registry, "metrics", ref)) for ref in spec.metrics)
+    checkpoints = Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every)
     if rounds:
-        trained = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent)
+        trained = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent,
+                             checkpoints)
     else:
-        trained = run_schedule(spec, trainer, pruner, data_seed, parents,
-                               Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every))
+        trained = run_schedule(spec, trainer, pruner, data_seed, parents, checkpoints)
     model.train()
     t0 = time.perf_counter()
     train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)

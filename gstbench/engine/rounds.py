@@ -18,19 +18,26 @@ import torch
 from gstbench.cell_result import Curves, PruningEvent, Round
 from gstbench.components import Evaluated, PruningContext, RewindContext, TensorData
 from gstbench.config import CellSpec
+from gstbench.engine.checkpoint import Checkpoints, set_rng_state
 from gstbench.engine.evaluation import measure
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
 from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state
 from gstbench.engine.parent import independent_parent, train_parent
 from gstbench.engine.pruner import Pruner
-from gstbench.engine.setup import build, build_model
+from gstbench.engine.setup import build, build_model, place
 from gstbench.parents import ParentCache
 
 
 def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer, pruner: Pruner,
-               ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool) -> Trained:
-    """Train; then R times: prune a fraction of what remains, rewind, retrain."""
+               ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool,
+               checkpoints: Checkpoints | None = None) -> Trained:
+    """Train; then R times: prune a fraction of what remains, rewind, retrain.
+
+    With ``checkpoints`` on (``train.checkpoint_every`` > 0) the state after every round is
+    saved, and a killed cell goes on with the next round.
+    """
     prune, model = spec.prune, trainer.model
+    device = data.x_train.device
     rewind = build(registry, "rewinds", spec.rewind)
     k = rewind.checkpoint_step(trainer.steps_per_epoch, trainer.total_steps)
     fork = k if k is not None else 0  # where round 0's second copy starts
@@ -40,25 +47,46 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
         keep.add(fork)
     events: list[PruningEvent] = []
     rounds: list[Round] = []
+    independent = independent_parent(spec, registry, data, parents, trainer.timing) if spec.metrics else None
+    saved = checkpoints.load("rounds", device) if checkpoints is not None else None
+    if saved is not None:  # the pruner first: it rebuilds the pruned shapes the weights are saved in
+        pruner.load_state_dict(saved["pruner"])
+        trainer.load_state_dict(saved["trainer"])
+        events += [PruningEvent.from_json(e) for e in saved["events"]]
+        rounds += [Round.from_json(x, f"round {i} of the checkpoint") for i, x in enumerate(saved["rounds"])]
+        curves, checkpoint, cached = Curves.from_json(saved["curves"]), saved["rewind_point"], saved["cached"]
+        parent = None
+        if saved["parent_model"] is not None:
+            parent = Evaluated(place(build_model(registry, spec, data), device))
+            parent.model.load_state_dict(saved["parent_model"])
+        set_rng_state(saved["rng"])
+    else:
+        curves, kept, cached = train_parent(spec, trainer, data_seed, parents, keep, pruner)
+        checkpoint = kept[k]["model"] if k is not None else None
+        rounds.append(_round_summary(0, pruner, curves, 0, True))
+        if prune.data_order_stability:
+            _twin(rounds[-1], trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points)
+        parent = None
+        if spec.metrics:
+            subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
+            parent = subject if needs_parent else None
+            rounds[-1].metrics = measure(spec, registry, subject, data, device, parent, trainer.timing, 0,
+                                         independent)
 
-    curves, kept, cached = train_parent(spec, trainer, data_seed, parents, keep, pruner)
-    checkpoint = kept[k]["model"] if k is not None else None
-    rounds.append(_round_summary(0, pruner, curves, 0, True))
-    if prune.data_order_stability:
-        _twin(rounds[-1], trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points)
-    parent = None
-    if spec.metrics:
-        subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
-        parent = subject if needs_parent else None
-        independent = independent_parent(spec, registry, data, parents, trainer.timing)
-        rounds[-1].metrics = measure(spec, registry, subject, data, data.x_train.device, parent, trainer.timing, 0,
-                                     independent)
+    def save_round() -> None:
+        if checkpoints is not None and checkpoints.path is not None and len(rounds) <= prune.rounds:
+            checkpoints.save("rounds", {
+                "trainer": trainer.state_dict(), "pruner": pruner.state_dict(), "curves": curves.to_json(),
+                "events": [e.to_json() for e in events], "rounds": [x.to_json() for x in rounds],
+                "rewind_point": checkpoint, "cached": cached,
+                "parent_model": parent.model.state_dict() if parent is not None else None})
 
     def fresh_state(r: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(int(np.random.SeedSequence([spec.seed, 2, r]).generate_state(1)[0]))
         return build_model(registry, spec, data).state_dict()
 
-    for r in range(1, prune.rounds + 1):
+    save_round()
+    for r in range(len(rounds), prune.rounds + 1):
         events.append(pruner.event(trainer.total_steps, pruner.round_cuts(), trainer.evaluate_test, round=r))
         resume = rewind.rewind(RewindContext(model, checkpoint, lambda r=r: fresh_state(r),
                                              trainer.steps_per_epoch, trainer.total_steps, r))
@@ -73,9 +101,10 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
         if prune.data_order_stability:
             _twin(rounds[-1], trainer, pruner, start, resume.step, resume.replay_lr, twin_seed, prune.lmc_points)
         if spec.metrics:
-            rounds[-1].metrics = measure(spec, registry, Evaluated(model), data, data.x_train.device, parent,
+            rounds[-1].metrics = measure(spec, registry, Evaluated(model), data, device, parent,
                                          trainer.timing, r, independent)
         ctx.optimizer = trainer.optimizer
+        save_round()
     pruner.detach()
     last = rounds[-1]
     metrics = {"best_test_acc_by_round": [x.best_test_acc for x in rounds],

@@ -55,9 +55,10 @@ class RayExecutor:
             work = dataclasses.replace(work, device="cuda")  # Ray picks the GPU; inside the task it is cuda:0
         task = ray.remote(_run_cell).options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
                                              retry_exceptions=False)
+        pending: list = []
         try:
             refs = {task.remote(work, cell): cell for cell in todo}
-            pending = list(refs)
+            pending = list(refs)  # the runner leased every cell in ``todo``: they are this run's
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 cell = refs[done[0]]
@@ -69,6 +70,10 @@ class RayExecutor:
                     result = CellResult.failed(cell, f"ray worker died; gave up after {self.max_retries} retries: "
                                                      f"{type(exc).__name__}: {exc}")
                 yield cell, result
+        except BaseException:  # interrupted, or the driver stopped (a full disk): no task outlives it
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
         finally:
             if started:
                 ray.shutdown()

@@ -1,0 +1,178 @@
+"""Property-based tests (hypothesis): no input gives a traceback, only a clean error naming the file and key.
+
+Mutated built-in suite files (both scales), damaged result directories and random CLI
+arguments. CI runs a bounded budget; ``GSTBENCH_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py``
+runs a longer one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import DATA, run_cli
+from gstbench.cli import cli
+from gstbench.cost import estimate
+from gstbench.errors import GstbenchError, SpecError
+from gstbench.suite import load_suite
+
+SUITES = sorted((Path(__file__).parent.parent / "gstbench" / "suites").glob("*.toml"))
+EXAMPLES = int(os.environ.get("GSTBENCH_FUZZ_EXAMPLES", "8"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="GSTBENCH_FUZZ_EXAMPLES" not in os.environ,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(max_size=12), st.booleans(), st.sampled_from(["1ep", "50%", "l2", "mask", "-3it"]))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                      max_leaves=6)
+
+
+def _paths(data, prefix=()):
+    """Every key path into nested tables and arrays."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
+
+
+def _mutate(data, path, how, value):
+    """Replace, delete or add beside the item at ``path`` (a copy of ``data``)."""
+    data = json.loads(json.dumps(data))
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    last = path[-1]
+    if how == "replace":
+        parent[last] = value
+    elif how == "delete":
+        del parent[last]
+    elif isinstance(parent, dict):
+        parent[f"{last}_typo"] = value
+    else:
+        parent.append(value)
+    return data
+
+
+def _toml(data) -> str:
+    """TOML for a parsed document (inline tables; TOML's basic strings are JSON strings)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return "{" + ", ".join(f"{value(k)} = {value(x)}" for k, x in v.items()) + "}"
+    return "".join(f"{value(k)} = {value(v)}\n" for k, v in data.items())
+
+
+def _clean(exc: GstbenchError, path: Path) -> None:
+    message = str(exc)
+    assert "\n" not in message.strip(), message
+    assert str(path) in message or path.name in message, f"the file is not named: {message}"
+    if isinstance(exc, SpecError):
+        assert exc.key or "key" in message or "line" in message, f"no key named: {message}"
+
+
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+@pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
+@FUZZ
+@given(data=st.data())
+def test_a_mutated_suite_file_loads_or_is_refused_naming_file_and_key(registry, tmp_path, suite, scale, data):
+    original = tomllib.loads(suite.read_text())
+    path = data.draw(st.sampled_from(list(_paths(original))))
+    how = data.draw(st.sampled_from(["replace", "delete", "add"]))
+    mutated = _mutate(original, path, how, data.draw(values))
+    file = tmp_path / suite.name
+    file.write_text(_toml(mutated))
+    try:
+        loaded = load_suite(registry, str(file), scale=scale, placeholders=True)
+        estimate(loaded, registry, placeholders=True)  # what `gstbench run` checks before training
+    except GstbenchError as exc:
+        _clean(exc, file)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fuzz") / "run"
+    proc = run_cli("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _damage(text: str, lines_of_json: bool, how: str, cut: float, pick: int, value) -> str:
+    """Truncate, empty, or retype / delete one item of one JSON document (one line of events.jsonl)."""
+    if how == "truncate":
+        return text[: int(len(text) * cut)]
+    if how == "empty":
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()] or ["{}"]
+    docs = [json.loads(line) for line in lines] if lines_of_json else [json.loads(text)]
+    doc = pick % len(docs)
+    paths = list(_paths(docs[doc]))
+    if paths:
+        docs[doc] = _mutate(docs[doc], paths[pick % len(paths)], "delete" if how == "delete" else "replace", value)
+    return "\n".join(json.dumps(d) for d in docs) + "\n"
+
+
+@FUZZ
+@given(name=st.sampled_from(["result.json", "events.jsonl", "spec.json", "suite.json"]),
+       how=st.sampled_from(["truncate", "empty", "retype", "delete"]), cut=st.floats(0, 1),
+       pick=st.integers(0, 10_000), value=values, cell=st.integers(0, 2))
+def test_a_damaged_result_directory_is_read_or_refused_naming_the_file(finished, tmp_path_factory, name, how, cut,
+                                                                       pick, value, cell):
+    from gstbench.compare import collect
+    from gstbench.plots import plot_all
+    from gstbench.reader import load_results
+    from gstbench.report import render_leaderboard, report_of
+
+    out = tmp_path_factory.mktemp("damaged") / "run"
+    shutil.copytree(finished, out)
+    cells = sorted((out / "cells").iterdir())
+    path = out / name if name == "suite.json" else cells[cell] / name
+    if path.exists():
+        path.write_text(_damage(path.read_text(), name.endswith(".jsonl"), how, cut, pick, value))
+    try:
+        results = load_results(out, warn=False)
+        render_leaderboard(report_of(results))
+        collect(out)
+        plot_all(out, tmp_path_factory.mktemp("plots"))
+    except GstbenchError as exc:
+        _clean(exc, path)
+
+
+COMMANDS = st.sampled_from([["report"], ["export"], ["claims"], ["plot"], ["compare"], ["suites", "show"],
+                            ["suites"], ["list"], ["plugins"], ["run", "--suite"]])
+ARGS = st.lists(st.one_of(st.sampled_from(["--format", "--rank", "--interval", "--seeds", "--scale", "--metric",
+                                           "--executor", "--workers", "--device", "--tolerance", "--json",
+                                           "--out", "tiny", "smoke", "json", "t", "0", "-1", "cuda:9", "x=y",
+                                           "1-", "best_test_acc", "", "--help"]),
+                          st.text(max_size=6)), max_size=5)
+
+
+@FUZZ
+@given(command=COMMANDS, args=ARGS)
+def test_random_cli_arguments_give_a_clean_exit(tmp_path_factory, finished, command, args):
+    where = tmp_path_factory.mktemp("cli")
+    argv = [*command, *(str(finished) if a == "tiny" and command[0] != "run" else a for a in args)]
+    if command[0] == "run":  # never a real training run here: a missing suite or a bad option ends it first
+        argv = ["run", "--suite", str(where / "absent.toml"), *args, "--out", str(where / "out")]
+    result = CliRunner().invoke(cli, argv, catch_exceptions=True)
+    assert result.exit_code in (0, 1, 2), (argv, result.output)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{argv}: {type(result.exception).__name__}: {result.exception}")
