@@ -195,23 +195,29 @@ class Environment:
     python: str
     host: str
     threads: int | None  # CPU numbers are bitwise reproducible for the same thread count
+    plugins: dict[str, str] = field(default_factory=dict)  # plugin -> version, of the components the cell used
 
     @classmethod
-    def here(cls, device: str) -> "Environment":
+    def here(cls, device: str, plugins: dict[str, str] | None = None) -> "Environment":
         import torch
 
         from gstbench import __version__
 
         return cls(__version__, torch.__version__, device, platform.python_version(), platform.node(),
-                   torch.get_num_threads())
+                   torch.get_num_threads(), dict(plugins or {}))
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.plugins:  # results written before plugin versions were recorded read back unchanged
+            del out["plugins"]
+        return out
 
     @classmethod
     def from_json(cls, data: Any, where: str = "environment") -> "Environment":
+        plugins = _get(data, "plugins", dict, where, {})
         return cls(*(_get(data, k, str, where, "") for k in ("gstbench", "torch", "device", "python", "host")),
-                   threads=_get(data, "threads", int, where, None))
+                   threads=_get(data, "threads", int, where, None),
+                   plugins={str(k): str(v) for k, v in plugins.items()})
 
 
 @dataclass

@@ -7,7 +7,9 @@ the modules that compute them (report, claim_table, compare).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import os
 import signal
@@ -152,9 +154,13 @@ def cli() -> None:
 @click.option("--lease-timeout", type=click.FloatRange(min=1), default=DEFAULT_LEASE_TIMEOUT_S, show_default=True,
               help="Seconds after which another run's unrefreshed cell lease counts as dead (runs refresh theirs "
                    "every 30 s; a dead process on this host frees its leases at once).")
+@click.option("--log", "log_targets", multiple=True, metavar="NAME[:TARGET]",
+              help="Send every cell to this experiment tracker (repeatable): tensorboard, mlflow, wandb "
+                   "(their plugins), with an optional target, e.g. mlflow:sqlite:///runs.db [default target: "
+                   "under the result directory]; adds to the suite's [logging].")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
 def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, gpus_per_cell, device, bf16,
-        data_dir, out, retry_failed, lease_timeout, as_json) -> None:
+        data_dir, out, retry_failed, lease_timeout, log_targets, as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard.
 
     Several runs into one directory share the work: each cell is trained by the run that
@@ -166,9 +172,18 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     from gstbench.report import build_report, describe_config, render_leaderboard
     from gstbench.runner import build_executor, run_suite
     from gstbench.suite import load_suite
+    from gstbench.tracking import LogTarget
 
     registry = _registry()
     _check_device(device)
+    ids = {c.id for c in registry.components("loggers")}
+    loggers = [LogTarget.parse(text, ids) for text in log_targets]
+    for target in loggers:  # before any data loads
+        try:
+            registry.get("loggers", target.name)
+        except GstbenchError as exc:
+            raise click.BadParameter(f"{exc} (install its plugin, e.g. pip install gstbench-{target.name})",
+                                     param_hint="--log") from None
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     overrides = {**({"prune.scorer": scorer} if scorer else {}), **({"train.precision": "bf16"} if bf16 else {})}
@@ -203,7 +218,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     try:
         summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
                             on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
-                            executor_options=executor_options, lease_timeout=lease_timeout)
+                            executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -222,7 +237,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         if summary.skipped:
             click.echo(f"{summary.skipped} cells already finished (skipped), {summary.ran} run", err=True)
         if summary.claimed_elsewhere:
-            click.echo(f"{summary.claimed_elsewhere} cells are being trained by another run (their leases are live); "
+            cells = "1 cell is" if summary.claimed_elsewhere == 1 else f"{summary.claimed_elsewhere} cells are"
+            click.echo(f"{cells} being trained by another run (their leases are live); "
                        f"`gstbench report {out}` shows them once stored", err=True)
         click.echo(render_leaderboard(report))
     if report["totals"]["failed"]:
@@ -251,7 +267,10 @@ def _check_device(device: str) -> None:
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--format", "tablefmt", default="simple", show_default=True,
-              type=click.Choice(["simple", "plain", "github", "latex", "csv", "json"]), help="Table format.")
+              type=click.Choice(["simple", "plain", "github", "latex", "csv", "json", "html"]),
+              help="Table format; html: one self-contained page (claims, leaderboard, figures, environment).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout (e.g. --format html --output report.html).")
 @click.option("--sort", "sort_by", default=None, metavar="METRIC",
               help="Rank the configurations by this metric [default: the suite's rank].")
 @click.option("--metric", "metrics", multiple=True, metavar="METRIC",
@@ -259,17 +278,29 @@ def _check_device(device: str) -> None:
 @click.option("--interval", default="bootstrap", show_default=True, type=click.Choice(["bootstrap", "t"]),
               help="Interval across seeds: studentized bootstrap, or Student-t.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (same as --format json).")
-def report(directory, tablefmt, sort_by, metrics, interval, as_json) -> None:
+def report(directory, tablefmt, output, sort_by, metrics, interval, as_json) -> None:
     """Print the leaderboard of a result directory (written by `gstbench run --out`)."""
-    from gstbench.report import build_report, render_leaderboard
+    from gstbench.html_report import report_html, write_page
+    from gstbench.reader import load_results
+    from gstbench.report import render_leaderboard, report_of
 
-    data = build_report(directory, rank=sort_by, interval=interval, columns=list(metrics))
-    if as_json or tablefmt == "json":
-        _echo_json(data)
-    elif tablefmt == "csv":
-        _echo_csv(data)
-    else:
-        click.echo(render_leaderboard(data, tablefmt=tablefmt))
+    results = load_results(directory)
+    data = report_of(results, rank=sort_by, interval=interval, columns=list(metrics))
+    if tablefmt == "html" and not as_json:
+        write_page(report_html(results, data), output)
+        if output is not None:
+            click.echo(f"{output}: the report of {directory}", err=True)
+        return
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer) if output is not None else contextlib.nullcontext():
+        if as_json or tablefmt == "json":
+            _echo_json(data)
+        elif tablefmt == "csv":
+            _echo_csv(data)
+        else:
+            click.echo(render_leaderboard(data, tablefmt=tablefmt))
+    if output is not None:
+        write_page(buffer.getvalue(), output)
 
 
 def _echo_csv(data) -> None:
@@ -339,12 +370,15 @@ def export_cmd(directory, file) -> None:
 @click.argument("base", type=click.Path(exists=True, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "tablefmt", default="plain", show_default=True,
-              type=click.Choice(["plain", "github", "simple", "json"]), help="Output format.")
+              type=click.Choice(["plain", "github", "simple", "json", "html"]),
+              help="Output format; html: one self-contained page (a CI artifact).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the comparison to this file instead of stdout (e.g. --format html --output cmp.html).")
 @click.option("--metric", "metrics", multiple=True, metavar="METRIC",
               help="Compare this metric (repeatable) [default: stability, the suite's rank and columns].")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]VALUE",
               help="Smallest change that counts (absolute; default 0.005), for all metrics or one.")
-def compare_cmd(base, new, tablefmt, metrics, tolerances) -> None:
+def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
     """Compare two result sets (directories or exports); exit 1 if anything regressed, 2 on bad input."""
     from gstbench.compare import DEFAULT_TOLERANCE, compare, load, render_comparison
 
@@ -359,11 +393,20 @@ def compare_cmd(base, new, tablefmt, metrics, tolerances) -> None:
             per_metric[name] = number
         else:
             default = number
+    from gstbench.html_report import comparison_html, write_page
+
     result = compare(load(base), load(new), list(metrics) or None, per_metric, default)
-    if tablefmt == "json":
-        _echo_json(result)
+    if tablefmt == "html":
+        page = comparison_html(result, str(base), str(new))
+    elif tablefmt == "json":
+        page = json.dumps(result, indent=2, sort_keys=True, default=str) + "\n"
     else:
-        click.echo(render_comparison(result, tablefmt))
+        page = render_comparison(result, tablefmt) + "\n"
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        write_page(page, output)
+        click.echo(f"{output}: {'regressed' if result['regressed'] else 'no regression'}", err=True)
     sys.exit(1 if result["regressed"] else 0)
 
 

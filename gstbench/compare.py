@@ -221,10 +221,17 @@ def _verdict(vb: dict[int, float], vn: dict[int, float], metric: str, tolerance:
     return {**out, "verdict": "changed"}
 
 
-def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
-    """The comparison as the CLI prints it: one row per configuration and metric, then the claims."""
+COMPARISON_HEADERS = ["configuration", "metric", "base", "new", "delta", "95% interval", "p", "test", "verdict"]
+CLAIM_HEADERS = ["claim", "base", "new", "change"]
+
+
+def comparison_tables(result: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The rows of the metrics table (one per configuration and metric) and of the claims table, as text."""
     def num(v):
         return "-" if v is None else f"{v:.4f}"
+
+    def side(s):
+        return "-" if s is None else f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])})"
 
     table = []
     for r in result["rows"]:
@@ -234,19 +241,23 @@ def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
         p = "-" if r.get("p") is None else f"{r['p']:.2g}"
         table.append([label, r["metric"], num(r["base"]), num(r["new"]), delta, interval, p, r.get("test", "-"),
                       r["verdict"] + (f" ({r['note']})" if r.get("note") else "")])
-    c = result["counts"]
-    summary = ", ".join(f"{v} {k}" for k, v in c.items() if v)
-    lines = [tabulate(table, headers=["configuration", "metric", "base", "new", "delta", "95% interval",
-                                      "p", "test", "verdict"], tablefmt=tablefmt, disable_numparse=True), "",
-             f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
-             f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"]
-    if result["claims"]:
-        def side(s):
-            return "-" if s is None else f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])})"
+    claims = [[r["id"], side(r["base"]), side(r["new"]), r["change"]] for r in result["claims"]]
+    return table, claims
 
-        claims = [[r["id"], side(r["base"]), side(r["new"]), r["change"]] for r in result["claims"]]
+
+def comparison_summary(result: dict[str, Any]) -> str:
+    summary = ", ".join(f"{v} {k}" for k, v in result["counts"].items() if v)
+    return (f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
+            f"(default {result['tolerances']['default']}) that a {result['test']} finds significant")
+
+
+def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
+    """The comparison as the CLI prints it: one row per configuration and metric, then the claims."""
+    table, claims = comparison_tables(result)
+    lines = [tabulate(table, headers=COMPARISON_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
+             comparison_summary(result)]
+    if claims:
         cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
-        lines += ["", tabulate(claims, headers=["claim", "base", "new", "change"], tablefmt=tablefmt,
-                               disable_numparse=True), "",
+        lines += ["", tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
                   f"claims: {cc}; a claim reproduced in BASE and not in NEW is a regression"]
     return "\n".join(lines)

@@ -25,6 +25,7 @@ KINDS = (
     "models",
     "datasets",
     "executors",
+    "loggers",
     "suites",
 )
 
@@ -328,6 +329,23 @@ class DatasetFactory(Protocol):
 
     def placeholder(self) -> "TensorData":  # optional
         """A stand-in of the data's shapes and classes that reads no files (suite checks, the cost estimate)."""
+
+
+class Logger(Protocol):
+    """An experiment tracker's view of one cell, built by ``factory(target)`` in the process that trains it.
+
+    ``target`` is the TARGET of ``--log NAME:TARGET`` (None: the logger's default, under the
+    run directory). Whatever a logger raises, the cell goes on without it (tracking.py).
+    """
+
+    def start(self, run: Any) -> None:  # required
+        """Once, before training: ``run`` is a ``gstbench.tracking.LoggedRun`` (names, group, flat config)."""
+
+    def log(self, step: int, values: dict[str, float]) -> None:  # required
+        """Scalars at a training step: each epoch's curve point, and each pruning event (``prune/...``)."""
+
+    def finish(self, status: str, metrics: dict[str, float], error: str | None) -> None:  # required
+        """Once, after the cell: ``ok`` with its final metrics, or ``failed`` with its error."""
 
 
 DATA_DIR_ENV = "GSTBENCH_DATA_DIR"

@@ -76,6 +76,11 @@ def register_executors(register: Register) -> None:
 
 
 @hookspec
+def register_loggers(register: Register) -> None:
+    """Register loggers: ``factory(target) -> Logger`` that sends each cell to an experiment tracker."""
+
+
+@hookspec
 def register_suites(register: Register) -> None:
     """Register suites: ``register(name, path_to_toml, description=...)``."""
 

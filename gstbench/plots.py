@@ -61,25 +61,43 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, A
     except OSError as exc:
         raise GstbenchError(f"cannot write figures to {dest} ({exc.strerror or exc}); pass `gstbench plot --out` "
                             f"a writable directory") from None
-    suite, groups, report = results.suite, _groups(results), report_of(results)
     written, skipped = [], {}
+    for name, fig, why in figures(results, report_of(results)):
+        if why:
+            skipped[name] = why
+            continue
+        path = dest / f"{name}.{fmt}"
+        try:
+            fig.savefig(path, dpi=130)
+        except OSError as exc:
+            raise GstbenchError(f"cannot write {path} ({exc.strerror or exc}); pass `gstbench plot --out` a "
+                                f"writable directory") from None
+        finally:
+            plt.close(fig)
+        written.append(str(path))
+    return {"written": written, "skipped": skipped}
+
+
+def figures(results: RunResults, report: dict[str, Any]):
+    """Yield (name, figure, None) for each figure the results allow, (name, None, why) for the others.
+
+    The caller saves and closes each figure (``gstbench plot`` to files, the HTML report inline)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suite, groups = results.suite, _groups(results)
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
                        ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc)):
         fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
         why = draw(ax, suite, groups, report)
         if why:
-            skipped[name] = why
+            plt.close(fig)
+            yield name, None, why
         else:
             ax.set_title(f"{ax.get_title()}\n{suite.get('name')} ({suite.get('scale')})", fontsize=10)
-            path = dest / f"{name}.{fmt}"
-            try:
-                fig.savefig(path, dpi=130)
-            except OSError as exc:
-                raise GstbenchError(f"cannot write {path} ({exc.strerror or exc}); pass `gstbench plot --out` a "
-                                    f"writable directory") from None
-            written.append(str(path))
-        plt.close(fig)
-    return {"written": written, "skipped": skipped}
+            yield name, fig, None
 
 
 def _finish(ax, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
@@ -117,6 +135,9 @@ def _scatter(ax, suite, groups, report) -> str | None:
 
 
 def _curves(ax, suite, groups, report) -> str | None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     drawn = False
     for label, runs in groups.items():
         curves = [r.curves for _, r in runs if r.curves and all(a is not None for a in r.curves.test_acc)]

@@ -81,6 +81,7 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         metrics = [r.metrics for r in ok]
         row = describe_config(config.spec, results.axes)
         row.update(
+            configuration=config.key,
             rate=metrics[0]["iterative_rate"] if metrics else None,
             n=len(metrics), failed=len(failed), missing=len(config.with_status("missing")),
             corrupt=len(config.with_status("corrupt")),
@@ -300,7 +301,8 @@ def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
             tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)]
 
 
-def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
+def leaderboard_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The leaderboard's headers and rows as text, one row per configuration (terminal and HTML alike)."""
     extra = [a for a in report["suite"].get("axes", {}) if a not in SHOWN_AXES]
     twins = any("lmc_barrier" in r for r in report["rows"])
     # the rank gets a column too, unless the table shows it already (e.g. best_test_acc)
@@ -319,6 +321,11 @@ def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
                       *([_pct(r["lmc_barrier"]) if "lmc_barrier" in r else "-",
                          _num(r["weight_distance"]) if "weight_distance" in r else "-"] if twins else []),
                       *(_num(r[c]) for c in columns)])
+    return headers, table
+
+
+def render_leaderboard(report: dict[str, Any], tablefmt: str = "simple") -> str:
+    headers, table = leaderboard_table(report)
     c = report["correlation"]
     lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
              f"sorted by {report['rank']}; [low, high]: {report.get('interval', 'interval across seeds')}; "

@@ -22,6 +22,7 @@ from gstbench.leases import DEFAULT_TIMEOUT_S, Leases
 from gstbench.parents import ParentCache
 from gstbench.store import HASH_DIGITS, Store
 from gstbench.suite import Suite
+from gstbench.tracking import LogTarget, build_tracker, logged_run, merge_targets
 
 
 @dataclass
@@ -45,13 +46,18 @@ class CellWork:
     to another process or machine; there it loads the installed plugins (entry points) and
     reports no per-epoch progress. ``parents`` is the parent cache's directory and ``cells``
     the run's cell directories, where checkpoints go (both shared only where workers see
-    the same filesystem); ``data_dir`` the datasets' directory.
+    the same filesystem); ``data_dir`` the datasets' directory. ``loggers`` are built where the
+    cell runs, and name its run after ``suite``, ``scale`` and the run directory ``run_dir``.
     """
 
     device: str = "cpu"
     parents: str | None = None
     data_dir: str | None = None
     cells: str | None = None
+    loggers: tuple[LogTarget, ...] = ()
+    suite: str = ""
+    scale: str = ""
+    run_dir: str | None = None
     registry: Any = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
@@ -67,8 +73,13 @@ class CellWork:
         progress = (lambda e, n: on_epoch(spec, e, n)) if on_epoch else None
         parents = ParentCache(Path(self.parents)) if self.parents else None
         checkpoint_dir = Path(self.cells) / spec.hash[:HASH_DIGITS] if self.cells else None
-        return run_cell(spec, self.registry or get_registry(), device=device or self.device, progress=progress,
-                        parents=parents, checkpoint_dir=checkpoint_dir)
+        registry = self.registry or get_registry()
+        tracker, logged = None, None
+        if self.loggers:
+            tracker = build_tracker(registry, list(self.loggers))
+            logged = logged_run(spec, self.suite, self.scale, self.run_dir or ".")
+        return run_cell(spec, registry, device=device or self.device, progress=progress, parents=parents,
+                        checkpoint_dir=checkpoint_dir, tracker=tracker, logged=logged)
 
 
 def build_executor(registry: Any, name: str, options: dict[str, Any] | None = None) -> Any:
@@ -88,10 +99,15 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
               retry_failed: bool = False, on_start: Callable[[list[CellSpec]], None] | None = None,
               on_cell_done: CellDone | None = None,
               on_epoch: Callable[[CellSpec, int, int], None] | None = None,
-              executor_options: dict[str, Any] | None = None, lease_timeout: float = DEFAULT_TIMEOUT_S) -> RunSummary:
+              executor_options: dict[str, Any] | None = None, lease_timeout: float = DEFAULT_TIMEOUT_S,
+              loggers: list[LogTarget] = ()) -> RunSummary:
     """Run the missing cells of ``suite`` into ``out``; finished cells (by hash) and cells that another
-    run holds the lease of are skipped. Writes nothing when nothing is missing (read-only storage works)."""
+    run holds the lease of are skipped. Writes nothing when nothing is missing (read-only storage works).
+    ``loggers`` (with the suite's ``[logging]``) receive every cell that runs (tracking.py)."""
     runner = build_executor(registry, executor, executor_options)
+    loggers = merge_targets(suite.logging, list(loggers))
+    for target in loggers:  # an unknown logger fails before any training
+        registry.get("loggers", target.name)
     store = Store(out)
     summary = suite.summary()
     pending, corrupt = [], []
@@ -130,7 +146,8 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
                 counts["elsewhere" if taken == "elsewhere" else "meanwhile"] += 1
 
     work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV),
-                    str((store.root / "cells").resolve()), registry, on_epoch)
+                    str((store.root / "cells").resolve()), tuple(loggers), suite.name, suite.scale,
+                    str(store.root.resolve()), registry, on_epoch)
     results = runner.map(leased(), work)
     try:
         for spec, result in results:

@@ -27,11 +27,13 @@ from gstbench.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.seeds import parse_seeds
 from gstbench.selection import label_at
+from gstbench.tracking import LogTarget, parse_logging_table
 
 SEEDS = (int, str, list)
 # the keys of a suite file, a scale and a leaderboard table, with the type of each value
 SUITE_KEYS = {"name": str, "description": str, "extends": str, "seeds": SEEDS, "base": dict, "axes": dict,
-              "include": list, "scales": dict, "leaderboard": dict, "groups": dict, "claims": list}
+              "include": list, "scales": dict, "leaderboard": dict, "groups": dict, "claims": list,
+              "logging": dict}
 SCALE_KEYS = {"description": str, "seeds": SEEDS, "base": dict, "axes": dict, "include": list, "unavailable": str,
               "groups": dict}
 LEADERBOARD_KEYS = {"rank": str, "question": str, "groups": dict, "split": str, "columns": list, "correlate": list,
@@ -59,6 +61,7 @@ class Suite:
     claims: list[dict[str, Any]] = field(default_factory=list)  # the paper findings it tests (claims.py)
     groups: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # named configurations, at this scale
     axis_labels: dict[str, list[str]] = field(default_factory=dict)  # each axis's values as stored runs label them
+    logging: list[LogTarget] = field(default_factory=list)  # [logging]: the experiment trackers every run logs to
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "description": self.description, "scale": self.scale,
@@ -232,10 +235,17 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     claims = parse_claims(raw.get("claims", []), source)
     check_claims(claims, groups, [c.canonical() for c in first], axis_labels, source, scale,
                  has_plugin_metrics=any(c.metrics for c in first))
+    logging = parse_logging_table(raw.get("logging", {}), source)
+    for target in logging:
+        try:
+            registry.get("loggers", target.name)
+        except UnknownComponent as exc:
+            raise SpecError(str(exc), source=source, key=f"logging.{target.name}") from None
     return Suite(name=raw.get("name", path.stem), source=source, description=raw.get("description", ""),
                  scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
                  rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
-                 claims=claims, groups=groups, axis_labels=axis_labels, **_analyses(leaderboard, source))
+                 claims=claims, groups=groups, axis_labels=axis_labels, logging=logging,
+                 **_analyses(leaderboard, source))
 
 
 def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:

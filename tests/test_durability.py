@@ -192,7 +192,7 @@ def test_a_live_lease_is_left_to_its_run_and_a_dead_or_expired_one_is_taken_over
     assert (live / ".result.json.abc.tmp").exists() and (live / "lease.json").exists()  # not ours to touch
     assert not (dead / "lease.json").exists() and not (expired / "lease.json").exists()
     text = run_cli("run", "--suite", TINY, "--seeds", "1", "--out", str(out))
-    assert "1 cells are being trained by another run" in text.stderr
+    assert "1 cell is being trained by another run" in text.stderr
 
 
 def test_two_runs_into_one_directory_train_each_cell_once(tmp_path):

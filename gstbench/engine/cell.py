@@ -34,29 +34,36 @@ from gstbench.engine.rounds import run_rounds
 from gstbench.engine.setup import build_model, component, fast_path, load_data, place, seed_everything
 from gstbench.parents import ParentCache
 from gstbench.schedule import iterative_rate
+from gstbench.tracking import CellTracker, LoggedRun
 
 
 def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None,
-             parents: ParentCache | None = None, checkpoint_dir: Path | str | None = None) -> CellResult:
+             parents: ParentCache | None = None, checkpoint_dir: Path | str | None = None,
+             tracker: CellTracker | None = None, logged: LoggedRun | None = None) -> CellResult:
     """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
 
     ``parents`` shares unpruned parents between cells (the run directory's cache); without
     it, a cell trains its parent itself when it needs one. ``checkpoint_dir`` (the cell's
     directory) holds its checkpoint every ``train.checkpoint_every`` epochs, and a cell that
-    finds one there goes on from it.
+    finds one there goes on from it. ``tracker`` sends curves, events and final metrics to the
+    run's experiment trackers (``logged`` names the run there).
     """
     started = time.perf_counter()
+    tracker = tracker if tracker is not None else CellTracker()
+    if logged is not None:
+        tracker.start(logged)
     try:
-        result = _train_cell(spec, registry, torch.device(device), progress, parents, checkpoint_dir)
+        result = _train_cell(spec, registry, torch.device(device), progress, parents, checkpoint_dir, tracker)
+        result.wall_s = round(time.perf_counter() - started, 3)
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
-        return CellResult.failed(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
-                                 time.perf_counter() - started)
-    result.wall_s = round(time.perf_counter() - started, 3)
+        result = CellResult.failed(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
+                                   time.perf_counter() - started)
+    tracker.finish(result)
     return result
 
 
 def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None,
-                parents: ParentCache | None, checkpoint_dir: Path | str | None) -> CellResult:
+                parents: ParentCache | None, checkpoint_dir: Path | str | None, tracker: CellTracker) -> CellResult:
     timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
     if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
@@ -68,7 +75,7 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
     prune = spec.prune
     rounds = prune.rounds if prune else 0
     copies = 2 if prune and prune.data_order_stability else 1
-    trainer = Trainer(spec, data, model, timing, progress, spec.train.epochs * (rounds + 1) * copies)
+    trainer = Trainer(spec, data, model, timing, progress, spec.train.epochs * (rounds + 1) * copies, tracker)
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
                          torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
     pruner = Pruner(spec, registry, ctx, timing) if prune else None
@@ -112,10 +119,20 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
             parent = subject if prune is None else Evaluated(parent_model(spec, registry, data, parents, timing))
         metrics.update(measure(spec, registry, subject, data, device, parent, timing, None,
                                independent_parent(spec, registry, data, parents, timing)))
-    return CellResult("ok", spec.hash, spec.seed, 0.0, Environment.here(str(device)), metrics=metrics, events=events,
+    return CellResult("ok", spec.hash, spec.seed, 0.0, Environment.here(str(device), plugin_versions(spec, registry)),
+                      metrics=metrics, events=events,
                       curves=trained.curves, rounds=trained.rounds, parent=trained.parent,
                       steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps,
                       timing={k: round(v, 4) for k, v in timing.items()})
+
+
+def plugin_versions(spec: CellSpec, registry: Any) -> dict[str, str]:
+    """plugin -> version of every component the cell used (its model, data, pruning, rewind, metrics)."""
+    refs = [spec.model, spec.dataset, spec.rewind, *spec.metrics]
+    if spec.prune is not None:
+        refs += [spec.prune.scorer, spec.prune.target, spec.prune.effector]
+    names = sorted({ref.id.split(":", 1)[0] for ref in refs})
+    return {name: registry.plugins[name].version for name in names if name in registry.plugins}
 
 
 def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_seed: int,
@@ -129,6 +146,7 @@ def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_s
 
     def on_event(step: int, epoch: int) -> None:
         events.append(pruner.event(step, schedule[step], trainer.evaluate_test, epoch=epoch))
+        trainer.tracker.event(trainer.steps_run, events[-1])
 
     def after_epoch(step: int, curves: Curves) -> None:
         if checkpoints.due(step // trainer.steps_per_epoch):

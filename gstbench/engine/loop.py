@@ -24,6 +24,7 @@ from gstbench.config import CellSpec, steps_to_int
 from gstbench.engine.evaluation import evaluate
 from gstbench.engine.setup import autocast, make_optimizer
 from gstbench.errors import CellFailed
+from gstbench.tracking import CellTracker
 
 Progress = Callable[[int, int], None]
 
@@ -58,8 +59,9 @@ class Trainer:
     """Trains one model over a range of schedule steps; the learning rate and data order are the schedule's."""
 
     def __init__(self, spec: CellSpec, data: TensorData, model: nn.Module, timing: dict[str, float],
-                 progress: Progress | None, planned_epochs: int):
+                 progress: Progress | None, planned_epochs: int, tracker: CellTracker | None = None):
         self.spec, self.data, self.model, self.timing = spec, data, model, timing
+        self.tracker = tracker if tracker is not None else CellTracker()  # experiment trackers (tracking.py)
         self.n_train = data.x_train.shape[0]
         self.batch_size = spec.train.batch_size
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
@@ -205,6 +207,8 @@ class Trainer:
         test_acc, test_loss = self.evaluate_test() if evaluate_test else (None, None)
         curves.add(epoch=epoch + 1, step=step + 1, lr=lr, train_loss=train_loss, train_acc_running=train_acc,
                    test_acc=test_acc, test_loss=test_loss)
+        self.tracker.log(self.steps_run, {"epoch": epoch + 1, "lr": lr, "train/loss": train_loss,
+                                          "train/acc_running": train_acc, "test/acc": test_acc, "test/loss": test_loss})
         self._count_epochs(1)
 
 

@@ -88,6 +88,7 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
     save_round()
     for r in range(len(rounds), prune.rounds + 1):
         events.append(pruner.event(trainer.total_steps, pruner.round_cuts(), trainer.evaluate_test, round=r))
+        trainer.tracker.event(trainer.steps_run, events[-1])
         resume = rewind.rewind(RewindContext(model, checkpoint, lambda r=r: fresh_state(r),
                                              trainer.steps_per_epoch, trainer.total_steps, r))
         trainer.forget_evaluation()

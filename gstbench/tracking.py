@@ -1,0 +1,181 @@
+"""Experiment trackers: the loggers a run sends each cell to, and the guard that keeps a failing one harmless.
+
+A logger plugin (``register_loggers``) gives a factory ``factory(target: str | None)``; the
+object it builds gets, in the process that trains the cell (pool and Ray workers too):
+
+    start(run: LoggedRun)            once: the cell's names and its flattened config
+    log(step, values)                every epoch (curves) and every pruning event
+    finish(status, metrics, error)   once: the final metrics, or the error of a failed cell
+
+A logger that raises (a server out of reach, a bug) is dropped for the rest of that cell
+after one warning naming it: logging never fails or loses a cell.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gstbench.errors import GstbenchWarning, SpecError
+
+
+class LoggerWarning(GstbenchWarning):
+    """A logger failed; the cell went on without it."""
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    """One ``--log NAME[:TARGET]``: a logger and where it writes (its default when None)."""
+
+    name: str
+    target: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, ids: set[str] = frozenset()) -> "LogTarget":
+        """``NAME[:TARGET]``; NAME may be a full id ``plugin:name`` when it is one of ``ids``."""
+        parts = text.split(":")
+        if len(parts) > 1 and f"{parts[0]}:{parts[1]}" in ids:
+            parts = [f"{parts[0]}:{parts[1]}", *parts[2:]]
+        name, target = parts[0].strip(), ":".join(parts[1:])
+        if not name:
+            raise SpecError(f"'{text}' names no logger; write NAME or NAME:TARGET (e.g. tensorboard, "
+                            f"mlflow:sqlite:///runs.db)", key="--log")
+        return cls(name, target or None)
+
+
+def merge_targets(*groups: list[LogTarget]) -> list[LogTarget]:
+    """Later groups win by name (``--log mlflow:URI`` replaces a suite's ``mlflow``), order kept."""
+    merged: dict[str, LogTarget] = {}
+    for group in groups:
+        for target in group:
+            merged[target.name] = target
+    return list(merged.values())
+
+
+def parse_logging_table(table: Any, source: str) -> list[LogTarget]:
+    """A suite's ``[logging]``: ``name = true`` (its default target) or ``name = "target"``; false leaves it out."""
+    if not isinstance(table, dict):
+        raise SpecError(f"{table!r} is not a table of logger = true | \"target\"", source=source, key="logging")
+    out = []
+    for name, value in table.items():
+        if value is True:
+            out.append(LogTarget(name))
+        elif isinstance(value, str) and value:
+            out.append(LogTarget(name, value))
+        elif value is not False:
+            raise SpecError(f"{value!r} must be true, false or a target string", source=source, key=f"logging.{name}")
+    return out
+
+
+@dataclass
+class LoggedRun:
+    """What a tracker names and groups a cell's run by."""
+
+    name: str  # the cell's hash (its first 16 digits, as its directory is named)
+    hash: str  # the full hash
+    suite: str
+    scale: str
+    configuration: str  # the configuration's key: every seed of one configuration shares it (a group)
+    label: str  # the configuration as the leaderboard prints it, e.g. "l1 largest mask 1ep"
+    seed: int
+    config: dict[str, Any]  # the canonical spec flattened: "train.lr" -> 0.1 (lists as JSON text)
+    directory: Path  # the run directory (``--out``): where local trackers write by default
+
+    @property
+    def group(self) -> str:
+        return f"{self.label} [{self.configuration[:8]}]"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys; lists and None as JSON text (what trackers store as parameters)."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    key = prefix[:-1]
+    if isinstance(data, (bool, int, float, str)):
+        return {key: data}
+    return {key: json.dumps(data, sort_keys=True)}
+
+
+def scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric final metrics, nested tables flattened with '/' (lists and text left out)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{k}": v for k, v in scalars(value).items()})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def event_values(event: Any) -> dict[str, float]:
+    """A pruning event as tracker scalars: t_pre, t_post, instability and each layer's counts."""
+    values = {"prune/t_pre": event.t_pre, "prune/t_post": event.t_post, "prune/instability": event.instability,
+              "prune/loss_pre": event.loss_pre, "prune/loss_post": event.loss_post}
+    for name, layer in event.layers.items():
+        values[f"prune/{name}/removed"] = float(layer.count)
+        values[f"prune/{name}/remaining"] = float(layer.remaining)
+    return values
+
+
+@dataclass
+class CellTracker:
+    """The cell's loggers, each guarded: one that raises is warned about once and dropped for this cell."""
+
+    loggers: list[tuple[str, Any]] = field(default_factory=list)  # (component id, logger)
+
+    def __bool__(self) -> bool:
+        return bool(self.loggers)
+
+    def _each(self, method: str, *args: Any) -> None:
+        for entry in list(self.loggers):
+            name, logger = entry
+            try:
+                getattr(logger, method)(*args)
+            except Exception as exc:
+                self.loggers.remove(entry)
+                warnings.warn(f"logger '{name}' failed in {method}: {type(exc).__name__}: {exc}; this cell goes on "
+                              f"without it (its result is stored as usual)", LoggerWarning, stacklevel=2)
+
+    def start(self, run: LoggedRun) -> None:
+        self._each("start", run)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if self.loggers:
+            self._each("log", step, {k: float(v) for k, v in values.items() if v is not None})
+
+    def event(self, step: int, event: Any) -> None:
+        if self.loggers:
+            self.log(step, event_values(event))
+
+    def finish(self, result: Any) -> None:
+        self._each("finish", result.status, scalars(result.metrics or {}), result.error)
+
+
+def build_tracker(registry: Any, targets: list[LogTarget]) -> CellTracker:
+    """Build each logger; one whose factory raises is warned about and left out (the cell still runs)."""
+    tracker = CellTracker()
+    for target in targets:
+        comp = registry.get("loggers", target.name)
+        try:
+            tracker.loggers.append((comp.id, comp.factory(target.target)))
+        except Exception as exc:
+            warnings.warn(f"logger '{comp.id}' could not start: {type(exc).__name__}: {exc}; the cell runs without "
+                          f"it", LoggerWarning, stacklevel=2)
+    return tracker
+
+
+def logged_run(spec: Any, suite: str, scale: str, directory: Path | str) -> LoggedRun:
+    from gstbench.config import config_key
+    from gstbench.report import describe_config
+    from gstbench.store import HASH_DIGITS
+
+    canonical = spec.canonical()
+    label = " ".join(str(v) for v in describe_config(canonical).values() if v != "-")
+    return LoggedRun(spec.hash[:HASH_DIGITS], spec.hash, suite, scale, config_key(canonical), label, spec.seed,
+                     flatten(canonical), Path(directory))

@@ -1,0 +1,88 @@
+"""gstbench-mlflow: a logger that records each cell as an MLflow run (``--log mlflow[:TRACKING_URI]``).
+
+The default tracking store is a SQLite database in the run directory (``mlflow.db``), so
+``mlflow ui --backend-store-uri sqlite:///<run dir>/mlflow.db`` shows the runs. The
+experiment is the suite; each run is named after the cell's hash and tagged with its
+configuration (``gstbench.group``, ``gstbench.configuration``), scale and seed, so the UI
+groups seeds of one configuration. Parameters are the cell's flattened config; metrics are
+the per-epoch curves and pruning events at their step, then the final metrics. A cell
+resumed from its checkpoint continues the run it started (still RUNNING) instead of a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import gstbench
+
+__version__ = "0.1.0"
+
+PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
+
+
+class MlflowLogger:
+    def __init__(self, tracking_uri: str | None):
+        self.tracking_uri = tracking_uri
+        self.client = None
+        self.run_id = None
+
+    def start(self, run) -> None:
+        from filelock import FileLock
+        from mlflow.entities import Param, RunTag
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # their INFO lines would drown the progress bar
+            logging.getLogger(name).setLevel(logging.WARNING)
+        uri = self.tracking_uri or f"sqlite:///{(run.directory / 'mlflow.db').resolve()}"
+        lock = (Path(uri.removeprefix("sqlite:///")).with_suffix(".lock") if uri.startswith("sqlite:///")
+                else run.directory / "mlflow.lock")
+        with FileLock(str(lock)):  # creating the database and the experiment: one process at a time
+            self.client = client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name(run.suite)
+            if experiment is None:
+                artifacts = (run.directory / "mlflow-artifacts").resolve().as_uri()
+                experiment_id = client.create_experiment(run.suite, artifact_location=artifacts)
+            else:
+                experiment_id = experiment.experiment_id
+        tags = {"gstbench.hash": run.hash, "gstbench.suite": run.suite, "gstbench.scale": run.scale,
+                "gstbench.configuration": run.configuration, "gstbench.group": run.group,
+                "gstbench.seed": str(run.seed)}
+        unfinished = client.search_runs([experiment_id], f"tags.`gstbench.hash` = '{run.hash}' and "
+                                                         f"attributes.status = 'RUNNING'", max_results=1)
+        if unfinished:  # a cell resumed from its checkpoint goes on in its run
+            self.run_id = unfinished[0].info.run_id
+            return
+        self.run_id = client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
+        params = [Param(k, str(v)[:PARAM_CHARS]) for k, v in run.config.items()]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters a batch
+            client.log_batch(self.run_id, params=params[i:i + 100])
+        client.log_batch(self.run_id, tags=[RunTag("mlflow.note.content", f"{run.group}, seed {run.seed}")])
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+
+    def finish(self, status: str, metrics: dict[str, float], error: str | None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+        if error:
+            self.client.log_batch(self.run_id, tags=[RunTag("gstbench.error", error[:5000])])
+        self.client.set_terminated(self.run_id, "FINISHED" if status == "ok" else "FAILED")
+
+
+def mlflow(target: str | None = None):
+    """MLflow runs, one per cell (target: a tracking URI; default sqlite:///<run dir>/mlflow.db)."""
+    return MlflowLogger(target)
+
+
+@gstbench.hookimpl
+def register_loggers(register):
+    register("mlflow", mlflow)
