@@ -166,9 +166,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     Several runs into one directory share the work: each cell is trained by the run that
     leases it first. Ctrl-C and SIGTERM stop at once, leaving the directory resumable.
     """
-    from tqdm import tqdm
-
     from gstbench.components import DATA_DIR_ENV
+    from gstbench.progress import RunProgress
     from gstbench.report import build_report, describe_config, render_leaderboard
     from gstbench.runner import build_executor, run_suite
     from gstbench.suite import load_suite
@@ -199,20 +198,17 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         if not as_json:
             click.echo(f"{suite.name} ({suite.scale}): {len(suite.cells)} cells, {len(pending)} to run, "
                        f"results in {out}", err=True)
-        bar = tqdm(total=len(pending), unit="cell", disable=as_json or not pending, file=sys.stderr,
-                   dynamic_ncols=True)
+        bar = RunProgress(pending, cell_label, disable=as_json)
 
-    @functools.lru_cache(maxsize=1)
+    @functools.lru_cache(maxsize=None)
     def cell_label(spec) -> str:  # once per cell, not per epoch
         return " ".join(v for v in describe_config(spec.canonical(), list(suite.axes)).values() if v != "-")
 
     def on_epoch(spec, epoch, epochs):
-        bar.set_postfix_str(f"{cell_label(spec)} seed {spec.seed} epoch {epoch}/{epochs}", refresh=False)
+        bar.epoch(spec, epoch, epochs)
 
     def on_cell_done(spec, result):
-        bar.update(1)
-        if not result.ok:
-            bar.write(f"cell {spec.hash[:16]} failed: {result.error}", file=sys.stderr)
+        bar.cell_done(spec, result)
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -159,6 +159,13 @@ class CellSpec:
         return digest(self.canonical())
 
     @property
+    def planned_epochs(self) -> int:
+        """The epochs its progress counts: every round's training, twice with a data-order twin."""
+        rounds = self.prune.rounds if self.prune else 0
+        copies = 2 if self.prune and self.prune.data_order_stability else 1
+        return self.train.epochs * (rounds + 1) * copies
+
+    @property
     def config_hash(self) -> str:
         """Identity of the configuration across seeds (the leaderboard's row)."""
         return config_key(self.canonical())

@@ -43,10 +43,11 @@ class CellWork:
     """How to run one cell, anywhere: ``work(spec, device=None) -> CellResult``.
 
     It pickles without the registry and the progress callback, so an executor can send it
-    to another process or machine; there it loads the installed plugins (entry points) and
-    reports no per-epoch progress. ``parents`` is the parent cache's directory and ``cells``
-    the run's cell directories, where checkpoints go (both shared only where workers see
-    the same filesystem); ``data_dir`` the datasets' directory. ``loggers`` are built where the
+    to another process or machine; there it loads the installed plugins (entry points), and
+    the executor passes ``progress`` to send each epoch back to the driver, which calls
+    ``on_epoch``. ``parents`` is the parent cache's directory and ``cells`` the run's cell
+    directories, where checkpoints go (both shared only where workers see the same
+    filesystem); ``data_dir`` the datasets' directory. ``loggers`` are built where the
     cell runs, and name its run after ``suite``, ``scale`` and the run directory ``run_dir``.
     """
 
@@ -64,13 +65,17 @@ class CellWork:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "registry": None, "on_epoch": None}
 
-    def __call__(self, spec: CellSpec, device: str | None = None) -> CellResult:
+    def __call__(self, spec: CellSpec, device: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> CellResult:
+        """``progress(epochs_done, epochs_planned)``: a worker's channel back to the driver's bar
+        (the executor's); in the driver's own process ``on_epoch`` is called directly."""
         from gstbench.plugins import get_registry
 
         if self.data_dir:
             os.environ[DATA_DIR_ENV] = self.data_dir
         on_epoch = self.on_epoch
-        progress = (lambda e, n: on_epoch(spec, e, n)) if on_epoch else None
+        if progress is None and on_epoch is not None:
+            progress = lambda e, n: on_epoch(spec, e, n)  # noqa: E731
         parents = ParentCache(Path(self.parents)) if self.parents else None
         checkpoint_dir = Path(self.cells) / spec.hash[:HASH_DIGITS] if self.cells else None
         registry = self.registry or get_registry()

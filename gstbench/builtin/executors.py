@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -27,11 +28,14 @@ def sequential():
 
 
 _WORKER_DEVICE: str | None = None
+_PROGRESS: Any = None  # the queue this worker sends (cell hash, epochs done, epochs planned) to the driver
+PROGRESS_POLL_S = 0.25  # how often the driver looks for workers' epochs while it waits for cells
 
 
-def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
-    """Give this worker its device (round-robin over ``devices``, in start order) and its CPU threads."""
-    global _WORKER_DEVICE
+def _init_worker(counter: Any, devices: list[str], threads: int, progress: Any = None) -> None:
+    """Give this worker its device (round-robin over ``devices``, in start order), its CPU threads and
+    the queue its cells' epochs go back to the driver by."""
+    global _WORKER_DEVICE, _PROGRESS
     import torch
 
     # The driver stops its workers (on Ctrl-C, SIGTERM or a storage error) with SIGTERM: a worker
@@ -42,6 +46,7 @@ def _init_worker(counter: Any, devices: list[str], threads: int) -> None:
     with counter.get_lock():
         index = counter.value
         counter.value += 1
+    _PROGRESS = progress
     _WORKER_DEVICE = devices[index % len(devices)]
     if _WORKER_DEVICE.startswith("cuda"):
         torch.cuda.set_device(torch.device(_WORKER_DEVICE))
@@ -53,7 +58,35 @@ def _exit_now(signum, frame) -> None:
 
 
 def _run_in_worker(work: Callable, cell: Any) -> Any:
-    return work(cell, device=_WORKER_DEVICE)
+    if _PROGRESS is None:
+        return work(cell, device=_WORKER_DEVICE)
+    return work(cell, device=_WORKER_DEVICE, progress=progress_sender(_PROGRESS.put, cell))
+
+
+def progress_sender(put: Callable[[tuple], None], cell: Any) -> Callable[[int, int], None]:
+    """``progress(done, planned)`` that sends (cell hash, done, planned) by ``put`` and never fails the cell."""
+    def send(done: int, planned: int) -> None:
+        try:
+            put((cell.hash, done, planned))
+        except Exception:  # the bar misses an epoch; the cell goes on
+            pass
+    return send
+
+
+def drain_progress(queue: Any, work: Callable, cells: dict[str, Any]) -> None:
+    """Pass each epoch the workers sent to the driver's ``work.on_epoch`` (the progress bar)."""
+    import queue as queues
+
+    on_epoch = getattr(work, "on_epoch", None)
+    while True:
+        try:
+            cell_hash, done, planned = queue.get_nowait()
+        except queues.Empty:
+            return
+        except Exception:  # a queue whose writer died mid-message: drop what is left of it
+            return
+        if on_epoch is not None and cell_hash in cells:
+            on_epoch(cells[cell_hash], done, planned)
 
 
 def visible_devices(device: str) -> list[str]:
@@ -96,14 +129,36 @@ class PoolExecutor:
                 suspects = yield from self._pooled(itertools.chain([first], queue), work, devices, threads)
                 first = next(queue, None)
 
-    def _executor(self, workers: int, devices: list[str], threads: int) -> ProcessPoolExecutor:
+    @contextlib.contextmanager
+    def _executor(self, workers: int, devices: list[str], threads: int, work: Callable):
+        """A pool and, when the driver shows progress, the queue its workers send their epochs by.
+
+        Each pool has its own queue: a worker killed while writing to one leaves it unusable."""
         context = multiprocessing.get_context("spawn")  # fork would copy CUDA state and torch's threads
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(context.Value("i", 0), devices, threads))
+        progress = context.Queue() if getattr(work, "on_epoch", None) is not None else None
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(context.Value("i", 0), devices, threads, progress)) as pool:
+                yield pool, progress
+        finally:
+            if progress is not None:
+                progress.close()
+                progress.cancel_join_thread()  # epochs nobody reads any more must not hold up the exit
+
+    @staticmethod
+    def _wait(futures: Any, progress: Any, work: Callable, cells: dict[str, Any]) -> set:
+        """The futures done, passing the workers' epochs to the progress bar while none is."""
+        while True:
+            done, _ = wait(futures, timeout=PROGRESS_POLL_S if progress is not None else None,
+                           return_when=FIRST_COMPLETED)
+            if progress is not None:
+                drain_progress(progress, work, cells)
+            if done:
+                return done
 
     def _pooled(self, queue: Iterator, work: Callable, devices: list[str], threads: int):
         """Run ``queue`` (consumed as cells start), ``workers`` at a time; on a death, return the cells in flight."""
-        with self._executor(self.workers, devices, threads) as pool:
+        with self._executor(self.workers, devices, threads, work) as (pool, progress):
             in_flight: dict = {}
             try:
                 while True:
@@ -114,7 +169,7 @@ class PoolExecutor:
                         in_flight[pool.submit(_run_in_worker, work, cell)] = cell
                     if not in_flight:
                         return []
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    done = self._wait(in_flight, progress, work, {c.hash: c for c in in_flight.values()})
                     for future in done:
                         try:
                             result = future.result()
@@ -127,9 +182,11 @@ class PoolExecutor:
 
     def _alone(self, cell: Any, work: Callable, devices: list[str], threads: int) -> tuple:
         for _ in range(self.retries + 1):
-            with self._executor(1, devices, threads) as pool:
+            with self._executor(1, devices, threads, work) as (pool, progress):
                 try:
-                    return cell, pool.submit(_run_in_worker, work, cell).result()
+                    future = pool.submit(_run_in_worker, work, cell)
+                    self._wait([future], progress, work, {cell.hash: cell})
+                    return cell, future.result()
                 except BrokenProcessPool as exc:
                     error = exc
                 except BaseException:

@@ -74,8 +74,7 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
     model.train()
     prune = spec.prune
     rounds = prune.rounds if prune else 0
-    copies = 2 if prune and prune.data_order_stability else 1
-    trainer = Trainer(spec, data, model, timing, progress, spec.train.epochs * (rounds + 1) * copies, tracker)
+    trainer = Trainer(spec, data, model, timing, progress, spec.planned_epochs, tracker)
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
                          torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
     pruner = Pruner(spec, registry, ctx, timing) if prune else None

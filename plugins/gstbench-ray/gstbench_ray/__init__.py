@@ -17,8 +17,26 @@ from gstbench.cell_result import CellResult
 __version__ = "0.1.0"
 
 
-def _run_cell(work: Callable, cell: Any) -> dict:
-    return work(cell)
+POLL_S = 0.25  # how often the driver passes the tasks' epochs to the progress bar while it waits
+
+
+def _run_cell(work: Callable, cell: Any, progress: Any = None) -> dict:
+    if progress is None:
+        return work(cell)
+    from gstbench.builtin.executors import progress_sender
+
+    return work(cell, progress=progress_sender(progress.put_nowait, cell))
+
+
+def _drain(progress: Any, work: Any, cells: dict[str, Any]) -> None:
+    """Pass the epochs the tasks sent (a Ray queue actor) to the driver's progress bar."""
+    try:
+        items = progress.get_nowait_batch(progress.qsize())
+    except Exception:  # the queue actor is gone: the bar stops moving, the cells do not
+        return
+    for cell_hash, done, planned in items:
+        if cell_hash in cells:
+            work.on_epoch(cells[cell_hash], done, planned)
 
 
 class RayExecutor:
@@ -56,11 +74,21 @@ class RayExecutor:
         task = ray.remote(_run_cell).options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
                                              retry_exceptions=False)
         pending: list = []
+        progress = None
+        if getattr(work, "on_epoch", None) is not None:
+            from ray.util.queue import Queue
+
+            progress = Queue()
+        by_hash = {cell.hash: cell for cell in todo}
         try:
-            refs = {task.remote(work, cell): cell for cell in todo}
+            refs = {task.remote(work, cell, progress): cell for cell in todo}
             pending = list(refs)  # the runner leased every cell in ``todo``: they are this run's
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S if progress is not None else None)
+                if progress is not None:
+                    _drain(progress, work, by_hash)
+                if not done:
+                    continue
                 cell = refs[done[0]]
                 try:
                     result = ray.get(done[0])
@@ -75,6 +103,8 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             raise
         finally:
+            if progress is not None:
+                progress.shutdown()  # the queue actor would outlive the run on a cluster
             if started:
                 ray.shutdown()
 

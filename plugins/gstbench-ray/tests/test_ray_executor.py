@@ -62,3 +62,21 @@ def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
     assert results["dies-once"].status == "ok"  # retried after its worker died
     assert results["raises"].status == "failed" and "the cell's own bug" in results["raises"].error
     assert not (tmp_path / "raises").exists()
+
+
+def test_ray_tasks_send_their_epochs_to_the_driver_while_they_train(tmp_path):
+    from gstbench.plugins import get_registry
+    from gstbench.runner import CellWork
+    from gstbench.suite import load_suite
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.replace("epochs = 3", "epochs = 6"))
+    registry = get_registry()
+    cells = load_suite(registry, str(suite)).cells[:2]
+    seen: list[tuple] = []
+    work = CellWork(registry=registry, on_epoch=lambda spec, done, planned: seen.append((spec.hash, done, planned)))
+    results = list(RayExecutor(address=None, workers=2, gpus_per_cell=None, max_retries=0).map(cells, work))
+    assert all(r.ok for _, r in results)
+    for cell in cells:
+        epochs = [done for h, done, _ in seen if h == cell.hash]
+        assert epochs and epochs == sorted(epochs) and epochs[-1] <= 6
