@@ -11,6 +11,7 @@ resumed from its checkpoint continues the run it started (still RUNNING) instead
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -27,18 +28,22 @@ class MlflowLogger:
         self.tracking_uri = tracking_uri
         self.client = None
         self.run_id = None
+        self.lock = contextlib.nullcontext()
 
     def start(self, run) -> None:
         from filelock import FileLock
-        from mlflow.entities import Param, RunTag
         from mlflow.tracking import MlflowClient
 
         for name in ("mlflow", "alembic"):  # their INFO lines would drown the progress bar
             logging.getLogger(name).setLevel(logging.WARNING)
         uri = self.tracking_uri or f"sqlite:///{(run.directory / 'mlflow.db').resolve()}"
-        lock = (Path(uri.removeprefix("sqlite:///")).with_suffix(".lock") if uri.startswith("sqlite:///")
-                else run.directory / "mlflow.lock")
-        with FileLock(str(lock)):  # creating the database and the experiment: one process at a time
+        # SQLite takes one writer at a time: pool workers take turns by a file lock beside the
+        # database (a tracking server orders its writers itself, but creating the experiment still
+        # takes the run directory's lock once).
+        if uri.startswith("sqlite:///"):
+            self.lock = FileLock(str(Path(uri.removeprefix("sqlite:///")).with_suffix(".lock")))
+        lock = self.lock if uri.startswith("sqlite:///") else FileLock(str(run.directory / "mlflow.lock"))
+        with lock:  # creating the database and the experiment: one process at a time
             self.client = client = MlflowClient(tracking_uri=uri)
             experiment = client.get_experiment_by_name(run.suite)
             if experiment is None:
@@ -46,6 +51,12 @@ class MlflowLogger:
                 experiment_id = client.create_experiment(run.suite, artifact_location=artifacts)
             else:
                 experiment_id = experiment.experiment_id
+        with self.lock:
+            self._start_run(client, experiment_id, run)
+
+    def _start_run(self, client, experiment_id: str, run) -> None:
+        from mlflow.entities import Param, RunTag
+
         tags = {"gstbench.hash": run.hash, "gstbench.suite": run.suite, "gstbench.scale": run.scale,
                 "gstbench.configuration": run.configuration, "gstbench.group": run.group,
                 "gstbench.seed": str(run.seed)}
@@ -64,18 +75,20 @@ class MlflowLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+        with self.lock:
+            self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
 
     def finish(self, status: str, metrics: dict[str, float], error: str | None) -> None:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
         items = [Metric(k, v, now, 0) for k, v in metrics.items()]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
-        if error:
-            self.client.log_batch(self.run_id, tags=[RunTag("gstbench.error", error[:5000])])
-        self.client.set_terminated(self.run_id, "FINISHED" if status == "ok" else "FAILED")
+        with self.lock:
+            for i in range(0, len(items), 1000):
+                self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+            if error:
+                self.client.log_batch(self.run_id, tags=[RunTag("gstbench.error", error[:5000])])
+            self.client.set_terminated(self.run_id, "FINISHED" if status == "ok" else "FAILED")
 
 
 def mlflow(target: str | None = None):

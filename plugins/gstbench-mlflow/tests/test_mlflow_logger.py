@@ -36,11 +36,13 @@ def test_mlflow_is_listed_by_gstbench_plugins():
     assert found and found[0]["status"] == "loaded" and found[0]["provides"] == {"loggers": ["mlflow"]}
 
 
-def test_every_cell_is_an_mlflow_run_in_a_sqlite_store_in_the_run_directory(tmp_path):
+def test_every_cell_is_an_mlflow_run_in_a_sqlite_store_in_the_run_directory_from_pool_workers(tmp_path):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE)
     out = tmp_path / "run"
-    proc = gstbench("run", "--suite", str(suite), "--out", str(out), "--log", "mlflow")
+    # two pool workers write to one SQLite database at once
+    proc = gstbench("run", "--suite", str(suite), "--out", str(out), "--log", "mlflow", "--executor", "pool",
+                    "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "INFO" not in proc.stderr  # MLflow's and alembic's chatter stays out of the progress bar
     stored = {cell.result.hash: cell.result for cell in Store(out).iter_cells()}
