@@ -529,5 +529,9 @@ def new_plugin_cmd(name, kind, parent) -> None:
 
 
 def main() -> None:
+    import faulthandler
+
     install_warning_format()
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a run that seems stuck is, and it goes on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     cli(prog_name="gstbench")

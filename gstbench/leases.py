@@ -40,10 +40,10 @@ def _alive(pid: int) -> bool:
 
 
 class Leases:
-    """The leases one run holds in one run directory, refreshed by a background thread while held."""
+    """The cell leases one run holds, refreshed by a background thread while held."""
 
-    def __init__(self, cells_root: Path, timeout_s: float = DEFAULT_TIMEOUT_S):
-        self.cells_root, self.timeout_s = Path(cells_root), float(timeout_s)
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.timeout_s = float(timeout_s)
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "run": uuid.uuid4().hex}
         self.held: set[Path] = set()
         self._stop = threading.Event()

@@ -12,10 +12,8 @@ the parent again (same numbers) and adds it.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import warnings
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import torch
 from gstbench.cell_result import Curves
 from gstbench.config import CellSpec, digest
 from gstbench.errors import StoreWarning
-from gstbench.store import atomic_write_json, set_aside
+from gstbench.store import atomic_torch_save, atomic_write_json, set_aside
 
 FORMAT = 1
 
@@ -80,15 +78,7 @@ class ParentCache:
     def save(self, spec: CellSpec, device: torch.device, curves: Curves, final: dict[str, torch.Tensor],
              kept: dict[int, dict]) -> None:
         d = self._dir(spec, device)
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".states.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"final": final, "kept": {str(k): v for k, v in kept.items()}}, tmp)
-            os.replace(tmp, d / "states.pt")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(d / "states.pt", {"final": final, "kept": {str(k): v for k, v in kept.items()}})
         atomic_write_json(d / "parent.json", {"key": parent_key(spec, device), "steps": sorted(kept),
                                               "curves": curves.to_json(), "spec": {k: spec.canonical()[k] for k in
                                                                          ("model", "dataset", "train", "seed")}})

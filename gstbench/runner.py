@@ -115,12 +115,16 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
         registry.get("loggers", target.name)
     store = Store(out)
     summary = suite.summary()
+
+    def to_run(result: CellResult | None) -> bool:
+        return result is None or (retry_failed and not result.ok)
+
     pending, corrupt = [], []
     for spec in suite.cells:
         files = store.read_cell(spec)
         if files.problem is not None:
             corrupt.append(files)
-        if files.result is None or (retry_failed and files.result.status == "failed"):
+        if to_run(files.result):
             pending.append(spec)
     if pending or not store.suite_is(summary):
         store.check_writable()  # before any training: one line naming the directory
@@ -133,16 +137,12 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
     if on_start is not None:
         on_start(pending)
 
-    def finished(spec: CellSpec) -> bool:
-        result = store.load_result(spec)
-        return result is not None and (result.ok or not retry_failed)
-
-    leases = Leases(store.root / "cells", lease_timeout)
+    leases = Leases(lease_timeout)
     counts = {"elsewhere": 0, "meanwhile": 0, "ran": 0, "failed": 0}
 
     def leased() -> Iterator[CellSpec]:  # lazily, as the executor asks for the next cell to start
         for spec in pending:
-            taken = leases.take(store.cell_dir(spec), lambda spec=spec: finished(spec))
+            taken = leases.take(store.cell_dir(spec), lambda spec=spec: not to_run(store.load_result(spec)))
             if taken == "taken":
                 with _storing(store.root):
                     store.begin(spec)

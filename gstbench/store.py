@@ -65,6 +65,23 @@ def atomic_write_files(files: dict[Path, str]) -> None:
         raise
 
 
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save`` atomically: a temp file in the same directory, fsync, os.replace."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, _json(data))
 

@@ -60,9 +60,16 @@ def stop(proc, sig, timeout: int) -> str:
     try:
         return proc.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
+        import signal
+
+        proc.send_signal(signal.SIGUSR1)  # the CLI prints every thread's stack: where it was stuck
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
         proc.kill()
-        proc.communicate()
-        raise
+        _, stderr = proc.communicate()
+        raise AssertionError(f"no exit within {timeout} s of signal {sig}; its stacks:\n{(stderr or '')[-6000:]}")
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):

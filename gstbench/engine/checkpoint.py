@@ -11,9 +11,7 @@ uninterrupted one bitwise.
 
 from __future__ import annotations
 
-import os
 import random as pyrandom
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 
 from gstbench.errors import StoreWarning
-from gstbench.store import CHECKPOINT as NAME, set_aside
+from gstbench.store import CHECKPOINT as NAME, atomic_torch_save, set_aside
 
 FORMAT = 1
 
@@ -57,18 +55,8 @@ class Checkpoints:
         return self.path is not None and epochs_done % self.every == 0
 
     def save(self, phase: str, state: dict[str, Any]) -> None:
-        """Atomically: a temp file in the same directory, fsync, os.replace."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{NAME}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save({"format": FORMAT, "hash": self.cell_hash, "phase": phase, "rng": rng_state(), **state}, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(self.path, {"format": FORMAT, "hash": self.cell_hash, "phase": phase, "rng": rng_state(),
+                                      **state})
 
     def load(self, phase: str, device: torch.device) -> dict[str, Any] | None:
         """The saved state of ``phase`` for this cell, or None; an unreadable file is moved aside with a warning."""

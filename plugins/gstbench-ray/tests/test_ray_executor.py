@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -46,8 +47,10 @@ def test_a_local_ray_instance_stores_the_same_results_as_sequential(tmp_path):
     seq = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "seq"), "--json", threads="1")
     assert seq.returncode == 0, seq.stderr
     ray = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray",
-                   "--workers", "2", "--json")
+                   "--workers", "2")
     assert ray.returncode == 0, ray.stderr
+    # the tasks' epochs reach the driver's bar while they train (a Ray queue actor)
+    assert re.search(r"0/4 cells:.*epoch [123]/3", ray.stderr.replace("\r", "\n")), ray.stderr[-2000:]
     ours, theirs = stored_results(tmp_path / "ray"), stored_results(tmp_path / "seq")
     assert len(ours) == 4 and ours == theirs
     again = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray", "--json")
@@ -63,20 +66,3 @@ def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
     assert results["raises"].status == "failed" and "the cell's own bug" in results["raises"].error
     assert not (tmp_path / "raises").exists()
 
-
-def test_ray_tasks_send_their_epochs_to_the_driver_while_they_train(tmp_path):
-    from gstbench.plugins import get_registry
-    from gstbench.runner import CellWork
-    from gstbench.suite import load_suite
-
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.replace("epochs = 3", "epochs = 6"))
-    registry = get_registry()
-    cells = load_suite(registry, str(suite)).cells[:2]
-    seen: list[tuple] = []
-    work = CellWork(registry=registry, on_epoch=lambda spec, done, planned: seen.append((spec.hash, done, planned)))
-    results = list(RayExecutor(address=None, workers=2, gpus_per_cell=None, max_retries=0).map(cells, work))
-    assert all(r.ok for _, r in results)
-    for cell in cells:
-        epochs = [done for h, done, _ in seen if h == cell.hash]
-        assert epochs and epochs == sorted(epochs) and epochs[-1] <= 6

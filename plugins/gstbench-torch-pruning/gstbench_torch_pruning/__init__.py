@@ -24,7 +24,6 @@ import contextlib
 from typing import Any, Callable, Iterator
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 
@@ -46,10 +45,17 @@ def _options(group_reduction: str, normalizer: str) -> dict[str, Any]:
     return {"group_reduction": group_reduction, "normalizer": None if normalizer == "none" else normalizer}
 
 
+def _tp():
+    """Torch-Pruning, imported when a scorer is built (it takes seconds: `gstbench` commands start without it)."""
+    import torch_pruning
+
+    return torch_pruning
+
+
 class GroupScorer:
     """Scores a layer's filters with a Torch-Pruning importance over their dependency group."""
 
-    def __init__(self, importance: tp.importance.Importance, needs: str | None = None):
+    def __init__(self, importance: Any, needs: str | None = None):
         self.importance = importance
         self.needs = needs  # the module type the criterion reads, for a clear error when it is missing
         self._graph: tuple[tuple, Any] | None = None
@@ -59,7 +65,7 @@ class GroupScorer:
         shapes = tuple(tuple(p.shape) for p in ctx.model.parameters())
         if self._graph is None or self._graph[0] != shapes:
             self._graph = (shapes, dependency_graph(ctx.model, ctx.example_input))
-        return self._graph[1].get_pruning_group(layer.conv, tp.prune_conv_out_channels,
+        return self._graph[1].get_pruning_group(layer.conv, _tp().prune_conv_out_channels,
                                                 idxs=list(range(layer.n_physical)))
 
     def units_removed(self, layer: LayerState, kept: torch.Tensor) -> None:
@@ -117,7 +123,7 @@ def _loss_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, per_exam
 class GradientScorer(GroupScorer):
     """A Torch-Pruning criterion that reads ``.grad``: Taylor (mean gradient) or OBD Hessian (squared gradients)."""
 
-    def __init__(self, importance: tp.importance.Importance, batch_size: int, per_example: bool):
+    def __init__(self, importance: Any, batch_size: int, per_example: bool):
         super().__init__(importance)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -139,34 +145,34 @@ class GradientScorer(GroupScorer):
 
 def taylor(batch_size: int = 128, group_reduction: str = "mean", normalizer: str = "none"):
     """First-order Taylor |w * dL/dw| over each filter's group, on a training batch (Molchanov et al. 2019)."""
-    return GradientScorer(tp.importance.GroupTaylorImportance(**_options(group_reduction, normalizer)),
+    return GradientScorer(_tp().importance.GroupTaylorImportance(**_options(group_reduction, normalizer)),
                           batch_size, per_example=False)
 
 
 def hessian(batch_size: int = 32, group_reduction: str = "mean", normalizer: str = "none"):
     """Optimal Brain Damage w^2 * diag(H), H as the mean squared per-example gradient (LeCun et al. 1989)."""
-    return GradientScorer(tp.importance.GroupHessianImportance(**_options(group_reduction, normalizer)),
+    return GradientScorer(_tp().importance.GroupHessianImportance(**_options(group_reduction, normalizer)),
                           batch_size, per_example=True)
 
 
 def bn_scale(group_reduction: str = "mean", normalizer: str = "none"):
     """|gamma| of the filter's BatchNorm channels in its group (network slimming, Liu et al. 2017)."""
-    return GroupScorer(tp.importance.BNScaleImportance(**_options(group_reduction, normalizer)), "BatchNorm")
+    return GroupScorer(_tp().importance.BNScaleImportance(**_options(group_reduction, normalizer)), "BatchNorm")
 
 
 def lamp(group_reduction: str = "mean"):
     """LAMP: squared group norm over the sum of the layer's norms not below it (Lee et al. 2021); for global scope."""
-    return GroupScorer(tp.importance.LAMPImportance(p=2, group_reduction=group_reduction))
+    return GroupScorer(_tp().importance.LAMPImportance(p=2, group_reduction=group_reduction))
 
 
 def group_norm(group_reduction: str = "mean", normalizer: str = "none"):
     """Squared L2 norm of each filter's whole group: its weights, BatchNorm channel and consumers' inputs."""
-    return GroupScorer(tp.importance.GroupMagnitudeImportance(p=2, **_options(group_reduction, normalizer)))
+    return GroupScorer(_tp().importance.GroupMagnitudeImportance(p=2, **_options(group_reduction, normalizer)))
 
 
 def fpgm(group_reduction: str = "mean", normalizer: str = "none"):
     """FPGM: a filter's summed distance to the layer's other filters, low near the geometric median (He et al. 2019)."""
-    return GroupScorer(tp.importance.FPGMImportance(p=2, **_options(group_reduction, normalizer)))
+    return GroupScorer(_tp().importance.FPGMImportance(p=2, **_options(group_reduction, normalizer)))
 
 
 SCORERS: dict[str, Callable[..., GroupScorer]] = {
