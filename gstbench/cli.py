@@ -169,6 +169,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     from gstbench.components import DATA_DIR_ENV
     from gstbench.progress import RunProgress
     from gstbench.report import build_report, describe_config, render_leaderboard
+    from gstbench import stopping
     from gstbench.runner import build_executor, run_suite
     from gstbench.suite import load_suite
     from gstbench.tracking import LogTarget
@@ -210,11 +211,11 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     def on_cell_done(spec, result):
         bar.cell_done(spec, result)
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
-                            on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
-                            executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers)
+        with stopping.installed():
+            summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
+                                on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
+                                executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -223,7 +224,6 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
                    f"finish the rest", err=True)
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     report = build_report(out)
@@ -239,10 +239,6 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         click.echo(render_leaderboard(report))
     if report["totals"]["failed"]:
         sys.exit(1)
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
 
 
 def _check_device(device: str) -> None:

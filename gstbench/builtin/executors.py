@@ -11,6 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
+from gstbench import stopping
 from gstbench.cell_result import CellResult
 from gstbench.errors import install_warning_format
 from gstbench.plugins import hookimpl
@@ -149,8 +150,8 @@ class PoolExecutor:
     def _wait(futures: Any, progress: Any, work: Callable, cells: dict[str, Any]) -> set:
         """The futures done, passing the workers' epochs to the progress bar while none is."""
         while True:
-            done, _ = wait(futures, timeout=PROGRESS_POLL_S if progress is not None else None,
-                           return_when=FIRST_COMPLETED)
+            stopping.check()  # a Ctrl-C that a finalizer swallowed stops here
+            done, _ = wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_COMPLETED)
             if progress is not None:
                 drain_progress(progress, work, cells)
             if done:

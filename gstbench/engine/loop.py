@@ -23,6 +23,7 @@ from gstbench.components import TensorData
 from gstbench.config import CellSpec, steps_to_int
 from gstbench.engine.evaluation import evaluate
 from gstbench.engine.setup import autocast, make_optimizer
+from gstbench import stopping
 from gstbench.errors import CellFailed
 from gstbench.tracking import CellTracker
 
@@ -154,6 +155,7 @@ class Trainer:
         running = _Running(device)
         t0 = time.perf_counter()
         for step in range(start, self.total_steps):
+            stopping.check()  # a Ctrl-C that a finalizer swallowed stops here
             epoch, b = divmod(step, spe)
             if order is None or b == 0:
                 order = torch.randperm(self.n_train, generator=order_gen).to(device)

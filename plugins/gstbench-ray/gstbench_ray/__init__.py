@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 
 import gstbench
+from gstbench import stopping
 from gstbench.cell_result import CellResult
 
 __version__ = "0.1.0"
@@ -84,7 +85,8 @@ class RayExecutor:
             refs = {task.remote(work, cell, progress): cell for cell in todo}
             pending = list(refs)  # the runner leased every cell in ``todo``: they are this run's
             while pending:
-                done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S if progress is not None else None)
+                stopping.check()  # a Ctrl-C that a finalizer swallowed stops here
+                done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
                 if progress is not None:
                     _drain(progress, work, by_hash)
                 if not done:

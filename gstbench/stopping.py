@@ -1,0 +1,47 @@
+"""Ctrl-C and SIGTERM for `gstbench run`: a stop request that no swallowed exception can lose.
+
+Python raises KeyboardInterrupt wherever the main thread is when the signal lands; inside a
+finalizer (``__del__``, a weakref callback) it is printed as "Exception ignored" and lost,
+and the run would train on. So the handler also records the request, and the training loop
+asks ``check()`` at every step, which raises it again. Processes that never ``install()``
+(pool workers, Ray tasks) are not affected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Iterator
+
+from gstbench.errors import Terminated
+
+_requested: int | None = None
+
+
+def _stop(signum: int, frame) -> None:
+    global _requested
+    _requested = signum
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def check() -> None:
+    """Raise the stop request again if one came (cheap: called at every training step)."""
+    if _requested is not None:
+        raise Terminated() if _requested == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the run (KeyboardInterrupt, Terminated) while inside; then as before."""
+    global _requested
+    _requested = None
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, _stop) for s in signals}
+    # A parent may have blocked them (a blocked signal waits forever): this run promises to stop on them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _requested = None
