@@ -14,6 +14,7 @@ after one warning naming it: logging never fails or loses a cell.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +129,19 @@ class CellTracker:
     """The cell's loggers, each guarded: one that raises is warned about once and dropped for this cell."""
 
     loggers: list[tuple[str, Any]] = field(default_factory=list)  # (component id, logger)
+    seconds: float = 0.0  # spent inside the loggers (benchmarks/logging_cost.py reports it)
 
     def __bool__(self) -> bool:
         return bool(self.loggers)
 
     def _each(self, method: str, *args: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._call(method, *args)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _call(self, method: str, *args: Any) -> None:
         for entry in list(self.loggers):
             name, logger = entry
             try:
@@ -140,7 +149,7 @@ class CellTracker:
             except Exception as exc:
                 self.loggers.remove(entry)
                 warnings.warn(f"logger '{name}' failed in {method}: {type(exc).__name__}: {exc}; this cell goes on "
-                              f"without it (its result is stored as usual)", LoggerWarning, stacklevel=2)
+                              f"without it (its result is stored as usual)", LoggerWarning, stacklevel=3)
 
     def start(self, run: LoggedRun) -> None:
         self._each("start", run)
