@@ -44,7 +44,8 @@ def test_the_walkthrough_in_the_author_guide_works_as_written(tmp_path):
         shim = venv / "bin" / tool
         shim.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m {module} "$@"\n')
         shim.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GSTBENCH_")}  # as a user's shell
+    # as a user's shell: no GSTBENCH_ settings, and torch's own thread count (not the test session's one)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GSTBENCH_") and k != "OMP_NUM_THREADS"}
     env.update({"PATH": f"{venv / 'bin'}:{env['PATH']}", "VIRTUAL_ENV": str(venv),
                 "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"})  # offline: setuptools comes from here
     work = tmp_path / "work"
