@@ -18,9 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gstbench.config import config_key
 from gstbench.errors import GstbenchError
 from gstbench.reader import RunResults, load_results
-from gstbench.report import describe_config
+from gstbench.report import config_label
 from gstbench.selection import label_at
 from gstbench.tracking import scalars
 
@@ -58,8 +59,7 @@ class Results:
     def _keys(self, cell) -> dict[str, Any]:
         """The columns that identify a cell in every frame."""
         axes = self.reader.axes
-        label = " ".join(str(v) for v in describe_config(cell.spec).values() if v != "-")
-        return {"hash": cell.hash, "configuration": _config_key(cell.spec), "label": label,
+        return {"hash": cell.hash, "configuration": config_key(cell.spec), "label": config_label(cell.spec),
                 **{axis: label_at(cell.spec, axis) for axis in axes}, "seed": cell.seed}
 
     @property
@@ -110,12 +110,6 @@ class Results:
                                              "quantity": quantity, "value": value})
             self._frames["curves"] = self._pd.DataFrame(rows)
         return self._frames["curves"]
-
-
-def _config_key(spec: dict[str, Any]) -> str:
-    from gstbench.config import config_key
-
-    return config_key(spec)
 
 
 def results(directory: Path | str) -> Results:

@@ -168,7 +168,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     """
     from gstbench.components import DATA_DIR_ENV
     from gstbench.progress import RunProgress
-    from gstbench.report import build_report, describe_config, render_leaderboard
+    from gstbench.report import build_report, config_label, render_leaderboard
     from gstbench import stopping
     from gstbench.runner import build_executor, run_suite
     from gstbench.suite import load_suite
@@ -203,7 +203,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
 
     @functools.lru_cache(maxsize=None)
     def cell_label(spec) -> str:  # once per cell, not per epoch
-        return " ".join(v for v in describe_config(spec.canonical(), list(suite.axes)).values() if v != "-")
+        return config_label(spec.canonical(), list(suite.axes))
 
     def on_epoch(spec, epoch, epochs):
         bar.epoch(spec, epoch, epochs)

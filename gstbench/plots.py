@@ -20,21 +20,16 @@ import numpy as np
 
 from gstbench.errors import GstbenchError
 from gstbench.reader import RunResults, load_results
-from gstbench.report import GENERALIZATION, describe_config, report_of
+from gstbench.report import GENERALIZATION, config_label, report_of
 from gstbench.stats import correlation, mean_interval
 
 FORMATS = ("png", "svg", "pdf")
 
 
-def _label(spec: dict[str, Any], axes: list[str]) -> str:
-    row = describe_config(spec, axes)
-    return " ".join(str(v) for v in row.values() if v != "-")
-
-
 def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
     """The finished runs of each configuration under its display label (two configurations that
     print alike, e.g. differing in an option no axis shows, keep apart by their key)."""
-    labels = {c.key: _label(c.spec, results.axes) for c in results.configurations}
+    labels = {c.key: config_label(c.spec, results.axes) for c in results.configurations}
     uses = Counter(labels.values())
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for config in results.configurations:

@@ -54,6 +54,11 @@ def describe_config(spec: dict[str, Any], axes: list[str] = ()) -> dict[str, Any
     return row
 
 
+def config_label(spec: dict[str, Any], axes: list[str] = ()) -> str:
+    """A configuration in one line, as the leaderboard labels it: e.g. ``l1 largest mask 1ep``."""
+    return " ".join(str(v) for v in describe_config(spec, axes).values() if v != "-")
+
+
 def build_report(out: Path | str, rank: str | None = None, interval: str = "bootstrap",
                  columns: list[str] = ()) -> dict[str, Any]:
     """Everything a leaderboard of the run directory ``out`` shows, as plain data (the CLI renders it)."""

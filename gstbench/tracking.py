@@ -181,10 +181,9 @@ def build_tracker(registry: Any, targets: list[LogTarget]) -> CellTracker:
 
 def logged_run(spec: Any, suite: str, scale: str, directory: Path | str) -> LoggedRun:
     from gstbench.config import config_key
-    from gstbench.report import describe_config
+    from gstbench.report import config_label
     from gstbench.store import HASH_DIGITS
 
     canonical = spec.canonical()
-    label = " ".join(str(v) for v in describe_config(canonical).values() if v != "-")
-    return LoggedRun(spec.hash[:HASH_DIGITS], spec.hash, suite, scale, config_key(canonical), label, spec.seed,
-                     flatten(canonical), Path(directory))
+    return LoggedRun(spec.hash[:HASH_DIGITS], spec.hash, suite, scale, config_key(canonical), config_label(canonical),
+                     spec.seed, flatten(canonical), Path(directory))
