@@ -4,7 +4,7 @@ from gstbench.plugins import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["hookimpl", "results", "__version__"]
+__all__ = ["hookimpl", "load_model", "results", "__version__"]
 
 
 def results(directory):
@@ -12,3 +12,11 @@ def results(directory):
     from gstbench.analysis import results as load
 
     return load(directory)
+
+
+def load_model(cell, structured: bool = False, device: str = "cpu"):
+    """A cell's stored final model (``cells/<hash16>`` of a run made with ``--save-models``, or a model file),
+    rebuilt through the installed plugins in eval mode; ``structured=True`` removes dead filters physically."""
+    from gstbench.artifacts import load_model as load
+
+    return load(cell, structured=structured, device=device)

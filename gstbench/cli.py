@@ -133,14 +133,24 @@ def cli() -> None:
 @click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip).")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Add this metric to every configuration (repeatable; e.g. hessian-trace, ood-accuracy).")
-@click.option("--executor", default="sequential", show_default=True,
-              help="Executor plugin that runs the cells: sequential, pool, ray (gstbench-ray), ...")
+@click.option("--executor", default="auto", show_default=True, envvar="GSTBENCH_EXECUTOR",
+              help="Executor plugin that runs the cells: auto (a pool of one process per core when more than "
+                   "one cell is pending, else sequential), sequential, pool, ray (gstbench-ray), slurm "
+                   "(gstbench-slurm), ... [env: GSTBENCH_EXECUTOR].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes for --executor pool (default: one per CPU core), or a local Ray instance's CPUs.")
+              help="Processes for --executor auto or pool (default: one per usable CPU core, divided by "
+                   "--threads), or a local Ray instance's CPUs.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads each cell trains with, under every executor. Results are bitwise equal for "
+                   "equal thread counts (same torch build and CPU), whatever the executor or core count.")
 @click.option("--address", default=None, help="Ray cluster address for --executor ray (default: $RAY_ADDRESS, "
                                               "else a local instance).")
 @click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=None,
               help="GPUs Ray reserves per cell; a fraction (e.g. 0.25) runs several cells per GPU.")
+@click.option("--executor-option", "executor_option_texts", multiple=True, metavar="KEY=VALUE",
+              help="An option of the executor (repeatable; VALUE as in TOML: 120, true, \"gpu\", [\"a\", \"b\"]), "
+                   "e.g. --executor slurm --executor-option partition=gpu --executor-option time_min=120; "
+                   "`gstbench list executors` shows each executor's options.")
 @click.option("--device", default="cpu", show_default=True,
               help="Torch device: cpu, cuda (with --executor pool: every visible GPU, round-robin) or cuda:N.")
 @click.option("--bf16", is_flag=True, help="Train and evaluate under bf16 autocast (train.precision = bf16; "
@@ -158,9 +168,12 @@ def cli() -> None:
               help="Send every cell to this experiment tracker (repeatable): tensorboard, mlflow, wandb "
                    "(their plugins), with an optional target, e.g. mlflow:sqlite:///runs.db [default target: "
                    "under the result directory]; adds to the suite's [logging].")
+@click.option("--save-models", is_flag=True,
+              help="Store each cell's final model as cells/<hash16>/model.safetensors (train.save_model = true; "
+                   "gstbench.load_model and export-model read it). Cells finished before keep what they have.")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
-def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, gpus_per_cell, device, bf16,
-        data_dir, out, retry_failed, lease_timeout, log_targets, as_json) -> None:
+def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, address, gpus_per_cell,
+        executor_option_texts, device, bf16, data_dir, out, retry_failed, lease_timeout, log_targets, save_models, as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard.
 
     Several runs into one directory share the work: each cell is trained by the run that
@@ -186,8 +199,10 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
                                      param_hint="--log") from None
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
-    overrides = {**({"prune.scorer": scorer} if scorer else {}), **({"train.precision": "bf16"} if bf16 else {})}
-    executor_options = {"workers": workers, "address": address, "gpus_per_cell": gpus_per_cell}
+    overrides = {**({"prune.scorer": scorer} if scorer else {}), **({"train.precision": "bf16"} if bf16 else {}),
+                 **({"train.save_model": True} if save_models else {})}
+    executor_options = {"workers": workers, "address": address, "gpus_per_cell": gpus_per_cell,
+                        **dict(_executor_option(text) for text in executor_option_texts)}
     build_executor(registry, executor, executor_options)  # a bad option fails before any data loads
     suite = load_suite(registry, suite_name, scale=scale, seeds=seeds, overrides=overrides or None,
                        metrics=list(metrics))
@@ -215,7 +230,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         with stopping.installed():
             summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
                                 on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
-                                executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers)
+                                executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers,
+                                threads=threads)
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -226,6 +242,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
     finally:
         if bar is not None:
             bar.close()
+    if save_models:
+        _say_which_cells_have_no_model(suite, out)
     report = build_report(out)
     if as_json:
         _echo_json({"run": summary.__dict__, **report})
@@ -239,6 +257,36 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, address, g
         click.echo(render_leaderboard(report))
     if report["totals"]["failed"]:
         sys.exit(1)
+
+
+def _say_which_cells_have_no_model(suite, out: Path) -> None:
+    """--save-models stores models of cells it trains; cells finished before it are not trained again."""
+    from gstbench.artifacts import MODEL
+    from gstbench.store import Store
+
+    store = Store(out)
+    without = [spec for spec in suite.cells if not (store.cell_dir(spec) / MODEL).exists()
+               and (result := store.load_result(spec)) is not None and result.ok]
+    if without:
+        cells = "1 cell finished before without it has" if len(without) == 1 else \
+            f"{len(without)} cells finished before without it have"
+        click.echo(f"--save-models: {cells} no {MODEL} (e.g. "
+                   f"{store.cell_dir(without[0])}); remove a cell's directory to train it again with its model",
+                   err=True)
+
+
+def _executor_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, value): VALUE read as a TOML value, else as a plain string."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE (e.g. partition=gpu)", param_hint="--executor-option")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
 
 
 def _check_device(device: str) -> None:
@@ -356,6 +404,22 @@ def export_cmd(directory, file) -> None:
     data = export(directory, file)
     runs = sum(len(c["runs"]) for c in data["configurations"])
     click.echo(f"{file}: {len(data['configurations'])} configurations, {runs} runs", err=True)
+
+
+@cli.command("export-model")
+@click.argument("cell", type=click.Path(exists=True, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--masked", is_flag=True,
+              help="Keep the trained shapes, dead filters zeroed [default: dead filters physically removed].")
+def export_model_cmd(cell, file, masked) -> None:
+    """Write a cell's stored model (CELL: cells/<hash16> of a run stored with --save-models) to FILE:
+    .safetensors (weights, kept filters and spec; gstbench.load_model reads it) or .pt2 (a torch.export
+    program: torch.export.load(FILE).module() runs it without gstbench)."""
+    from gstbench.artifacts import export_model
+
+    model = export_model(cell, file, structured=not masked, registry=_registry())
+    click.echo(f"{file}: {model.gstbench_spec.model.label}, {sum(p.numel() for p in model.parameters()):,} parameters, "
+               f"{'masked' if masked else 'dead filters removed'}", err=True)
 
 
 @cli.command("compare")

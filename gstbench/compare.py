@@ -38,7 +38,7 @@ DEFAULT_TOLERANCE = 0.005  # half a percentage point on accuracy-like metrics
 LOWER_IS_BETTER = {"gap", "final_test_loss", "train_loss", "lmc_barrier", "excess_error_mean", "mean_instability",
                    "softmax_l2_mean", "softmax_linf_mean"}
 HIGHER_IS_BETTER = {"stability", "final_test_acc", "best_test_acc", "train_acc", "ood_acc_mean", "ood_nominal_acc",
-                    "functional_agreement_mean"}
+                    "functional_agreement_mean", "latency_batch1_speedup", "latency_large_speedup"}
 
 
 def collect(directory: Path | str) -> dict[str, Any]:

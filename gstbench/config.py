@@ -99,6 +99,8 @@ class TrainConfig:
     precision: str = field(default="fp32", metadata=ADDED_LATER)
     # save what a killed cell needs to go on every N epochs (0: never); resumed results are bitwise equal
     checkpoint_every: int = field(default=0, metadata=NOT_IN_HASH)
+    # store the final model in the cell's directory (model.safetensors, artifacts.py)
+    save_model: bool = field(default=False, metadata=NOT_IN_HASH)
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,10 @@ def _coerce(value: Any, typ: Any, key: str, source: str | None) -> Any:
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError(f"{value!r} is not a whole number", source=source, key=key)
+        return value
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{value!r} is not true or false", source=source, key=key)
         return value
     if typ is str:
         if not isinstance(value, str):

@@ -10,6 +10,7 @@ flatten into a linear layer).
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import TYPE_CHECKING, Sequence
 
@@ -172,3 +173,26 @@ def _prune_keeping_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer 
                 for k, v in state.items()
             }
         group["params"] = new_params
+
+
+def dead_filters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Per declared prunable layer, its dead filters (bool): conv filter all zero, and its BatchNorm gamma and
+    beta zero where it has one (what the mask effector leaves)."""
+    dead = {}
+    for name, state in layer_states(model, list(getattr(model, "prunable_layers", {}))).items():
+        is_dead = state.conv.weight.detach().flatten(1).abs().sum(1) == 0
+        if state.bn is not None:
+            is_dead &= (state.bn.weight.detach() == 0) & (state.bn.bias.detach() == 0)
+        dead[name] = is_dead.cpu()
+    return dead
+
+
+def without_dead_filters(model: nn.Module, example_input: torch.Tensor) -> tuple[nn.Module, int]:
+    """A copy of ``model`` with its dead filters physically removed (the deployed network), and how many."""
+    slim, removed = copy.deepcopy(model), 0
+    with torch.enable_grad():  # torch-pruning traces with autograd
+        for name, dead in dead_filters(model).items():
+            if 0 < int(dead.sum()) < dead.numel():
+                remove_filters(slim, layer_states(slim, [name])[name], dead.nonzero().flatten(), None, example_input)
+                removed += int(dead.sum())
+    return slim, removed

@@ -33,6 +33,7 @@ class RunSummary:
     ran: int
     failed: int
     claimed_elsewhere: int = 0  # cells another live run holds the lease of (left to it)
+    executor: str = ""  # what ran the cells (auto says what it chose)
 
 
 CellDone = Callable[[CellSpec, CellResult], None]
@@ -49,6 +50,8 @@ class CellWork:
     directories, where checkpoints go (both shared only where workers see the same
     filesystem); ``data_dir`` the datasets' directory. ``loggers`` are built where the
     cell runs, and name its run after ``suite``, ``scale`` and the run directory ``run_dir``.
+    ``threads`` is the cell's CPU thread count wherever it runs (None: leave the process's):
+    numbers are bitwise equal for equal thread counts, whatever the executor.
     """
 
     device: str = "cpu"
@@ -59,6 +62,7 @@ class CellWork:
     suite: str = ""
     scale: str = ""
     run_dir: str | None = None
+    threads: int | None = None
     registry: Any = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
@@ -83,8 +87,23 @@ class CellWork:
         if self.loggers:
             tracker = build_tracker(registry, list(self.loggers))
             logged = logged_run(spec, self.suite, self.scale, self.run_dir or ".")
-        return run_cell(spec, registry, device=device or self.device, progress=progress, parents=parents,
-                        checkpoint_dir=checkpoint_dir, tracker=tracker, logged=logged)
+        with cpu_threads(self.threads):
+            return run_cell(spec, registry, device=device or self.device, progress=progress, parents=parents,
+                            checkpoint_dir=checkpoint_dir, tracker=tracker, logged=logged)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` for the block (None: unchanged), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_executor(registry: Any, name: str, options: dict[str, Any] | None = None) -> Any:
@@ -94,21 +113,29 @@ def build_executor(registry: Any, name: str, options: dict[str, Any] | None = No
     known = comp.option_defaults()
     for key in options:
         if known is not None and key not in known:
-            flag = "--" + key.replace("_", "-")
+            flag = "--" + key.replace("_", "-") if key in RUN_FLAGS else f"--executor-option {key}=..."
             raise GstbenchError(f"executor '{comp.id}' has no option '{key}' ({flag}){closest(key, known)}; "
                                 f"its options: {', '.join(known) or 'none'}")
-    return comp.factory(**options)
+    try:
+        return comp.factory(**options)
+    except (TypeError, ValueError) as exc:  # a value the factory refuses: one line naming the executor
+        raise GstbenchError(f"executor '{comp.id}': {exc}") from None
 
 
-def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "sequential", device: str = "cpu",
+RUN_FLAGS = ("workers", "address", "gpus_per_cell")  # executor options that `gstbench run` has flags for
+
+
+def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "auto", device: str = "cpu",
               retry_failed: bool = False, on_start: Callable[[list[CellSpec]], None] | None = None,
               on_cell_done: CellDone | None = None,
               on_epoch: Callable[[CellSpec, int, int], None] | None = None,
               executor_options: dict[str, Any] | None = None, lease_timeout: float = DEFAULT_TIMEOUT_S,
-              loggers: list[LogTarget] = ()) -> RunSummary:
+              loggers: list[LogTarget] = (), threads: int | None = 1) -> RunSummary:
     """Run the missing cells of ``suite`` into ``out``; finished cells (by hash) and cells that another
     run holds the lease of are skipped. Writes nothing when nothing is missing (read-only storage works).
-    ``loggers`` (with the suite's ``[logging]``) receive every cell that runs (tracking.py)."""
+    ``loggers`` (with the suite's ``[logging]``) receive every cell that runs (tracking.py). Each cell
+    trains on ``threads`` CPU threads (None: the executor's choice), so that by default every executor,
+    and every machine's core count, gives the same numbers."""
     runner = build_executor(registry, executor, executor_options)
     loggers = merge_targets(suite.logging, list(loggers))
     for target in loggers:  # an unknown logger fails before any training
@@ -152,7 +179,7 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
 
     work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV),
                     str((store.root / "cells").resolve()), tuple(loggers), suite.name, suite.scale,
-                    str(store.root.resolve()), registry, on_epoch)
+                    str(store.root.resolve()), threads, registry, on_epoch)
     results = runner.map(leased(), work)
     try:
         for spec, result in results:
@@ -169,7 +196,7 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "seq
             close()  # stops the executor's workers now, not after their cells
         leases.drop_all()
     return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending) + counts["meanwhile"],
-                      counts["ran"], counts["failed"], counts["elsewhere"])
+                      counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", executor))
 
 
 @contextlib.contextmanager

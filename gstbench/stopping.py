@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Iterator
+from typing import Callable, Iterator
 
 from gstbench.errors import Terminated
 
 _requested: int | None = None
+_deferred: dict[int, Callable] = {}  # signal -> the handler check() runs for it
+_pending: list[int] = []  # deferred signals received, not handled yet
 
 
 def _stop(signum: int, frame) -> None:
@@ -25,9 +27,32 @@ def _stop(signum: int, frame) -> None:
 
 
 def check() -> None:
-    """Raise the stop request again if one came (cheap: called at every training step)."""
+    """Raise the stop request again if one came, and run deferred handlers (cheap: every training step)."""
     if _requested is not None:
         raise Terminated() if _requested == signal.SIGTERM else KeyboardInterrupt()
+    while _pending:
+        signum = _pending.pop(0)
+        if signum in _deferred:
+            _deferred[signum](signum, None)
+
+
+def _record(signum: int, frame) -> None:
+    if signum not in _pending:
+        _pending.append(signum)
+
+
+@contextlib.contextmanager
+def deferred(signum: int, handler: Callable) -> Iterator[None]:
+    """While inside, ``signum`` runs ``handler(signum, None)`` at the next ``check()``, not where it lands."""
+    previous = signal.signal(signum, _record)
+    _deferred[signum] = handler
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+        _deferred.pop(signum, None)
+        if signum in _pending:
+            _pending.remove(signum)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ Layout under the run directory::
     cells/<hash16>/result.json   written last and atomically: its presence means "done"
     cells/<hash16>/lease.json    held while a run trains the cell (leases.py)
     cells/<hash16>/checkpoint.pt while it trains, every train.checkpoint_every epochs
+    cells/<hash16>/model.safetensors  the final model, with train.save_model (artifacts.py)
 
 A cell counts as finished when result.json exists (status "ok" or "failed"). A file that
 cannot be read makes its cell ``corrupt``: readers count it and go on; ``gstbench run``
@@ -23,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from gstbench.cell_result import CellResult, ResultFormatError
 from gstbench.config import CellSpec
@@ -69,12 +70,18 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     """``torch.save`` atomically: a temp file in the same directory, fsync, os.replace."""
     import torch
 
+    atomic_replace(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(temp)`` to a temp file in ``path``'s directory, fsync it, then os.replace it onto ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
+        write(Path(tmp))
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

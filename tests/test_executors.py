@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,11 +31,15 @@ def sequential_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_pool_stores_the_same_results_as_sequential_and_resumes(sequential_run, tmp_path):
-    out = tmp_path / "pool"
-    proc = run_cli("run", "--suite", TINY, "--out", str(out), "--executor", "pool", "--workers", "2", "--json",
-                   env=ONE_THREAD)
+def test_the_default_runs_a_pool_with_one_thread_per_cell_and_stores_what_sequential_does(sequential_run, tmp_path):
+    out = tmp_path / "auto"
+    default_env = {k: v for k, v in os.environ.items() if k not in ("GSTBENCH_EXECUTOR", "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--out", str(out), "--json"],
+                          capture_output=True, text=True, env={**default_env, "GSTBENCH_LOAD_PLUGINS": ""}, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    cores = len(os.sched_getaffinity(0))
+    chosen = json.loads(proc.stdout)["run"]["executor"]
+    assert chosen == (f"auto: pool of {cores} workers" if cores > 1 else "auto: sequential (in this process)")
     ours, theirs = stored_results(out), stored_results(sequential_run)
     assert len(ours) == 6 and ours.keys() == theirs.keys()
     for h in ours:
@@ -40,6 +48,27 @@ def test_pool_stores_the_same_results_as_sequential_and_resumes(sequential_run, 
     assert threads == {1}
     again = run_cli("run", "--suite", TINY, "--out", str(out), "--executor", "pool", "--workers", "2", "--json")
     assert json.loads(again.stdout)["run"]["ran"] == 0
+
+
+@pytest.mark.skipif(not shutil.which("taskset"), reason="needs taskset")
+def test_the_default_on_one_core_or_with_one_cell_pending_runs_in_process(sequential_run, tmp_path):
+    out = tmp_path / "one"
+    shutil.copytree(sequential_run, out)
+    victim = next(out.glob("cells/*/result.json"))
+    victim.unlink()
+    env = {k: v for k, v in os.environ.items() if k != "GSTBENCH_EXECUTOR"}
+    proc = subprocess.run([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--out", str(out), "--json"],
+                          capture_output=True, text=True, env={**env, "GSTBENCH_LOAD_PLUGINS": ""}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["run"]["executor"] == "auto: sequential (in this process)"
+    assert stored_results(out) == stored_results(sequential_run)
+    for victim in list(out.glob("cells/*/result.json"))[:2]:  # one core for this process: no pool for two cells
+        victim.unlink()
+    proc = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--out",
+                           str(out), "--json"], capture_output=True, text=True,
+                          env={**env, "GSTBENCH_LOAD_PLUGINS": ""}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["run"]["executor"] == "auto: sequential (in this process)"
 
 
 def test_an_option_the_executor_lacks_is_refused_by_name():

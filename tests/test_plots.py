@@ -22,7 +22,8 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("plots")
     dirs = {}
     for name in ("tiny_rates", "tiny_ood", "tiny_rounds"):
-        summary = run_suite(load_suite(registry, str(DATA / f"{name}.toml")), root / name, registry)
+        summary = run_suite(load_suite(registry, str(DATA / f"{name}.toml")), root / name, registry,
+                            executor="sequential")
         assert summary.failed == 0
         dirs[name] = root / name
     return dirs

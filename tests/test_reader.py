@@ -15,7 +15,7 @@ from gstbench.suite import load_suite
 def test_configurations_that_print_alike_stay_apart_everywhere(tmp_path):
     registry = Registry()
     suite = load_suite(registry, str(DATA / "tiny_same_label.toml"))
-    assert run_suite(suite, tmp_path / "run", registry).failed == 0
+    assert run_suite(suite, tmp_path / "run", registry, executor="sequential").failed == 0
     results = load_results(tmp_path / "run")
     # the key is the one the suite computed before the run, for every reader
     assert sorted(c.key for c in results.configurations) == sorted({cell.config_hash for cell in suite.cells})

@@ -1,4 +1,5 @@
-"""Built-in executors: cells one after another in this process, or in a local pool of spawned processes."""
+"""Built-in executors: cells one after another in this process, a local pool of spawned processes, or auto
+(the default: a pool with one worker per core when more than one cell is pending, else in-process)."""
 
 from __future__ import annotations
 
@@ -206,12 +207,57 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-def pool(workers: int = os.cpu_count() or 1, retries: int = 2):
+def usable_cores() -> int:
+    """The CPU cores this process may run on (a Slurm allocation or taskset, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def pool(workers: int = usable_cores(), retries: int = 2):
     """A local process pool (spawn), ``--workers N``; on GPUs, workers round-robin over the visible devices."""
     return PoolExecutor(int(workers), int(retries))
 
 
+class AutoExecutor:
+    """A pool when it pays, else in-process: it takes two cells before it decides, so a run with one
+    pending (or leasable) cell starts no processes. Workers: ``workers``, else one per usable core
+    divided by the cell's CPU threads (``work.threads``), or one per visible GPU on ``--device cuda``."""
+
+    def __init__(self, workers: int | None, retries: int):
+        self.workers, self.retries = workers, retries
+        self.chosen = "auto: nothing to run"  # what map decided, for the run's summary
+
+    def workers_for(self, work: Callable) -> int:
+        if self.workers is not None:
+            return self.workers
+        device = str(getattr(work, "device", "cpu"))
+        if device.startswith("cuda"):
+            return len(visible_devices(device))
+        return max(1, usable_cores() // max(1, getattr(work, "threads", None) or 1))
+
+    def map(self, cells: Iterable, work: Callable) -> Iterator[tuple]:
+        queue = iter(cells)
+        first = next(queue, None)
+        if first is None:
+            return
+        workers = self.workers_for(work)
+        second = next(queue, None) if workers > 1 else None
+        if second is None:
+            self.chosen = "auto: sequential (in this process)"
+            yield from SequentialExecutor().map(itertools.chain([first], queue), work)
+        else:
+            self.chosen = f"auto: pool of {workers} workers"
+            yield from PoolExecutor(workers, self.retries).map(itertools.chain([first, second], queue), work)
+
+
+def auto(workers: int | None = None, retries: int = 2):
+    """The default: with more than one core (or GPU) and more than one pending cell, a pool; else sequential."""
+    return AutoExecutor(None if workers is None else int(workers), int(retries))
+
+
 @hookimpl
 def register_executors(register):
+    register("auto", auto)
     register("sequential", sequential)
     register("pool", pool)

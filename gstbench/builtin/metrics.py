@@ -1,4 +1,4 @@
-"""Built-in metrics: flatness, distribution shift, functional distance to the parent, and cost.
+"""Built-in metrics: flatness, distribution shift, functional distance to the parent, cost and latency.
 
 Each returns its values with its settings (``<name>_settings``). Metrics measuring the
 same model on the same sample share work through the model's memo: the Lanczos run of
@@ -10,7 +10,6 @@ scale sets the paper's sample of 512 and top 100 eigenvalues in its suite.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -340,23 +339,13 @@ class Cost:
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
         import torch_pruning as tp
 
-        from gstbench.pruning import layer_states, remove_filters
+        from gstbench.pruning import without_dead_filters
 
         model, example = ctx.model, ctx.data.x_test[:1]
         with flatness.eval_mode(model):
             macs, params = tp.utils.count_ops_and_params(model, example)
         # A masked filter still costs compute in the dense model; the deployed model drops it.
-        slim = copy.deepcopy(model)
-        removed = 0
-        declared = getattr(slim, "prunable_layers", {})
-        for name in declared:
-            state = layer_states(slim, [name])[name]
-            dead = state.conv.weight.detach().flatten(1).abs().sum(1) == 0
-            if state.bn is not None:
-                dead &= (state.bn.weight.detach() == 0) & (state.bn.bias.detach() == 0)
-            if 0 < int(dead.sum()) < dead.numel():
-                remove_filters(slim, state, dead.nonzero().flatten(), None, example)
-                removed += int(dead.sum())
+        slim, removed = without_dead_filters(model, example)
         with flatness.eval_mode(slim):
             macs_slim, params_slim = tp.utils.count_ops_and_params(slim, example)
         return {"macs": int(macs), "params_counted": int(params), "macs_without_dead_filters": int(macs_slim),
@@ -369,6 +358,58 @@ class Cost:
 def cost():
     """MACs and parameters (torch-pruning's counter), also with masked filters physically removed."""
     return Cost()
+
+
+# ---- latency --------------------------------------------------------------------------------
+class Latency:
+    def __init__(self, large_batch: int, warmup: int, repeats: int):
+        if large_batch < 2 or warmup < 0 or repeats < 3:
+            raise ValueError("latency needs large_batch >= 2, warmup >= 0 and repeats >= 3")
+        self.large_batch, self.warmup, self.repeats = large_batch, warmup, repeats
+
+    def compute(self, ctx: MetricContext) -> dict[str, Any]:
+        from gstbench import latency
+        from gstbench.pruning import without_dead_filters
+
+        x = ctx.data.x_test
+        slim, removed = without_dead_filters(ctx.model, x[:1])
+        timed = latency.compare(slim, ctx.parent.model, x, {"batch1": 1, "large": self.large_batch}, self.warmup,
+                                self.repeats)
+        out: dict[str, Any] = {}
+        for label, t in timed.items():
+            out[f"latency_{label}_ms"] = t["pruned_ms"]["median"]
+            out[f"latency_{label}_parent_ms"] = t["parent_ms"]["median"]
+            out[f"latency_{label}_speedup"] = t["speedup"]
+        out["latency_spread_ms"] = {label: {"pruned_iqr": t["pruned_ms"]["iqr"], "parent_iqr": t["parent_ms"]["iqr"],
+                                            "pruned_min": t["pruned_ms"]["min"], "parent_min": t["parent_ms"]["min"]}
+                                    for label, t in timed.items()}
+        out["latency_settings"] = {
+            "batches": {"batch1": 1, "large": self.large_batch}, "warmup": self.warmup, "repeats": self.repeats,
+            "device": str(ctx.device), "device_name": device_name(ctx.device), "threads": torch.get_num_threads(),
+            "precision": "fp32, no autocast", "dead_filters_removed": removed,
+            "statistic": "median of repeats (spread: interquartile range); speedup = parent median / pruned median",
+            "order": "pruned and parent take turns, warm-up passes first",
+            "pruned": "dead filters physically removed (torch-pruning)", "parent": "the unpruned parent"}
+        return out
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (Linux), so a latency says what it ran on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def latency(large_batch: int = 256, warmup: int = 5, repeats: int = 25):
+    """Inference time of the pruned network (dead filters removed) against its unpruned parent: batch 1 and
+    large_batch, median of repeats and spread, on the cell's device and threads; speed-up = parent / pruned."""
+    return Latency(int(large_batch), int(warmup), int(repeats))
 
 
 @hookimpl
@@ -384,3 +425,4 @@ def register_metrics(register):
     register("functional-distance", functional_distance, capabilities=(NEEDS_PARENT,))
     register("independent-agreement", independent_agreement, capabilities=(NEEDS_PARENT, NEEDS_INDEPENDENT))
     register("cost", cost)
+    register("latency", latency, capabilities=(NEEDS_PARENT,))

@@ -9,6 +9,7 @@ The nesting, top to bottom:
           Trainer.train                   the step loop (loop.py)
             Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
             Hooks.after_epoch             every N epochs: Checkpoints.save
+        save_model                        with train.save_model: model.safetensors (artifacts.py)
         evaluate (train set), measure     the final metrics (evaluation.py)
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gstbench.artifacts import MODEL, kept_units, save_model
 from gstbench.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent
 from gstbench.components import Evaluated, PruningContext
 from gstbench.config import CellSpec
@@ -86,6 +88,10 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
     else:
         trained = run_schedule(spec, trainer, pruner, data_seed, parents, checkpoints)
     model.train()
+    if spec.train.save_model and checkpoint_dir is not None:
+        save_model(Path(checkpoint_dir) / MODEL, model, spec, data.input_shape, data.num_classes,
+                   kept_units(pruner.layers) if pruner and not pruner.temporary else {},
+                   prune.granularity if prune else "filters")
     t0 = time.perf_counter()
     train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
     timing["eval_s"] += time.perf_counter() - t0

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gstbench import stopping
 from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, Evaluated, MetricContext, TensorData
 from gstbench.config import CellSpec
 from gstbench.engine.setup import component
@@ -56,6 +57,7 @@ def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData,
     values: dict[str, Any] = {}
     wall: dict[str, float] = {}
     for ref in spec.metrics:
+        stopping.check()  # between metrics too: a deferred signal (a Slurm job's requeue) waits at most one
         comp = component(registry, "metrics", ref)
         metric = comp.factory(**ref.kwargs)
         other = independent() if NEEDS_INDEPENDENT in comp.capabilities else None

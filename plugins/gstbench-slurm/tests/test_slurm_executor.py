@@ -1,0 +1,123 @@
+"""gstbench-slurm through submitit's local executor (real job processes): same results as sequential, and a
+job preempted mid-cell is requeued and goes on from the cell's checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gstbench.testing import stored_results
+
+SUITE = """
+name = "slurm-tiny"
+seeds = 1
+[base]
+model = {{ name = "cnn1d", channels = [8, 16, 16, 16] }}
+dataset = {{ name = "mnist1d", num_samples = {samples}, train_split = 0.5 }}
+train = {{ epochs = {epochs}, batch_size = 32, checkpoint_every = 1 }}
+prune = {{ scorer = "l2", target = "smallest", effector = "mask", start = "1ep", end = "2ep", period = "1ep", layers = {{ conv3 = {{ fraction = 0.5 }} }} }}
+[axes]
+"prune.target" = {targets}
+[scales.quick]
+"""
+LOCAL = ("--executor", "slurm", "--executor-option", "cluster=local", "--executor-option", "time_min=10")
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "GSTBENCH_LOAD_PLUGINS": "slurm", "OMP_NUM_THREADS": "1"}
+
+
+def gstbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=env(),
+                          timeout=600)
+
+
+def suite(tmp_path: Path, samples: int = 600, epochs: int = 3, targets: str = '["smallest", "largest"]') -> str:
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(samples=samples, epochs=epochs, targets=targets))
+    return str(path)
+
+
+def test_slurm_is_listed_by_gstbench_plugins():
+    proc = gstbench("plugins", "--json")
+    slurm = [p for p in json.loads(proc.stdout) if p["name"] == "slurm"]
+    assert slurm and slurm[0]["status"] == "loaded" and slurm[0]["provides"] == {"executors": ["slurm"]}
+
+
+def test_jobs_store_the_same_results_as_sequential_and_a_rerun_submits_nothing(tmp_path):
+    path = suite(tmp_path)
+    seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
+    assert seq.returncode == 0, seq.stderr
+    out = tmp_path / "jobs"
+    proc = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["run"]["ran"] == 2
+    assert stored_results(out) == stored_results(tmp_path / "seq")
+    logs = sorted((out / "slurm").glob("*/*_log.out"))
+    assert len(logs) == 2  # one folder per job: its stdout and stderr, where submitit puts them
+    again = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
+    assert json.loads(again.stdout)["run"]["ran"] == 0  # skip-by-hash stays in the driver
+    assert len(list((out / "slurm").glob("*/*_log.out"))) == 2
+
+
+def job_processes(run_dir: Path) -> list[int]:
+    """The pids of the job tasks running under ``run_dir``'s job folder (submitit's ``_submit`` processes)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "submitit.core._submit" in cmdline and str(run_dir) in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
+def test_a_job_preempted_mid_cell_is_requeued_and_goes_on_from_its_checkpoint(tmp_path):
+    path = suite(tmp_path, samples=2000, epochs=12, targets='["smallest"]')
+    seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
+    assert seq.returncode == 0, seq.stderr
+    out = tmp_path / "jobs"
+    driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", path, "--out", str(out), *LOCAL,
+                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("cells/*/checkpoint.pt")) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert driver.poll() is None, "the cell ended before its first checkpoint"
+        tasks = job_processes(out)
+        assert len(tasks) == 1
+        os.kill(tasks[0], signal.SIGUSR2)  # what Slurm sends before a preemption or the time limit
+        stdout, stderr = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, stderr
+    assert json.loads(stdout)["run"]["ran"] == 1
+    log = "".join(p.read_text() for p in (out / "slurm").glob("*/*_log.*"))
+    assert "Requeued" in log or "requeue" in log.lower(), log[-3000:]
+    assert "going on from its checkpoint" in log, log[-3000:]
+    # the requeued job went on from the checkpoint: the same numbers as a run never stopped
+    assert stored_results(out) == stored_results(tmp_path / "seq")
+
+
+def test_bad_options_are_refused_in_one_line(tmp_path):
+    path = suite(tmp_path)
+    proc = gstbench("run", "--suite", path, "--executor", "slurm", "--executor-option", "partitoin=gpu")
+    assert proc.returncode == 2
+    assert "has no option 'partitoin' (--executor-option partitoin=...); did you mean 'partition'" in proc.stderr
+    proc = gstbench("run", "--suite", path, "--executor", "slurm", "--executor-option", "cluster=local",
+                    "--gpus-per-cell", "0.5")
+    assert proc.returncode == 2 and "whole number of GPUs" in proc.stderr
+    if not any((Path(p) / "sbatch").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
+        proc = gstbench("run", "--suite", path, "--executor", "slurm")
+        assert proc.returncode == 2 and "no sbatch on PATH" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
