@@ -4,8 +4,9 @@ The driver (``gstbench run``) keeps skip-by-hash, leases and storage; a job only
 cell into a result, which submitit pickles back to the driver. A job that Slurm preempts,
 or that reaches its time limit, gets SIGUSR2 first: submitit then calls the job's
 ``checkpoint`` (``CellJob`` is ``submitit.helpers.Checkpointable``) and requeues it, and the
-requeued job goes on from the cell's last checkpoint (``train.checkpoint_every``), so no
-finished epoch is trained twice. A cell's own exception is already a stored "failed" result.
+requeued job goes on from the cell's last checkpoint (``train.checkpoint_every``). A job that
+ends without a result (killed, a node failure) is submitted again (``retries``), and it too
+goes on from the checkpoint. A cell's own exception is already a stored "failed" result.
 
 The job folder (submitit's pickles and each job's stdout/stderr) defaults to ``<run>/slurm``;
 the driver and the jobs must see the run directory on a shared filesystem, and the jobs need
@@ -64,13 +65,12 @@ class CellJob:
 class SlurmExecutor:
     def __init__(self, partition: str | None, time_min: int, gpus_per_cell: int, cpus_per_cell: int | None,
                  mem_gb: float | None, array_parallelism: int, folder: str | None, max_requeues: int,
-                 account: str | None, qos: str | None, constraint: str | None, setup: tuple[str, ...],
-                 cluster: str):
+                 retries: int, account: str | None, qos: str | None, constraint: str | None,
+                 setup: tuple[str, ...], cluster: str):
         self.partition, self.time_min, self.gpus_per_cell = partition, time_min, gpus_per_cell
         self.cpus_per_cell, self.mem_gb, self.array_parallelism = cpus_per_cell, mem_gb, array_parallelism
-        self.folder, self.max_requeues, self.cluster = folder, max_requeues, cluster
+        self.folder, self.max_requeues, self.retries, self.cluster = folder, max_requeues, retries, cluster
         self.account, self.qos, self.constraint, self.setup = account, qos, constraint, setup
-        self.jobs: dict[str, str] = {}  # cell hash -> job id, for the run's log
 
     def submitit_executor(self, work: Any) -> Any:
         import submitit
@@ -102,44 +102,54 @@ class SlurmExecutor:
             work = dataclasses.replace(work, device="cuda")  # Slurm picks the GPU; in the job it is cuda:0
         executor = self.submitit_executor(work)
         jobs = executor.map_array(CellJob(work), todo)
-        pending = dict(zip((job.job_id for job in jobs), zip(todo, jobs)))
-        self.jobs.update({cell.hash: job.job_id for cell, job in zip(todo, jobs)})
+        pending = {job.job_id: (cell, job, 0) for cell, job in zip(todo, jobs)}
         try:
             while pending:
                 stopping.check()  # a Ctrl-C that a finalizer swallowed stops here
-                ended = [job_id for job_id, (_, job) in pending.items() if job.done()]
+                ended = [job_id for job_id, (_, job, _) in pending.items() if job.done()]
                 if not ended:
                     time.sleep(POLL_S)
                     continue
                 for job_id in ended:
-                    cell, job = pending.pop(job_id)
-                    yield cell, self._result(cell, job)
+                    cell, job, retried = pending.pop(job_id)
+                    result, why = self._result(cell, job)
+                    if why is not None and retried < self.retries:  # it died: again, from its checkpoint
+                        again = executor.submit(CellJob(work), cell)
+                        pending[again.job_id] = (cell, again, retried + 1)
+                        continue
+                    if why is not None:
+                        result = CellResult.failed(cell, f"{why}; gave up after {retried + 1} jobs")
+                    yield cell, result
         except BaseException:  # interrupted, or the driver stopped: no job outlives it
-            for _, job in pending.values():
+            for _, job, _ in pending.values():
                 job.cancel(check=False)
             raise
 
-    def _result(self, cell: Any, job: Any) -> CellResult:
+    @staticmethod
+    def _result(cell: Any, job: Any) -> tuple[CellResult | None, str | None]:
+        """The job's result, or why it has none (it died, was cancelled, or timed out too often)."""
         try:
             result = job.result()
-        except Exception as exc:  # the job died, was cancelled, or timed out more than max_requeues times
+        except Exception as exc:
             message = str(exc).strip().splitlines()
-            return CellResult.failed(cell, f"slurm job {job.job_id} ended without a result: "
-                                           f"{message[0] if message else type(exc).__name__} "
-                                           f"(its log: {job.paths.stderr})")
+            return None, (f"slurm job {job.job_id} ended without a result: "
+                          f"{message[0] if message else type(exc).__name__} (its log: {job.paths.stderr})")
         if not isinstance(result, CellResult):
-            return CellResult.failed(cell, f"slurm job {job.job_id} returned {type(result).__name__}, not a result")
-        return result
+            return CellResult.failed(cell, f"slurm job {job.job_id} returned {type(result).__name__}, "
+                                           f"not a result"), None
+        return result, None
 
 
 def slurm(partition: str | None = None, time_min: int = 240, gpus_per_cell: int | None = None,
           cpus_per_cell: int | None = None, mem_gb: float | None = None, array_parallelism: int = 64,
-          folder: str | None = None, max_requeues: int = 3, account: str | None = None, qos: str | None = None,
-          constraint: str | None = None, setup: list[str] | None = None, cluster: str = "slurm"):
+          folder: str | None = None, max_requeues: int = 3, retries: int = 2, account: str | None = None,
+          qos: str | None = None, constraint: str | None = None, setup: list[str] | None = None,
+          cluster: str = "slurm"):
     """Each cell a Slurm job via submitit (one job array per run); preempted or timed-out jobs requeue from the checkpoint.
 
     Options: partition, account, qos, constraint, time_min, gpus_per_cell, cpus_per_cell, mem_gb,
-    array_parallelism, folder (job logs), max_requeues, setup (shell lines), cluster (slurm or local)."""
+    array_parallelism, folder (job logs), max_requeues (time-outs), retries (jobs that died), setup (shell
+    lines), cluster (slurm or local)."""
     if cluster not in CLUSTERS:
         raise GstbenchError(f"executor slurm: cluster must be one of {', '.join(CLUSTERS)}, not {cluster!r}")
     if cluster == "slurm" and shutil.which("sbatch") is None:
@@ -149,11 +159,12 @@ def slurm(partition: str | None = None, time_min: int = 240, gpus_per_cell: int 
                                       or gpus_per_cell < 0):
         raise GstbenchError(f"executor slurm: gpus_per_cell must be a whole number of GPUs, not {gpus_per_cell}")
     for name, value, low in (("time_min", time_min, 1), ("array_parallelism", array_parallelism, 1),
-                             ("max_requeues", max_requeues, 0), ("cpus_per_cell", cpus_per_cell or 1, 1)):
+                             ("max_requeues", max_requeues, 0), ("retries", retries, 0),
+                             ("cpus_per_cell", cpus_per_cell or 1, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise GstbenchError(f"executor slurm: {name} must be a whole number >= {low}, not {value!r}")
     return SlurmExecutor(partition, time_min, None if gpus_per_cell is None else int(gpus_per_cell), cpus_per_cell,
-                         mem_gb, array_parallelism, folder, max_requeues, account, qos, constraint,
+                         mem_gb, array_parallelism, folder, max_requeues, retries, account, qos, constraint,
                          tuple(setup or ()), cluster)
 
 

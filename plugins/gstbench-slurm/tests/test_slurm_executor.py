@@ -80,32 +80,47 @@ def job_processes(run_dir: Path) -> list[int]:
     return pids
 
 
+def wait_for(condition, what: str, driver: subprocess.Popen, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert driver.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
-def test_a_job_preempted_mid_cell_is_requeued_and_goes_on_from_its_checkpoint(tmp_path):
-    path = suite(tmp_path, samples=2000, epochs=12, targets='["smallest"]')
+def test_a_preempted_job_and_a_killed_one_both_go_on_from_the_cells_checkpoint(tmp_path):
+    path = suite(tmp_path, samples=2000, epochs=16, targets='["smallest"]')
     seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
     assert seq.returncode == 0, seq.stderr
     out = tmp_path / "jobs"
     driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", path, "--out", str(out), *LOCAL,
                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
-        deadline = time.monotonic() + 120
-        while not list(out.glob("cells/*/checkpoint.pt")) and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert driver.poll() is None, "the cell ended before its first checkpoint"
-        tasks = job_processes(out)
-        assert len(tasks) == 1
-        os.kill(tasks[0], signal.SIGUSR2)  # what Slurm sends before a preemption or the time limit
+        wait_for(lambda: list(out.glob("cells/*/checkpoint.pt")), "the cell's first checkpoint", driver)
+        first, = job_processes(out)
+        os.kill(first, signal.SIGUSR2)  # what Slurm sends before a preemption or the time limit: requeued
+        checkpoint, = out.glob("cells/*/checkpoint.pt")
+        wait_for(lambda: job_processes(out) not in ([], [first]), "a requeued job", driver)
+        written = checkpoint.stat().st_mtime_ns
+        wait_for(lambda: checkpoint.exists() and checkpoint.stat().st_mtime_ns != written,
+                 "a checkpoint of the requeued job", driver)
+        second, = job_processes(out)
+        os.kill(second, signal.SIGKILL)  # a node failure: no signal first, no result; submitted again
         stdout, stderr = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 0, stderr
     assert json.loads(stdout)["run"]["ran"] == 1
-    log = "".join(p.read_text() for p in (out / "slurm").glob("*/*_log.*"))
-    assert "Requeued" in log or "requeue" in log.lower(), log[-3000:]
-    assert "going on from its checkpoint" in log, log[-3000:]
-    # the requeued job went on from the checkpoint: the same numbers as a run never stopped
+    folders = sorted({log.parent for log in (out / "slurm").glob("*/*_log.*")})
+    assert len(folders) == 2  # the array's job (started twice) and the one submitted after the kill
+    logs = {f.name: "".join(p.read_text() for p in f.glob("*_log.*")) for f in folders}
+    requeued = next(log for log in logs.values() if "Requeued" in log)
+    assert requeued.count("going on from its checkpoint") == 1, requeued[-3000:]
+    resubmitted = next(log for log in logs.values() if "Requeued" not in log)
+    assert "going on from its checkpoint" in resubmitted, resubmitted[-3000:]
+    # both went on from the checkpoint: the same numbers as a run never stopped
     assert stored_results(out) == stored_results(tmp_path / "seq")
 
 
@@ -113,7 +128,7 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     path = suite(tmp_path)
     proc = gstbench("run", "--suite", path, "--executor", "slurm", "--executor-option", "partitoin=gpu")
     assert proc.returncode == 2
-    assert "has no option 'partitoin' (--executor-option partitoin=...); did you mean 'partition'" in proc.stderr
+    assert "has no option 'partitoin' (--executor-option partitoin=...) (did you mean: partition?)" in proc.stderr
     proc = gstbench("run", "--suite", path, "--executor", "slurm", "--executor-option", "cluster=local",
                     "--gpus-per-cell", "0.5")
     assert proc.returncode == 2 and "whole number of GPUs" in proc.stderr
