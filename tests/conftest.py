@@ -91,9 +91,3 @@ def make_plugin_dist(root: Path, dist: str, module: str, source: str, entry_name
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[gstbench]\n{entry_name or dist} = {module}\n")
     return root
-
-
-def pytest_collection_modifyitems(items):
-    """The longest test (the author guide's walkthrough, about 3 minutes) first: with ``-n`` its
-    worker then runs it beside the others instead of after them."""
-    items.sort(key=lambda item: "test_plugin_walkthrough" not in item.nodeid)
