@@ -152,9 +152,10 @@ def slurm(partition: str | None = None, time_min: int = 240, gpus_per_cell: int 
     lines), cluster (slurm or local)."""
     if cluster not in CLUSTERS:
         raise GstbenchError(f"executor slurm: cluster must be one of {', '.join(CLUSTERS)}, not {cluster!r}")
-    if cluster == "slurm" and shutil.which("sbatch") is None:
-        raise GstbenchError("executor slurm: no sbatch on PATH; run gstbench on a Slurm login node, or try the "
-                            "same jobs as local processes with --executor-option cluster=local")
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None] if cluster == "slurm" else []
+    if missing:
+        raise GstbenchError(f"executor slurm: no {' or '.join(missing)} on PATH; run gstbench on a Slurm login node, "
+                            f"or try the same jobs as local processes with --executor-option cluster=local")
     if gpus_per_cell is not None and (isinstance(gpus_per_cell, bool) or gpus_per_cell != int(gpus_per_cell)
                                       or gpus_per_cell < 0):
         raise GstbenchError(f"executor slurm: gpus_per_cell must be a whole number of GPUs, not {gpus_per_cell}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,7 +133,30 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     proc = gstbench("run", "--suite", path, "--executor", "slurm", "--executor-option", "cluster=local",
                     "--gpus-per-cell", "0.5")
     assert proc.returncode == 2 and "whole number of GPUs" in proc.stderr
-    if not any((Path(p) / "sbatch").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
+    if not shutil.which("sbatch"):
         proc = gstbench("run", "--suite", path, "--executor", "slurm")
-        assert proc.returncode == 2 and "no sbatch on PATH" in proc.stderr
+        assert proc.returncode == 2 and "no sbatch" in proc.stderr and "on PATH" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_options_become_the_sbatch_script_slurm_runs(tmp_path, monkeypatch):
+    """Without a cluster: Slurm's own tools on PATH stand in (the edge of the system), and submitit
+    writes the job script it would submit."""
+    from gstbench.runner import CellWork
+    from gstbench_slurm import slurm
+
+    for tool in ("sbatch", "srun"):
+        (tmp_path / tool).write_text("#!/bin/sh\nexit 0\n")
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    executor = slurm(partition="gpu", time_min=120, gpus_per_cell=1, mem_gb=32, array_parallelism=16,
+                     account="lab", constraint="a100", setup=["module load cuda/12.4"])
+    work = CellWork(device="cuda", suite="tradeoff", threads=8, run_dir=str(tmp_path / "run"))
+    submitit_executor = executor.submitit_executor(work)
+    script = submitit_executor._executor._make_submission_file_text("python -m job", "uid")
+    for line in ("--partition=gpu", "--time=120", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=32GB",
+                 "--account=lab", "--constraint=a100", "--job-name=gstbench-tradeoff", "--signal=USR2@120",
+                 f"--output={tmp_path / 'run' / 'slurm'}"):
+        assert f"#SBATCH {line}" in script, line
+    assert "module load cuda/12.4" in script
+    assert submitit_executor._executor.parameters["array_parallelism"] == 16
