@@ -82,12 +82,6 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     return tensors, metadata
 
 
-def model_spec(where: Path | str) -> CellSpec:
-    """The spec of the cell a stored model belongs to."""
-    _, metadata = read_model_file(model_file(where))
-    return spec_from_canonical(json.loads(metadata["spec"]))
-
-
 def load_model(where: Path | str, structured: bool = False, registry: Any = None,
                device: str | torch.device = "cpu") -> nn.Module:
     """The cell's final model, rebuilt through the registry and in eval mode.
@@ -97,11 +91,16 @@ def load_model(where: Path | str, structured: bool = False, registry: Any = None
     and ``gstbench_spec`` (its CellSpec); to fine-tune a masked model and keep it pruned,
     load it structured or zero the dead units again after each step.
     """
+    path = model_file(where)
+    return _rebuild(path, *read_model_file(path), structured, registry).to(device).eval()
+
+
+def _rebuild(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], structured: bool,
+             registry: Any) -> nn.Module:
     from gstbench.engine.setup import build
     from gstbench.plugins import get_registry
+    from gstbench.pruning import remove_dead_filters
 
-    path = model_file(where)
-    tensors, metadata = read_model_file(path)
     spec = spec_from_canonical(json.loads(metadata["spec"]))
     if canonical_json(spec.canonical()) != metadata["spec"] or spec.hash != metadata["hash"]:
         raise GstbenchError(f"{path}: its spec does not hash to its recorded cell {metadata['hash'][:16]}; "
@@ -112,9 +111,9 @@ def load_model(where: Path | str, structured: bool = False, registry: Any = None
     kept = {k[len(KEPT):]: v.bool() for k, v in tensors.items() if k.startswith(KEPT)}
     state = {k: v for k, v in tensors.items() if not k.startswith(KEPT)}
     example = torch.zeros(1, *input_shape)
-    if metadata.get("granularity", "filters") == "filters":
-        with torch.enable_grad():  # torch-pruning traces with autograd: callers under no_grad load too
-            _remove_to_match(model, kept, state, example)
+    filters = metadata.get("granularity", "filters") == "filters"
+    if filters:  # a fresh model gets the slim shapes of the layers the remove effector cut
+        remove_dead_filters(model, {n: ~k for n, k in kept.items() if _stored_slim(model, n, k, state)}, example)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -122,14 +121,13 @@ def load_model(where: Path | str, structured: bool = False, registry: Any = None
                             f"build it ({str(exc).splitlines()[0]}); install the plugin version that trained it "
                             f"(its result.json's environment lists them)") from None
     if structured:
-        if metadata.get("granularity", "filters") != "filters":
+        if not filters:
             raise GstbenchError(f"{path}: this cell pruned single weights, which leaves no filter to remove; "
                                 f"load it with structured=False (export-model --masked)")
-        with torch.enable_grad():
-            remove_dead(model, kept, example)
+        remove_dead_filters(model, {n: ~k for n, k in kept.items() if _physical(model, n) == k.numel()}, example)
     model.pruning_kept = kept
     model.gstbench_spec = spec
-    return model.to(device).eval()
+    return model
 
 
 def _physical(model: nn.Module, name: str) -> int:
@@ -138,33 +136,11 @@ def _physical(model: nn.Module, name: str) -> int:
     return layer_states(model, [name])[name].n_physical
 
 
-def _remove_to_match(model: nn.Module, kept: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
-                     example: torch.Tensor) -> None:
-    """Give a fresh model the slim shapes of a model the remove effector pruned (removed units: not kept)."""
-    from gstbench.pruning import layer_states, remove_filters
-
+def _stored_slim(model: nn.Module, name: str, kept: torch.Tensor, state: dict[str, torch.Tensor]) -> bool:
+    """Whether the stored weights of layer ``name`` have fewer filters than its original units."""
     declared = getattr(model, "prunable_layers", {})
-    for name, mask in kept.items():
-        conv_key = f"{declared[name].conv}.weight" if name in declared else None
-        if conv_key is None or conv_key not in state or state[conv_key].shape[0] == mask.numel():
-            continue  # shapes as built: nothing was removed in this layer
-        layer = layer_states(model, [name])[name]
-        remove_filters(model, layer, (~mask).nonzero().flatten(), None, example)
-
-
-def remove_dead(model: nn.Module, kept: dict[str, torch.Tensor], example: torch.Tensor) -> int:
-    """Physically remove every dead filter a model still has (original shapes, zeroed); returns how many."""
-    from gstbench.pruning import layer_states, remove_filters
-
-    removed = 0
-    for name, mask in kept.items():
-        if _physical(model, name) != mask.numel():
-            continue  # already slim (the remove effector)
-        dead = (~mask).nonzero().flatten()
-        if 0 < dead.numel() < mask.numel():
-            remove_filters(model, layer_states(model, [name])[name], dead, None, example)
-            removed += dead.numel()
-    return removed
+    conv_key = f"{declared[name].conv}.weight" if name in declared else None
+    return conv_key in state and state[conv_key].shape[0] != kept.numel()
 
 
 def export_model(where: Path | str, out: Path | str, structured: bool = True, registry: Any = None) -> nn.Module:
@@ -174,8 +150,9 @@ def export_model(where: Path | str, out: Path | str, structured: bool = True, re
     if out.suffix not in (".safetensors", ".pt2"):
         raise GstbenchError(f"{out}: the file name must end in .safetensors (weights and spec) or .pt2 "
                             f"(a torch.export program)")
-    model = load_model(where, structured=structured, registry=registry)
-    _, metadata = read_model_file(model_file(where))
+    path = model_file(where)
+    tensors, metadata = read_model_file(path)
+    model = _rebuild(path, tensors, metadata, structured, registry).eval()
     input_shape = tuple(json.loads(metadata["input_shape"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".safetensors":

@@ -173,7 +173,8 @@ def cli() -> None:
                    "gstbench.load_model and export-model read it). Cells finished before keep what they have.")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
 def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, address, gpus_per_cell,
-        executor_option_texts, device, bf16, data_dir, out, retry_failed, lease_timeout, log_targets, save_models, as_json) -> None:
+        executor_option_texts, device, bf16, data_dir, out, retry_failed, lease_timeout, log_targets, save_models,
+        as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard.
 
     Several runs into one directory share the work: each cell is trained by the run that
@@ -418,7 +419,8 @@ def export_model_cmd(cell, file, masked) -> None:
     from gstbench.artifacts import export_model
 
     model = export_model(cell, file, structured=not masked, registry=_registry())
-    click.echo(f"{file}: {model.gstbench_spec.model.label}, {sum(p.numel() for p in model.parameters()):,} parameters, "
+    params = sum(p.numel() for p in model.parameters())
+    click.echo(f"{file}: {model.gstbench_spec.model.label}, {params:,} parameters, "
                f"{'masked' if masked else 'dead filters removed'}", err=True)
 
 

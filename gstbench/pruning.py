@@ -187,12 +187,20 @@ def dead_filters(model: nn.Module) -> dict[str, torch.Tensor]:
     return dead
 
 
+def remove_dead_filters(model: nn.Module, dead: dict[str, torch.Tensor], example_input: torch.Tensor) -> int:
+    """Physically remove, in place, each listed layer's ``dead`` filters (bool per physical filter; a layer
+    with none dead, or all, is left as it is); returns how many were removed."""
+    removed = 0
+    with torch.enable_grad():  # torch-pruning traces with autograd: callers under no_grad too
+        for name, is_dead in dead.items():
+            if 0 < int(is_dead.sum()) < is_dead.numel():
+                remove_filters(model, layer_states(model, [name])[name], is_dead.nonzero().flatten(), None,
+                               example_input)
+                removed += int(is_dead.sum())
+    return removed
+
+
 def without_dead_filters(model: nn.Module, example_input: torch.Tensor) -> tuple[nn.Module, int]:
     """A copy of ``model`` with its dead filters physically removed (the deployed network), and how many."""
-    slim, removed = copy.deepcopy(model), 0
-    with torch.enable_grad():  # torch-pruning traces with autograd
-        for name, dead in dead_filters(model).items():
-            if 0 < int(dead.sum()) < dead.numel():
-                remove_filters(slim, layer_states(slim, [name])[name], dead.nonzero().flatten(), None, example_input)
-                removed += int(dead.sum())
-    return slim, removed
+    slim = copy.deepcopy(model)
+    return slim, remove_dead_filters(slim, dead_filters(model), example_input)

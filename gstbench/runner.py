@@ -66,6 +66,10 @@ class CellWork:
     registry: Any = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
+    def cell_dir(self, spec: CellSpec) -> Path | None:
+        """The cell's directory, where its checkpoint goes (None without the run's cell directories)."""
+        return Path(self.cells) / spec.hash[:HASH_DIGITS] if self.cells else None
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "registry": None, "on_epoch": None}
 
@@ -81,7 +85,7 @@ class CellWork:
         if progress is None and on_epoch is not None:
             progress = lambda e, n: on_epoch(spec, e, n)  # noqa: E731
         parents = ParentCache(Path(self.parents)) if self.parents else None
-        checkpoint_dir = Path(self.cells) / spec.hash[:HASH_DIGITS] if self.cells else None
+        checkpoint_dir = self.cell_dir(spec)
         registry = self.registry or get_registry()
         tracker, logged = None, None
         if self.loggers:

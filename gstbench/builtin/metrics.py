@@ -335,17 +335,25 @@ def independent_agreement(eps: list[float] = [0.0, 0.1, 0.3, 0.5, 0.7], samples:
 
 
 # ---- cost ---------------------------------------------------------------------------------
+def slim_network(ctx: MetricContext) -> tuple[nn.Module, int]:
+    """The measured model with its dead filters physically removed, and how many: built once per model
+    (``cost`` and ``latency`` share it through the memo)."""
+    from gstbench.pruning import without_dead_filters
+
+    if "slim" not in ctx.subject.memo:
+        ctx.subject.memo["slim"] = without_dead_filters(ctx.model, ctx.data.x_test[:1])
+    return ctx.subject.memo["slim"]
+
+
 class Cost:
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
         import torch_pruning as tp
-
-        from gstbench.pruning import without_dead_filters
 
         model, example = ctx.model, ctx.data.x_test[:1]
         with flatness.eval_mode(model):
             macs, params = tp.utils.count_ops_and_params(model, example)
         # A masked filter still costs compute in the dense model; the deployed model drops it.
-        slim, removed = without_dead_filters(model, example)
+        slim, removed = slim_network(ctx)
         with flatness.eval_mode(slim):
             macs_slim, params_slim = tp.utils.count_ops_and_params(slim, example)
         return {"macs": int(macs), "params_counted": int(params), "macs_without_dead_filters": int(macs_slim),
@@ -369,12 +377,10 @@ class Latency:
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
         from gstbench import latency
-        from gstbench.pruning import without_dead_filters
 
-        x = ctx.data.x_test
-        slim, removed = without_dead_filters(ctx.model, x[:1])
-        timed = latency.compare(slim, ctx.parent.model, x, {"batch1": 1, "large": self.large_batch}, self.warmup,
-                                self.repeats)
+        slim, removed = slim_network(ctx)
+        timed = latency.compare(slim, ctx.parent.model, ctx.data.x_test, {"batch1": 1, "large": self.large_batch},
+                                self.warmup, self.repeats)
         out: dict[str, Any] = {}
         for label, t in timed.items():
             out[f"latency_{label}_ms"] = t["pruned_ms"]["median"]

@@ -43,11 +43,11 @@ class CellJob:
     def __call__(self, cell: Any) -> CellResult:
         import signal
 
-        from gstbench.store import CHECKPOINT, HASH_DIGITS
+        from gstbench.store import CHECKPOINT
 
-        if self.work.cells and (Path(self.work.cells) / cell.hash[:HASH_DIGITS] / CHECKPOINT).exists():
-            print(f"gstbench: cell {cell.hash[:HASH_DIGITS]} found its {CHECKPOINT}: going on from its checkpoint",
-                  flush=True)
+        directory = self.work.cell_dir(cell)
+        if directory is not None and (directory / CHECKPOINT).exists():
+            print(f"gstbench: cell {directory.name} found its {CHECKPOINT}: going on from its checkpoint", flush=True)
         # submitit's SIGUSR2 handler (checkpoint, requeue, exit) raises wherever the signal lands; inside a
         # finalizer that exit is swallowed and the job trains on to its kill. It runs at the next step instead.
         handler = signal.getsignal(signal.SIGUSR2)
@@ -145,7 +145,7 @@ def slurm(partition: str | None = None, time_min: int = 240, gpus_per_cell: int 
           folder: str | None = None, max_requeues: int = 3, retries: int = 2, account: str | None = None,
           qos: str | None = None, constraint: str | None = None, setup: list[str] | None = None,
           cluster: str = "slurm"):
-    """Each cell a Slurm job via submitit (one job array per run); preempted or timed-out jobs requeue from the checkpoint.
+    """Each cell a Slurm job (submitit, one job array per run); preempted or timed-out jobs requeue from the checkpoint.
 
     Options: partition, account, qos, constraint, time_min, gpus_per_cell, cpus_per_cell, mem_gb,
     array_parallelism, folder (job logs), max_requeues (time-outs), retries (jobs that died), setup (shell
