@@ -60,6 +60,9 @@ def model_file(where: Path | str) -> Path:
     """A cell directory's model file, or the file itself; one line naming the fix when there is none."""
     where = Path(where)
     path = where / MODEL if where.is_dir() else where
+    if not path.is_file() and (where / "cells").is_dir():
+        raise GstbenchError(f"{where} is a run directory; give one of its cells, {where / 'cells'}/<hash16> "
+                            f"(gstbench.results(DIR).cells lists each cell's hash, label and seed)")
     if not path.is_file():
         raise GstbenchError(f"{path} does not exist: models are stored by `gstbench run --save-models` (or "
                             f"train.save_model = true); cells finished without it need training again")
@@ -164,5 +167,9 @@ def export_model(where: Path | str, out: Path | str, structured: bool = True, re
 
         program = torch.export.export(model, (torch.zeros(2, *input_shape),),
                                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-        atomic_replace(out, lambda tmp: torch.export.save(program, str(tmp)))
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: given a path, torch wants it to end in .pt2
+                torch.export.save(program, f)
+
+        atomic_replace(out, write)
     return model

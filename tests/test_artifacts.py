@@ -92,6 +92,7 @@ def test_export_model_writes_a_torch_export_program_and_a_safetensors_file(store
     proc = run_cli("export-model", str(cell), str(tmp_path / "net.pt2"))
     assert proc.returncode == 0, proc.stderr
     assert "dead filters removed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1  # no warning from torch about the temp file's name
     program = torch.export.load(str(tmp_path / "net.pt2")).module()
     with torch.no_grad():
         assert torch.allclose(program(x), removed(x), atol=1e-6)
@@ -115,6 +116,8 @@ def test_bad_input_gets_one_line_naming_the_file_and_the_fix(stored, tmp_path):
     bare.mkdir()
     proc = run_cli("export-model", str(bare), str(tmp_path / "net.pt2"))
     assert proc.returncode == 2 and "--save-models" in proc.stderr and str(bare) in proc.stderr
+    proc = run_cli("export-model", str(stored / "masked"), str(tmp_path / "net.pt2"))
+    assert proc.returncode == 2 and "is a run directory; give one of its cells" in proc.stderr
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a model")
     proc = run_cli("export-model", str(broken), str(tmp_path / "net.pt2"))
