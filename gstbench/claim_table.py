@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gstbench.claims import VERDICTS, format_effect, format_p, parse_claims
+from gstbench.claims import VERDICTS, format_effect, format_p, format_power, format_tested, parse_claims
 from gstbench.errors import GstbenchError
 from gstbench.reader import load_results
 from gstbench.report import claims_for
@@ -101,11 +101,18 @@ def claim_table(registry: Any, dirs: list[Path] | None = None) -> dict[str, Any]
 
 
 def describe_result(result: dict[str, Any] | None) -> str:
-    """``REPRODUCED: r = -0.41 [-0.67, -0.06], p = 0.013, n = 30, seeds 0-4`` or ``not run``."""
+    """``REPRODUCED: r = -0.41 [-0.67, -0.06], p = 0.013, n = 30, seeds 0-4; power 0.67 at r = -0.43 (paper),
+    80% at n = 41`` or ``not run``."""
     if result is None:
         return NOT_RUN
-    return (f"{result['verdict'].upper()}: {format_effect(result)}, p = {format_p(result['p'])}, n = {result['n']}, "
+    text = (f"{result['verdict'].upper()}: {format_effect(result)}, p = {format_p(result['p'])}, n = {result['n']}, "
             f"seeds {result['seeds']}")
+    power, n_needed = format_power(result)
+    if result.get("effect_tested") is None:
+        return f"{text}; no power: {result.get('power_note', 'no effect declared')}"
+    if result.get("power") is None:
+        return f"{text}; no power at {format_tested(result)}: {result.get('power_note', 'no test')}"
+    return f"{text}; power {power} at {format_tested(result)}, 80% at n = {n_needed}"
 
 
 def render_claim_table(table: dict[str, Any], tablefmt: str = "simple") -> str:

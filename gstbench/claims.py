@@ -13,14 +13,20 @@ kinds:
 - ``equivalence``: a difference inside a declared margin (two one-sided tests);
 - ``bound``: a metric's mean below or above a value (one-sample t-test).
 
-``within = KEY`` repeats a test for each value of a config key. Verdicts: a part is
-``reproduced`` when its effect has the claimed sign and p < 0.05 (an equivalence: two
-one-sided tests at 0.05, i.e. its 90% interval inside the margin), ``contradicted`` when
-the opposite is significant (an equivalence: the difference beyond the margin),
-``inconclusive`` otherwise. A claim is reproduced when every part is (an intersection-union
-test, valid at 0.05 without correction), contradicted when any part contradicts at
-0.05 / number of parts (Bonferroni), inconclusive otherwise. Fewer than 3 runs (or pairs,
-or runs in a group) give no test.
+``within = KEY`` repeats a test for each value of a config key. A claim declares the
+effect its tests are powered for, in the unit of each test: ``paper_effect`` where the
+paper gives a number, otherwise ``effect_of_interest`` with its ``effect_reason`` (on the
+claim, or on one test where the units differ); each part gets its test's power there and
+the n for 80% (power.py). Verdicts: a part is ``reproduced`` when its effect has the
+claimed sign and p < 0.05 (an equivalence: two one-sided tests at 0.05, i.e. its 90%
+interval inside the margin), ``contradicted`` when the opposite is significant (an
+equivalence: the difference beyond the margin), ``smaller than the paper's effect`` when
+it is not significant and its 95% interval excludes the declared effect, ``inconclusive``
+otherwise. A claim is reproduced when every part is (an intersection-union test, valid at
+0.05 without correction), contradicted when any part contradicts at 0.05 / number of
+parts (Bonferroni), smaller than the paper's effect when, short of that, a part that is
+not reproduced is smaller at 0.05 / number of parts, inconclusive otherwise. Fewer than 3
+runs (or pairs, or runs in a group) give no test.
 """
 
 from __future__ import annotations
@@ -32,16 +38,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gstbench.claim_stats import (ALPHA, Part, bound_part, combine, correlation_part, format_effect, format_p, is_share,
+from gstbench.claim_stats import (ALPHA, VERDICTS, Part, attach_power, bound_part, combine,
+                                  correlation_part, format_effect, format_p, format_power, format_tested, is_share,
                                   paired_part, welch_part)
 from gstbench.errors import SpecError, closest
 from gstbench.selection import in_group, label_at
 
 SIGNS = ("positive", "negative")
 STATISTICS = ("pearson", "kendall")
-VERDICTS = ("reproduced", "contradicted", "inconclusive")
-CLAIM_KEYS = {"id", "source", "statement", "paper", "test"}
-COMMON_TEST_KEYS = {"kind", "within", "round"}
+EFFECT_KEYS = {"paper_effect", "effect_of_interest", "effect_reason"}
+CLAIM_KEYS = {"id", "source", "statement", "paper", "test"} | EFFECT_KEYS
+COMMON_TEST_KEYS = {"kind", "within", "round"} | EFFECT_KEYS
 # kind -> (required keys, optional keys); alternatives are checked in _check_test
 TEST_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "correlation": ({"x", "y", "sign"}, {"runs", "statistic"}),
@@ -100,11 +107,68 @@ def parse_claims(raw: Any, source: str) -> list[dict[str, Any]]:
             raise SpecError("must be a table ([claims.test]) or a list of tables ([[claims.test]])",
                             source=source, key=f"{where}.test")
         where_id = f"claims[{i}] ({c['id']})"
+        claim_effect = _effect(c, where, source)
+        checked = []
+        for j, t in enumerate(tests):
+            where_test = f"{where_id}.test" + (f"[{j}]" if len(tests) > 1 else "")
+            test, own = _check_test(t, where_test, source), _effect(t, where_test, source)
+            for k in EFFECT_KEYS:
+                test.pop(k, None)
+            test["effect"] = dict(own or claim_effect) if (own or claim_effect) else None
+            _check_effect(test, where_test if own else where, source)
+            checked.append(test)
         claims.append({"id": c["id"], "source": c.get("source", ""), "statement": c["statement"],
-                       "paper": c.get("paper", ""),
-                       "tests": [_check_test(t, f"{where_id}.test" + (f"[{j}]" if len(tests) > 1 else ""), source)
-                                 for j, t in enumerate(tests)]})
+                       "paper": c.get("paper", ""), "tests": checked})
     return claims
+
+
+def _effect(table: dict[str, Any], where: str, source: str) -> dict[str, Any] | None:
+    """``paper_effect`` or ``effect_of_interest`` (with its ``effect_reason``) of a claim or a test, or None."""
+    given = [k for k in ("paper_effect", "effect_of_interest") if k in table]
+    if len(given) > 1:
+        raise SpecError("give paper_effect (the paper's number) or effect_of_interest (where the paper gives only a "
+                        "direction), not both", source=source, key=f"{where}.effect_of_interest")
+    reason = table.get("effect_reason")
+    if reason is not None and not (isinstance(reason, str) and reason.strip()):
+        raise SpecError(f"{reason!r} is not a non-empty string", source=source, key=f"{where}.effect_reason")
+    if not given:
+        if reason is not None:
+            raise SpecError("effect_reason goes with paper_effect or effect_of_interest", source=source,
+                            key=f"{where}.effect_reason")
+        return None
+    key = given[0]
+    value = table[key]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise SpecError(f"{value!r} is not a number (the effect in the unit of the test: r or tau for correlations "
+                        f"and trends, the metric's own unit for differences and bounds)", source=source,
+                        key=f"{where}.{key}")
+    if key == "effect_of_interest" and reason is None:
+        raise SpecError("an effect of interest needs its reason: effect_reason = \"why this size\" (the paper gives "
+                        "no number)", source=source, key=f"{where}.effect_reason")
+    return {"value": float(value), "kind": "paper" if key == "paper_effect" else "interest", "reason": reason or ""}
+
+
+def _check_effect(test: dict[str, Any], where: str, source: str) -> None:
+    """The declared effect fits the test: the claimed sign, |r| or |tau| < 1, inside an equivalence's margin."""
+    effect = test["effect"]
+    if effect is None:
+        return
+    key = f"{where}.{'paper_effect' if effect['kind'] == 'paper' else 'effect_of_interest'}"
+    value, kind = effect["value"], test["kind"]
+    if kind == "equivalence":
+        if not abs(value) < test["margin"]:
+            raise SpecError(f"{value:g} is not inside the margin ±{test['margin']:g}: an equivalence is powered at a "
+                            f"true difference inside it (0: the two are equal)", source=source, key=key)
+        return
+    claimed = {"below": -1, "above": 1}[next(k for k in ("below", "above") if k in test)] if kind == "bound" \
+        else (1 if test["sign"] == "positive" else -1)
+    if value == 0 or (value > 0) != (claimed > 0):
+        raise SpecError(f"{value:g} does not have the claimed direction "
+                        f"({'positive' if claimed > 0 else 'negative'}{', mean - bound' if kind == 'bound' else ''})",
+                        source=source, key=key)
+    if kind in ("correlation", "trend") and abs(value) >= 1:
+        raise SpecError(f"{value:g} is not a correlation (|r| or |tau| < 1)", source=source, key=key)
+    effect["statistic"] = {"correlation": "pearson", "trend": "kendall"}.get(kind, "")
 
 
 def _check_test(t: dict[str, Any], where: str, source: str) -> dict[str, Any]:
@@ -280,7 +344,8 @@ def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, li
                     "statistic": deciding.statistic, "metric": deciding.metric, "effect": deciding.effect,
                     "low": deciding.low, "high": deciding.high, "p": deciding.p, "n": deciding.n,
                     "deciding": deciding.label, "parts": [p.as_json() for p in parts],
-                    **({"margin": deciding.margin} if deciding.margin is not None else {})})
+                    **({"margin": deciding.margin} if deciding.margin is not None else {}),
+                    **deciding.power_json()})
     return out
 
 
@@ -348,7 +413,7 @@ def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels
             pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
             part = correlation_part(f"{prefix}{test['metric']} along {along}", [x for x, _ in pairs],
                                     [y for _, y in pairs], "kendall", sign, test["metric"])
-            part.test = "kendall trend"
+            part.test, part.family = "kendall trend", "trend"
             parts.append(part)
         elif kind == "bound":
             pool = pick(test["runs"], members)
@@ -360,7 +425,7 @@ def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels
     if not parts:
         parts.append(Part(f"{test.get('within')}: no values", kind, "-", test.get("metric", ""), sign,
                           note="no finished run has a value at the 'within' key"))
-    return parts
+    return [attach_power(part, test.get("effect")) for part in parts]
 
 
 def _name(ref: str | list[str]) -> str:
@@ -389,25 +454,67 @@ def group_difference(label: str, a: list[Run], b: list[Run], metric: str, round_
 
 
 # ---- display ------------------------------------------------------------------------------
+CLAIM_HEADERS = ["claim", "paper's figure", "measured [95% interval]", "test", "p", "n", "effect tested", "power",
+                 "n for 80%", "verdict"]
+
+
+def claim_rows(claims: list[dict[str, Any]], mark: Callable[[str], Any] = str.upper) -> list[tuple[str, list[Any]]]:
+    """("claim" or "part", cells) for every claim (its deciding part) and, when it has several, each part;
+    ``mark`` renders a verdict (upper case in text, a badge in HTML)."""
+    rows: list[tuple[str, list[Any]]] = []
+    for c in claims:
+        rows.append(("claim", [c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"],
+                               format_tested(c), *format_power(c), mark(c["verdict"])]))
+        if len(c["parts"]) > 1:  # each part, the one that decides marked
+            for p in c["parts"]:
+                decides = " <- decides" if p["label"] == c["deciding"] and p["test"] == c["test"] else ""
+                rows.append(("part", ["", f"  · {p['label']}", format_effect(p), p["test"], format_p(p["p"]), p["n"],
+                                      format_tested(p), *format_power(p),
+                                      p["verdict"] + decides + (f" ({p['note']})" if p.get("note") else "")]))
+    return rows
+
+
+def count_verdicts(claims: list[dict[str, Any]]) -> str:
+    """``1 reproduced, 2 inconclusive``, in the fixed order of VERDICTS."""
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
+def power_notes(claims: list[dict[str, Any]]) -> list[str]:
+    """One line per claim on the effect its power refers to: each declared effect with its reason, or why none."""
+    lines = []
+    for c in claims:
+        tested = [p for p in c["parts"] if p.get("effect_tested")]
+        if not tested:
+            lines.append(f"{c['id']}: no power: {c['parts'][0].get('power_note', 'no effect declared')}")
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for p in tested:
+            effects = by_reason.setdefault(p["effect_tested"]["reason"], [])
+            if format_tested(p) not in effects:
+                effects.append(format_tested(p))
+        lines.append(f"{c['id']}: " + "; ".join(", ".join(effects) + (f": {reason}" if reason else "")
+                                                for reason, effects in by_reason.items()))
+    return lines
+
+
+VERDICT_LEGEND = (f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST); "
+                  f"smaller than the paper's effect: not significant, and the 95% interval excludes the effect tested; "
+                  f"contradicted: the opposite direction, significant; inconclusive: the interval holds both no effect "
+                  f"and the effect tested (the power says how likely this n was to decide, n for 80% how many runs "
+                  f"would). The effect tested is the paper's number, or an effect of interest where the paper gives "
+                  f"only a direction. A claim of several parts needs every part (docs/definitions.md#claims-and-verdicts)")
+
+
 def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> list[str]:
     """The claims table: one row per claim (its deciding part), then a row per part when there are several."""
     from tabulate import tabulate
 
     if not claims:
         return []
-    table = []
-    for c in claims:
-        table.append([c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"], c["verdict"].upper()])
-        if len(c["parts"]) > 1:  # each part, the one that decides marked
-            for p in c["parts"]:
-                mark = " <- decides" if p["label"] == c["deciding"] and p["test"] == c["test"] else ""
-                table.append(["", f"  · {p['label']}", format_effect(p), p["test"], format_p(p["p"]), p["n"],
-                              p["verdict"] + mark + (f" ({p['note']})" if p.get("note") else "")])
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
-    return ["", "claims (REFERENCE.md section 4): " + ", ".join(f"{n} {v}" for v, n in counts.items() if n),
-            tabulate(table, headers=["claim", "paper's figure", "measured [95% interval]", "test", "p", "n",
-                                     "verdict"], tablefmt=tablefmt, disable_numparse=True,
-                     maxcolwidths=[None, 48, None, 48, None, None, 40]),
-            textwrap.fill(f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by "
-                          f"TOST); contradicted: the opposite direction, significant; a claim of several parts needs "
-                          f"every part (docs/definitions.md#claims-and-verdicts)", width=118)]
+    table = [cells for _, cells in claim_rows(claims)]
+    return ["", "claims (REFERENCE.md section 4): " + count_verdicts(claims),
+            tabulate(table, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True,
+                     maxcolwidths=[None, 40, None, 30, None, None, 28, None, None, 44]),
+            *(textwrap.fill(line, width=118, subsequent_indent="  ") for line in power_notes(claims)),
+            textwrap.fill(VERDICT_LEGEND, width=118)]

@@ -7,8 +7,8 @@ change counts only when it exceeds the tolerance AND a t-test across seeds finds
 significant (p < 0.05): paired over seeds when both sides ran the same seeds (a seed fixes
 the initialization and the data order, so the pairs differ only by the code), Welch's
 otherwise. One unlucky seed does not fail a build. An export also holds the verdict of
-every claim the suite declares: a claim reproduced in BASE and inconclusive or
-contradicted in NEW is a regression too.
+every claim the suite declares: a claim reproduced in BASE and anything else in NEW
+(smaller than the paper's effect, contradicted or inconclusive) is a regression too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from gstbench import __version__
-from gstbench.claim_stats import format_effect, format_p
+from gstbench.claim_stats import format_effect, format_p, format_power, format_tested
 from gstbench.errors import GstbenchError
 from gstbench.report import claims_for, describe_config, is_number
 from gstbench.reader import load_results
@@ -173,8 +173,9 @@ def compare_claims(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> lis
             change = "improved"
         else:
             change = "changed"
-        side = lambda c: None if c is None else {k: c[k] for k in ("verdict", "effect", "low", "high", "p", "n",  # noqa: E731
-                                                                    "statistic", "metric", "test")}
+        side = lambda c: None if c is None else {  # noqa: E731
+            **{k: c[k] for k in ("verdict", "effect", "low", "high", "p", "n", "statistic", "metric", "test")},
+            **{k: c.get(k) for k in ("effect_tested", "power", "n_for_power")}}
         rows.append({"id": cid, "base": side(b.get(cid)), "new": side(n.get(cid)), "change": change})
     return rows
 
@@ -231,7 +232,10 @@ def comparison_tables(result: dict[str, Any]) -> tuple[list[list[str]], list[lis
         return "-" if v is None else f"{v:.4f}"
 
     def side(s):
-        return "-" if s is None else f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])})"
+        if s is None:
+            return "-"
+        power = "" if s.get("power") is None else f", power {format_power(s)[0]} at {format_tested(s)}"
+        return f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])}{power})"
 
     table = []
     for r in result["rows"]:

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
-from gstbench.claim_stats import format_effect, format_p
+from gstbench.claims import CLAIM_HEADERS, VERDICT_LEGEND, claim_rows, count_verdicts, power_notes
 from gstbench.reader import RunResults
 
 STYLE = """
@@ -33,6 +33,7 @@ tr.part td:first-child { padding-left: 24px; }
 .reproduced, .improved, .same { background: #dff3e4; color: #17652d; }
 .contradicted, .regressed { background: #fbe1e1; color: #9b1c1c; }
 .inconclusive, .changed { background: #fff1cc; color: #7a5200; }
+.smaller { background: #e3e8f8; color: #2a3f7a; }
 .unchanged, .missing { background: #e9ecf1; color: #3c4450; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
 figure { margin: 0; background: #fff; border: 1px solid #d8dce3; border-radius: 6px; padding: 8px; }
@@ -70,7 +71,7 @@ class _Raw:
 
 
 def _badge(verdict: str) -> _Raw:
-    word = verdict.split(" ")[0].lower()
+    word = verdict.split(" ")[0].lower()  # the class: reproduced, smaller, contradicted, inconclusive, ...
     return _Raw(f'<span class="verdict {escape(word)}">{escape(verdict)}</span>')
 
 
@@ -94,28 +95,21 @@ def _svg_data_uri(fig) -> str:
 def _claims_section(claims: list[dict[str, Any]]) -> list[str]:
     if not claims:
         return ["<h2>Claims</h2><p class=note>This suite declares no claims.</p>"]
+    # the verdict beside the claim and the paper's figure (a part's label), then the measure, its power, the test
+    order = [0, 9, 1, 2, 4, 5, 6, 7, 8, 3]
     rows, classes = [], []
-    for c in claims:
-        rows.append([c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"],
-                     _badge(c["verdict"].upper())])
-        classes.append("claim")
-        if len(c["parts"]) > 1:
-            for p in c["parts"]:
-                decides = p["label"] == c["deciding"] and p["test"] == c["test"]
-                rows.append(["", p["label"] + (" (decides)" if decides else ""), format_effect(p), p["test"],
-                             format_p(p["p"]), p["n"],
-                             _badge(p["verdict"] + (f" ({p['note']})" if p.get("note") else ""))])
-                classes.append("part")
-    counts: dict[str, int] = {}
-    for c in claims:
-        counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
-    return ["<h2>Claims (REFERENCE.md section 4)</h2>", f"<p>{escape(tally)}</p>",
-            _table(["claim", "paper's figure", "measured [95% interval]", "test", "p", "n", "verdict"], rows,
-                   "claims", classes, wrap={1}),
-            "<p class=note>reproduced: the paper's direction at p &lt; 0.05 (an equivalence: inside its margin by "
-            "TOST); contradicted: the opposite direction, significant; a claim of several parts needs every part."
-            "</p>"]
+    for kind, cells in claim_rows(claims, mark=lambda v: v.upper()):
+        if kind == "part":  # the part's label, "decides" in words
+            cells[1] = cells[1].strip().removeprefix("· ")
+            if " <- decides" in cells[9]:
+                cells[9], cells[1] = cells[9].replace(" <- decides", ""), cells[1] + " (decides)"
+        cells[9] = _badge(cells[9])
+        rows.append([cells[i] for i in order])
+        classes.append(kind)
+    notes = "".join(f"<p class=note>{escape(line)}</p>" for line in power_notes(claims))
+    return ["<h2>Claims (REFERENCE.md section 4)</h2>", f"<p>{escape(count_verdicts(claims))}</p>",
+            _table([CLAIM_HEADERS[i] for i in order], rows, "claims", classes, wrap={2}), notes,
+            f"<p class=note>{escape(VERDICT_LEGEND)}</p>"]
 
 
 def _environment_section(results: RunResults) -> list[str]:

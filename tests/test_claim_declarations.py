@@ -48,6 +48,19 @@ def test_declared_claims_and_groups_load_and_reach_suite_json(registry, tmp_path
     ('source = "GST Fig. 2"', 'sorce = "GST Fig. 2"', "claims[0].sorce", "(did you mean: source"),
     ('large = { "prune.target" = "largest" }', 'pruned = { "prune.target" = "largest" }', "groups.pruned",
      "built-in group"),
+    ("effect_of_interest = 0.01", "effect_of_interest = -0.01", "claims[0].effect_of_interest",
+     "does not have the claimed direction (positive)"),
+    ('effect_reason = "1 point of stability"\n', "", "claims[0].effect_reason", "needs its reason"),
+    ("effect_of_interest = 0.01", "effect_of_interest = 0.01\npaper_effect = 0.02", "claims[0].effect_of_interest",
+     "not both"),
+    ("effect_of_interest = 0.01", 'effect_of_interest = "one point"', "claims[0].effect_of_interest",
+     "'one point' is not a number"),
+    ('statement = "lower stability, higher accuracy"', 'statement = "lower stability, higher accuracy"\n'
+     'paper_effect = -1.2', "claims[1].paper_effect", "not a correlation"),
+    ('statement = "lower stability, higher accuracy"', 'statement = "lower stability, higher accuracy"\n'
+     'effect_reason = "why"', "claims[1].effect_reason", "goes with paper_effect or effect_of_interest"),
+    ('sign = "negative" }', 'sign = "negative", paper_effect = 0.4 }', "claims[1] (tradeoff).test.paper_effect",
+     "does not have the claimed direction (negative)"),
 ])
 def test_a_bad_claim_is_refused_naming_file_and_key(registry, tmp_path, old, new, key, fragment):
     text = TINY + CLAIMS

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import DATA, run_cli
 
-FIELDS = {"id", "source", "statement", "paper", "verdict", "effect", "low", "high", "test", "p", "n", "parts"}
+FIELDS = {"id", "source", "statement", "paper", "verdict", "effect", "low", "high", "test", "p", "n", "parts",
+          "effect_tested", "power", "n_for_power"}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,12 @@ def test_run_prints_the_claims_table_and_its_json_carries_every_field(runs):
     claim, correlation = data["claims"]
     assert all(FIELDS <= set(c) for c in data["claims"]) and claim["id"] == "targets" and claim["n"] == 3
     assert correlation["test"] == "pearson" and correlation["n"] == 6
-    assert claim["verdict"] in ("reproduced", "contradicted", "inconclusive")
+    assert claim["verdict"] in ("reproduced", "smaller than the paper's effect", "contradicted", "inconclusive")
     assert claim["test"] == "paired t over seeds"
+    # the order claim declares 1 point of interest; the correlation declares nothing: no power, and why
+    assert claim["effect_tested"] == {"value": 0.01, "kind": "interest", "reason": "1 point of stability"}
+    assert correlation["power"] is None and "no effect declared" in correlation["power_note"]
+    assert "tradeoff: no power: no effect declared" in text and "1 point of stability" in text
 
 
 def test_report_shows_the_same_verdicts(runs):
@@ -45,7 +50,7 @@ def test_report_shows_the_same_verdicts(runs):
     assert data["claims"][0]["verdict"].upper() in text
 
 
-def _plant(directory, stability: dict[str, float]) -> None:
+def _plant(directory, stability: dict[str, float], noise: float = 0.004) -> None:
     """Overwrite the stored stability of every run by its target (a code change that moved the numbers)."""
     for result_path in directory.glob("cells/*/result.json"):
         spec = json.loads((result_path.parent / "spec.json").read_text())["spec"]
@@ -54,17 +59,22 @@ def _plant(directory, stability: dict[str, float]) -> None:
         result = json.loads(result_path.read_text())
         seed, target = spec["seed"], spec["prune"]["target"]["id"].split(":")[-1]
         # a little noise that differs by target: a paired t-test needs differences that vary
-        result["metrics"]["stability"] = stability[target] + 0.004 * ((seed + len(target)) % 3)
+        result["metrics"]["stability"] = stability[target] + noise * ((seed + len(target)) % 3)
         result_path.write_text(json.dumps(result))
 
 
-def test_a_reproduced_claim_that_is_lost_is_a_regression_exit_1(runs, tmp_path):
-    root, _, _ = runs
+def _base_and_new(runs, tmp_path, new_stability: dict[str, float], noise: float = 0.004):
+    """Two copies of the seeds-0-2 run: BASE where the order claim reproduces, NEW with ``new_stability``."""
     base, new = tmp_path / "base", tmp_path / "new"
-    shutil.copytree(root / "s0", base)
-    shutil.copytree(root / "s0", new)
+    shutil.copytree(runs[0] / "s0", base)
+    shutil.copytree(runs[0] / "s0", new)
     _plant(base, {"smallest": 0.90, "largest": 0.50})
-    _plant(new, {"smallest": 0.70, "largest": 0.70})
+    _plant(new, new_stability, noise)
+    return base, new
+
+
+def test_a_reproduced_claim_that_is_lost_is_a_regression_exit_1(runs, tmp_path):
+    base, new = _base_and_new(runs, tmp_path, {"smallest": 0.70, "largest": 0.70})
     # a tolerance no metric change exceeds: only the claim can fail the comparison
     proc = run_cli("compare", str(base), str(new), "--tolerance", "1", "--format", "json")
     result = json.loads(proc.stdout)
@@ -78,6 +88,21 @@ def test_a_reproduced_claim_that_is_lost_is_a_regression_exit_1(runs, tmp_path):
     assert run_cli("export", str(base), str(tmp_path / "base.json")).returncode == 0
     assert json.loads((tmp_path / "base.json").read_text())["claims"][0]["verdict"] == "reproduced"
     assert run_cli("compare", str(tmp_path / "base.json"), str(new), "--tolerance", "1").returncode == 1
+
+
+def test_a_reproduced_claim_that_becomes_smaller_than_the_papers_effect_is_a_regression_exit_1(runs, tmp_path):
+    # the same stability for both targets, measured precisely: the interval excludes the 1 point of interest
+    base, new = _base_and_new(runs, tmp_path, {"smallest": 0.70, "largest": 0.70}, noise=0.0002)
+    proc = run_cli("compare", str(base), str(new), "--tolerance", "1", "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    claim = json.loads(proc.stdout)["claims"][0]
+    assert (claim["base"]["verdict"], claim["new"]["verdict"], claim["change"]) == (
+        "reproduced", "smaller than the paper's effect", "regressed")
+    assert claim["new"]["effect_tested"]["value"] == 0.01 and claim["new"]["power"] is not None
+    text = run_cli("compare", str(base), str(new), "--tolerance", "1").stdout
+    assert "smaller than the paper's effect" in text and "power" in text
+    report = run_cli("report", str(new)).stdout
+    assert "SMALLER THAN THE PAPER'S EFFECT" in report and "+1.00 pts (of interest)" in report
 
 
 def test_claims_puts_seed_sets_side_by_side_and_lists_what_no_run_tests(runs, tmp_path):
@@ -94,7 +119,8 @@ def test_claims_puts_seed_sets_side_by_side_and_lists_what_no_run_tests(runs, tm
     assert "not run" in text and "quick, seeds 100-102" in text
     for line in text.splitlines():  # each column's summary counts the verdicts in one fixed order
         if line.startswith(("quick", "paper")) and ": " in line:
-            words = [w for w in ("reproduced", "contradicted", "inconclusive", "not run") if w in line]
+            words = [w for w in ("reproduced", "smaller than the paper's effect", "contradicted", "inconclusive",
+                                 "not run") if w in line]
             assert sorted(words, key=line.index) == words, line
     # by default: every suite directory under ./gstbench-results/
     shutil.copytree(root / "s0", tmp_path / "gstbench-results" / "tinyclaims")
