@@ -4,7 +4,8 @@ Measures, on seeds disjoint from every seed a verdict is reported on (default 10
 the criteria fixed before any correlation or claim verdict was looked at:
 
 (a) the scorer orders removal cost smallest < random < largest in every pruned layer
-    (benchmarks/scorer_removal_cost.py, at the first and the last pruning event);
+    (benchmarks/scorer_removal_cost.py, at the first and the last pruning event); the
+    pruned runs below use the scorer it picks (the suite's own when none orders);
 (b) at the first pruning event the unpruned network has reached >= 80% of its final test
     accuracy (every seed);
 (c) the schedule's proportions: last events and learning-rate drops as shares of training
@@ -13,10 +14,17 @@ the criteria fixed before any correlation or claim verdict was looked at:
     event (Prune_L at each rate, the hardest case: accuracy just before the next event, or
     at the end, against t_pre);
 (e) unpruned: train accuracy 100% and a train-test gap of at least 5 points;
-(f) the suite's time: one cell of every configuration on the first seed, times the
-    suite's seed count (an estimate; docs/quick-scale.md gives the measured run).
+(f) the default command's time, estimated: each configuration's mean cell time (cells run
+    two at a time, one thread each, as the default command runs them) times the suite's
+    seed count, summed and halved (docs/quick-scale.md gives the measured run);
+(g) capacity: the network with the widths the most-pruned configuration ends with,
+    trained from scratch with the suite's recipe, within 1 point of the unpruned
+    network's mean final test accuracy;
+(h) power: the gst-tradeoff test's power at |r| = 0.43 with the default command's pruned runs;
+(i) recovery: every pruned configuration's final train accuracy >= 99.5%, every seed.
 
-It prints no correlation, no difference between targets' accuracies and no verdict.
+It prints no correlation, no difference between targets' or pruned and unpruned test
+accuracies, and no verdict.
 
     python benchmarks/quick_scale_criteria.py [--suite tradeoff] [--seeds 1000-1002] [--json]
 """
@@ -24,23 +32,39 @@ It prints no correlation, no difference between targets' accuracies and no verdi
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import multiprocessing
+import os
 import statistics
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from gstbench.cell_result import Curves
-from gstbench.config import steps_to_int
-from gstbench.engine import run_cell
+from gstbench.config import ComponentRef, steps_to_int
 from gstbench.plugins import get_registry
+from gstbench.power import pearson_power
+from gstbench.pruning import layer_states
+from gstbench.schedule import kept_after
 from gstbench.seeds import parse_seed_range
 from gstbench.suite import load_suite
 
-from scorer_removal_cost import removal_costs  # noqa: E402 (same folder)
+sys.path.insert(0, str(Path(__file__).parent))
+from scorer_removal_cost import seed_drops, summarize  # noqa: E402 (same folder)
 
 MIN_SHARE_AT_FIRST_EVENT = 0.8
 MIN_GAP = 0.05
 RECOVERED_WITHIN = 0.01  # a point of test accuracy
+CAPACITY_WITHIN = 0.01  # (g): a point of test accuracy
+MIN_TRAIN_ACC = 0.995  # (i)
+PAPER_R = 0.43  # (h): the paper's weaker correlation (ResNet18)
+MIN_POWER = 0.8
+SCREEN_S = 600  # (f): the screen; the chosen design's measured run must take at most 720 s
+WORKERS = 2  # the default command on 2 cores: one cell per core
 
 
 def _label(spec) -> str:
@@ -56,100 +80,172 @@ def _accuracy_before(curves: Curves, step: int) -> float | None:
     return seen[-1] if seen else None
 
 
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # as the default command's pool workers
+
+
+def _run(spec):
+    from gstbench.engine import run_cell
+
+    t0 = time.perf_counter()
+    result = run_cell(spec, get_registry())
+    return result, time.perf_counter() - t0
+
+
+def slim_spec(registry, unpruned, pruned: list) -> tuple[Any, list[int]] | None:
+    """The unpruned spec with every pruned layer at the fewest filters any configuration ends with; None
+    when the model takes no ``channels`` option (criterion (g) does not apply)."""
+    from gstbench.engine.setup import build_model, component, load_data
+
+    factory = component(registry, "models", unpruned.model).factory
+    if "channels" not in inspect.signature(factory).parameters:
+        return None
+    model = build_model(registry, unpruned, load_data(registry, unpruned))
+    names = list(model.prunable_layers)
+    widths = {name: s.n_original for name, s in layer_states(model, names).items()}
+    final = dict(widths)
+    for spec in pruned:
+        for name, sched in spec.prune.layers:
+            final[name] = min(final[name], kept_after(widths[name], sched.fraction, 1, 1))
+    channels = [final[name] for name in names]
+    options = {**unpruned.model.kwargs, "channels": tuple(channels)}
+    return dataclasses.replace(unpruned, model=ComponentRef(unpruned.model.id, tuple(sorted(options.items())))), \
+        channels
+
+
 def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
     registry = get_registry()
     suite = load_suite(registry, suite_name, seeds=seeds)
     n_suite_seeds = len(load_suite(registry, suite_name).seeds)
-    configs: dict[str, list] = {}
-    for spec in suite.cells:
-        configs.setdefault(spec.config_hash, []).append(spec)
-    results: dict[tuple[str, int], dict] = {}
-    times: dict[str, float] = {}
-    for key, specs in configs.items():
-        first = specs[0]
-        for spec in specs if first.prune is None else specs[:1]:  # all seeds unpruned; one seed per pruned config
-            t0 = time.perf_counter()
-            results[(key, spec.seed)] = run_cell(spec, registry)
-            if spec is first:
-                times[_label(spec)] = time.perf_counter() - t0
-    failed = [k for k, r in results.items() if r.status != "ok"]
+    unpruned = [s for s in suite.cells if s.prune is None]
+    slim = slim_spec(registry, unpruned[0], [s for s in suite.cells if s.prune is not None])
+    slim_specs = [slim_spec(registry, s, [p for p in suite.cells if p.prune is not None])[0] for s in unpruned] \
+        if slim else []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_worker_init) as pool:
+        removal = [pool.submit(seed_drops, suite_name, seed) for seed in seeds]
+        base_jobs = [pool.submit(_run, spec) for spec in unpruned + slim_specs]
+        costs = summarize(suite_name, seeds, [f.result() for f in removal])
+        scorer = costs["chosen"]
+        design = load_suite(registry, suite_name, seeds=seeds,
+                            overrides={"prune.scorer": scorer} if scorer else None)
+        pruned_specs = [spec for spec in design.cells if spec.prune is not None]
+        pruned_jobs = [pool.submit(_run, spec) for spec in pruned_specs]
+        done = [job.result() for job in base_jobs + pruned_jobs]
+    failed = [r.error for r, _ in done if r.status != "ok"]
     if failed:
-        raise SystemExit(f"cells failed: {[results[k]['error'] for k in failed]}")
-    unpruned_key = next(k for k, s in configs.items() if s[0].prune is None)
-    pruned = {k: s[0] for k, s in configs.items() if s[0].prune is not None}
-    spe, total = next(iter(results.values())).steps_per_epoch, next(iter(results.values())).total_steps
-    event_steps = {k: [e.step for e in results[(k, s.seed)].events] for k, s in pruned.items()}
+        raise SystemExit(f"cells failed: {failed}")
+    ran = unpruned + slim_specs + pruned_specs
+    results = {id(spec): r for spec, (r, _) in zip(ran, done)}
+    wall = {id(spec): t for spec, (_, t) in zip(ran, done)}
+    pruned: dict[str, list] = {}
+    for spec in pruned_specs:
+        pruned.setdefault(spec.config_hash, []).append(spec)
+    result_of = lambda spec: results[id(spec)]  # noqa: E731
+    any_result = result_of(unpruned[0])
+    spe, total = any_result.steps_per_epoch, any_result.total_steps
+    event_steps = {k: [e.step for e in result_of(specs[0]).events] for k, specs in pruned.items()}
     first_event = min(min(v) for v in event_steps.values())
 
     # (b) and (e): the unpruned network on every criteria seed
-    share, train_acc, gap = [], [], []
-    for seed in seeds:
-        r = results[(unpruned_key, seed)]
-        share.append(_accuracy_before(r.curves, first_event) / r.metrics["final_test_acc"])
-        train_acc.append(r.metrics["train_acc"])
-        gap.append(r.metrics["gap"])
+    share = [_accuracy_before(result_of(s).curves, first_event) / result_of(s).metrics["final_test_acc"]
+             for s in unpruned]
+    train_acc = [result_of(s).metrics["train_acc"] for s in unpruned]
+    gap = [result_of(s).metrics["gap"] for s in unpruned]
 
     # (c) proportions of one pruned spec per rate
-    spec0 = next(iter(pruned.values()))
-    milestones = list(spec0.train.milestones)
-    proportions = {"milestones": [round(100 * steps_to_int(m, spe, total) / total, 1) for m in milestones],
-                   "layers": {}}
-    for k, spec in pruned.items():
+    spec0 = next(iter(pruned.values()))[0]
+    proportions = {"milestones": [round(100 * steps_to_int(m, spe, total) / total, 1)
+                                  for m in spec0.train.milestones], "layers": {}}
+    for specs in pruned.values():
+        spec = specs[0]
         for name, sched in spec.prune.layers:
-            layer_steps = sorted({e.step for e in results[(k, spec.seed)].events if name in e.layers})
+            layer_steps = sorted({e.step for e in result_of(spec).events if name in e.layers})
             proportions["layers"].setdefault(name, {"fraction": sched.fraction, "by_period": {}})
             proportions["layers"][name]["by_period"][sched.period] = {
                 "events": len(layer_steps), "first_%": round(100 * layer_steps[0] / total, 1),
                 "last_%": round(100 * layer_steps[-1] / total, 1),
                 "per_event_%": round(100 * sched.fraction / len(layer_steps), 2)}
 
-    # (d) steps between events; recovery of Prune_L at each rate
+    # (d) steps between events; recovery of Prune_L at each rate (every seed)
     spacing, recovery = {}, {}
-    for k, spec in pruned.items():
+    for k, specs in pruned.items():
         steps = event_steps[k]
         gaps = [b - a for a, b in zip(steps, steps[1:])] + [total - steps[-1]]
-        spacing[_label(spec)] = {"events": len(steps), "min_steps_between": min(gaps[:-1] or gaps),
-                                 "steps_after_last": gaps[-1]}
-        if spec.prune.target.id.endswith(":largest"):
-            r = results[(k, spec.seed)]
+        lr_after = [result_of(specs[0]).curves.lr[i] for i, s in enumerate(result_of(specs[0]).curves.step)
+                    if s > steps[-1]]
+        spacing[_label(specs[0])] = {"events": len(steps), "min_steps_between": min(gaps[:-1] or gaps),
+                                     "steps_after_last": gaps[-1],
+                                     "steps_after_last_by_lr": {f"{lr:g}": spe * lr_after.count(lr)
+                                                                for lr in sorted(set(lr_after), reverse=True)}}
+        if specs[0].prune.target.id.endswith(":largest"):
             shortfalls = []
-            for i, e in enumerate(r.events):
-                nxt = r.events[i + 1].step if i + 1 < len(r.events) else total
-                before = _accuracy_before(r.curves, nxt)
-                shortfalls.append(e.t_pre - before if before is not None else float("nan"))
-            recovery[_label(spec)] = {
+            for spec in specs:
+                r = result_of(spec)
+                for i, e in enumerate(r.events):
+                    nxt = r.events[i + 1].step if i + 1 < len(r.events) else total
+                    before = _accuracy_before(r.curves, nxt)
+                    shortfalls.append(e.t_pre - before if before is not None else float("nan"))
+            recovery[_label(specs[0])] = {
                 "median_shortfall_points": round(100 * statistics.median(shortfalls), 2),
                 "recovered_share": round(sum(s <= RECOVERED_WITHIN for s in shortfalls) / len(shortfalls), 3)}
 
-    cells_per_config = {_label(s[0]): n_suite_seeds for s in configs.values()}
-    estimate = sum(times[label] * n for label, n in cells_per_config.items())
-    costs = removal_costs(suite_name, seeds)
+    # (f) the default command, estimated from the cells' times (two at a time, one thread each)
+    per_config = {_label(s[0]): statistics.mean(wall[id(x)] for x in s) for s in pruned.values()}
+    per_config["unpruned"] = statistics.mean(wall[id(s)] for s in unpruned)
+    estimate = sum(t * n_suite_seeds for t in per_config.values()) / WORKERS
+
+    # (g) capacity: the slim network from scratch against the unpruned one
+    capacity: dict[str, Any] = {"applies": bool(slim)}
+    if slim:
+        full_acc = statistics.mean(result_of(s).metrics["final_test_acc"] for s in unpruned)
+        slim_acc = statistics.mean(result_of(s).metrics["final_test_acc"] for s in slim_specs)
+        capacity.update(channels=slim[1], slim_test_acc=round(slim_acc, 4), unpruned_test_acc=round(full_acc, 4),
+                        shortfall_points=round(100 * (full_acc - slim_acc), 2),
+                        passed=slim_acc >= full_acc - CAPACITY_WITHIN)
+
+    # (h) power of the gst-tradeoff test with the default command's pruned runs
+    n_pruned = len(pruned) * n_suite_seeds
+    power = pearson_power(PAPER_R, n_pruned)
+
+    # (i) recovery: every pruned configuration's final train accuracy, every seed
+    fit = {_label(s[0]): [round(result_of(x).metrics["train_acc"], 4) for x in s] for s in pruned.values()}
+    worst = min(min(v) for v in fit.values())
+
     return {
         "suite": suite_name, "seeds": seeds, "steps_per_epoch": spe, "total_steps": total,
-        "a_scorer": {"suite_scorer": spec0.prune.scorer.id, "ordered": costs["ordered"], "chosen": costs["chosen"]},
+        "a_scorer": {"suite_scorer": spec0.prune.scorer.id, "ordered": costs["ordered"], "chosen": scorer},
         "b_first_event": {"step": first_event, "share_of_final": [round(s, 3) for s in share],
-                          "pass": min(share) >= MIN_SHARE_AT_FIRST_EVENT},
+                          "passed": min(share) >= MIN_SHARE_AT_FIRST_EVENT},
         "c_proportions": proportions,
         "d_recovery": {"spacing": spacing, "recovery_largest": recovery},
         "e_fit": {"train_acc": [round(a, 4) for a in train_acc], "gap_points": [round(100 * g, 2) for g in gap],
-                  "pass": min(train_acc) >= 0.9995 and min(gap) >= MIN_GAP},
-        "f_time": {"one_cell_s": {k: round(v, 1) for k, v in times.items()},
-                   "estimated_suite_s": round(estimate, 1), "cells": sum(cells_per_config.values()),
-                   "pass": estimate <= 600},
+                  "passed": min(train_acc) >= 0.9995 and min(gap) >= MIN_GAP},
+        "f_time": {"cell_s": {k: round(v, 1) for k, v in per_config.items()}, "seeds": n_suite_seeds,
+                   "cells": (len(pruned) + 1) * n_suite_seeds, "estimated_suite_s": round(estimate, 1),
+                   "passed": estimate <= SCREEN_S},
+        "g_capacity": capacity,
+        "h_power": {"pruned_runs": n_pruned, "power": round(power, 3), "passed": power >= MIN_POWER},
+        "i_recovery": {"train_acc": fit, "worst": worst, "shortfall_points": round(max(0.0, 100 * (MIN_TRAIN_ACC - worst)), 2),
+                       "passed": worst >= MIN_TRAIN_ACC},
         "removal_costs": costs["rows"],
     }
 
 
 def render(c: dict[str, Any]) -> str:
+    verdict = (lambda ok: "pass" if ok else "FAIL")
     lines = [f"suite {c['suite']} (quick), criteria seeds {c['seeds']}: {c['steps_per_epoch']} steps per epoch, "
              f"{c['total_steps']} steps in all"]
     a = c["a_scorer"]
     lines.append("(a) S < R < L in every pruned layer at the first and last event: "
                  + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in a["ordered"].items())
-                 + f" -> {a['chosen'] or 'none'} (the suite uses {a['suite_scorer']})")
+                 + f" -> {a['chosen'] or 'none'} (the suite file names {a['suite_scorer']}; the pruned runs used "
+                 + f"{a['chosen'] or a['suite_scorer']})")
     b = c["b_first_event"]
     lines.append(f"(b) first event at step {b['step']}: unpruned test accuracy there / final = "
-                 f"{', '.join(f'{s:.2f}' for s in b['share_of_final'])} -> {'pass' if b['pass'] else 'FAIL'}")
+                 f"{', '.join(f'{s:.2f}' for s in b['share_of_final'])} -> {verdict(b['passed'])}")
     p = c["c_proportions"]
     lines.append(f"(c) learning-rate drops at {', '.join(f'{m}%' for m in p['milestones'])} of training")
     for name, layer in p["layers"].items():
@@ -158,19 +254,34 @@ def render(c: dict[str, Any]) -> str:
                          f"{v['first_%']}% to {v['last_%']}% of training, {v['per_event_%']}% per event")
     d = c["d_recovery"]
     for label, v in d["spacing"].items():
+        by_lr = ", ".join(f"{n} at lr {lr}" for lr, n in v["steps_after_last_by_lr"].items())
         lines.append(f"(d) {label}: {v['events']} events, >= {v['min_steps_between']} steps between events, "
-                     f"{v['steps_after_last']} after the last")
+                     f"{v['steps_after_last']} after the last ({by_lr})")
     for label, v in d["recovery_largest"].items():
         lines.append(f"    {label}: accuracy before the next event is within {100 * RECOVERED_WITHIN:g} point of "
                      f"t_pre after {100 * v['recovered_share']:.0f}% of events (median shortfall "
                      f"{v['median_shortfall_points']} points)")
     e = c["e_fit"]
     lines.append(f"(e) unpruned train accuracy {', '.join(f'{100 * a:.2f}%' for a in e['train_acc'])}, gap "
-                 f"{', '.join(f'{g:.2f}' for g in e['gap_points'])} points -> {'pass' if e['pass'] else 'FAIL'}")
+                 f"{', '.join(f'{g:.2f}' for g in e['gap_points'])} points -> {verdict(e['passed'])}")
     f = c["f_time"]
-    lines.append("(f) one cell: " + ", ".join(f"{k} {v} s" for k, v in f["one_cell_s"].items())
-                 + f"; {f['cells']} cells estimated at {f['estimated_suite_s']} s -> "
-                 + ("pass" if f["pass"] else "FAIL"))
+    lines.append("(f) mean cell time (two at a time): " + ", ".join(f"{k} {v} s" for k, v in f["cell_s"].items())
+                 + f"; {f['cells']} cells ({f['seeds']} seeds) estimated at {f['estimated_suite_s']} s "
+                 + f"-> {verdict(f['passed'])} (screen: {SCREEN_S} s)")
+    g = c["g_capacity"]
+    if g["applies"]:
+        lines.append(f"(g) widths {g['channels']} from scratch: final test accuracy {100 * g['slim_test_acc']:.2f}% "
+                     f"against the unpruned {100 * g['unpruned_test_acc']:.2f}% ({g['shortfall_points']:+.2f} points "
+                     f"short) -> {verdict(g['passed'])}")
+    else:
+        lines.append("(g) not applicable: the model has no 'channels' option")
+    h = c["h_power"]
+    lines.append(f"(h) {h['pruned_runs']} pruned runs: power {h['power']:.3f} at |r| = {PAPER_R} -> "
+                 f"{verdict(h['passed'])}")
+    i = c["i_recovery"]
+    lines.append("(i) final train accuracy per pruned configuration: "
+                 + "; ".join(f"{k} {', '.join(f'{100 * a:.2f}%' for a in v)}" for k, v in i["train_acc"].items())
+                 + f" -> {verdict(i['passed'])}")
     return "\n".join(lines)
 
 
@@ -180,6 +291,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1000-1002", help="criteria seeds, disjoint from reported ones")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = criteria(args.suite, parse_seed_range(args.seeds))
     print(json.dumps(result, indent=1) if args.json else render(result))
 

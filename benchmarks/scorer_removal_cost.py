@@ -67,44 +67,52 @@ def pruning_window(suite) -> tuple[int, int, list[str]]:
     return min(steps), max(steps), layers
 
 
-def removal_costs(suite_name: str, seeds: list[int]) -> dict[str, Any]:
-    """Relative test-accuracy drop per (point, layer, scorer, target), each the mean over ``seeds``."""
+def seed_drops(suite_name: str, seed: int) -> dict[str, Any]:
+    """One seed's relative test-accuracy drops per (point, layer, scorer, target), and the two event steps."""
     registry = get_registry()
-    suite = load_suite(registry, suite_name, seeds=seeds)
+    suite = load_suite(registry, suite_name, seeds=[seed])
     first, last, layers = pruning_window(suite)
-    unpruned = next((s for s in suite.cells if s.prune is None), None) or suite.cells[0]
+    spec = next((s for s in suite.cells if s.prune is None), None) or suite.cells[0]
     drops: dict[tuple[str, str, str, str], list[float]] = {}
-    for seed in seeds:
-        spec = next(s for s in suite.cells if s.config_hash == unpruned.config_hash and s.seed == seed)
-        data_seed, _ = seed_everything(seed)
-        data = load_data(registry, spec)
-        torch.manual_seed(seed)
-        model = build_model(registry, spec, data)
-        model.train()
-        trainer = Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
-        _, kept = trainer.train(0, data_seed, keep={first, last})
-        for point, step in (("first event", first), ("last event", last)):
-            model.load_state_dict(kept[step]["model"])
-            saved = {k: v.clone() for k, v in model.state_dict().items()}
-            base = evaluate(model, data.x_test, data.y_test)[0]
-            for name in layers:
-                layer = layer_states(model, [name])[name]
-                scores = channel_scores(model, layer, data.x_train[:128])
-                model.load_state_dict(saved)
-                k = layer.n_original // 4
-                for scorer, s in scores.items():
-                    for target in TARGETS:
-                        picks = ([torch.randperm(layer.n_original, generator=torch.Generator().manual_seed(
-                            1000 * seed + d))[:k] for d in range(RANDOM_DRAWS)] if target == "random" else
-                                 [torch.argsort(s, descending=target == "largest")[:k]])
-                        for idx in picks:
-                            cut = layer_states(model, [name])[name]
-                            cut.alive[idx] = False
-                            MaskEffector().apply(cut, idx, PruningContext(model, trainer.optimizer, data.x_train[:2],
-                                                                          torch.Generator()))
-                            drops.setdefault((point, name, scorer, target), []).append(
-                                (base - evaluate(model, data.x_test, data.y_test)[0]) / base)
-                            model.load_state_dict(saved)
+    data_seed, _ = seed_everything(seed)
+    data = load_data(registry, spec)
+    torch.manual_seed(seed)
+    model = build_model(registry, spec, data)
+    model.train()
+    trainer = Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
+    _, kept = trainer.train(0, data_seed, keep={first, last})
+    for point, step in (("first event", first), ("last event", last)):
+        model.load_state_dict(kept[step]["model"])
+        saved = {k: v.clone() for k, v in model.state_dict().items()}
+        base = evaluate(model, data.x_test, data.y_test)[0]
+        for name in layers:
+            layer = layer_states(model, [name])[name]
+            scores = channel_scores(model, layer, data.x_train[:128])
+            model.load_state_dict(saved)
+            k = layer.n_original // 4
+            for scorer, s in scores.items():
+                for target in TARGETS:
+                    picks = ([torch.randperm(layer.n_original, generator=torch.Generator().manual_seed(
+                        1000 * seed + d))[:k] for d in range(RANDOM_DRAWS)] if target == "random" else
+                             [torch.argsort(s, descending=target == "largest")[:k]])
+                    for idx in picks:
+                        cut = layer_states(model, [name])[name]
+                        cut.alive[idx] = False
+                        MaskEffector().apply(cut, idx, PruningContext(model, trainer.optimizer, data.x_train[:2],
+                                                                      torch.Generator()))
+                        drops.setdefault((point, name, scorer, target), []).append(
+                            (base - evaluate(model, data.x_test, data.y_test)[0]) / base)
+                        model.load_state_dict(saved)
+    return {"drops": drops, "first": first, "last": last, "layers": layers}
+
+
+def summarize(suite_name: str, seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean drops over seeds, whether each scorer orders S < R < L everywhere, and the scorer criterion (a) picks."""
+    first, last, layers = per_seed[0]["first"], per_seed[0]["last"], per_seed[0]["layers"]
+    drops: dict[tuple[str, str, str, str], list[float]] = {}
+    for one in per_seed:
+        for key, values in one["drops"].items():
+            drops.setdefault(key, []).extend(values)
     means = {key: 100 * sum(v) / len(v) for key, v in drops.items()}
     rows = []
     for point in ("first event", "last event"):
@@ -116,6 +124,11 @@ def removal_costs(suite_name: str, seeds: list[int]) -> dict[str, Any]:
     ordered = {sc: all(r["ordered"] for r in rows if r["scorer"] == sc) for sc in SCORERS}
     return {"suite": suite_name, "seeds": seeds, "rows": rows, "ordered": ordered,
             "chosen": next((sc for sc in SCORERS if ordered[sc]), None)}
+
+
+def removal_costs(suite_name: str, seeds: list[int]) -> dict[str, Any]:
+    """Relative test-accuracy drop per (point, layer, scorer, target), each the mean over ``seeds``."""
+    return summarize(suite_name, seeds, [seed_drops(suite_name, seed) for seed in seeds])
 
 
 def render(result: dict[str, Any]) -> str:

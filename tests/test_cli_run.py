@@ -111,7 +111,7 @@ def test_suites_list_and_show_and_list_components():
     listed = run_cli("suites")
     assert listed.returncode == 0 and "gstbench:tradeoff" in listed.stdout and "quick, paper" in listed.stdout
     shown = run_cli("suites", "show", "tradeoff")
-    assert "7 configurations x 5 seeds (0-4) = 35 cells" in shown.stdout
+    assert "7 configurations x 7 seeds (0-6) = 49 cells" in shown.stdout
     assert "axis prune.target: smallest, random, largest" in shown.stdout
     paper = run_cli("suites", "show", "tradeoff", "--scale", "quik")
     assert paper.returncode == 2 and "suite has no scale 'quik' (did you mean: quick?)" in paper.stderr

@@ -25,8 +25,8 @@ def test_the_tiny_and_builtin_suites_expand(registry):
     tiny = load_suite(registry, str(DATA / "tiny.toml"))
     assert len(tiny.cells) == (2 + 1) * 2
     tradeoff = load_suite(registry, "tradeoff")
-    assert tradeoff.summary()["configurations"] == 7 and len(tradeoff.cells) == 35
-    assert len({c.hash for c in tradeoff.cells}) == 35
+    assert tradeoff.summary()["configurations"] == 7 and len(tradeoff.cells) == 49
+    assert len({c.hash for c in tradeoff.cells}) == 49
 
 
 @pytest.mark.parametrize("old,new,key,fragment", [
@@ -98,7 +98,7 @@ def test_permanence_extends_the_tradeoff_base(registry):
         assert (cell.model, cell.dataset, cell.train) == (reference.model, reference.dataset, reference.train)
         if cell.prune is not None:
             assert [name for name, _ in cell.prune.layers] == ["conv3", "conv4"]
-            assert {s.period for _, s in cell.prune.layers} == {"7ep"}  # the tradeoff's high rate
+            assert {s.period for _, s in cell.prune.layers} == {"5ep"}  # the tradeoff's high rate
     effectors = {c.prune.effector.label for c in permanence.cells if c.prune is not None}
     # one and four epochs of 24 steps, as the paper scale's 391 and 1564
     assert effectors == {"mask", "remove", "zero(steps=24)", "zero(steps=96)", "zero(restore=True,steps=24)",
@@ -139,14 +139,14 @@ def test_rate_sweeps_the_number_of_events_at_fixed_total_pruning(registry):
     for cell in suite.cells:
         if cell.prune is None:
             continue
-        events = build_schedule(cell.prune, {"conv3": 64, "conv4": 64}, steps_per_epoch=24, total_steps=1440)
+        events = build_schedule(cell.prune, {"conv3": 64, "conv4": 256}, steps_per_epoch=24, total_steps=1080)
         removed = {layer: sum(c.count for cuts in events.values() for c in cuts if c.layer == layer)
                    for layer in ("conv3", "conv4")}
-        assert removed == {"conv3": 19, "conv4": 57}  # the same total at every rate: 30% and 90% of 64
+        assert removed == {"conv3": 19, "conv4": 230}  # the same total at every rate: 30% of 64 and 90% of 256
         counts[cell.prune.layers[0][1].period] = [sum(1 for cuts in events.values() for c in cuts if c.layer == layer)
                                                   for layer in ("conv3", "conv4")]
     # in the axis's order (the rate's); the paper's conv5 / conv8: 37/68, 8/14, 4/7, 3/5, 2/3, 1/2, 1/1
-    assert list(counts.values()) == [[19, 45], [8, 15], [4, 7], [3, 5], [2, 3], [1, 2], [1, 1]]
+    assert list(counts.values()) == [[17, 34], [6, 12], [4, 7], [3, 5], [2, 3], [1, 2], [1, 1]]
 
 
 def test_stats_welch_difference_matches_scipy():
