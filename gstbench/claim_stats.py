@@ -163,8 +163,10 @@ def attach_power(part: Part, declared: dict[str, Any] | None) -> Part:
         return part
     part.power = model.power(part.n)
     part.n_for_power = model.n_for()
-    if part.n_for_power is None:
-        part.power_note = f"more than {pw.MAX_N:,} runs"
+    if part.power is None:
+        part.power_note = f"n = {part.n}: too few for the test's power model (at least {model.min_n})"
+    elif part.n_for_power is None:
+        part.power_note = f"80% needs more than {pw.MAX_N:,} runs"
     return part
 
 

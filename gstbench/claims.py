@@ -503,7 +503,9 @@ VERDICT_LEGEND = (f"reproduced: the paper's direction at p < {ALPHA} (an equival
                   f"contradicted: the opposite direction, significant; inconclusive: the interval holds both no effect "
                   f"and the effect tested (the power says how likely this n was to decide, n for 80% how many runs "
                   f"would). The effect tested is the paper's number, or an effect of interest where the paper gives "
-                  f"only a direction. A claim of several parts needs every part (docs/definitions.md#claims-and-verdicts)")
+                  f"only a direction. A claim of several parts is reproduced when every part is, contradicted or smaller "
+                  f"when a part is at 0.05 / the number of parts; each part's row shows its own verdict at 0.05 "
+                  f"(docs/definitions.md#claims-and-verdicts)")
 
 
 def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> list[str]:
