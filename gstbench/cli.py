@@ -171,10 +171,12 @@ def cli() -> None:
 @click.option("--save-models", is_flag=True,
               help="Store each cell's final model as cells/<hash16>/model.safetensors (train.save_model = true; "
                    "gstbench.load_model and export-model read it). Cells finished before keep what they have.")
+@click.option("--max-cells", type=click.IntRange(min=1, max=10**9), default=None,
+              help="Refuse a suite whose matrix has more cells than this, before building it [default: 1,000,000].")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
 def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, address, gpus_per_cell,
         executor_option_texts, device, bf16, data_dir, out, retry_failed, lease_timeout, log_targets, save_models,
-        as_json) -> None:
+        max_cells, as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard.
 
     Several runs into one directory share the work: each cell is trained by the run that
@@ -185,7 +187,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
     from gstbench.report import build_report, config_label, render_leaderboard
     from gstbench import stopping
     from gstbench.runner import build_executor, run_suite
-    from gstbench.suite import load_suite
+    from gstbench.names import inside
+    from gstbench.suite import MAX_CELLS, load_suite
     from gstbench.tracking import LogTarget
 
     registry = _registry()
@@ -206,8 +209,8 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
                         **dict(_executor_option(text) for text in executor_option_texts)}
     build_executor(registry, executor, executor_options)  # a bad option fails before any data loads
     suite = load_suite(registry, suite_name, scale=scale, seeds=seeds, overrides=overrides or None,
-                       metrics=list(metrics))
-    out = out or Path("gstbench-results") / suite.name
+                       metrics=list(metrics), max_cells=max_cells or MAX_CELLS)
+    out = out or inside("gstbench-results", Path("gstbench-results") / suite.name, "the default result directory")
     bar = None
 
     def on_start(pending):
@@ -492,18 +495,21 @@ def suites(ctx) -> None:
                    "stand-in (CIFAR) are not read or downloaded.")
 @click.option("--tflops", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Achieved TFLOP/s of one GPU, for the cost estimate's GPU-hours.")
+@click.option("--max-cells", type=click.IntRange(min=1, max=10**9), default=None,
+              help="Refuse a suite whose matrix has more cells than this, before building it [default: 1,000,000].")
 @click.option("--json", "as_json", is_flag=True)
-def suites_show(name, scale, seeds, data_dir, tflops, as_json) -> None:
+def suites_show(name, scale, seeds, data_dir, tflops, max_cells, as_json) -> None:
     """Resolve a suite (built-in name or .toml path) and print its matrix and an estimate of its cost."""
     from gstbench import cost
     from gstbench.components import DATA_DIR_ENV
     from gstbench.seeds import describe_seeds
-    from gstbench.suite import load_suite
+    from gstbench.suite import MAX_CELLS, load_suite
 
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     registry = _registry()
-    suite = load_suite(registry, name, scale=scale, seeds=seeds, placeholders=data_dir is None)
+    suite = load_suite(registry, name, scale=scale, seeds=seeds, placeholders=data_dir is None,
+                       max_cells=max_cells or MAX_CELLS)
     estimate = cost.estimate(suite, registry, tflops or cost.DEFAULT_TFLOPS, placeholders=data_dir is None)
     summary = suite.summary()
     if as_json:

@@ -7,6 +7,7 @@ declared here with what it is for, and the engine calls it when the object has i
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -39,6 +40,21 @@ NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same
 NEEDS_INDEPENDENT = "needs-independent-parent"  # metric: compares the parent with one trained from another seed
 
 
+@functools.lru_cache(maxsize=None)
+def _options_of(factory: Any, is_model: bool) -> dict[str, Any] | None:
+    """A factory's options once per process: a large matrix resolves the same components thousands of times."""
+    params = list(inspect.signature(factory).parameters.values())
+    if is_model:
+        params = params[2:]
+    options: dict[str, Any] = {}
+    for p in params:
+        if p.kind is p.VAR_KEYWORD:
+            return None
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            options[p.name] = p.default if p.default is not p.empty else REQUIRED
+    return options
+
+
 @dataclass(frozen=True)
 class Component:
     """One registered component: ``plugin:name`` plus how to build it."""
@@ -68,16 +84,11 @@ class Component:
         """
         if not callable(self.factory):
             return {}
-        params = list(inspect.signature(self.factory).parameters.values())
-        if self.kind == "models":
-            params = params[2:]
-        options: dict[str, Any] = {}
-        for p in params:
-            if p.kind is p.VAR_KEYWORD:
-                return None
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                options[p.name] = p.default if p.default is not p.empty else REQUIRED
-        return options
+        try:
+            options = _options_of(self.factory, self.kind == "models")
+        except TypeError:  # an unhashable callable object: not cached
+            options = _options_of.__wrapped__(self.factory, self.kind == "models")
+        return None if options is None else dict(options)
 
 
 class _Required:

@@ -10,6 +10,8 @@ An option that cannot change a result (how often a cell checkpoints) is ``NOT_IN
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -149,16 +151,21 @@ class CellSpec:
     # An option added later is declared as field(default=..., metadata=ADDED_LATER):
     # it stays out of the canonical JSON while it holds its default (tests/test_hashes.py).
 
-    # ---- identity ------------------------------------------------------------------
+    # ---- identity (computed once: a spec is frozen, and a large matrix asks thousands of times) ----
     def canonical(self) -> dict[str, Any]:
+        """The spec as plain JSON data (what its hash is computed on); one shared dict: read it, never change it."""
+        return self._identity
+
+    @functools.cached_property
+    def _identity(self) -> dict[str, Any]:
         return _canonical(self)
 
     def canonical_json(self) -> str:
-        return canonical_json(self.canonical())
+        return canonical_json(self._identity)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        return digest(self.canonical())
+        return digest(self._identity)
 
     @property
     def planned_epochs(self) -> int:
@@ -167,10 +174,16 @@ class CellSpec:
         copies = 2 if self.prune and self.prune.data_order_stability else 1
         return self.train.epochs * (rounds + 1) * copies
 
-    @property
+    def with_seed(self, seed: int) -> CellSpec:
+        """This configuration at ``seed`` (its canonical form reused, not recomputed)."""
+        spec = dataclasses.replace(self, seed=seed)
+        spec.__dict__["_identity"] = {**self._identity, "seed": seed}
+        return spec
+
+    @functools.cached_property
     def config_hash(self) -> str:
         """Identity of the configuration across seeds (the leaderboard's row)."""
-        return config_key(self.canonical())
+        return config_key(self._identity)
 
 
 def canonical_json(data: Any) -> str:
@@ -188,16 +201,35 @@ def config_key(canonical: dict[str, Any]) -> str:
     return digest({k: v for k, v in canonical.items() if k != "seed"})
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_CANONICAL_CACHE = "_canonical_cache"  # in a frozen part's __dict__, outside its fields (eq, hash, replace)
+
+
+@functools.lru_cache(maxsize=None)
+def _hashed_fields(cls: type) -> tuple[tuple[str, bool, Any], ...]:
+    """A dataclass's fields that enter the hash: (name, added later, default)."""
+    return tuple((f.name, bool(f.metadata.get("added_later")), f.default) for f in fields(cls)
+                 if not f.metadata.get("not_in_hash"))
+
+
 def _canonical(obj: Any) -> Any:
-    if isinstance(obj, ComponentRef):
-        return obj.canonical()
+    if isinstance(obj, _SCALARS):
+        return obj
     if hasattr(obj, "__dataclass_fields__"):
+        cached = obj.__dict__.get(_CANONICAL_CACHE)  # frozen parts shared by many cells: computed once
+        if cached is not None:
+            return cached
+        if isinstance(obj, ComponentRef):
+            out = obj.canonical()
+            object.__setattr__(obj, _CANONICAL_CACHE, out)
+            return out
         out = {}
-        for f in fields(obj):
-            value = getattr(obj, f.name)
-            if f.metadata.get("not_in_hash") or f.metadata.get("added_later") and value == f.default:
+        for name, added_later, default in _hashed_fields(type(obj)):
+            value = getattr(obj, name)
+            if added_later and value == default:
                 continue
-            out[f.name] = _canonical(value)
+            out[name] = _canonical(value)
+        object.__setattr__(obj, _CANONICAL_CACHE, out)
         return out
     if isinstance(obj, tuple) and obj and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str)
                                               for x in obj):
@@ -249,12 +281,17 @@ def _coerce(value: Any, typ: Any, key: str, source: str | None) -> Any:
     raise TypeError(typ)
 
 
+@functools.lru_cache(maxsize=1)
+def _train_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
 def _train(d: Any, source: str | None) -> TrainConfig:
     if not isinstance(d, dict):
         raise SpecError(f"{d!r} is not a table", source=source, key="train")
     names = {f.name: f for f in fields(TrainConfig)}
     _check_keys(d, set(names), "train", source)
-    hints = typing.get_type_hints(TrainConfig)
+    hints = _train_hints()
     kwargs = {k: _coerce(v, hints[k], f"train.{k}", source) for k, v in d.items()}
     cfg = TrainConfig(**kwargs)
     checks = [
@@ -401,8 +438,12 @@ def rewind_ref(registry: Any, value: Any, source: str | None) -> ComponentRef:
     return component_ref(registry, "rewinds", value, "rewind", source)
 
 
-def cell_from_config(config: dict[str, Any], seed: int, registry: Any, source: str | None = None) -> CellSpec:
-    """Validate a merged config dict and build its CellSpec (no training, no model built)."""
+def cell_from_config(config: dict[str, Any], seed: int, registry: Any, source: str | None = None,
+                     memo: dict | None = None) -> CellSpec:
+    """Validate a merged config dict and build its CellSpec (no training, no model built).
+
+    ``memo`` (one dict for a whole matrix) builds each distinct part (model, train, prune, ...)
+    once: the cells of a matrix share most of them."""
     _check_keys(config, CELL_KEYS, "", source)
     for k in ("model", "dataset"):
         if k not in config:
@@ -410,13 +451,23 @@ def cell_from_config(config: dict[str, Any], seed: int, registry: Any, source: s
     metrics = config.get("metrics", [])
     if not isinstance(metrics, list):
         raise SpecError(f"{metrics!r} is not a list", source=source, key="metrics")
+
+    def part(name: str, build: Any) -> Any:
+        if memo is None:
+            return build()
+        key = (name, repr(config.get(name)))  # TOML data: equal reprs, equal values
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
+
     return CellSpec(
-        model=component_ref(registry, "models", config["model"], "model", source),
-        dataset=component_ref(registry, "datasets", config["dataset"], "dataset", source),
-        train=_train(config.get("train", {}), source),
-        prune=_prune(config.get("prune", False), registry, source),
-        rewind=rewind_ref(registry, config.get("rewind", "none"), source),
-        metrics=tuple(component_ref(registry, "metrics", m, f"metrics[{i}]", source) for i, m in enumerate(metrics)),
+        model=part("model", lambda: component_ref(registry, "models", config["model"], "model", source)),
+        dataset=part("dataset", lambda: component_ref(registry, "datasets", config["dataset"], "dataset", source)),
+        train=part("train", lambda: _train(config.get("train", {}), source)),
+        prune=part("prune", lambda: _prune(config.get("prune", False), registry, source)),
+        rewind=part("rewind", lambda: rewind_ref(registry, config.get("rewind", "none"), source)),
+        metrics=part("metrics", lambda: tuple(component_ref(registry, "metrics", m, f"metrics[{i}]", source)
+                                              for i, m in enumerate(metrics))),
         seed=seed,
     )
 

@@ -19,7 +19,7 @@ from gstbench.config import CellSpec
 from gstbench.engine.setup import build, build_model, load_data
 from gstbench.parents import parent_key
 from gstbench.schedule import build_schedule
-from gstbench.suite import Suite
+from gstbench.suite import Suite, collector_paused, matrix_key
 
 # An assumed achieved rate, not a measurement: CIFAR-sized convnets at batch 128 keep a GPU's
 # tensor cores mostly idle; 10 TFLOP/s is about 11,000 VGG11-BN training images/s.
@@ -58,7 +58,13 @@ def estimate(suite: Suite, registry: Any, tflops: float = DEFAULT_TFLOPS, placeh
 
     ``placeholders``: datasets that offer a stand-in are not read (their files may be absent).
     """
+    with collector_paused():
+        return _estimate(suite, registry, tflops, placeholders)
+
+
+def _estimate(suite: Suite, registry: Any, tflops: float, placeholders: bool) -> dict[str, Any]:
     shapes: dict = {}
+    schedules: dict = {}
     parents: set[str] = set()
     images = flops = 0.0
     epochs = 0.0
@@ -86,7 +92,10 @@ def estimate(suite: Suite, registry: Any, tflops: float = DEFAULT_TFLOPS, placeh
         elif prune is not None:
             # The event steps do not depend on the unit counts (those only size each cut); load_suite
             # has already checked the schedule against the real ones.
-            events = len(build_schedule(prune, {name: 10**6 for name, _ in prune.layers}, spe, total))
+            key = matrix_key((prune, spe, total))
+            if key not in schedules:
+                schedules[key] = len(build_schedule(prune, {name: 10**6 for name, _ in prune.layers}, spe, total))
+            events = schedules[key]
         steps = sum(runs)
         trained = steps * spec.train.batch_size
         evaluated = (steps / spe + 2 * events) * shape.n_test

@@ -18,25 +18,40 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from gstbench.store import atomic_write_json
+from gstbench.store import atomic_write_json, pid_alive
 
 LEASE = "lease.json"
 HEARTBEAT_S = 30.0
 DEFAULT_TIMEOUT_S = 600.0  # twenty missed heartbeats
 LOCK_WAIT_S = 60.0  # the lock is held for milliseconds; waiting longer means a hung filesystem
+WATCH_S = 5.0  # how often a job away from its driver looks at its cell's lease
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+def watch(cell_dir: Path, run: str, timeout_s: float, on_lost: Callable[[str], None],
+          poll_s: float = WATCH_S) -> threading.Thread:
+    """For a job that outlives its driver when the driver is killed (a cluster job): a daemon thread that
+    calls ``on_lost(why)`` once the cell's lease is no longer ``run``'s (another run took the cell over,
+    or the lease was dropped) or is stale (its driver's pid gone on this host, or no heartbeat for
+    ``timeout_s``). Any cell is then trained once, by the run that holds its lease."""
+    leases = Leases(timeout_s)
+
+    def check() -> None:
+        lease = cell_dir / LEASE
+        while True:
+            holder = leases._read(lease)
+            if holder is None or holder.get("run") != run:
+                return on_lost("its lease passed to another run" if holder else "its lease was dropped")
+            if leases._stale(lease, holder):
+                return on_lost("its driver is gone (the lease is stale)")
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=check, name="gstbench-lease-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 class Leases:
@@ -85,7 +100,7 @@ class Leases:
         return holder if holder is not None and not self._stale(lease, holder) else None
 
     def _stale(self, lease: Path, holder: dict) -> bool:
-        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
             return True
         try:
             return time.time() - lease.stat().st_mtime > self.timeout_s

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gstbench.errors import GstbenchError
+from gstbench.names import inside
 from gstbench.reader import RunResults, load_results
 from gstbench.report import GENERALIZATION, config_label, report_of
 from gstbench.stats import correlation, mean_interval
@@ -61,7 +62,7 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, A
         if why:
             skipped[name] = why
             continue
-        path = dest / f"{name}.{fmt}"
+        path = inside(dest, dest / f"{name}.{fmt}", "gstbench plot --out")
         try:
             fig.savefig(path, dpi=130)
         except OSError as exc:

@@ -29,6 +29,7 @@ import pluggy
 from gstbench import hookspecs
 from gstbench.components import KINDS, Component, describe
 from gstbench.errors import GstbenchWarning, PluginError, UnknownComponent, closest
+from gstbench.names import name_problem
 
 hookimpl = pluggy.HookimplMarker("gstbench")
 
@@ -236,9 +237,9 @@ class Registry:
                 def register(name: str, factory: Any, *, description: str | None = None,
                              capabilities: Iterable[str] = (), revision: int = 1,
                              _kind: str = kind, _plugin: str = plugin_name) -> None:
-                    if not isinstance(name, str) or not name or ":" in name or ("*" in name and name != "*"):
-                        raise PluginError(f"invalid {_kind[:-1]} name {name!r} (a non-empty name without ':', "
-                                          f"or '*' for a family)")
+                    problem = None if name == "*" else name_problem(name)
+                    if problem:  # names reach result labels and trackers' directories: never a path
+                        raise PluginError(f"invalid {_kind[:-1]} name: {problem}, or '*' for a family")
                     comp = Component(_kind, name, _plugin, factory, describe(factory, description),
                                      tuple(capabilities), int(revision))
                     if comp.id in self._components[_kind] or any(c.id == comp.id for c in added):

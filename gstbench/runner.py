@@ -20,7 +20,7 @@ from gstbench.engine import run_cell
 from gstbench.errors import GstbenchError, StorageError, closest
 from gstbench.leases import DEFAULT_TIMEOUT_S, Leases
 from gstbench.parents import ParentCache
-from gstbench.store import HASH_DIGITS, Store
+from gstbench.store import HASH_DIGITS, Store, remove_dead_temps
 from gstbench.suite import Suite
 from gstbench.tracking import LogTarget, build_tracker, logged_run, merge_targets
 
@@ -63,6 +63,8 @@ class CellWork:
     scale: str = ""
     run_dir: str | None = None
     threads: int | None = None
+    lease_run: str | None = None  # the run that leased the cells; a cluster job ends when its lease is not
+    lease_timeout: float = DEFAULT_TIMEOUT_S  # this run's any more (leases.watch)
     registry: Any = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
@@ -160,6 +162,8 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "aut
     if pending or not store.suite_is(summary):
         store.check_writable()  # before any training: one line naming the directory
         with _storing(store.root):
+            for entry in (store.root / "parents").glob("*"):  # half-written by a killed process of this host
+                remove_dead_temps(entry)
             for files in corrupt:
                 store.set_aside(files)
             store.write_suite(summary)
@@ -183,7 +187,7 @@ def run_suite(suite: Suite, out: Path | str, registry: Any, executor: str = "aut
 
     work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV),
                     str((store.root / "cells").resolve()), tuple(loggers), suite.name, suite.scale,
-                    str(store.root.resolve()), threads, registry, on_epoch)
+                    str(store.root.resolve()), threads, leases.me["run"], lease_timeout, registry, on_epoch)
     results = runner.map(leased(), work)
     try:
         for spec, result in results:

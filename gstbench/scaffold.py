@@ -7,6 +7,7 @@ from pathlib import Path
 from string import Template
 
 from gstbench.errors import GstbenchError
+from gstbench.names import inside
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -370,6 +371,7 @@ def new_plugin(name: str, kind: str, parent: Path) -> list[Path]:
         root / "tests" / f"test_{ident}.py": TEST.substitute(values),
     }
     for path, text in files.items():
+        inside(parent, path, "the directory new-plugin writes into")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return list(files)

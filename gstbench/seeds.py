@@ -12,6 +12,7 @@ from typing import Any
 from gstbench.errors import SpecError
 
 RANGE_RE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+MAX_SEEDS = 10_000_000  # far beyond any run; a larger count is a typo, refused before it is listed
 SEEDS_HELP = "write a count (5: seeds 0-4), a range (\"100-104\") or a list ([100, 101, 102])"
 
 
@@ -19,6 +20,9 @@ def parse_seeds(value: Any, key: str = "seeds", source: str | None = None) -> tu
     """The seed numbers ``value`` names, in order; SpecError naming ``key`` when it names none or repeats one."""
     if isinstance(value, bool):
         raise SpecError(f"{value!r} is not seeds; {SEEDS_HELP}", source=source, key=key)
+    count = count_seeds(value)
+    if count is not None and count > MAX_SEEDS:  # before a list of them is built
+        raise SpecError(f"{count:,} seeds: more than {MAX_SEEDS:,}; {SEEDS_HELP}", source=source, key=key)
     if isinstance(value, int):
         if value < 1:
             raise SpecError(f"{value!r} must be a count >= 1; {SEEDS_HELP}", source=source, key=key)
@@ -43,6 +47,25 @@ def parse_seeds(value: Any, key: str = "seeds", source: str | None = None) -> tu
             raise SpecError(f"{list(value)!r} repeats a seed; {SEEDS_HELP}", source=source, key=key)
         return tuple(value)
     raise SpecError(f"{value!r} is not seeds; {SEEDS_HELP}", source=source, key=key)
+
+
+def count_seeds(value: Any) -> int | None:
+    """How many seeds ``value`` names, without listing them (None: not seeds; parse_seeds says why)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 1 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text) or None
+        if "," in text:
+            return text.count(",") + 1
+        m = RANGE_RE.match(text)
+        return int(m.group(2)) - int(m.group(1)) + 1 if m and int(m.group(1)) <= int(m.group(2)) else None
+    if isinstance(value, (list, tuple)):
+        return len(value) or None
+    return None
 
 
 def parse_seed_range(text: str) -> list[int]:

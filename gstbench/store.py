@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
 import time
 import warnings
@@ -32,6 +34,37 @@ from gstbench.errors import GstbenchError, StoreWarning
 
 HASH_DIGITS = 16
 CHECKPOINT = "checkpoint.pt"  # engine/checkpoint.py writes it while a cell trains
+
+
+HOST = socket.gethostname()
+# A temp file names its writer (``.<name>.<pid>@<host>.<random>.tmp``), so that a run can remove
+# what a killed process on this host left half-written without touching a live writer's.
+_TEMP = re.compile(r"^\.(?:.*)\.(\d+)@(.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{HOST}.", suffix=".tmp")
+
+
+def remove_dead_temps(directory: Path) -> int:
+    """Remove the temp files in ``directory`` whose writer, a process of this host, is gone; how many."""
+    removed = 0
+    for temp in directory.glob(".*.tmp"):
+        m = _TEMP.match(temp.name)
+        if m and m.group(2) == HOST and not pid_alive(int(m.group(1))):
+            temp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -49,7 +82,7 @@ def atomic_write_files(files: dict[Path, str]) -> None:
     try:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            fd, tmp = _temp_file(path)
             temps[path] = tmp
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
@@ -77,7 +110,7 @@ def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
     """``write(temp)`` to a temp file in ``path``'s directory, fsync it, then os.replace it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path)
     os.close(fd)
     try:
         write(Path(tmp))

@@ -13,19 +13,22 @@ model does not declare, impossible component combinations, claims that name no r
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import dataclasses
+import gc
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from gstbench.components import LOADS_WEIGHTS, REMOVES_UNITS, TEMPORARY, WEIGHTS
 from gstbench.claims import check_claims, parse_claims, parse_groups
 from gstbench.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
-from gstbench.seeds import parse_seeds
+from gstbench.names import name_problem
+from gstbench.seeds import count_seeds, parse_seeds
 from gstbench.selection import label_at
 from gstbench.tracking import LogTarget, parse_logging_table
 
@@ -40,6 +43,7 @@ LEADERBOARD_KEYS = {"rank": str, "question": str, "groups": dict, "split": str, 
                     "delta": (int, float)}
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", list: "a list", dict: "a table"}
 DEFAULT_SCALE = "quick"
+MAX_CELLS = 1_000_000  # a matrix larger than this is refused before it is built (`--max-cells` raises it)
 
 
 @dataclass
@@ -110,11 +114,11 @@ def _set_path(config: dict, dotted: str, value: Any, source: str, key: str) -> N
     for part in parts[:-1]:
         nxt = node.get(part)
         if nxt is None:
-            nxt = node[part] = {}
+            nxt = {}
         if not isinstance(nxt, dict):
             raise SpecError(f"cannot set '{dotted}': '{part}' is {nxt!r}, not a table", source=source, key=key)
-        node = nxt
-    node[parts[-1]] = copy.deepcopy(value)
+        node[part] = node = dict(nxt)  # a copy: the table may be shared with other configurations
+    node[parts[-1]] = value
 
 
 def _check(d: Any, allowed: set[str] | dict[str, Any], where: str, source: str) -> None:
@@ -156,7 +160,8 @@ def _merged_base(registry: Any, raw: dict, scale: str, source: str, seen: tuple[
 
 
 def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: Any = None,
-               overrides: dict[str, Any] | None = None, metrics: list[str] = (), placeholders: bool = False) -> Suite:
+               overrides: dict[str, Any] | None = None, metrics: list[str] = (), placeholders: bool = False,
+               max_cells: int = MAX_CELLS) -> Suite:
     """Read, merge and validate a suite; raises SpecError naming the file, key and value at fault.
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
@@ -164,7 +169,28 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     are run once. ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
     (gstbench.seeds). ``metrics`` are added to every configuration (``gstbench run --metric``).
     ``placeholders`` checks against the datasets' stand-ins where they offer one (no files needed).
+    A suite of more than ``max_cells`` cells is refused before any cell is built.
     """
+    with collector_paused():
+        return _load_suite(registry, name_or_path, scale, seeds, overrides, metrics, placeholders, max_cells)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a matrix is built: with torch loaded, each full
+    collection walks millions of objects, and building 10,000 cells (no cycles) set off enough of
+    them to double the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_suite(registry: Any, name_or_path: str, scale: str, seeds: Any, overrides: dict[str, Any] | None,
+                metrics: list[str], placeholders: bool, max_cells: int) -> Suite:
     path = find_suite(registry, name_or_path)
     source = str(path)
     try:
@@ -172,6 +198,11 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"not a readable TOML file: {exc}", source=source) from None
     _check(raw, SUITE_KEYS, "", source)
+    name = raw.get("name", path.stem)
+    problem = name_problem(name)
+    if problem:  # the name picks the result directory: never a path
+        raise SpecError(f"{problem}; it names the result directory", source=source,
+                        key="name" if "name" in raw else "name (absent: the file's name; set name = \"...\")")
     scales = raw.get("scales", {})
     _check(scales, set(scales), "scales", source)
     if scale not in scales:
@@ -180,52 +211,55 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
     sc = scales[scale]
     _check(sc, SCALE_KEYS, f"scales.{scale}", source)
     if "unavailable" in sc:
-        raise GstbenchError(f"scale '{scale}' of suite '{raw.get('name', path.stem)}' is not available yet: "
+        raise GstbenchError(f"scale '{scale}' of suite '{name}' is not available yet: "
                             f"{sc['unavailable']} (its settings, as far as written: [scales.{scale}] in {path})")
     base = _merged_base(registry, raw, scale, source)
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
     includes = sc.get("include", raw.get("include", []))
-    if seeds is not None:
-        seed_list = parse_seeds(seeds, "--seeds")
-    else:
-        seed_key = f"scales.{scale}.seeds" if "seeds" in sc else "seeds"
-        seed_list = parse_seeds(sc.get("seeds", raw.get("seeds", 1)), seed_key, source)
+    seed_key = "--seeds" if seeds is not None else f"scales.{scale}.seeds" if "seeds" in sc else "seeds"
+    seed_value = seeds if seeds is not None else sc.get("seeds", raw.get("seeds", 1))
     for k, values in axes.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"{values!r} must be a non-empty list of values", source=source, key=f"axes.{k}")
     if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
         raise SpecError("must be a list of tables ([[include]])", source=source, key="include")
+    _check_size(axes, includes, count_seeds(seed_value), max_cells, source, seed_key)
+    seed_list = parse_seeds(seed_value, seed_key, None if seeds is not None else source)
     leaderboard = raw.get("leaderboard", {})
     _check(leaderboard, LEADERBOARD_KEYS, "leaderboard", source)
 
     configs: list[dict] = []
     names = list(axes)
     combos = list(itertools.product(*(range(len(axes[n])) for n in names)))
+    # Configurations share every table that no axis changes (_set_path copies the tables on its way),
+    # and nothing below changes a config in place: a 10,000-cell matrix is not 10,000 copies of its base.
     for combo in combos:
-        cfg = copy.deepcopy(base)
+        cfg = dict(base)
         for n, i in zip(names, combo):
             _set_path(cfg, n, axes[n][i], source, f"axes.{n}")
         configs.append(cfg)
     for i, inc in enumerate(includes):
-        cfg = copy.deepcopy(base)
+        cfg = dict(base)
         for n, v in inc.items():
             _set_path(cfg, n, v, source, f"include[{i}].{n}")
         configs.append(cfg)
 
     for cfg in configs:
-        listed = cfg.setdefault("metrics", [])
+        listed = cfg.get("metrics", [])
         if not isinstance(listed, list):
             raise SpecError(f"{listed!r} is not a list", source=source, key="base.metrics")
         present = {m if isinstance(m, str) else m.get("name") for m in listed
                    if isinstance(m, str) or isinstance(m, dict) and isinstance(m.get("name"), str)}
-        listed += [m for m in metrics if m not in present]
+        added = [m for m in metrics if m not in present]
+        if added or "metrics" not in cfg:
+            cfg["metrics"] = listed + added
         for n, v in (overrides or {}).items():
             if cfg.get("prune", False) is not False or not n.startswith("prune."):
                 _set_path(cfg, n, v, source, n)
-    first = [cell_from_config(cfg, seed_list[0], registry, source) for cfg in configs]
-    cells = list({c.hash: c for c in (dataclasses.replace(spec, seed=seed) for spec in first
-                                      for seed in seed_list)}.values())
+    memo: dict = {}
+    first = [cell_from_config(cfg, seed_list[0], registry, source, memo) for cfg in configs]
+    cells = list({c.hash: c for c in (spec.with_seed(seed) for spec in first for seed in seed_list)}.values())
     validate_cells(cells, registry, source, placeholders)
     # each axis value as a stored run's label reads it, in the declared order (trends and splits follow it)
     axis_labels = {n: [label_at(first[next(j for j, c in enumerate(combos) if c[k] == i)].canonical(), n)
@@ -241,11 +275,24 @@ def load_suite(registry: Any, name_or_path: str, scale: str = DEFAULT_SCALE, see
             registry.get("loggers", target.name)
         except UnknownComponent as exc:
             raise SpecError(str(exc), source=source, key=f"logging.{target.name}") from None
-    return Suite(name=raw.get("name", path.stem), source=source, description=raw.get("description", ""),
+    return Suite(name=name, source=source, description=raw.get("description", ""),
                  scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
                  rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
                  claims=claims, groups=groups, axis_labels=axis_labels, logging=logging,
                  **_analyses(leaderboard, source))
+
+
+def _check_size(axes: dict[str, list], includes: list, seeds: int | None, max_cells: int, source: str,
+                seed_key: str) -> None:
+    """Refuse, before anything is built, a matrix of more than ``max_cells`` cells, naming its size."""
+    configurations = math.prod(len(v) for v in axes.values()) + len(includes)
+    cells = configurations * (seeds or 1)
+    if cells > max_cells:
+        shape = " x ".join(f"{len(v):,}" for v in axes.values()) or "no axes"
+        raise SpecError(f"the matrix has {cells:,} cells ({configurations:,} configurations: axes {shape}"
+                        f"{f' + {len(includes)} included' if includes else ''}; x {seeds or 1:,} seeds at "
+                        f"'{seed_key}'), more than the limit of {max_cells:,}: shrink the axes or seeds, or raise the "
+                        f"limit with --max-cells", source=source, key="axes")
 
 
 def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:
@@ -293,30 +340,43 @@ def validate_cells(cells: list[CellSpec], registry: Any, source: str | None = No
     """Checks that need the model or data: layer names, schedules, rewind steps, component combinations."""
     from gstbench.engine.setup import build_model, component, load_data
 
-    checked: set[str] = set()
-    models: dict[str, Any] = {}
+    checked: set = set()  # each check once per distinct input: a large matrix repeats them
+    models: dict = {}
     for spec in cells:
-        key = spec.config_hash
-        if key in checked:
-            continue
-        checked.add(key)
-        rewind = component(registry, "rewinds", spec.rewind)
-        if (spec.prune is None or not spec.prune.rounds) and rewind.name != "none":
-            raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
-                            f"configuration has none; set prune.rounds, or drop the rewind", source=source,
-                            key="rewind")
+        rewind_key = matrix_key((spec.rewind, spec.prune is not None and spec.prune.rounds))
+        if rewind_key not in checked:
+            checked.add(rewind_key)
+            rewind = component(registry, "rewinds", spec.rewind)
+            if (spec.prune is None or not spec.prune.rounds) and rewind.name != "none":
+                raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
+                                f"configuration has none; set prune.rounds, or drop the rewind", source=source,
+                                key="rewind")
         try:
-            data = _built("dataset", spec.dataset, lambda: load_data(registry, spec, placeholders))
-            mkey = f"{spec.model.canonical()}{spec.dataset.canonical()}"
+            mkey = matrix_key((spec.model, spec.dataset))
             if mkey not in models:
-                models[mkey] = _built("model", spec.model, lambda: _forward(build_model(registry, spec, data), data))
-            if spec.prune is None and not spec.metrics:
-                continue
-            _check_metrics(spec, registry, models[mkey], data)
-            if spec.prune is not None:
-                _check_pruned(spec, registry, models[mkey], data)
+                data = _built("dataset", spec.dataset, lambda: load_data(registry, spec, placeholders))
+                models[mkey] = data, _built("model", spec.model,
+                                            lambda: _forward(build_model(registry, spec, data), data))
+            data, model = models[mkey]
+            if matrix_key((mkey, spec.metrics)) not in checked:
+                checked.add(matrix_key((mkey, spec.metrics)))
+                _check_metrics(spec, registry, model, data)
+            # the schedule needs the steps (epochs, batch size), not the rest of training
+            pruned = matrix_key((mkey, spec.prune, spec.rewind, spec.train.epochs, spec.train.batch_size))
+            if spec.prune is not None and pruned not in checked:
+                checked.add(pruned)
+                _check_pruned(spec, registry, model, data)
         except SpecError as exc:
             raise SpecError(exc.message, source=source, key=exc.key) from None
+
+
+def matrix_key(parts: tuple) -> Any:
+    """``parts`` as a set or dict key: themselves (frozen), or their repr where an option's value is a list."""
+    try:
+        hash(parts)
+        return parts
+    except TypeError:
+        return repr(parts)
 
 
 def _forward(model: Any, data: Any) -> Any:
@@ -338,7 +398,8 @@ def _built(kind: str, ref: Any, build: Any) -> Any:
         raise
     except Exception as exc:
         options = ", ".join(f"{k} = {v!r}" for k, v in sorted(ref.kwargs.items())) or "no options"
-        raise SpecError(f"{kind} '{ref.id}' cannot be built with {options}: {type(exc).__name__}: {exc}",
+        first_line = (str(exc).strip().splitlines() or [""])[0]  # torch appends its C++ stack
+        raise SpecError(f"{kind} '{ref.id}' cannot be built with {options}: {type(exc).__name__}: {first_line}",
                         key=kind) from None
 
 

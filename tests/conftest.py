@@ -91,3 +91,4 @@ def make_plugin_dist(root: Path, dist: str, module: str, source: str, entry_name
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[gstbench]\n{entry_name or dist} = {module}\n")
     return root
+

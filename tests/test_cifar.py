@@ -75,6 +75,24 @@ def test_offline_download_failure_names_the_url_and_the_file(tmp_path, monkeypat
         cifar.cifar100()
 
 
+def test_a_download_that_a_link_would_send_outside_the_data_dir_is_refused(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def never(url, *args, **kwargs):  # the edge of the network: it must not be reached
+        raise AssertionError(f"downloaded {url}")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", never)
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    elsewhere.mkdir()
+    (data / "cifar-10-batches-py").symlink_to(elsewhere)
+    monkeypatch.setenv(DATA_DIR_ENV, str(data))
+    cifar._load.cache_clear()
+    with pytest.raises(GstbenchError, match=r"lies outside .*--data-dir"):
+        cifar.cifar10()
+    assert not list(elsewhere.iterdir())
+
+
 def test_a_corrupt_batch_is_named(data_dir):
     (data_dir / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(GstbenchError, match=r"data_batch_3: not a CIFAR python batch"):

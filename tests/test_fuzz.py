@@ -1,15 +1,22 @@
 """Property-based tests (hypothesis): no input gives a traceback, only a clean error naming the file and key.
 
-Mutated built-in suite files (both scales), damaged result directories and random CLI
-arguments. CI runs a bounded budget; ``GSTBENCH_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py``
-runs a longer one.
+Mutated built-in suite files (both scales; names like paths among the values), matrices of
+random sizes around the cell limit, damaged result directories, random CLI arguments, and
+random mixes of concurrent runs, kills and re-runs over one directory. CI runs a bounded,
+derandomized budget; ``GSTBENCH_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py`` runs a longer
+one (and ``GSTBENCH_FUZZ_RUNS=50`` more of the concurrent mixes, which take seconds each).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -23,14 +30,18 @@ from gstbench.cli import cli
 from gstbench.cost import estimate
 from gstbench.errors import GstbenchError, SpecError
 from gstbench.suite import load_suite
+from gstbench.testing import descendants, files_outside, running, stored_results
 
 SUITES = sorted((Path(__file__).parent.parent / "gstbench" / "suites").glob("*.toml"))
 EXAMPLES = int(os.environ.get("GSTBENCH_FUZZ_EXAMPLES", "8"))
+RUNS = int(os.environ.get("GSTBENCH_FUZZ_RUNS", "2"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="GSTBENCH_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
+PATH_LIKE = ["../../escaped-suite", "/tmp/absolute", "a/b", "..", ".hidden", "x" * 101, "~user"]
 scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-                    st.text(max_size=12), st.booleans(), st.sampled_from(["1ep", "50%", "l2", "mask", "-3it"]))
+                    st.text(max_size=12), st.booleans(), st.sampled_from(["1ep", "50%", "l2", "mask", "-3it"]),
+                    st.sampled_from(PATH_LIKE), st.integers(10**18, 10**22))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
                       max_leaves=6)
@@ -176,3 +187,99 @@ def test_random_cli_arguments_give_a_clean_exit(tmp_path_factory, finished, comm
     assert result.exit_code in (0, 1, 2), (argv, result.output)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"{argv}: {type(result.exception).__name__}: {result.exception}")
+
+
+TINY = (DATA / "tiny.toml").read_text()
+
+SIZED_AXES = ["train.lr", "train.weight_decay", "prune.layers.conv2.fraction", "prune.layers.conv3.fraction"]
+
+
+@FUZZ
+@given(sizes=st.lists(st.integers(1, 64), min_size=1, max_size=4),
+       seeds=st.one_of(st.integers(1, 10**22), st.tuples(st.integers(0, 10**6), st.integers(0, 10**22))),
+       limit=st.integers(1, 60))
+def test_a_matrix_of_any_size_is_built_or_refused_in_one_line_before_building(registry, tmp_path, sizes, seeds,
+                                                                             limit):
+    axes = "\n".join(f'"{key}" = [{", ".join(f"{0.01 + 0.5 * i / n:.9f}" for i in range(n))}]'
+                     for key, n in zip(SIZED_AXES, sizes))
+    seed_text, count = (seeds, seeds) if isinstance(seeds, int) else (f'"{seeds[0]}-{sum(seeds)}"', seeds[1] + 1)
+    file = tmp_path / "sized.toml"
+    file.write_text(TINY.replace("seeds = 2", f"seeds = {seed_text}").replace(
+        '"prune.target" = ["smallest", "largest"]', axes))
+    cells = (math.prod(sizes) + 1) * count  # the axes, the unpruned include, the seeds
+    t0 = time.perf_counter()
+    try:
+        suite = load_suite(registry, str(file), max_cells=limit)
+    except GstbenchError as exc:
+        _clean(exc, file)
+        assert cells > limit and f"{cells:,} cells" in str(exc), str(exc)
+        assert time.perf_counter() - t0 < 5  # refused before anything was built
+        return
+    assert len(suite.cells) == cells <= limit
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    proc = run_cli("run", "--suite", str(DATA / "tiny.toml"), "--out", str(out), "--executor", "sequential")
+    assert proc.returncode == 0, proc.stderr
+    return stored_results(out)
+
+
+RUNNERS = st.lists(st.tuples(st.sampled_from(["sequential", "auto"]), st.floats(0, 3),
+                             st.sampled_from([signal.SIGKILL, signal.SIGTERM, None]), st.floats(1, 15)),
+                   min_size=2, max_size=4)
+
+
+@settings(max_examples=RUNS, deadline=None, derandomize="GSTBENCH_FUZZ_EXAMPLES" not in os.environ,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(runners=RUNNERS)
+def test_concurrent_runs_kills_and_reruns_store_each_cell_once_as_an_uninterrupted_run(tmp_path_factory,
+                                                                                        uninterrupted, runners):
+    """Two to four runs into one directory, started at random times, some killed (SIGKILL) or stopped
+    (SIGTERM) at random times, then one clean run."""
+    root = tmp_path_factory.mktemp("mix")
+    out = root / "run"
+    env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
+    started: list[tuple[subprocess.Popen, signal.Signals | None, float]] = []
+    seen: dict[Path, int] = {}  # each result file as first stored: never written again
+    family: set[int] = set()
+    t0 = time.monotonic()
+    pending = sorted(runners, key=lambda r: r[1])
+    try:
+        while pending or any(p.poll() is None for p, _, _ in started):
+            now = time.monotonic() - t0
+            while pending and pending[0][1] <= now:
+                executor, _, sig, after = pending.pop(0)
+                proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(DATA / "tiny.toml"),
+                                         "--out", str(out), "--executor", executor,
+                                         *(["--workers", "2"] if executor == "auto" else [])],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                started.append((proc, sig, now + after))
+            for proc, sig, at in started:
+                if proc.poll() is None:
+                    family |= descendants(proc.pid)
+                    if sig is not None and now >= at:
+                        proc.send_signal(sig)
+            for result in out.glob("cells/*/result.json"):
+                stamp = result.stat().st_mtime_ns
+                assert seen.setdefault(result, stamp) == stamp, f"{result} was stored twice"
+            assert now < 300, "the runs did not end"
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10  # a worker still importing when its driver died exits once it can check
+        while running(family) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not running(family), f"processes left behind: {running(family)}"
+    finally:
+        for proc, _, _ in started:
+            if proc.poll() is None:
+                proc.kill()
+        for pid in running(family):
+            os.kill(pid, signal.SIGKILL)
+    clean = run_cli("run", "--suite", str(DATA / "tiny.toml"), "--out", str(out))
+    assert clean.returncode == 0, clean.stderr
+    for result, stamp in seen.items():
+        assert result.stat().st_mtime_ns == stamp, f"{result} was stored again by the clean run"
+    assert stored_results(out) == uninterrupted
+    assert not list(out.rglob("*.tmp")) and not list(out.glob("cells/*/lease.json"))
+    assert files_outside(root, out) == []

@@ -95,6 +95,8 @@ def test_load_and_disable_environment_variables(installed, monkeypatch):
      "    raise RuntimeError('boom')\n", "register_scorers raised RuntimeError: boom"),
     ("from gstbench import hookimpl\n@hookimpl\ndef register_targets(register):\n"
      "    register('t', object)\n    register('t', object)\n", "registers the target 't' twice"),
+    ("from gstbench import hookimpl\n@hookimpl\ndef register_scorers(register):\n    register('../evil', object)\n",
+     "invalid scorer name: '../evil' is not a name"),  # names reach directories: never a path
 ])
 def test_a_broken_plugin_is_named_and_everything_else_works(installed, monkeypatch, source, reason):
     installed("gstbench-broken", "brokenplug", source)

@@ -17,6 +17,7 @@ import torch
 
 from gstbench.components import DATA_DIR_ENV, TensorData, data_dir
 from gstbench.errors import GstbenchError
+from gstbench.names import inside
 from gstbench.plugins import hookimpl
 
 # Per-channel mean and standard deviation of the training images in [0, 1].
@@ -49,6 +50,8 @@ def ensure_files(name: str, root: Path, download: bool) -> tuple[list[Path], lis
     hint = (f"put the extracted {tv.filename} under {root} (or pass --data-dir / set {DATA_DIR_ENV})")
     if not download:
         raise GstbenchError(f"{label}: {missing[0]} is missing and download = false; {hint}")
+    for path in (root / tv.filename, *train, *test):  # a link there would send the download elsewhere
+        inside(root, path, "the data directory, --data-dir")
     from torchvision.datasets.utils import download_and_extract_archive
 
     try:

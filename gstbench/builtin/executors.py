@@ -8,6 +8,9 @@ import itertools
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
@@ -34,9 +37,14 @@ _PROGRESS: Any = None  # the queue this worker sends (cell hash, epochs done, ep
 PROGRESS_POLL_S = 0.25  # how often the driver looks for workers' epochs while it waits for cells
 
 
-def _init_worker(counter: Any, devices: list[str], threads: int, progress: Any = None) -> None:
+PARENT_POLL_S = 1.0  # how often a worker checks that its driver is still there
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_worker(counter: Any, devices: list[str], threads: int, progress: Any = None,
+                 driver: int | None = None) -> None:
     """Give this worker its device (round-robin over ``devices``, in start order), its CPU threads and
-    the queue its cells' epochs go back to the driver by."""
+    the queue its cells' epochs go back to the driver by; tie its life to the ``driver`` process."""
     global _WORKER_DEVICE, _PROGRESS
     import torch
 
@@ -44,6 +52,8 @@ def _init_worker(counter: Any, devices: list[str], threads: int, progress: Any =
     # exits at once and quietly; its cell's last checkpoint stays, and temp files are not results.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_now)
+    if driver is not None:
+        die_with(driver)
     install_warning_format()
     with counter.get_lock():
         index = counter.value
@@ -57,6 +67,29 @@ def _init_worker(counter: Any, devices: list[str], threads: int, progress: Any =
 
 def _exit_now(signum, frame) -> None:
     os._exit(128 + signum)
+
+
+def die_with(driver: int) -> None:
+    """Exit when the ``driver`` process ends, however it ends (SIGKILL, the OOM killer, a closed session):
+    a worker it left would wait on its pipes forever, holding its memory. On Linux the kernel sends
+    SIGTERM at the driver's death (a parent-death signal); everywhere, a thread checks the parent."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (an unusual libc): the thread below suffices
+            pass
+    if os.getppid() != driver:  # the driver died before the signal was set
+        os._exit(128 + signal.SIGTERM)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != driver:  # re-parented: the driver is gone
+                os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="gstbench-driver-watch", daemon=True).start()
 
 
 def _run_in_worker(work: Callable, cell: Any) -> Any:
@@ -140,7 +173,8 @@ class PoolExecutor:
         progress = context.Queue() if getattr(work, "on_epoch", None) is not None else None
         try:
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(context.Value("i", 0), devices, threads, progress)) as pool:
+                                     initargs=(context.Value("i", 0), devices, threads, progress,
+                                               os.getpid())) as pool:
                 yield pool, progress
         finally:
             if progress is not None:

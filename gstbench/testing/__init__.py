@@ -5,7 +5,7 @@ fixtures ``register_plugin`` (a fresh registry with your plugin, for one test),
 ``tiny_data`` and ``tiny_model``. The ``check_*`` functions run a component through the
 engine's calling protocol on a tiny real model and data and raise ``ContractError``
 naming the component, the broken rule and the fix. docs/plugins.md describes each rule
-and the helpers (``make_tiny_*``, ``stored_results``, ``write_cifar``): that is the whole kit.
+and the helpers (``make_tiny_*``, ``stored_results``, ``files_outside``, ``descendants``, ``running``, ``write_cifar``): that is the whole kit.
 The checks raise their own errors, so pytest need not rewrite this module:
 PYTEST_DONT_REWRITE (which also spares a plugin's test module a warning when it imports
 the kit before ``pytest_plugins`` loads it).
@@ -17,7 +17,8 @@ from typing import Any
 
 from gstbench.testing.bench import ContractError, make_tiny_data, make_tiny_model
 from gstbench.testing.components import check_dataset, check_metric, check_model, check_rewind
-from gstbench.testing.files import CIFAR10_CLASSES, stored_results, write_cifar
+from gstbench.testing.files import CIFAR10_CLASSES, files_outside, stored_results, write_cifar
+from gstbench.testing.processes import descendants, running
 from gstbench.testing.pruning import check_effector, check_scorer, check_target
 
 try:
@@ -26,7 +27,7 @@ except ImportError:  # the kit's helpers work without pytest; its fixtures need 
     pytest = None
 
 __all__ = ["CIFAR10_CLASSES", "ContractError", "check_dataset", "check_effector", "check_metric", "check_model",
-           "check_rewind", "check_scorer", "check_target", "make_tiny_data", "make_tiny_model", "stored_results",
+           "check_rewind", "check_scorer", "check_target", "descendants", "files_outside", "make_tiny_data", "make_tiny_model", "running", "stored_results",
            "write_cifar"]
 
 

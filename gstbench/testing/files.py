@@ -14,6 +14,18 @@ import numpy as np
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+def files_outside(root: Path | str, *allowed: Path | str) -> list[Path]:
+    """The files under ``root`` that lie in none of ``allowed`` (files or directories): what a command
+    wrote where it was not told to, when ``root`` held only ``allowed`` before."""
+    keep = [Path(a).resolve() for a in allowed]
+
+    def where(p: Path) -> Path:  # a link is where it lies, not where it points
+        return p.parent.resolve() / p.name
+
+    return sorted(p for p in Path(root).rglob("*") if (p.is_file() or p.is_symlink())
+                  and not any(where(p) == a or a in where(p).parents for a in keep))
+
+
 def stored_results(out: Path | str) -> dict[str, dict]:
     """hash -> what each finished cell of a run directory computed: status, metrics (without their wall
     times), curves and events. Two runs of the same cells compare equal when they computed the same."""

@@ -11,6 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from gstbench.store import HASH_DIGITS, Store
+from gstbench.testing import files_outside
 
 SUITE = """
 name = "mlflow-tiny"
@@ -45,6 +46,7 @@ def test_every_cell_is_an_mlflow_run_in_a_sqlite_store_in_the_run_directory_from
                     "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "INFO" not in proc.stderr  # MLflow's and alembic's chatter stays out of the progress bar
+    assert files_outside(tmp_path, suite, out) == []
     stored = {cell.result.hash: cell.result for cell in Store(out).iter_cells()}
     uri = f"sqlite:///{out / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

@@ -3,6 +3,9 @@
 The driver (``gstbench run``) keeps skip-by-hash and storage; Ray only turns cells into
 results. A task whose worker process or node dies is retried by Ray (``max_retries``);
 a cell's own exception is already a stored "failed" result and is not retried.
+A killed driver takes its tasks with it: a local Ray instance shares its driver's fate
+(its raylet, GCS and task workers exit at once, its two agents within about a minute),
+and a cluster ends the tasks of a driver that disconnected.
 """
 
 from __future__ import annotations

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from gstbench._doubles import DyingWork, StubCell
-from gstbench.testing import stored_results
+from gstbench.testing import descendants, running, stored_results
 from gstbench_ray import RayExecutor
 
 SUITE = """
@@ -66,3 +71,56 @@ def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
     assert results["raises"].status == "failed" and "the cell's own bug" in results["raises"].error
     assert not (tmp_path / "raises").exists()
 
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def _agents(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if _cmdline(pid).startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))}
+
+
+def wait_until(condition, timeout: float, processes: set[int]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "still running: " + "; ".join(_cmdline(p)[:80] for p in running(processes))
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes in /proc")
+def test_a_sigkilled_driver_takes_its_local_ray_instance_and_tasks_with_it(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.replace("epochs = 3, batch_size = 64", "epochs = 12, batch_size = 64, checkpoint_every = 1"))
+    out = tmp_path / "ray"
+    env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "ray", "RAY_ADDRESS": ""}
+    driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out", str(out),
+                               "--executor", "ray", "--workers", "2"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    processes: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(out.glob("cells/*/checkpoint.pt"))) < 2:
+            assert driver.poll() is None and time.monotonic() < deadline, "no two cells in flight"
+            time.sleep(0.1)
+        processes = descendants(driver.pid)  # Ray's own processes and its task workers
+        driver.kill()
+        driver.wait(10)
+        t0 = time.monotonic()
+        # the tasks' workers, the raylet and the GCS share the driver's fate at once; Ray's agents
+        # (dashboard, runtime env) see the raylet gone and exit on their own, after trying to flush logs
+        wait_until(lambda: not (running(processes) - _agents(processes)), 15, processes)
+        working = time.monotonic() - t0
+        wait_until(lambda: not running(processes), 120, processes)
+        print(f"Ray's processes gone {working:.1f} s after the driver's SIGKILL, its agents {time.monotonic() - t0:.1f} s")
+    finally:
+        for pid in running(processes | descendants(driver.pid)):
+            os.kill(pid, signal.SIGKILL)
+    again = gstbench("run", "--suite", str(suite), "--out", str(out), "--json", threads="1")
+    assert again.returncode == 0, again.stderr
+    seq = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "seq"), "--json", threads="1")
+    assert seq.returncode == 0, seq.stderr
+    assert stored_results(out) == stored_results(tmp_path / "seq")

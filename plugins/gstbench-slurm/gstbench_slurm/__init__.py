@@ -7,6 +7,9 @@ or that reaches its time limit, gets SIGUSR2 first: submitit then calls the job'
 requeued job goes on from the cell's last checkpoint (``train.checkpoint_every``). A job that
 ends without a result (killed, a node failure) is submitted again (``retries``), and it too
 goes on from the checkpoint. A cell's own exception is already a stored "failed" result.
+A driver stopped by Ctrl-C or SIGTERM cancels its jobs; one that is killed cannot, so each
+job watches its cell's lease (gstbench.leases.watch) and stops when the lease passes to
+another run or goes stale: a cell is trained by one job at a time.
 
 The job folder (submitit's pickles and each job's stdout/stderr) defaults to ``<run>/slurm``;
 the driver and the jobs must see the run directory on a shared filesystem, and the jobs need
@@ -16,6 +19,7 @@ the same Python environment (gstbench and its plugins).
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +29,7 @@ import gstbench
 from gstbench import stopping
 from gstbench.cell_result import CellResult
 from gstbench.errors import GstbenchError
+from gstbench.leases import watch
 
 __version__ = "0.1.0"
 
@@ -48,6 +53,8 @@ class CellJob:
         directory = self.work.cell_dir(cell)
         if directory is not None and (directory / CHECKPOINT).exists():
             print(f"gstbench: cell {directory.name} found its {CHECKPOINT}: going on from its checkpoint", flush=True)
+        if directory is not None and self.work.lease_run:  # a killed driver cannot cancel its jobs: they watch
+            watch(directory, self.work.lease_run, self.work.lease_timeout, _stop_job(directory.name))
         # submitit's SIGUSR2 handler (checkpoint, requeue, exit) raises wherever the signal lands; inside a
         # finalizer that exit is swallowed and the job trains on to its kill. It runs at the next step instead.
         handler = signal.getsignal(signal.SIGUSR2)
@@ -60,6 +67,14 @@ class CellJob:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(CellJob(self.work), cell)
+
+
+def _stop_job(cell: str):
+    def stop(why: str) -> None:
+        print(f"gstbench: cell {cell}: {why}; this job stops (its last checkpoint stays for the run that holds "
+              f"the cell)", flush=True)
+        os._exit(0)  # not a failure to requeue or retry: the cell is another run's now
+    return stop
 
 
 class SlurmExecutor:

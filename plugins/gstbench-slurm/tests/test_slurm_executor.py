@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gstbench.testing import stored_results
+from gstbench.testing import files_outside, stored_results
 
 SUITE = """
 name = "slurm-tiny"
@@ -66,6 +66,7 @@ def test_jobs_store_the_same_results_as_sequential_and_a_rerun_submits_nothing(t
     again = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
     assert json.loads(again.stdout)["run"]["ran"] == 0  # skip-by-hash stays in the driver
     assert len(list((out / "slurm").glob("*/*_log.out"))) == 2
+    assert files_outside(tmp_path, path, tmp_path / "seq", out) == []  # the job folder is in the run's
 
 
 def job_processes(run_dir: Path) -> list[int]:
@@ -123,6 +124,38 @@ def test_a_preempted_job_and_a_killed_one_both_go_on_from_the_cells_checkpoint(t
     assert "going on from its checkpoint" in resubmitted, resubmitted[-3000:]
     # both went on from the checkpoint: the same numbers as a run never stopped
     assert stored_results(out) == stored_results(tmp_path / "seq")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
+def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_an_uninterrupted_run(tmp_path):
+    from gstbench.leases import WATCH_S
+
+    path = suite(tmp_path, samples=2000, epochs=16)
+    seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
+    assert seq.returncode == 0, seq.stderr
+    out = tmp_path / "jobs"
+    driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", path, "--out", str(out), *LOCAL,
+                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    jobs: list[int] = []
+    try:
+        wait_for(lambda: len(list(out.glob("cells/*/checkpoint.pt"))) == 2, "both cells' first checkpoints", driver)
+        jobs = job_processes(out)
+        assert len(jobs) == 2
+        driver.kill()  # SIGKILL: no handler runs, no job is cancelled by the driver
+        driver.wait(10)
+        deadline = time.monotonic() + WATCH_S + 10
+        while set(jobs) & set(job_processes(out)):  # each job sees its driver gone and stops
+            assert time.monotonic() < deadline, f"jobs still running: {job_processes(out)}"
+            time.sleep(0.1)
+    finally:
+        for pid in job_processes(out):
+            os.kill(pid, signal.SIGKILL)
+    assert not stored_results(out)
+    again = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
+    assert again.returncode == 0, again.stderr
+    assert stored_results(out) == stored_results(tmp_path / "seq")
+    logs = "".join(p.read_text() for p in (out / "slurm").glob("*/*_log.out"))
+    assert logs.count("its driver is gone") == 2, logs[-3000:]
 
 
 def test_bad_options_are_refused_in_one_line(tmp_path):

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import gstbench
+from gstbench.names import inside
 
 __version__ = "0.1.0"
 
@@ -33,7 +34,8 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run = run
-        directory = run_directory(self.logdir or run.directory / "tensorboard", run)
+        root = self.logdir or run.directory / "tensorboard"
+        directory = inside(root, run_directory(root, run), "the tensorboard log directory")
         self.writer = SummaryWriter(log_dir=str(directory), flush_secs=30)
         table = "\n".join(f"| {k} | {v} |" for k, v in run.config.items())
         self.writer.add_text("config", f"suite {run.suite} ({run.scale}), {run.group}, seed {run.seed}\n\n"

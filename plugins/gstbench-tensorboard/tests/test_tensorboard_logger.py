@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gstbench.store import HASH_DIGITS, Store
+from gstbench.testing import files_outside
 
 SUITE = """
 name = "tb-tiny"
@@ -41,6 +43,7 @@ def test_every_cell_is_a_tensorboard_run_with_its_curves_events_and_final_metric
     out = tmp_path / "run"
     proc = gstbench("run", "--suite", str(suite), "--out", str(out), "--log", "tensorboard")
     assert proc.returncode == 0, proc.stderr
+    assert files_outside(tmp_path, suite, out) == []
     stored = [cell.result for cell in Store(out).iter_cells()]
     runs = sorted((out / "tensorboard" / "tb-tiny").glob("*/*"))
     assert sorted(r.name for r in runs) == sorted(r.hash[:HASH_DIGITS] for r in stored)
@@ -68,3 +71,15 @@ def _f32(value: float) -> float:
     import numpy as np
 
     return float(np.float32(value))
+
+
+def test_a_run_whose_directory_would_leave_the_log_directory_is_refused(tmp_path):
+    from gstbench.errors import GstbenchError
+    from gstbench.tracking import LoggedRun
+    from gstbench_tensorboard import TensorBoardLogger
+
+    # load_suite refuses such a suite name; a logger checks the path it writes all the same
+    run = LoggedRun("0" * 16, "0" * 64, "../../escaped", "quick", "c" * 64, "l2 smallest", 0, {}, tmp_path / "run")
+    with pytest.raises(GstbenchError, match="lies outside"):
+        TensorBoardLogger(str(tmp_path / "logs")).start(run)
+    assert files_outside(tmp_path) == []

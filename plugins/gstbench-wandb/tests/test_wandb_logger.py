@@ -12,6 +12,7 @@ from pathlib import Path
 from wandb.proto import wandb_internal_pb2
 
 from gstbench.store import HASH_DIGITS, Store
+from gstbench.testing import files_outside
 
 SUITE = """
 name = "wandb-tiny"
@@ -74,6 +75,7 @@ def test_every_cell_is_an_offline_wandb_run_with_config_history_and_summary(tmp_
     out = tmp_path / "run"
     proc = gstbench("run", "--suite", str(suite), "--out", str(out), "--log", "wandb")
     assert proc.returncode == 0, proc.stderr
+    assert files_outside(tmp_path, suite, out) == []
     stored = {cell.result.hash[:HASH_DIGITS]: cell.result for cell in Store(out).iter_cells()}
     files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert sorted(f.stem.removeprefix("run-") for f in files) == sorted(stored)
