@@ -23,6 +23,7 @@ from gstbench.cell_result import Curves
 from gstbench.config import CellSpec, digest
 from gstbench.errors import StoreWarning
 from gstbench.store import atomic_torch_save, atomic_write_json, set_aside
+from gstbench.names import inside
 
 FORMAT = 1
 
@@ -77,7 +78,7 @@ class ParentCache:
 
     def save(self, spec: CellSpec, device: torch.device, curves: Curves, final: dict[str, torch.Tensor],
              kept: dict[int, dict]) -> None:
-        d = self._dir(spec, device)
+        d = inside(self.root, self._dir(spec, device), "the run directory's parent cache")
         atomic_torch_save(d / "states.pt", {"final": final, "kept": {str(k): v for k, v in kept.items()}})
         atomic_write_json(d / "parent.json", {"key": parent_key(spec, device), "steps": sorted(kept),
                                               "curves": curves.to_json(), "spec": {k: spec.canonical()[k] for k in

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 from gstbench.cell_result import CellResult, ResultFormatError
 from gstbench.config import CellSpec
 from gstbench.errors import GstbenchError, StoreWarning
+from gstbench.names import inside
 
 HASH_DIGITS = 16
 CHECKPOINT = "checkpoint.pt"  # engine/checkpoint.py writes it while a cell trains
@@ -190,7 +191,7 @@ class Store:
 
     def begin(self, spec: CellSpec, clean: bool = True) -> None:
         """Write spec.json; ``clean`` (the caller holds the cell's lease) removes temp files of a killed write."""
-        d = self.cell_dir(spec)
+        d = inside(self.root, self.cell_dir(spec), "the run directory, --out")  # no link out of it
         d.mkdir(parents=True, exist_ok=True)
         if clean:
             for stale in d.glob(".*.tmp"):

@@ -7,6 +7,7 @@ lies inside the directory it was given (symbolic links followed).
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -153,3 +154,16 @@ def test_a_seed_count_too_large_to_list_is_refused_in_one_line(tmp_path, seeds):
     assert "key 'seeds'" in proc.stderr and "cells" in proc.stderr
     flag = run_cli("suites", "show", str(DATA / "tiny.toml"), "--seeds", "99999999999999999999")
     assert flag.returncode == 2 and "Traceback" not in flag.stderr and "seeds" in flag.stderr
+
+
+def test_a_link_planted_in_the_run_directory_is_refused_and_its_target_untouched(tmp_path):
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    assert run_cli("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(out)).returncode == 0
+    cell = sorted((out / "cells").iterdir())[0]
+    shutil.rmtree(cell)
+    elsewhere.mkdir()
+    cell.symlink_to(elsewhere, target_is_directory=True)
+    proc = run_cli("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(out))
+    assert proc.returncode == 2 and "lies outside" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert not list(elsewhere.iterdir())
