@@ -288,11 +288,12 @@ def _check_size(axes: dict[str, list], includes: list, seeds: int | None, max_ce
     configurations = math.prod(len(v) for v in axes.values()) + len(includes)
     cells = configurations * (seeds or 1)
     if cells > max_cells:
+        key = "axes" if configurations > max_cells else seed_key  # what pushed it over
         shape = " x ".join(f"{len(v):,}" for v in axes.values()) or "no axes"
         raise SpecError(f"the matrix has {cells:,} cells ({configurations:,} configurations: axes {shape}"
                         f"{f' + {len(includes)} included' if includes else ''}; x {seeds or 1:,} seeds at "
                         f"'{seed_key}'), more than the limit of {max_cells:,}: shrink the axes or seeds, or raise the "
-                        f"limit with --max-cells", source=source, key="axes")
+                        f"limit with --max-cells", source=source, key=key)
 
 
 def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:

@@ -80,8 +80,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _agents(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if _cmdline(pid).startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))}
+def _task_workers(pids: set[int]) -> set[int]:
+    """Ray's worker processes (``ray::IDLE``, ``ray::_run_cell``), not its agents."""
+    return {pid for pid in pids if _cmdline(pid).startswith("ray::") and "Agent" not in _cmdline(pid)}
 
 
 def wait_until(condition, timeout: float, processes: set[int]) -> None:
@@ -107,15 +108,18 @@ def test_a_sigkilled_driver_takes_its_local_ray_instance_and_tasks_with_it(tmp_p
             assert driver.poll() is None and time.monotonic() < deadline, "no two cells in flight"
             time.sleep(0.1)
         processes = descendants(driver.pid)  # Ray's own processes and its task workers
+        workers = _task_workers(processes)
+        assert len(workers) >= 2, [_cmdline(p) for p in processes]
         driver.kill()
         driver.wait(10)
         t0 = time.monotonic()
-        # the tasks' workers, the raylet and the GCS share the driver's fate at once; Ray's agents
-        # (dashboard, runtime env) see the raylet gone and exit on their own, after trying to flush logs
-        wait_until(lambda: not (running(processes) - _agents(processes)), 15, processes)
+        # the workers that ran the cells share the driver's fate at once; Ray's own processes (its
+        # agents, log monitor) see the raylet gone and exit on their own, after trying to flush logs
+        wait_until(lambda: not running(workers), 15, workers)
         working = time.monotonic() - t0
         wait_until(lambda: not running(processes), 120, processes)
-        print(f"Ray's processes gone {working:.1f} s after the driver's SIGKILL, its agents {time.monotonic() - t0:.1f} s")
+        print(f"Ray's task workers gone {working:.1f} s after the driver's SIGKILL, all its processes "
+              f"{time.monotonic() - t0:.1f} s")
     finally:
         for pid in running(processes | descendants(driver.pid)):
             os.kill(pid, signal.SIGKILL)
