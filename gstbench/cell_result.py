@@ -16,6 +16,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 MetricValues = dict[str, Any]  # metric key -> number, list of numbers, or table (dict) of them
+CORE_METRICS = ("best_test_acc", "final_test_acc", "stability", "train_acc", "gap", "iterative_rate")  # every ok cell
+
+
+def _check_metrics(metrics: dict[str, Any]) -> None:
+    """An ok result has the engine's core numbers (every report reads them); other metrics are read where used."""
+    for key in CORE_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ResultFormatError(f"metric '{key}' of an ok result must be a number, not {value!r}")
 
 
 class ResultFormatError(ValueError):
@@ -68,7 +77,11 @@ class Curves:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "curves") -> "Curves":
-        return cls(**{f.name: list(_get(data, f.name, list, where)) for f in fields(cls)})
+        curves = {f.name: list(_get(data, f.name, list, where)) for f in fields(cls)}
+        for name, values in curves.items():  # numbers (an evaluation may be missing: null), nothing else
+            if any(v is not None and (isinstance(v, bool) or not isinstance(v, NUMBER)) for v in values):
+                raise ResultFormatError(f"'{name}' in {where} must be a list of numbers")
+        return cls(**curves)
 
 
 @dataclass
@@ -279,10 +292,13 @@ class CellResult:
         parent = _get(data, "parent", str, where, None)
         if parent not in (None, "trained", "cached"):
             raise ResultFormatError(f"'parent' in {where} must be 'trained' or 'cached', not {parent!r}")
+        metrics = _get(data, "metrics", dict, where, None) or {}
+        if status == "ok":
+            _check_metrics(metrics)
         return cls(status, _get(data, "hash", str, where), _get(data, "seed", int, where),
                    _get(data, "wall_s", NUMBER, where, 0.0),
                    Environment.from_json(_get(data, "environment", dict, where, {})),
-                   metrics=_get(data, "metrics", dict, where, None) or {},
+                   metrics=metrics,
                    events=[PruningEvent.from_json(e, f"line {i + 1} of events.jsonl") for i, e in enumerate(events)],
                    curves=Curves.from_json(curves) if curves is not None else None,
                    rounds=[Round.from_json(r, f"round entry {i}") for i, r in enumerate(rounds)],

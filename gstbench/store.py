@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from gstbench.cell_result import CellResult, ResultFormatError
-from gstbench.config import CellSpec
+from gstbench.config import CellSpec, digest
 from gstbench.errors import GstbenchError, StoreWarning
 from gstbench.names import inside
 
@@ -268,6 +268,8 @@ class Store:
                 if not (isinstance(spec, dict) and isinstance(spec.get("spec"), dict)
                         and isinstance(spec.get("hash"), str) and isinstance(spec["spec"].get("seed"), int)):
                     raise ValueError("not a gstbench cell spec (needs 'hash' and 'spec' with a 'seed')")
+                if digest(spec["spec"]) != spec["hash"]:  # a changed spec no longer describes the cell stored
+                    raise ValueError("its 'spec' does not hash to its 'hash'")
             except (OSError, ValueError) as exc:  # which cell the result is of is unknown: recompute it
                 return CellFiles(d, None, None, f"{spec_path.name}: {_why(exc)}",
                                  (spec_path, result_path, events_path))
