@@ -81,6 +81,8 @@ class Curves:
         for name, values in curves.items():  # numbers (an evaluation may be missing: null), nothing else
             if any(v is not None and (isinstance(v, bool) or not isinstance(v, NUMBER)) for v in values):
                 raise ResultFormatError(f"'{name}' in {where} must be a list of numbers")
+        if len({len(values) for values in curves.values()}) > 1:  # each point adds one value to every list
+            raise ResultFormatError(f"the lists in {where} must have one value per point, all of one length")
         return cls(**curves)
 
 
