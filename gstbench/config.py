@@ -154,18 +154,14 @@ class CellSpec:
     # ---- identity (computed once: a spec is frozen, and a large matrix asks thousands of times) ----
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data (what its hash is computed on); one shared dict: read it, never change it."""
-        return self._identity
-
-    @functools.cached_property
-    def _identity(self) -> dict[str, Any]:
-        return _canonical(self)
+        return _canonical(self)  # computed once, kept on the spec (_CANONICAL_CACHE)
 
     def canonical_json(self) -> str:
-        return canonical_json(self._identity)
+        return canonical_json(self.canonical())
 
     @functools.cached_property
     def hash(self) -> str:
-        return digest(self._identity)
+        return digest(self.canonical())
 
     @property
     def planned_epochs(self) -> int:
@@ -177,13 +173,13 @@ class CellSpec:
     def with_seed(self, seed: int) -> CellSpec:
         """This configuration at ``seed`` (its canonical form reused, not recomputed)."""
         spec = dataclasses.replace(self, seed=seed)
-        spec.__dict__["_identity"] = {**self._identity, "seed": seed}
+        spec.__dict__[_CANONICAL_CACHE] = {**self.canonical(), "seed": seed}
         return spec
 
     @functools.cached_property
     def config_hash(self) -> str:
         """Identity of the configuration across seeds (the leaderboard's row)."""
-        return config_key(self._identity)
+        return config_key(self.canonical())
 
 
 def canonical_json(data: Any) -> str:
