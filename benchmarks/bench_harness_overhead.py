@@ -22,13 +22,13 @@ import time
 import torch
 from torch.nn import functional as F
 
-from gstbench.config import steps_to_int
+from gstbench.plan.config import steps_to_int
 from gstbench.engine import run_cell
 from gstbench.engine.evaluation import EVAL_BATCH
-from gstbench.engine.setup import build_model, load_data, seed_everything
+from gstbench.engine.setup import seed_everything
 from gstbench.plugins import get_registry
-from gstbench.schedule import build_schedule
-from gstbench.suite import load_suite
+from gstbench.plan.schedule import build_schedule
+from gstbench.plan.suite import load_suite
 
 EVAL = EVAL_BATCH["cpu"]  # the engine's CPU evaluation batch: the same work
 
@@ -44,9 +44,9 @@ def quick_cell(registry, target: str, period: str):
 def bare_loop(spec, registry) -> list[float]:
     """The same cell written as a plain PyTorch script; returns the per-epoch test accuracies."""
     data_seed, _ = seed_everything(spec.seed)
-    data = load_data(registry, spec)
+    data = registry.load_data(spec.dataset)
     torch.manual_seed(spec.seed)
-    model = build_model(registry, spec, data)
+    model = registry.build_model(spec.model, data)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=spec.train.lr)
     n, bs = data.x_train.shape[0], spec.train.batch_size
@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     registry = get_registry()
     spec = quick_cell(registry, args.target, args.period)
-    load_data(registry, spec)  # generate the data once, outside the timings
+    registry.load_data(spec.dataset)  # generate the data once, outside the timings
     gst_times, bare_times = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()

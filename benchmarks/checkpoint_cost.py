@@ -21,7 +21,7 @@ import torch
 
 from gstbench.engine import run_cell
 from gstbench.plugins import get_registry
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 
 
 def main() -> None:

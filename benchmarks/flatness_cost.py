@@ -19,14 +19,14 @@ import tempfile
 
 import torch
 
-from gstbench import flatness
+from gstbench.builtin import flatness
+from gstbench.engine.evaluation import eval_mode
 from gstbench.builtin.metrics import LANCZOS_ITERATIONS, PROBES, SAMPLES
-from gstbench.config import component_ref
+from gstbench.plan.config import component_ref
 from gstbench.engine import run_cell
-from gstbench.engine.setup import build_model, load_data
-from gstbench.parents import ParentCache
+from gstbench.store.parents import ParentCache
 from gstbench.plugins import get_registry
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 
 FLATNESS = ["hessian-trace", "hessian-topk", "grad-second-moment", "grad-covariance-trace", "tic-proxy",
             "eps-sharpness"]
@@ -55,13 +55,13 @@ def main() -> None:
     unpruned = next(c for c in cells if c.prune is None)
     cache = ParentCache(tempfile.mkdtemp())
     run_cell(dataclasses.replace(unpruned, metrics=()), registry, parents=cache)
-    data = load_data(registry, unpruned)
-    model = build_model(registry, unpruned, data)
+    data = registry.load_data(unpruned.dataset)
+    model = registry.build_model(unpruned.model, data)
     model.load_state_dict(cache.load(unpruned, torch.device("cpu"), set())["final"])
 
     products = LANCZOS_ITERATIONS + PROBES
     plain, deflated = [], []
-    with flatness.eval_mode(model):
+    with eval_mode(model):
         x, y = flatness.fixed_sample(data.x_test, data.y_test, SAMPLES, 0)
         hessian = flatness.LossHessian(model, x, y, 512)
         for seed in range(args.seeds):

@@ -3,7 +3,7 @@
 For VGG11-BN (CIFAR-shaped input, 3x32x32) and the quick scale's 1-D VGG-style CNN (MNIST-1D
 shape, 1x40), it removes half of every prunable layer's filters (the smallest L1 norms) with
 torch-pruning, counts MACs with torch-pruning's counter, and times the slim network against the
-dense one with the `latency` metric's own timer (gstbench/latency.py: the two take turns,
+dense one with the `latency` metric's own timer (gstbench/builtin/latency.py: the two take turns,
 warm-up first, median of repeats) at batch 1 and a large batch, with 1 and 2 CPU threads.
 It prints, per setting, both medians, the speed-up (dense / slim) and the MAC ratio (dense /
 slim): the speed-up would equal the MAC ratio if time followed MACs. Weights are seeded random
@@ -20,9 +20,9 @@ import torch
 import torch_pruning as tp
 from tabulate import tabulate
 
-from gstbench import latency
+from gstbench.builtin import latency
 from gstbench.builtin.models import cnn1d, vgg11_bn
-from gstbench.builtin.metrics import device_name
+from gstbench.builtin.impl.metrics import device_name
 from gstbench.pruning import layer_states, remove_filters
 
 MODELS = {"vgg11-bn (3x32x32)": (vgg11_bn, (3, 32, 32), 10, 64),

@@ -23,8 +23,9 @@ import torch
 
 from gstbench.engine import run_cell
 from gstbench.plugins import get_registry
-from gstbench.suite import load_suite
-from gstbench.tracking import LogTarget, build_tracker, logged_run
+from gstbench.plan.suite import load_suite
+from gstbench.engine.tracking import build_tracker, logged_run
+from gstbench.plan.log_targets import LogTarget
 
 SETTINGS = ("none", "tensorboard", "mlflow", "wandb")
 

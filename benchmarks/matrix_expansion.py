@@ -25,9 +25,9 @@ GOAL_S, GOAL_MB = 2.0, 300
 
 EXPAND = """
 import json, resource, sys, time
-from gstbench import cost
+from gstbench.run import cost
 from gstbench.plugins import get_registry
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 registry = get_registry()
 import mnist1d, torch_pruning  # what the estimate imports on first use: start-up, not expansion
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -44,14 +44,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gstbench.cell_result import Curves
-from gstbench.config import ComponentRef, steps_to_int
+from gstbench.store.cell_result import Curves
+from gstbench.plan.config import ComponentRef, steps_to_int
 from gstbench.plugins import get_registry
-from gstbench.power import pearson_power
+from gstbench.reports.power import pearson_power
 from gstbench.pruning import layer_states
-from gstbench.schedule import kept_after
-from gstbench.seeds import parse_seed_range
-from gstbench.suite import load_suite
+from gstbench.plan.schedule import kept_after
+from gstbench.plan.seeds import parse_seed_range
+from gstbench.plan.suite import load_suite
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scorer_removal_cost import seed_drops, summarize  # noqa: E402 (same folder)
@@ -97,12 +97,11 @@ def _run(spec):
 def slim_spec(registry, unpruned, pruned: list) -> tuple[Any, list[int]] | None:
     """The unpruned spec with every pruned layer at the fewest filters any configuration ends with; None
     when the model takes no ``channels`` option (criterion (g) does not apply)."""
-    from gstbench.engine.setup import build_model, component, load_data
 
-    factory = component(registry, "models", unpruned.model).factory
+    factory = registry.component("models", unpruned.model).factory
     if "channels" not in inspect.signature(factory).parameters:
         return None
-    model = build_model(registry, unpruned, load_data(registry, unpruned))
+    model = registry.build_model(unpruned.model, registry.load_data(unpruned.dataset))
     names = list(model.prunable_layers)
     widths = {name: s.n_original for name, s in layer_states(model, names).items()}
     final = dict(widths)

@@ -19,16 +19,17 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
-from gstbench.builtin.effectors import MaskEffector
+from gstbench.builtin.impl.effectors import MaskEffector
 from gstbench.components import PruningContext
 from gstbench.engine.evaluation import evaluate
 from gstbench.engine.loop import Trainer
-from gstbench.engine.setup import build_model, load_data, seed_everything
+from gstbench.engine.setup import seed_everything
+from gstbench.engine.state import Cell
 from gstbench.plugins import get_registry
 from gstbench.pruning import layer_states
-from gstbench.schedule import build_schedule
-from gstbench.seeds import parse_seed_range
-from gstbench.suite import load_suite
+from gstbench.plan.schedule import build_schedule
+from gstbench.plan.seeds import parse_seed_range
+from gstbench.plan.suite import load_suite
 
 TARGETS = ("smallest", "random", "largest")
 SCORERS = ("l2", "l1", "activation-l1", "bn-gamma")  # the paper's L2 first, then the closest to it
@@ -58,8 +59,8 @@ def pruning_window(suite) -> tuple[int, int, list[str]]:
     for spec in suite.cells:
         if spec.prune is None or spec.prune.rounds:
             continue
-        data = load_data(registry, spec)
-        model = build_model(registry, spec, data)
+        data = registry.load_data(spec.dataset)
+        model = registry.build_model(spec.model, data)
         spe = -(-data.x_train.shape[0] // spec.train.batch_size)
         n = {name: s.n_original for name, s in layer_states(model, [n for n, _ in spec.prune.layers]).items()}
         steps += list(build_schedule(spec.prune, n, spe, spe * spec.train.epochs))
@@ -75,11 +76,11 @@ def seed_drops(suite_name: str, seed: int) -> dict[str, Any]:
     spec = next((s for s in suite.cells if s.prune is None), None) or suite.cells[0]
     drops: dict[tuple[str, str, str, str], list[float]] = {}
     data_seed, _ = seed_everything(seed)
-    data = load_data(registry, spec)
+    data = registry.load_data(spec.dataset)
     torch.manual_seed(seed)
-    model = build_model(registry, spec, data)
+    model = registry.build_model(spec.model, data)
     model.train()
-    trainer = Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
+    trainer = Trainer(Cell(spec, registry, data, torch.device("cpu")), model)
     _, kept = trainer.train(0, data_seed, keep={first, last})
     for point, step in (("first event", first), ("last event", last)):
         model.load_state_dict(kept[step]["model"])

@@ -9,7 +9,7 @@ __all__ = ["hookimpl", "load_model", "results", "__version__"]
 
 def results(directory):
     """A run directory as pandas DataFrames (``.cells``, ``.events``, ``.curves``); needs gstbench[analysis]."""
-    from gstbench.analysis import results as load
+    from gstbench.reports.analysis import results as load
 
     return load(directory)
 
@@ -17,6 +17,6 @@ def results(directory):
 def load_model(cell, structured: bool = False, device: str = "cpu"):
     """A cell's stored final model (``cells/<hash16>`` of a run made with ``--save-models``, or a model file),
     rebuilt through the installed plugins in eval mode; ``structured=True`` removes dead filters physically."""
-    from gstbench.artifacts import load_model as load
+    from gstbench.engine.artifacts import load_model as load
 
     return load(cell, structured=structured, device=device)

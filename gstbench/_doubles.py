@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gstbench.cell_result import CellResult, Environment
+from gstbench.store.cell_result import CellResult, Environment
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The ``gstbench`` command line: thin click commands that call the library and print.
 
-One module on purpose (about 490 lines): every command, its options and its help text in
-one place, each a few lines that parse, call the library and print; tables are rendered by
-the modules that compute them (report, claim_table, compare).
+One module on purpose: every command, its options and its help text in one place, each a
+few lines that parse, call the library and print; tables, CSV and pages are rendered by the
+modules that compute them (reports/: report, claim_table, compare, html_report). Commands
+import what they need inside their bodies: ``--help`` and the listings load no torch.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from tabulate import tabulate
 
 from gstbench.components import KINDS, REQUIRED
 from gstbench.errors import GstbenchError, StorageError, Terminated, install_warning_format
-from gstbench.leases import DEFAULT_TIMEOUT_S as DEFAULT_LEASE_TIMEOUT_S
+from gstbench.run.leases import DEFAULT_TIMEOUT_S as DEFAULT_LEASE_TIMEOUT_S
 from gstbench.plugins import get_registry
+from gstbench.reports import DEFAULT_TOLERANCE
 
 
 class UserError(click.ClickException):
@@ -60,7 +62,7 @@ class SeedsType(click.ParamType):
 
     def convert(self, value, param, ctx):
         from gstbench.errors import SpecError
-        from gstbench.seeds import parse_seeds
+        from gstbench.plan.seeds import parse_seeds
 
         if isinstance(value, tuple):
             return value
@@ -183,13 +185,14 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
     leases it first. Ctrl-C and SIGTERM stop at once, leaving the directory resumable.
     """
     from gstbench.components import DATA_DIR_ENV
-    from gstbench.progress import RunProgress
-    from gstbench.report import build_report, config_label, render_leaderboard
+    from gstbench.run.progress import RunProgress
+    from gstbench.plan.selection import config_label
+    from gstbench.reports.report import build_report, render_leaderboard
     from gstbench import stopping
-    from gstbench.runner import build_executor, run_suite
+    from gstbench.run.runner import build_executor, run_suite
     from gstbench.names import inside
-    from gstbench.suite import MAX_CELLS, load_suite
-    from gstbench.tracking import LogTarget
+    from gstbench.plan.suite import MAX_CELLS, load_suite
+    from gstbench.plan.log_targets import LogTarget
 
     registry = _registry()
     _check_device(device)
@@ -250,7 +253,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
         _say_which_cells_have_no_model(suite, out)
     report = build_report(out)
     if as_json:
-        _echo_json({"run": summary.__dict__, **report})
+        _echo_json({"run": summary.__dict__, **report.as_json()})
     else:
         if summary.skipped:
             click.echo(f"{summary.skipped} cells already finished (skipped), {summary.ran} run", err=True)
@@ -259,14 +262,14 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
             click.echo(f"{cells} being trained by another run (their leases are live); "
                        f"`gstbench report {out}` shows them once stored", err=True)
         click.echo(render_leaderboard(report))
-    if report["totals"]["failed"]:
+    if report.totals["failed"]:
         sys.exit(1)
 
 
 def _say_which_cells_have_no_model(suite, out: Path) -> None:
     """--save-models stores models of cells it trains; cells finished before it are not trained again."""
-    from gstbench.artifacts import MODEL
-    from gstbench.store import Store
+    from gstbench.engine.artifacts import MODEL
+    from gstbench.store.store import Store
 
     store = Store(out)
     without = [spec for spec in suite.cells if not (store.cell_dir(spec) / MODEL).exists()
@@ -324,9 +327,9 @@ def _check_device(device: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (same as --format json).")
 def report(directory, tablefmt, output, sort_by, metrics, interval, as_json) -> None:
     """Print the leaderboard of a result directory (written by `gstbench run --out`)."""
-    from gstbench.html_report import report_html, write_page
-    from gstbench.reader import load_results
-    from gstbench.report import render_leaderboard, report_of
+    from gstbench.reports.html_report import report_html, write_page
+    from gstbench.store.reader import load_results
+    from gstbench.reports.report import render_csv, render_leaderboard, report_of
 
     results = load_results(directory)
     data = report_of(results, rank=sort_by, interval=interval, columns=list(metrics))
@@ -338,32 +341,13 @@ def report(directory, tablefmt, output, sort_by, metrics, interval, as_json) -> 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer) if output is not None else contextlib.nullcontext():
         if as_json or tablefmt == "json":
-            _echo_json(data)
+            _echo_json(data.as_json())
         elif tablefmt == "csv":
-            _echo_csv(data)
+            click.echo(render_csv(data), nl=False)
         else:
             click.echo(render_leaderboard(data, tablefmt=tablefmt))
     if output is not None:
         write_page(buffer.getvalue(), output)
-
-
-def _echo_csv(data) -> None:
-    """One row per configuration: its label columns (suite axes included) and every statistic's mean/low/high."""
-    import csv
-
-    from gstbench.report import ROW_STATS, SHOWN_AXES, TWIN_STATS
-
-    writer = csv.writer(sys.stdout)
-    extra = [a for a in data["suite"].get("axes", {}) if a not in SHOWN_AXES]
-    stats = [s for s in (*ROW_STATS, *TWIN_STATS, data["rank"], *data["suite"].get("columns", []))
-             if any(s in r for r in data["rows"])]
-    stats = list(dict.fromkeys(stats))  # the rank may be one of the above
-    writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "corrupt", "missing"]
-                    + [f"{s}_{p}" for s in stats for p in ("mean", "low", "high")])
-    for r in data["rows"]:
-        writer.writerow([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra), r["rate"],
-                         r["n"], r["failed"], r["corrupt"], r["missing"]]
-                        + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
 
 
 @cli.command("claims")
@@ -373,7 +357,7 @@ def _echo_csv(data) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (same as --format json).")
 def claims_cmd(directories, tablefmt, as_json) -> None:
     """Every claim's verdict across result directories [default: each suite directory under ./gstbench-results/]."""
-    from gstbench.claim_table import claim_table, render_claim_table
+    from gstbench.reports.claim_table import claim_table, render_claim_table
 
     table = claim_table(_registry(), list(directories) or None)
     if as_json or tablefmt == "json":
@@ -389,7 +373,7 @@ def claims_cmd(directories, tablefmt, as_json) -> None:
 @click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "svg", "pdf"]))
 def plot(directory, dest, fmt) -> None:
     """Draw the figures a result directory's results allow (matplotlib, no display needed)."""
-    from gstbench.plots import plot_all
+    from gstbench.reports.plots import plot_all
 
     done = plot_all(directory, dest or directory / "plots", fmt)
     for path in done["written"]:
@@ -403,7 +387,7 @@ def plot(directory, dest, fmt) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def export_cmd(directory, file) -> None:
     """Write a result directory as one versioned JSON file (a CI baseline), or FILE.csv: one row per cell."""
-    from gstbench.compare import export
+    from gstbench.reports.compare import export
 
     data = export(directory, file)
     runs = sum(len(c["runs"]) for c in data["configurations"])
@@ -419,7 +403,7 @@ def export_model_cmd(cell, file, masked) -> None:
     """Write a cell's stored model (CELL: cells/<hash16> of a run stored with --save-models) to FILE:
     .safetensors (weights, kept filters and spec; gstbench.load_model reads it) or .pt2 (a torch.export
     program: torch.export.load(FILE).module() runs it without gstbench)."""
-    from gstbench.artifacts import export_model
+    from gstbench.engine.artifacts import export_model
 
     model = export_model(cell, file, structured=not masked, registry=_registry())
     params = sum(p.numel() for p in model.parameters())
@@ -438,10 +422,10 @@ def export_model_cmd(cell, file, masked) -> None:
 @click.option("--metric", "metrics", multiple=True, metavar="METRIC",
               help="Compare this metric (repeatable) [default: stability, the suite's rank and columns].")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]VALUE",
-              help="Smallest change that counts (absolute; default 0.005), for all metrics or one.")
+              help=f"Smallest change that counts (absolute; default {DEFAULT_TOLERANCE}), for all metrics or one.")
 def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
     """Compare two result sets (directories or exports); exit 1 if anything regressed, 2 on bad input."""
-    from gstbench.compare import DEFAULT_TOLERANCE, compare, load, render_comparison
+    from gstbench.reports.compare import compare, load, render_comparison
 
     default, per_metric = DEFAULT_TOLERANCE, {}
     for t in tolerances:
@@ -454,9 +438,10 @@ def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
             per_metric[name] = number
         else:
             default = number
-    from gstbench.html_report import comparison_html, write_page
+    from gstbench.reports.html_report import comparison_html, write_page
 
-    result = compare(load(base), load(new), list(metrics) or None, per_metric, default)
+    result = compare(load(base), load(new), list(metrics) or None, per_metric, default,
+                     _registry().better_directions())
     if tablefmt == "html":
         page = comparison_html(result, str(base), str(new))
     elif tablefmt == "json":
@@ -476,7 +461,7 @@ def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
 def suites(ctx) -> None:
     """List suites; `gstbench suites show NAME` shows one."""
     if ctx.invoked_subcommand is None:
-        from gstbench.suite import suite_summary
+        from gstbench.plan.suite import suite_summary
 
         registry = _registry()
         rows = []
@@ -500,10 +485,10 @@ def suites(ctx) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def suites_show(name, scale, seeds, data_dir, tflops, max_cells, as_json) -> None:
     """Resolve a suite (built-in name or .toml path) and print its matrix and an estimate of its cost."""
-    from gstbench import cost
+    from gstbench.run import cost
     from gstbench.components import DATA_DIR_ENV
-    from gstbench.seeds import describe_seeds
-    from gstbench.suite import MAX_CELLS, load_suite
+    from gstbench.plan.seeds import describe_seeds
+    from gstbench.plan.suite import MAX_CELLS, load_suite
 
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
@@ -527,7 +512,7 @@ def suites_show(name, scale, seeds, data_dir, tflops, max_cells, as_json) -> Non
 
 def _axis_value(value) -> str:
     """A component table as name(option=value, ...), like the leaderboard labels."""
-    from gstbench.config import component_label
+    from gstbench.plan.config import component_label
 
     if isinstance(value, dict) and "name" in value:
         return component_label(value["name"], {k: v for k, v in value.items() if k != "name"})

@@ -12,10 +12,11 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # annotations only: listing components must not load torch
+    import torch
+    from torch import nn
 
 KINDS = (
     "scorers",
@@ -66,6 +67,8 @@ class Component:
     description: str = ""
     capabilities: tuple[str, ...] = ()
     revision: int = 1
+    # metrics: (result key, "higher" or "lower") for each key whose better direction is known
+    better: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -97,6 +100,16 @@ class _Required:
 
 
 REQUIRED = _Required()  # option_defaults' value of an option without a default
+
+
+def id_parts(component_id: str) -> tuple[str, str, str]:
+    """A component id as a cell's hash writes it, ``plugin:name@revision``, split into its three parts.
+
+    A bare ``name`` has plugin ""; an id without ``@`` has revision "" (revision 1, omitted).
+    """
+    plugin, _, rest = component_id.partition(":") if ":" in component_id else ("", "", component_id)
+    name, _, revision = rest.partition("@")
+    return plugin, name, revision
 
 
 @dataclass
@@ -164,6 +177,8 @@ class PruningContext:
         """
         if self.data is None:
             raise ValueError("this pruning context has no data; gradient-based scorers need the cell's data")
+        import torch
+
         n = self.data.x_train.shape[0]
         g = torch.Generator().manual_seed(self.batch_seed * 1_000_003 + self.step)
         idx = torch.randperm(n, generator=g)[:min(size, n)].to(self.data.x_train.device)
@@ -346,11 +361,11 @@ class Logger(Protocol):
     """An experiment tracker's view of one cell, built by ``factory(target)`` in the process that trains it.
 
     ``target`` is the TARGET of ``--log NAME:TARGET`` (None: the logger's default, under the
-    run directory). Whatever a logger raises, the cell goes on without it (tracking.py).
+    run directory). Whatever a logger raises, the cell goes on without it (engine/tracking.py).
     """
 
     def start(self, run: Any) -> None:  # required
-        """Once, before training: ``run`` is a ``gstbench.tracking.LoggedRun`` (names, group, flat config)."""
+        """Once, before training: ``run`` is a ``gstbench.engine.tracking.LoggedRun`` (names, group, flat config)."""
 
     def log(self, step: int, values: dict[str, float]) -> None:  # required
         """Scalars at a training step: each epoch's curve point, and each pruning event (``prune/...``)."""
@@ -393,6 +408,8 @@ class TensorData:
 
     def to(self, device: torch.device | str, channels_last: bool = False) -> "TensorData":
         """The same data on ``device``; ``channels_last`` stores image inputs NHWC (faster convolutions on GPUs)."""
+        import torch
+
         def move(x: torch.Tensor) -> torch.Tensor:
             x = x.to(device)
             return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x

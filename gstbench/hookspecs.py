@@ -4,14 +4,16 @@ A plugin is a module (or object) with functions decorated by ``gstbench.hookimpl
 and named like the hooks below. Each ``register_*`` hook receives a ``register``
 callable::
 
-    register(name, factory, *, description=None, capabilities=(), revision=1)
+    register(name, factory, *, description=None, capabilities=(), revision=1, better=None)
 
 ``name`` is the bare name (the full id becomes ``plugin:name``), ``factory`` builds the
 component (its keyword parameters become the component's options in suite files),
 ``description`` defaults to the first line of the factory's docstring, ``capabilities``
 are flags the matrix checks before training (see ``gstbench.components``), and
 ``revision`` is bumped by the author whenever the component's results change, so that
-stored results are not reused across the change.
+stored results are not reused across the change. A metric may declare ``better``, a
+table of its result keys to "higher" or "lower" (``{"ood_acc_mean": "higher"}``): what
+``gstbench compare`` calls improved or regressed; a key without one is only "changed".
 
 A plugin that offers a whole family of components (every timm model, say) registers the
 name ``*`` with a resolver: ``register("*", resolve)``; ``plugin:anything`` then calls

@@ -22,14 +22,19 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
 
 from gstbench import hookspecs
-from gstbench.components import KINDS, Component, describe
+from gstbench.components import KINDS, Component, TensorData, describe
 from gstbench.errors import GstbenchWarning, PluginError, UnknownComponent, closest
 from gstbench.names import name_problem
+
+if TYPE_CHECKING:  # annotations only: the plan's types, and torch, load when a command needs them
+    from torch import nn
+
+    from gstbench.plan.config import ComponentRef
 
 hookimpl = pluggy.HookimplMarker("gstbench")
 
@@ -94,6 +99,18 @@ def _where(exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith((core, "<"))]
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def _directions(kind: str, name: str, better: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """A metric's ``better = {result key: "higher" | "lower"}``: what compare calls improved or regressed."""
+    if not better:
+        return ()
+    if kind != "metrics":
+        raise PluginError(f"'{name}' declares better directions, which only metrics have; leave better out")
+    wrong = {k: v for k, v in better.items() if v not in ("higher", "lower") or not isinstance(k, str)}
+    if wrong:
+        raise PluginError(f"metric '{name}': better = {wrong!r} must map result keys to \"higher\" or \"lower\"")
+    return tuple(sorted(better.items()))
 
 
 class Registry:
@@ -235,13 +252,13 @@ class Registry:
                 added: list[Component] = []
 
                 def register(name: str, factory: Any, *, description: str | None = None,
-                             capabilities: Iterable[str] = (), revision: int = 1,
+                             capabilities: Iterable[str] = (), revision: int = 1, better: dict[str, str] | None = None,
                              _kind: str = kind, _plugin: str = plugin_name) -> None:
                     problem = None if name == "*" else name_problem(name)
                     if problem:  # names reach result labels and trackers' directories: never a path
                         raise PluginError(f"invalid {_kind[:-1]} name: {problem}, or '*' for a family")
                     comp = Component(_kind, name, _plugin, factory, describe(factory, description),
-                                     tuple(capabilities), int(revision))
+                                     tuple(capabilities), int(revision), _directions(_kind, name, better))
                     if comp.id in self._components[_kind] or any(c.id == comp.id for c in added):
                         raise DuplicateName(f"registers the {_kind[:-1]} '{name}' twice")
                     added.append(comp)
@@ -296,6 +313,10 @@ class Registry:
         known = sorted({c.name for c in table.values()} | set(table))
         raise UnknownComponent(f"unknown {noun} '{name}'{closest(name, known)}; `gstbench list {kind}` shows them all")
 
+    def better_directions(self) -> dict[str, str]:
+        """Result key -> "higher" or "lower", as the registered metrics declare them (compare asks)."""
+        return {key: way for comp in self._components["metrics"].values() for key, way in comp.better}
+
     def _member(self, kind: str, family: Component, name: str) -> Component:
         """``plugin:name`` of a family (registered as ``*``): its resolver gives the factory, or raises."""
         try:
@@ -305,9 +326,34 @@ class Registry:
         except Exception as exc:
             raise UnknownComponent(f"{kind[:-1]} '{family.plugin}:{name}': {type(exc).__name__}: {exc}") from None
         comp = Component(kind, name, family.plugin, factory, describe(factory, None) or family.description,
-                         family.capabilities, family.revision)
+                         family.capabilities, family.revision, family.better)
         self._components[kind][comp.id] = comp
         return comp
+
+    # ---- what a cell chose ------------------------------------------------------------
+    def component(self, kind: str, ref: ComponentRef) -> Component:
+        """The registered component a cell's ref names (its id without the hash's ``@revision``)."""
+        return self.get(kind, ref.registered_id)
+
+    def build(self, kind: str, ref: ComponentRef, *args: Any) -> Any:
+        """The object a cell's ref asks for: its factory called with ``args`` and the ref's options."""
+        return self.component(kind, ref).factory(*args, **ref.kwargs)
+
+    def load_data(self, ref: ComponentRef, placeholder: bool = False) -> TensorData:
+        """A dataset; ``placeholder`` takes the dataset's stand-in, if it offers one, instead of its files."""
+        factory = self.component("datasets", ref).factory
+        if placeholder and hasattr(factory, "placeholder"):
+            return factory.placeholder()
+        return self.build("datasets", ref)
+
+    def build_model(self, ref: ComponentRef, data: TensorData) -> nn.Module:
+        """A model for ``data``'s input shape and classes."""
+        from torch import nn
+
+        model = self.build("models", ref, data.input_shape, data.num_classes)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model {ref.id} returned {type(model).__name__}, not an nn.Module")
+        return model
 
     @staticmethod
     def _check_kind(kind: str) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import gstbench
-from gstbench.reader import load_results
+from gstbench.store.reader import load_results
 
 STORED = Path(__file__).parent / "data" / "stored-eb9532a"
 DOC = Path(__file__).parents[1] / "docs" / "analysis.md"
@@ -28,7 +28,7 @@ def test_cells_events_and_curves_have_a_row_per_cell_event_and_point():
     finished = reader.finished
     for spec, result in finished:
         row = cells[cells.hash == result.hash].iloc[0]
-        assert row.seed == spec["seed"] and row.best_test_acc == result.metrics["best_test_acc"]
+        assert row.seed == spec.seed and row.best_test_acc == result.metrics["best_test_acc"]
     assert len(run.events) == sum(len(r.events) for _, r in finished)
     first = finished[0][1]
     mine = run.events[run.events.hash == first.hash]

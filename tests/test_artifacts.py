@@ -11,8 +11,7 @@ import torch
 
 import gstbench
 from gstbench.engine.evaluation import evaluate
-from gstbench.engine.setup import load_data
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 
 from conftest import run_cli
 
@@ -51,7 +50,7 @@ def test_a_loaded_model_gives_the_stored_final_test_accuracy_exactly(stored, reg
         result = json.loads((cell / "result.json").read_text())
         model = gstbench.load_model(cell)
         assert not model.training
-        data = load_data(registry, model.gstbench_spec)
+        data = registry.load_data(model.gstbench_spec.dataset)
         assert evaluate(model, data.x_test, data.y_test)[0] == result["metrics"]["final_test_acc"], cell.name
         assert model.gstbench_spec.hash == result["hash"]
 
@@ -60,7 +59,7 @@ def test_removed_and_masked_forms_compute_the_same_function_with_fewer_parameter
     pruned = 0
     for cell in cells(stored / "masked"):
         masked, removed = gstbench.load_model(cell), gstbench.load_model(cell, structured=True)
-        data = load_data(registry, masked.gstbench_spec)
+        data = registry.load_data(masked.gstbench_spec.dataset)
         with torch.no_grad():
             a, b = masked(data.x_test), removed(data.x_test)
         assert torch.allclose(a, b, atol=1e-5), cell.name
@@ -88,7 +87,7 @@ def test_a_cell_pruned_by_removal_loads_slim_in_both_forms(stored):
 def test_export_model_writes_a_torch_export_program_and_a_safetensors_file(stored, registry, tmp_path):
     cell = next(c for c in cells(stored / "masked") if gstbench.load_model(c).pruning_kept)
     removed = gstbench.load_model(cell, structured=True)
-    x = load_data(registry, removed.gstbench_spec).x_test[:5]
+    x = registry.load_data(removed.gstbench_spec.dataset).x_test[:5]
     proc = run_cli("export-model", str(cell), str(tmp_path / "net.pt2"))
     assert proc.returncode == 0, proc.stderr
     assert "dead filters removed" in proc.stderr

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import DATA, changed, run_cli
-from gstbench.config import cell_from_config
+from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.testing import stored_results
 

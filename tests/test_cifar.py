@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from gstbench.builtin import cifar
+from gstbench.builtin.impl import cifar as cifar_files
 from gstbench.components import DATA_DIR_ENV
 from gstbench.errors import GstbenchError
 from gstbench.testing import write_cifar
@@ -26,9 +27,9 @@ def data_dir(tmp_path, monkeypatch):
     write_cifar(tmp_path, "cifar10", n_train=60, n_test=20, seed=1)
     write_cifar(tmp_path, "cifar100", n_train=40, n_test=20, seed=2)
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    cifar._load.cache_clear()
+    cifar_files._load.cache_clear()
     yield tmp_path
-    cifar._load.cache_clear()
+    cifar_files._load.cache_clear()
 
 
 def _raw(path):
@@ -56,7 +57,7 @@ def test_cifar100_uses_the_fine_labels(data_dir):
 
 def test_missing_files_name_the_file_and_how_to_fix_it(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    cifar._load.cache_clear()
+    cifar_files._load.cache_clear()
     with pytest.raises(GstbenchError, match=r"data_batch_1 is missing and download = false.*--data-dir"):
         cifar.cifar10(download=False)
 
@@ -69,7 +70,7 @@ def test_offline_download_failure_names_the_url_and_the_file(tmp_path, monkeypat
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    cifar._load.cache_clear()
+    cifar_files._load.cache_clear()
     with pytest.raises(GstbenchError, match=r"cifar-100-python/train is missing and the download from "
                                             r"https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz failed"):
         cifar.cifar100()
@@ -87,7 +88,7 @@ def test_a_download_that_a_link_would_send_outside_the_data_dir_is_refused(tmp_p
     elsewhere.mkdir()
     (data / "cifar-10-batches-py").symlink_to(elsewhere)
     monkeypatch.setenv(DATA_DIR_ENV, str(data))
-    cifar._load.cache_clear()
+    cifar_files._load.cache_clear()
     with pytest.raises(GstbenchError, match=r"lies outside .*--data-dir"):
         cifar.cifar10()
     assert not list(elsewhere.iterdir())
@@ -120,7 +121,7 @@ def test_augmentation_is_a_seeded_padded_crop_and_flip_of_each_image(data_dir):
 
 
 def test_augmentation_draws_per_step_so_training_is_reproducible(data_dir, registry):
-    from gstbench.config import cell_from_config
+    from gstbench.plan.config import cell_from_config
     from gstbench.engine import run_cell
 
     config = {"model": "resnet20", "dataset": {"name": "cifar10", "augment": True}, "prune": False,
@@ -149,8 +150,8 @@ def test_suites_show_paper_prints_the_matrix_and_cost_without_the_files(tmp_path
 
 @pytest.mark.parametrize("suite", ["rate", "permanence", "flatness", "ood", "rewind"])
 def test_every_suite_has_a_paper_scale(registry, suite):
-    from gstbench.cost import estimate
-    from gstbench.suite import load_suite
+    from gstbench.run.cost import estimate
+    from gstbench.plan.suite import load_suite
 
     loaded = load_suite(registry, suite, scale="paper", placeholders=True)
     models = {spec.model.id for spec in loaded.cells}

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from gstbench.errors import SpecError
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 
 from conftest import DATA, run_cli
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gstbench.claim_stats import format_effect
-from gstbench.claims import Run, evaluate_claims, parse_claims
+from gstbench.reports.claim_stats import format_effect
+from gstbench.plan.claims import parse_claims
+from gstbench.reports.claims import Run, evaluate_claims
 
 TARGETS = ("smallest", "random", "largest")
 
@@ -190,7 +191,7 @@ def test_a_metric_no_run_reports_leaves_the_claim_inconclusive():
 
 
 def test_claim_table_columns_line_a_replication_up_beside_the_suites_own_seeds():
-    from gstbench.claim_table import column_of
+    from gstbench.reports.claim_table import column_of
 
     own = (0, 1, 2, 3, 4)
     assert column_of("quick", [0, 1, 2, 3, 4], own) == "quick"

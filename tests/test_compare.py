@@ -117,3 +117,28 @@ def test_csv_export_has_one_row_per_cell_and_a_column_per_axis_and_metric(smoke,
     by_hash = {r["hash"]: r for c in data["configurations"] for r in c["runs"]}
     for row in rows:
         assert float(row["best_test_acc"]) == by_hash[row["hash"]]["metrics"]["best_test_acc"]
+
+
+def test_a_metric_plugin_declares_which_way_is_better_and_compare_asks_it(smoke, tmp_path):
+    """A key the registry has no direction for is only "changed"; a plugin's ``better`` makes it regress."""
+    root, data = smoke
+    for config in data["configurations"]:
+        for run in config["runs"]:
+            run["metrics"]["weight_norm"] = 1.0 + 0.01 * run["seed"]
+    base = _write(tmp_path / "base.json", data)
+    larger = _write(tmp_path / "larger.json", _shift(data, "smallest", "weight_norm", [0.10, 0.12, 0.11]))
+    code, result, _ = compare_json(base, larger, "--metric", "weight_norm")
+    row = next(r for r in result["rows"] if r["label"]["target"] == "smallest")
+    assert code == 0 and row["verdict"] == "changed"
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "norms.py").write_text(
+        "import gstbench\n\n\nclass WeightNorm:\n    def compute(self, ctx):\n        return {}\n\n\n"
+        "@gstbench.hookimpl\ndef register_metrics(register):\n"
+        "    register('weight-norm', WeightNorm, better={'weight_norm': 'lower'})\n")
+    proc = run_cli("--plugins-dir", str(plugins), "compare", base, larger, "--metric", "weight_norm", "--format", "json")
+    row = next(r for r in json.loads(proc.stdout)["rows"] if r["label"]["target"] == "smallest")
+    assert proc.returncode == 1 and row["verdict"] == "regressed"
+    (plugins / "norms.py").write_text((plugins / "norms.py").read_text().replace("'lower'", "'smaller'"))
+    proc = run_cli("--plugins-dir", str(plugins), "list", "metrics")
+    assert "weight_norm" in proc.stderr and "higher" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from gstbench.builtin.datasets import SHIFTS, _args, _raw_signals, mnist1d
+from gstbench.builtin.datasets import mnist1d
+from gstbench.builtin.impl.datasets import SHIFTS, _args, _raw_signals
 from gstbench.components import Evaluated, MetricContext, TensorData
-from gstbench.corruptions import CORRUPTIONS, NOT_IMPLEMENTED, CorruptionShifts, corrupt
+from gstbench.builtin.corruptions import CORRUPTIONS, NOT_IMPLEMENTED, CorruptionShifts, corrupt
 
 REQUIRED = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur", "defocus_blur",
             "contrast", "brightness", "saturate", "pixelate", "jpeg_compression"}

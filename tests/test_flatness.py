@@ -11,7 +11,8 @@ from torch import nn
 from torch.func import functional_call, hessian
 from torch.nn import functional as F
 
-from gstbench import flatness
+from gstbench.builtin import flatness
+from gstbench.engine.evaluation import eval_mode
 from gstbench.components import Evaluated, MetricContext, TensorData
 
 FLATNESS = ["hessian-trace", "hessian-topk", "grad-second-moment", "grad-covariance-trace", "tic-proxy",
@@ -105,7 +106,7 @@ def test_gradient_moments_match_a_slow_per_example_loop(registry, tiny):
 def test_eps_sharpness_finds_the_first_crossing_of_a_full_grid_scan(registry, tiny):
     model, data = tiny
     out = compute(registry, "eps-sharpness", model, data, k=3, threshold=0.05)
-    with flatness.eval_mode(model):
+    with eval_mode(model):
         lz = flatness.lanczos(flatness.LossHessian(model, data.x_test, data.y_test, 512), 16, 0)
         radii = flatness.eps_grid(0.001, 0.4, 40)
         base = flatness.loss_at(model, data.x_test, data.y_test)

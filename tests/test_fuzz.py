@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 from conftest import DATA, run_cli
 from gstbench.cli import cli
-from gstbench.cost import estimate
+from gstbench.run.cost import estimate
 from gstbench.errors import GstbenchError, SpecError
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 from gstbench.testing import descendants, files_outside, running, stored_results
 
 SUITES = sorted((Path(__file__).parent.parent / "gstbench" / "suites").glob("*.toml"))
@@ -147,10 +147,10 @@ def _damage(text: str, lines_of_json: bool, how: str, cut: float, pick: int, val
        pick=st.integers(0, 10_000), value=values, cell=st.integers(0, 2))
 def test_a_damaged_result_directory_is_read_or_refused_naming_the_file(finished, tmp_path_factory, name, how, cut,
                                                                        pick, value, cell):
-    from gstbench.compare import collect
-    from gstbench.plots import plot_all
-    from gstbench.reader import load_results
-    from gstbench.report import render_leaderboard, report_of
+    from gstbench.reports.compare import collect
+    from gstbench.reports.plots import plot_all
+    from gstbench.store.reader import load_results
+    from gstbench.reports.report import render_leaderboard, report_of
 
     out = tmp_path_factory.mktemp("damaged") / "run"
     shutil.copytree(finished, out)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from gstbench.config import ADDED_LATER, CellSpec, cell_from_config, spec_from_canonical
+from gstbench.plan.config import ADDED_LATER, CellSpec, cell_from_config, spec_from_canonical
 
 BASE = {
     "model": "cnn1d",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gstbench.reader import load_results
+from gstbench.store.reader import load_results
 
 STORED = Path(__file__).parent / "data" / "stored-eb9532a"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,13 +7,13 @@ import json
 import pytest
 
 from conftest import DATA, changed, run_cli
-from gstbench.config import cell_from_config
+from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.errors import SpecError
-from gstbench.parents import ParentCache
+from gstbench.store.parents import ParentCache
 from gstbench.plugins import Registry
-from gstbench.suite import load_suite
-from gstbench.stats import prune_potential
+from gstbench.plan.suite import load_suite
+from gstbench.reports.stats import prune_potential
 
 OOD = [{"name": "ood-accuracy", "severities": [1]}, {"name": "excess-error", "severities": [1]},
        {"name": "functional-distance", "eps": [0.0, 0.5]}]

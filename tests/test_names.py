@@ -16,7 +16,7 @@ import pytest
 from conftest import DATA, run_cli
 from gstbench.errors import GstbenchError, SpecError
 from gstbench.names import NAME_MAX, inside, name_problem
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 from gstbench.testing import files_outside
 
 TINY = (DATA / "tiny.toml").read_text()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from gstbench.builtin.effectors import MaskEffector, RemoveEffector
+from gstbench.builtin.impl.effectors import MaskEffector, RemoveEffector
 from gstbench.builtin.models import resnet18_cifar, resnet20, resnet56, vgg11_bn
 from gstbench.components import PruningContext
 from gstbench.pruning import layer_states

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import DATA, run_cli
 from gstbench.plugins import Registry
-from gstbench.runner import run_suite
-from gstbench.suite import load_suite
+from gstbench.run.runner import run_suite
+from gstbench.plan.suite import load_suite
 
 FIGURES = {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep", "prune_potential",
            "lmc_curves"}

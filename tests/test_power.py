@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gstbench import power as pw
-from gstbench.claim_stats import SMALLER, Part, bound_part, combine, correlation_part, paired_part, welch_part
-from gstbench.claims import Run, evaluate_claims, parse_claims, render_claims
+from gstbench.reports import power as pw
+from gstbench.reports.claim_stats import SMALLER, Part, bound_part, combine, correlation_part, paired_part, welch_part
+from gstbench.plan.claims import parse_claims
+from gstbench.reports.claims import Run, evaluate_claims, render_claims
 
 SIMS = 4000  # the simulated power's standard error is at most 0.8 points
 WITHIN = 0.03  # the issue's bound: 3 points of power
@@ -180,7 +181,7 @@ def part(verdict_effect: float, low: float, high: float, p: float, tested: float
     """A part with a t interval around ``verdict_effect`` (se from the 95% half width, 9 dof)."""
     from scipy import stats
 
-    from gstbench.claim_stats import EffectTested
+    from gstbench.reports.claim_stats import EffectTested
 
     half = (high - low) / 2
     out = Part("p", "paired t", "difference", "acc", 1, effect=verdict_effect, low=low, high=high, p=p, n=10,

@@ -12,9 +12,9 @@ import time
 
 from gstbench.builtin.executors import PoolExecutor
 from gstbench.plugins import get_registry
-from gstbench.progress import RunProgress
-from gstbench.runner import CellWork
-from gstbench.suite import load_suite
+from gstbench.run.progress import RunProgress
+from gstbench.run.runner import CellWork
+from gstbench.plan.suite import load_suite
 
 from conftest import sigint_default
 

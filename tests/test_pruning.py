@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from gstbench.builtin.effectors import MaskEffector, RemoveEffector
+from gstbench.builtin.impl.effectors import MaskEffector, RemoveEffector
 from gstbench.builtin.models import cnn1d, resnet1d
 from gstbench.components import PruningContext
 from gstbench.pruning import coupled_outputs, layer_states

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from gstbench.builtin.scorers import NormScorer
+from gstbench.builtin.impl.scorers import NormScorer
 from gstbench.components import WEIGHTS, PruningContext
-from gstbench.config import cell_from_config
+from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.engine.evaluation import evaluate
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
 from gstbench.engine.pruner import Pruner
-from gstbench.engine.setup import build_model, load_data
+from gstbench.engine.state import Cell
 from gstbench.errors import SpecError
 from gstbench.plugins import Registry, hookimpl
-from gstbench.suite import validate_cells
+from gstbench.plan.suite import validate_cells
 
 from conftest import changed
 
@@ -124,12 +124,12 @@ def test_rounds_cut_a_fraction_of_what_remains(registry):
 
 def pruner_for(registry, **changes):
     spec = cell_from_config(config(**changes), 0, registry)
-    data = load_data(registry, spec)
+    data = registry.load_data(spec.dataset)
     torch.manual_seed(0)
-    model = build_model(registry, spec, data)
+    model = registry.build_model(spec.model, data)
     ctx = PruningContext(model, torch.optim.SGD(model.parameters(), lr=0.1), data.x_train[:2],
                          torch.Generator().manual_seed(0))
-    return Pruner(spec, registry, ctx, {"prune_s": 0.0}), model, data
+    return Pruner(Cell(spec, registry, data, torch.device("cpu")), ctx), model, data
 
 
 def test_global_magnitude_pruning_cuts_the_globally_smallest_weights(registry):
@@ -222,11 +222,11 @@ def test_data_order_copies_give_lmc_curves_whose_endpoints_are_the_two_models(re
 
 def test_lmc_and_distance_on_known_models(registry):
     spec = cell_from_config(config(), 0, registry)
-    data = load_data(registry, spec)
+    data = registry.load_data(spec.dataset)
     torch.manual_seed(0)
-    a = build_model(registry, spec, data)
+    a = registry.build_model(spec.model, data)
     torch.manual_seed(1)
-    b = build_model(registry, spec, data)
+    b = registry.build_model(spec.model, data)
     sa, sb = a.state_dict(), b.state_dict()
     lmc = linear_mode_connectivity(a, sa, sb, data.x_test, data.y_test, points=5)
     assert lmc.test_error[0] == 1 - evaluate(a, data.x_test, data.y_test)[0]

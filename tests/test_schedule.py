@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from gstbench.config import LayerSchedule, PruneConfig, ComponentRef, parse_steps, steps_to_int
+from gstbench.plan.config import LayerSchedule, PruneConfig, ComponentRef, parse_steps, steps_to_int
 from gstbench.errors import SpecError
-from gstbench.schedule import build_schedule, iterative_rate, kept_after
+from gstbench.plan.schedule import build_schedule, iterative_rate, kept_after
 
 
 def prune(**layers) -> PruneConfig:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gstbench.stats import correlation, fisher_interval, mean_interval
+from gstbench.reports.stats import correlation, fisher_interval, mean_interval
 
 
 @pytest.mark.parametrize("n", [5, 30])

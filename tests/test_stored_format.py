@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gstbench.cell_result import CellResult, Curves, LayerPruned, ModeConnectivity, PruningEvent, Round
-from gstbench.reader import load_results
+from gstbench.store.cell_result import CellResult, Curves, LayerPruned, ModeConnectivity, PruningEvent, Round
+from gstbench.store.reader import load_results
 from conftest import run_cli
 
 STORED = Path(__file__).parent / "data" / "stored-eb9532a"
@@ -39,7 +39,7 @@ def test_a_schedule_run_loads_as_typed_results():
         assert len(result.curves.test_acc) == len(result.curves.epoch) == 3
         assert result.environment.gstbench == "0.1.0" and result.environment.threads >= 1
         assert result.steps_per_epoch * 3 == result.total_steps and result.timing["eval_s"] > 0
-        if spec["prune"] is None:
+        if spec.prune is None:
             assert result.events == [] and result.parent == "cached"  # a pruned cell's metric trained it first
             continue
         assert result.parent is None and [e.epoch for e in result.events] == [1, 2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gstbench.errors import GstbenchError, SpecError
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 
 from conftest import DATA, run_cli
 
@@ -131,7 +131,7 @@ def test_extends_names_a_missing_or_circular_parent(registry, tmp_path):
 
 
 def test_rate_sweeps_the_number_of_events_at_fixed_total_pruning(registry):
-    from gstbench.schedule import build_schedule
+    from gstbench.plan.schedule import build_schedule
 
     suite = load_suite(registry, "rate")
     assert len(suite.cells) == (3 * 7 + 1) * 3
@@ -152,7 +152,7 @@ def test_rate_sweeps_the_number_of_events_at_fixed_total_pruning(registry):
 def test_stats_welch_difference_matches_scipy():
     from scipy import stats as sps
 
-    from gstbench.stats import welch_difference
+    from gstbench.reports.stats import welch_difference
 
     a, b = [0.91, 0.92, 0.93, 0.90], [0.94, 0.95, 0.93]
     d = welch_difference(a, b)

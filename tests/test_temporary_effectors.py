@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gstbench.builtin.effectors import NoiseEffector, ZeroEffector, _unit_tensors
+from gstbench.builtin.impl.effectors import NoiseEffector, ZeroEffector, _unit_tensors
 from gstbench.builtin.models import cnn1d
 from gstbench.components import PruningContext
-from gstbench.config import cell_from_config
+from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.pruning import layer_states
 

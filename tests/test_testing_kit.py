@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstbench import hookimpl, plugins
-from gstbench.builtin.effectors import MaskEffector
+from gstbench.builtin.impl.effectors import MaskEffector
 from gstbench.components import REMOVES_UNITS, PrunableLayer, Resume, TensorData
 from gstbench.errors import PluginError
 from gstbench.pruning import remove_filters

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gstbench.store import HASH_DIGITS, Store
+from gstbench.plan.config import short_hash
+from gstbench.store.store import Store
 from gstbench.testing import stored_results
 
 SUITE = """
@@ -121,7 +122,7 @@ def test_pool_workers_log_curves_events_and_final_metrics_and_a_failing_logger_l
     assert all(r.environment.plugins == {"gstbench": "0.1.0"} for r in stored.values())  # for the HTML report
 
     seen = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")}
-    assert set(seen) == {h[:HASH_DIGITS] for h in stored}
+    assert set(seen) == {short_hash(h) for h in stored}
     for name, record in seen.items():
         result = next(r for h, r in stored.items() if h.startswith(name))
         start = record["start"]

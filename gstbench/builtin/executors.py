@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
 from gstbench import stopping
-from gstbench.cell_result import CellResult
+from gstbench.store.cell_result import CellResult
 from gstbench.errors import install_warning_format
 from gstbench.plugins import hookimpl
 

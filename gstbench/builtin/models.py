@@ -1,147 +1,53 @@
 """Built-in models: 1-D CNNs for the embedded MNIST-1D data and the papers' CIFAR networks, one code for both.
 
-The same VGG and ResNet classes build 1-D and 2-D networks: the number of spatial
-dimensions of ``input_shape`` picks Conv1d/Conv2d, BatchNorm1d/2d and MaxPool1d/2d.
-Each model declares ``prunable_layers``: the names a suite may prune (conv1..convN for
-VGG, layerS.B.conv1 / layerS.B.conv2 for ResNet, blocks counted from 1).
+Only the factories and their registration live here, so that listing components loads no torch;
+what they build is in impl/models.py.
 """
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
-from typing import Sequence
-
-import torch
-from torch import nn
-
-from gstbench.components import PrunableLayer
 from gstbench.plugins import hookimpl
-
-_LAYERS = {1: (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d), 2: (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)}
-
-
-def _layers(input_shape: Sequence[int]) -> tuple[type, type, type]:
-    dims = len(input_shape) - 1
-    if dims not in _LAYERS:
-        raise ValueError(f"inputs of shape {tuple(input_shape)}: need (channels, length) or (channels, height, width)")
-    return _LAYERS[dims]
-
-
-class VGG(nn.Module):
-    """Conv-BN-ReLU blocks with max-pooling and a single linear classifier (the paper's VGG variant)."""
-
-    def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int],
-                 pool_after: Sequence[int]):
-        super().__init__()
-        conv, bn, pool = _layers(input_shape)
-        blocks: list[tuple[str, nn.Module]] = []
-        c_in, spatial = input_shape[0], list(input_shape[1:])
-        self.prunable_layers: dict[str, PrunableLayer] = {}
-        for i, c_out in enumerate(channels, start=1):
-            block = OrderedDict([("conv", conv(c_in, c_out, 3, padding=1, bias=False)), ("bn", bn(c_out)),
-                                 ("relu", nn.ReLU(inplace=True))])
-            blocks.append((f"block{i}", nn.Sequential(block)))
-            self.prunable_layers[f"conv{i}"] = PrunableLayer(conv=f"features.block{i}.conv",
-                                                             bn=f"features.block{i}.bn")
-            if i in pool_after:
-                blocks.append((f"pool{i}", pool(2)))
-                spatial = [s // 2 for s in spatial]
-            c_in = c_out
-        if min(spatial) < 1:
-            raise ValueError(f"inputs of shape {tuple(input_shape)} are too small for {len(pool_after)} poolings")
-        self.features = nn.Sequential(OrderedDict(blocks))
-        self.classifier = nn.Linear(c_in * math.prod(spatial), num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, conv: type, bn: type):
-        super().__init__()
-        self.conv1 = conv(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = bn(c_out)
-        self.conv2 = conv(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = bn(c_out)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:  # a 1x1 projection, as in OpenLTH's CIFAR ResNets
-            self.shortcut = nn.Sequential(conv(c_in, c_out, 1, stride=stride, bias=False), bn(c_out))
-        self.add = _Add()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.add(self.bn2(self.conv2(out)), self.shortcut(x))
-        return torch.relu(out)
-
-
-class _Add(nn.Module):
-    """The residual sum as a module, so the activation scorer can read the post-shortcut output."""
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a + b
-
-
-class ResNet(nn.Module):
-    """A CIFAR-style ResNet: 3x3 stem (no max-pool), stages of basic blocks, global average pool, one linear layer."""
-
-    def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int], blocks: int):
-        super().__init__()
-        conv, bn, _ = _layers(input_shape)
-        self.stem = nn.Sequential(conv(input_shape[0], channels[0], 3, padding=1, bias=False),
-                                  bn(channels[0]), nn.ReLU(inplace=True))
-        stages, c_in = [], channels[0]
-        self.prunable_layers: dict[str, PrunableLayer] = {}
-        for s, c_out in enumerate(channels, start=1):
-            stage = []
-            for b in range(1, blocks + 1):
-                stage.append(BasicBlock(c_in, c_out, 2 if (b == 1 and s > 1) else 1, conv, bn))
-                prefix = f"layer{s}.{b - 1}"
-                self.prunable_layers[f"layer{s}.{b}.conv1"] = PrunableLayer(f"{prefix}.conv1", f"{prefix}.bn1")
-                # conv2 feeds the residual sum: the shortcut still adds into a masked channel.
-                self.prunable_layers[f"layer{s}.{b}.conv2"] = PrunableLayer(f"{prefix}.conv2", f"{prefix}.bn2",
-                                                                            activation=f"{prefix}.add")
-                c_in = c_out
-            stages.append((f"layer{s}", nn.Sequential(*stage)))
-        for name, stage in stages:
-            self.add_module(name, stage)
-        self.n_stages = len(stages)
-        self.fc = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stem(x)
-        for s in range(1, self.n_stages + 1):
-            out = getattr(self, f"layer{s}")(out)
-        return self.fc(out.flatten(2).mean(dim=-1))
 
 
 def cnn1d(input_shape, num_classes, channels=(32, 64, 64, 64), pool_after=(2, 3)):
     """VGG-style 1-D CNN (conv-BN-ReLU x4, one linear layer); prunable layers conv1..convN."""
+    from gstbench.builtin.impl.models import VGG
+
     return VGG(input_shape, num_classes, tuple(channels), tuple(pool_after))
 
 
 def resnet1d(input_shape, num_classes, channels=(32, 64), blocks=1):
     """CIFAR-style 1-D ResNet; prunable layers layerS.B.conv1 and layerS.B.conv2 (post-shortcut)."""
+    from gstbench.builtin.impl.models import ResNet
+
     return ResNet(input_shape, num_classes, tuple(channels), int(blocks))
 
 
 def vgg11_bn(input_shape, num_classes):
     """VGG11-BN with a single linear classifier (Bartoldson et al.); prunable conv1..conv8, the last four 512-wide."""
+    from gstbench.builtin.impl.models import VGG
+
     return VGG(input_shape, num_classes, (64, 128, 256, 256, 512, 512, 512, 512), (1, 2, 4, 6, 8))
 
 
 def resnet18_cifar(input_shape, num_classes):
     """ResNet18 in CIFAR form (3x3 stem, no max-pool), 64-512 channels; the last four convs are layer4.*."""
+    from gstbench.builtin.impl.models import ResNet
+
     return ResNet(input_shape, num_classes, (64, 128, 256, 512), 2)
 
 
 def resnet20(input_shape, num_classes):
     """ResNet-20 for CIFAR (He et al. 2016): 3 stages of 3 blocks, 16/32/64 channels."""
+    from gstbench.builtin.impl.models import ResNet
+
     return ResNet(input_shape, num_classes, (16, 32, 64), 3)
 
 
 def resnet56(input_shape, num_classes):
     """ResNet-56 for CIFAR (He et al. 2016): 3 stages of 9 blocks, 16/32/64 channels."""
+    from gstbench.builtin.impl.models import ResNet
+
     return ResNet(input_shape, num_classes, (16, 32, 64), 9)
 
 

@@ -5,11 +5,11 @@ The nesting, top to bottom:
     run_cell(spec)                        never raises for the cell's own errors: a 'failed' result
       _train_cell                         seeds, data, model, Trainer, Pruner
         run_schedule | rounds.run_rounds  pruning during one training run | prune-retrain rounds
-          Checkpoints.load                a killed run's state, when there is one (checkpoint.py)
+          Checkpoints.resume              a killed run's state, when there is one (checkpoint.py)
           Trainer.train                   the step loop (loop.py)
             Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
             Hooks.after_epoch             every N epochs: Checkpoints.save
-        save_model                        with train.save_model: model.safetensors (artifacts.py)
+        save_model                        with train.save_model: model.safetensors (engine/artifacts.py)
         evaluate (train set), measure     the final metrics (evaluation.py)
 """
 
@@ -18,28 +18,29 @@ from __future__ import annotations
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from gstbench.artifacts import MODEL, kept_units, save_model
-from gstbench.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent
+from gstbench.engine.artifacts import MODEL, kept_units, save_model
+from gstbench.store.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent
 from gstbench.components import Evaluated, PruningContext
-from gstbench.config import CellSpec
-from gstbench.engine.checkpoint import Checkpoints, set_rng_state
+from gstbench.plan.config import CellSpec
+from gstbench.engine.checkpoint import Checkpoints
 from gstbench.engine.evaluation import compares_with_parent, evaluate, measure
 from gstbench.engine.loop import Progress, Trained, Trainer
 from gstbench.engine.parent import independent_parent, parent_model, train_parent
 from gstbench.engine.pruner import Pruner
 from gstbench.engine.rounds import run_rounds
-from gstbench.engine.setup import build_model, component, fast_path, load_data, place, seed_everything
-from gstbench.parents import ParentCache
-from gstbench.schedule import iterative_rate
-from gstbench.tracking import CellTracker, LoggedRun
+from gstbench.engine.setup import fast_path, place, seed_everything
+from gstbench.store.parents import ParentCache
+from gstbench.plan.schedule import iterative_rate
+from gstbench.engine.state import Cell
+from gstbench.engine.tracking import CellTracker, LoggedRun
+from gstbench.plugins import Registry
 
 
-def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progress | None = None,
+def run_cell(spec: CellSpec, registry: Registry, device: str = "cpu", progress: Progress | None = None,
              parents: ParentCache | None = None, checkpoint_dir: Path | str | None = None,
              tracker: CellTracker | None = None, logged: LoggedRun | None = None) -> CellResult:
     """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
@@ -64,37 +65,36 @@ def run_cell(spec: CellSpec, registry: Any, device: str = "cpu", progress: Progr
     return result
 
 
-def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: Progress | None,
+def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progress: Progress | None,
                 parents: ParentCache | None, checkpoint_dir: Path | str | None, tracker: CellTracker) -> CellResult:
-    timing = {"train_s": 0.0, "eval_s": 0.0, "prune_s": 0.0, "metrics_s": 0.0}
     data_seed, prune_seed = seed_everything(spec.seed)
     if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
         torch.backends.cudnn.benchmark = True
-    data = load_data(registry, spec).to(device, channels_last=fast_path(device))
+    data = registry.load_data(spec.dataset).to(device, channels_last=fast_path(device))
+    cell = Cell(spec, registry, data, device, parents,
+                Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every), tracker)
+    timing = cell.timing
     torch.manual_seed(spec.seed)
-    model = place(build_model(registry, spec, data), device)
+    model = place(registry.build_model(spec.model, data), device)
     model.train()
     prune = spec.prune
     rounds = prune.rounds if prune else 0
-    trainer = Trainer(spec, data, model, timing, progress, spec.planned_epochs, tracker)
+    trainer = Trainer(cell, model, progress, spec.planned_epochs)
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
                          torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
-    pruner = Pruner(spec, registry, ctx, timing) if prune else None
-    needs_parent = any(compares_with_parent(component(registry, "metrics", ref)) for ref in spec.metrics)
-    checkpoints = Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every)
+    pruner = Pruner(cell, ctx) if prune else None
+    needs_parent = any(compares_with_parent(registry.component("metrics", ref)) for ref in spec.metrics)
     if rounds:
-        trained = run_rounds(spec, registry, data, trainer, pruner, ctx, data_seed, parents, needs_parent,
-                             checkpoints)
+        trained = run_rounds(cell, trainer, pruner, ctx, data_seed, needs_parent)
     else:
-        trained = run_schedule(spec, trainer, pruner, data_seed, parents, checkpoints)
+        trained = run_schedule(cell, trainer, pruner, data_seed)
     model.train()
     if spec.train.save_model and checkpoint_dir is not None:
         save_model(Path(checkpoint_dir) / MODEL, model, spec, data.input_shape, data.num_classes,
                    kept_units(pruner.layers) if pruner and not pruner.temporary else {},
                    prune.granularity if prune else "filters")
-    t0 = time.perf_counter()
-    train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
-    timing["eval_s"] += time.perf_counter() - t0
+    with timing.measure("eval_s"):
+        train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
     events = trained.events
     instabilities = [e.instability for e in events]
     final_test = trained.curves.test_acc[-1]
@@ -121,30 +121,29 @@ def _train_cell(spec: CellSpec, registry: Any, device: torch.device, progress: P
         subject = Evaluated(model)
         parent = None
         if needs_parent:
-            parent = subject if prune is None else Evaluated(parent_model(spec, registry, data, parents, timing))
-        metrics.update(measure(spec, registry, subject, data, device, parent, timing, None,
-                               independent_parent(spec, registry, data, parents, timing)))
+            parent = subject if prune is None else Evaluated(parent_model(cell))
+        metrics.update(measure(cell, subject, parent, None, independent_parent(cell)))
     return CellResult("ok", spec.hash, spec.seed, 0.0, Environment.here(str(device), plugin_versions(spec, registry)),
                       metrics=metrics, events=events,
                       curves=trained.curves, rounds=trained.rounds, parent=trained.parent,
                       steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps,
-                      timing={k: round(v, 4) for k, v in timing.items()})
+                      timing=timing.as_json())
 
 
-def plugin_versions(spec: CellSpec, registry: Any) -> dict[str, str]:
+def plugin_versions(spec: CellSpec, registry: Registry) -> dict[str, str]:
     """plugin -> version of every component the cell used (its model, data, pruning, rewind, metrics)."""
     refs = [spec.model, spec.dataset, spec.rewind, *spec.metrics]
     if spec.prune is not None:
         refs += [spec.prune.scorer, spec.prune.target, spec.prune.effector]
-    names = sorted({ref.id.split(":", 1)[0] for ref in refs})
+    names = sorted({ref.plugin for ref in refs})
     return {name: registry.plugins[name].version for name in names if name in registry.plugins}
 
 
-def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_seed: int,
-                 parents: ParentCache | None, checkpoints: Checkpoints) -> Trained:
+def run_schedule(cell: Cell, trainer: Trainer, pruner: Pruner | None, data_seed: int) -> Trained:
     """One training run, pruning during it on the schedule (or not at all: then it is the parent)."""
+    checkpoints = cell.checkpoints
     if pruner is None:
-        curves, _, cached = train_parent(spec, trainer, data_seed, parents, set(), checkpoints=checkpoints)
+        curves, _, cached = train_parent(cell, trainer, data_seed, set(), resumable=True)
         return Trained(curves, [], max(curves.test_acc), "cached" if cached else "trained")
     events: list[PruningEvent] = []
     schedule = pruner.schedule(trainer.steps_per_epoch, trainer.total_steps)
@@ -159,13 +158,10 @@ def run_schedule(spec: CellSpec, trainer: Trainer, pruner: Pruner | None, data_s
                                           "events": [e.to_json() for e in events], "curves": curves.to_json()})
 
     start, curves = 0, None
-    saved = checkpoints.load("schedule", trainer.data.x_train.device)
-    if saved is not None:  # the pruner first: it rebuilds the pruned shapes the weights are saved in
-        pruner.load_state_dict(saved["pruner"])
-        trainer.load_state_dict(saved["trainer"])
+    saved = checkpoints.resume("schedule", trainer, pruner)
+    if saved is not None:
         events += [PruningEvent.from_json(e) for e in saved["events"]]
         start, curves = saved["step"], Curves.from_json(saved["curves"])
-        set_rng_state(saved["rng"])
     hooks = pruner.hooks(schedule, on_event)
     hooks.after_epoch = after_epoch
     curves, _ = trainer.train(start, data_seed, hooks=hooks, curves=curves)

@@ -14,13 +14,17 @@ from __future__ import annotations
 import random as pyrandom
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from gstbench.errors import StoreWarning
-from gstbench.store import CHECKPOINT as NAME, atomic_torch_save, set_aside
+from gstbench.store.store import CHECKPOINT as NAME, atomic_torch_save, set_aside
+
+if TYPE_CHECKING:
+    from gstbench.engine.loop import Trainer
+    from gstbench.engine.pruner import Pruner
 
 FORMAT = 1
 
@@ -72,3 +76,22 @@ class Checkpoints:
                           f"{target.name} and starting the cell from its first step", StoreWarning, stacklevel=2)
             return None
         return state if state["phase"] == phase else None
+
+    def resume(self, phase: str, trainer: Trainer, pruner: Pruner | None = None,
+               then: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+        """Restore a killed run of ``phase`` from its checkpoint, or return None when there is none to go on from.
+
+        The pruner first: it rebuilds the pruned shapes the weights are saved in. Then the
+        trainer, then ``then(saved)`` for the phase's own state, and the RNGs last: anything
+        rebuilt before them may draw from the RNGs the checkpoint saved.
+        """
+        saved = self.load(phase, trainer.data.x_train.device)
+        if saved is None:
+            return None
+        if pruner is not None:
+            pruner.load_state_dict(saved["pruner"])
+        trainer.load_state_dict(saved["trainer"])
+        if then is not None:
+            then(saved)
+        set_rng_state(saved["rng"])
+        return saved

@@ -6,21 +6,33 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from gstbench import stopping
-from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, Evaluated, MetricContext, TensorData
-from gstbench.config import CellSpec
-from gstbench.engine.setup import component
-from gstbench.flatness import eval_mode
+from gstbench.components import NEEDS_INDEPENDENT, NEEDS_PARENT, Evaluated, MetricContext
+
+if TYPE_CHECKING:
+    from gstbench.engine.state import Cell
 
 # Measured on 2 CPU cores (cnn1d, 2250 test signals, noisy VM): batch 256 took 47-64 ms per pass,
 # 2048 took 66-70 ms; a GPU wants the large batch.
 EVAL_BATCH = {"cpu": 256, "cuda": 2048}
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for a block (BatchNorm statistics and dropout frozen), the model's own mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 @torch.inference_mode()
@@ -47,8 +59,7 @@ def compares_with_parent(comp: Any) -> bool:
     return bool({NEEDS_PARENT, NEEDS_INDEPENDENT} & set(comp.capabilities))
 
 
-def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData, device: torch.device,
-            parent: Evaluated | None, timing: dict[str, float], round_index: int | None,
+def measure(cell: Cell, subject: Evaluated, parent: Evaluated | None, round_index: int | None,
             independent: Callable[[], Evaluated]) -> dict[str, Any]:
     """Run the cell's metrics on ``subject``; each metric's wall time goes into ``metric_wall_s``.
 
@@ -56,15 +67,16 @@ def measure(spec: CellSpec, registry: Any, subject: Evaluated, data: TensorData,
     """
     values: dict[str, Any] = {}
     wall: dict[str, float] = {}
-    for ref in spec.metrics:
+    for ref in cell.spec.metrics:
         stopping.check()  # between metrics too: a deferred signal (a Slurm job's requeue) waits at most one
-        comp = component(registry, "metrics", ref)
+        comp = cell.registry.component("metrics", ref)
         metric = comp.factory(**ref.kwargs)
         other = independent() if NEEDS_INDEPENDENT in comp.capabilities else None
         t0 = time.perf_counter()
-        ctx = MetricContext(subject, data, device, parent if compares_with_parent(comp) else None, round_index, other)
+        ctx = MetricContext(subject, cell.data, cell.device, parent if compares_with_parent(comp) else None,
+                            round_index, other)
         values.update(metric.compute(ctx))
         wall[ref.label] = round(time.perf_counter() - t0, 4)
-    timing["metrics_s"] += sum(wall.values())
+    cell.timing.add("metrics_s", sum(wall.values()))
     values["metric_wall_s"] = wall
     return values

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gstbench.cell_result import ModeConnectivity
+from gstbench.store.cell_result import ModeConnectivity
 from gstbench.engine.evaluation import evaluate
 
 

@@ -13,19 +13,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gstbench.cell_result import Curves, MetricValues, PruningEvent, Round
-from gstbench.components import TensorData
-from gstbench.config import CellSpec, steps_to_int
+from gstbench.store.cell_result import Curves, MetricValues, PruningEvent, Round
+from gstbench.plan.config import steps_to_int
+from gstbench.plan.seeds import AUGMENTATION, derived_seed
 from gstbench.engine.evaluation import evaluate
 from gstbench.engine.setup import autocast, make_optimizer
 from gstbench import stopping
 from gstbench.errors import CellFailed
-from gstbench.tracking import CellTracker
+from gstbench.engine.state import Cell
 
 Progress = Callable[[int, int], None]
 
@@ -59,17 +58,19 @@ def clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class Trainer:
     """Trains one model over a range of schedule steps; the learning rate and data order are the schedule's."""
 
-    def __init__(self, spec: CellSpec, data: TensorData, model: nn.Module, timing: dict[str, float],
-                 progress: Progress | None, planned_epochs: int, tracker: CellTracker | None = None):
-        self.spec, self.data, self.model, self.timing = spec, data, model, timing
-        self.tracker = tracker if tracker is not None else CellTracker()  # experiment trackers (tracking.py)
-        self.n_train = data.x_train.shape[0]
+    def __init__(self, cell: Cell, model: nn.Module, progress: Progress | None = None,
+                 planned_epochs: int | None = None):
+        spec = cell.spec
+        self.spec, self.data, self.model, self.timing = spec, cell.data, model, cell.timing
+        self.tracker = cell.tracker  # experiment trackers (tracking.py)
+        self.n_train = cell.data.x_train.shape[0]
         self.batch_size = spec.train.batch_size
-        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.steps_per_epoch = spec.train.steps_per_epoch(self.n_train)
         self.total_steps = spec.train.epochs * self.steps_per_epoch
         self.milestones = sorted(steps_to_int(m, self.steps_per_epoch, self.total_steps)
                                  for m in spec.train.milestones)
-        self.progress, self.planned_epochs, self.epochs_done = progress, planned_epochs, 0
+        self.progress, self.epochs_done = progress, 0
+        self.planned_epochs = planned_epochs if planned_epochs is not None else spec.train.epochs
         self.optimizer = make_optimizer(spec, model)
         self.steps_run = 0  # optimizer steps taken by any copy: invalidates a kept evaluation
         self._last_eval: tuple[int, tuple[float, float]] | None = None
@@ -82,7 +83,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "steps_run": self.steps_run, "epochs_done": self.epochs_done, "start_rng": self.start_rng,
                 "last_eval": list(self._last_eval) if self._last_eval is not None else None,
-                "timing": dict(self.timing)}
+                "timing": self.timing.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -91,7 +92,7 @@ class Trainer:
         self._count_epochs(state["epochs_done"] - self.epochs_done)
         last = state["last_eval"]
         self._last_eval = (last[0], tuple(last[1])) if last is not None else None
-        self.timing.update(state["timing"])
+        self.timing.load_state_dict(state["timing"])
 
     def skip(self, epochs: int) -> None:
         """Count epochs that came from the parent cache (for the progress bar)."""
@@ -123,10 +124,8 @@ class Trainer:
         """
         if reuse and self._last_eval is not None and self._last_eval[0] == self.steps_run:
             return self._last_eval[1]
-        t0 = time.perf_counter()
-        with autocast(self.spec, self.data.x_test.device):
+        with self.timing.measure("eval_s"), autocast(self.spec, self.data.x_test.device):
             acc_loss = evaluate(self.model, self.data.x_test, self.data.y_test)
-        self.timing["eval_s"] += time.perf_counter() - t0
         self._last_eval = (self.steps_run, acc_loss)
         return acc_loss
 
@@ -148,7 +147,7 @@ class Trainer:
         kept: dict[int, dict] = {}
         order_gen = torch.Generator().manual_seed(data_seed)
         aug_gen = torch.Generator(device) if data.augmentation is not None else None
-        aug_seed = int(np.random.SeedSequence([data_seed, 3]).generate_state(1)[0])
+        aug_seed = derived_seed(data_seed, AUGMENTATION)
         for _ in range(start // spe):  # the permutations of the epochs before ``start``
             torch.randperm(self.n_train, generator=order_gen)
         order = None
@@ -160,7 +159,7 @@ class Trainer:
             if order is None or b == 0:
                 order = torch.randperm(self.n_train, generator=order_gen).to(device)
             if step in hooks.events:  # pruning time is not training time
-                self.timing["train_s"] += time.perf_counter() - t0
+                self.timing.add("train_s", time.perf_counter() - t0)
                 hooks.on_event(step, epoch)
                 t0 = time.perf_counter()
             if step in keep:
@@ -170,7 +169,7 @@ class Trainer:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             running.add(*self._step(step, lr, idx, hooks, aug_gen, aug_seed))
             if (step + 1) % spe == 0 or step + 1 == self.total_steps:  # the epoch ends
-                self.timing["train_s"] += time.perf_counter() - t0
+                self.timing.add("train_s", time.perf_counter() - t0)
                 last = step + 1 == self.total_steps
                 self._end_epoch(curves, running, epoch, step, lr, evaluate_test=every_epoch or last)
                 if hooks.after_epoch is not None and not last:

@@ -6,33 +6,31 @@ from __future__ import annotations
 import dataclasses
 import random as pyrandom
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from gstbench.cell_result import Curves
-from gstbench.components import Evaluated, TensorData
-from gstbench.config import CellSpec
-from gstbench.engine.checkpoint import Checkpoints, set_rng_state
+from gstbench.store.cell_result import Curves
+from gstbench.components import Evaluated
 from gstbench.engine.loop import Hooks, Trainer, clone_state
-from gstbench.engine.setup import build_model, independent_seed, place, seed_everything
-from gstbench.parents import ParentCache
+from gstbench.engine.setup import independent_seed, place, seed_everything
+from gstbench.engine.state import Cell, Timing
 
 if TYPE_CHECKING:
     from gstbench.engine.pruner import Pruner
 
 
-def train_parent(spec: CellSpec, trainer: Trainer, data_seed: int, parents: ParentCache | None,
-                 keep: set[int], pruner: "Pruner | None" = None,
-                 checkpoints: "Checkpoints | None" = None) -> tuple[Curves, dict[int, dict], bool]:
+def train_parent(cell: Cell, trainer: Trainer, data_seed: int, keep: set[int], pruner: "Pruner | None" = None,
+                 resumable: bool = False) -> tuple[Curves, dict[int, dict], bool]:
     """Plain training from step 0 (an unpruned run, round 0): from the parent cache when stored there.
 
     Returns the curves, the states kept at ``keep`` and whether they came from the cache. A
     scorer that watches training (activation statistics) needs the real run, so it skips the cache.
-    ``checkpoints`` (an unpruned cell's) saves and resumes the training on its way.
+    ``resumable`` (an unpruned cell's own training) saves and resumes it with the cell's checkpoints.
     """
+    spec, parents = cell.spec, cell.parents
     device = trainer.data.x_train.device
     cacheable = parents is not None and (pruner is None or not pruner.observes_training)
     if cacheable:
@@ -45,12 +43,11 @@ def train_parent(spec: CellSpec, trainer: Trainer, data_seed: int, parents: Pare
     torch.random.set_rng_state(trainer.start_rng)
     hooks = pruner.hooks() if pruner else Hooks()
     start, curves = 0, None
-    if checkpoints is not None and pruner is None and not keep:
-        saved = checkpoints.load("parent", trainer.data.x_train.device)
+    if resumable and pruner is None and not keep:
+        checkpoints = cell.checkpoints
+        saved = checkpoints.resume("parent", trainer)
         if saved is not None:
-            trainer.load_state_dict(saved["trainer"])
             start, curves = saved["step"], Curves.from_json(saved["curves"])
-            set_rng_state(saved["rng"])
 
         def after_epoch(step: int, curves: Curves) -> None:
             if checkpoints.due(step // trainer.steps_per_epoch):
@@ -63,22 +60,21 @@ def train_parent(spec: CellSpec, trainer: Trainer, data_seed: int, parents: Pare
     return curves, kept, False
 
 
-def parent_model(spec: CellSpec, registry: Any, data: TensorData, parents: ParentCache | None,
-                 timing: dict[str, float]) -> nn.Module:
-    """The unpruned parent of a cell that pruned during training: loaded from the cache, or trained now."""
+def parent_model(cell: Cell, seed: int | None = None) -> nn.Module:
+    """The unpruned parent of a cell that pruned during training (or, with ``seed``, its twin from that seed):
+    loaded from the cache, or trained now; its time goes into the cell's ``parent_s``."""
     t0 = time.perf_counter()
-    data_seed, _ = seed_everything(spec.seed)
-    torch.manual_seed(spec.seed)
-    model = place(build_model(registry, spec, data), data.x_train.device)
+    own = cell.for_parent(seed)
+    data_seed, _ = seed_everything(own.spec.seed)
+    torch.manual_seed(own.spec.seed)
+    model = place(own.registry.build_model(own.spec.model, own.data), own.data.x_train.device)
     model.train()
-    trainer = Trainer(spec, data, model, {"train_s": 0.0, "eval_s": 0.0}, None, spec.train.epochs)
-    train_parent(spec, trainer, data_seed, parents, set())
-    timing["parent_s"] = time.perf_counter() - t0
+    train_parent(own, Trainer(own, model), data_seed, set())
+    cell.timing.seconds["parent_s"] = time.perf_counter() - t0
     return model
 
 
-def independent_parent(spec: CellSpec, registry: Any, data: TensorData, parents: ParentCache | None,
-                       timing: dict[str, float]) -> Callable[[], Evaluated]:
+def independent_parent(cell: Cell) -> Callable[[], Evaluated]:
     """Builds, on first call, the unpruned network trained like the parent from ``independent_seed``.
 
     It comes from the parent cache when stored there (shared by every cell of the seed), and is
@@ -88,15 +84,14 @@ def independent_parent(spec: CellSpec, registry: Any, data: TensorData, parents:
 
     def get() -> Evaluated:
         if not built:
-            twin = dataclasses.replace(spec, seed=independent_seed(spec.seed))
             states = pyrandom.getstate(), np.random.get_state()
-            own: dict[str, float] = {}
-            device = data.x_train.device
+            own = dataclasses.replace(cell, timing=Timing())  # its seconds are the cell's independent_parent_s
+            device = cell.data.x_train.device
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                built.append(Evaluated(parent_model(twin, registry, data, parents, own)))
+                built.append(Evaluated(parent_model(own, independent_seed(cell.spec.seed))))
             pyrandom.setstate(states[0])
             np.random.set_state(states[1])
-            timing["independent_parent_s"] = own.get("parent_s", 0.0)
+            cell.timing.seconds["independent_parent_s"] = own.timing.seconds.get("parent_s", 0.0)
         return built[0]
 
     return get

@@ -13,13 +13,12 @@ from typing import Any, Callable
 
 import torch
 
-from gstbench.cell_result import LayerPruned, PruningEvent
+from gstbench.store.cell_result import LayerPruned, PruningEvent
 from gstbench.components import TEMPORARY, LayerState, PruningContext
-from gstbench.config import CellSpec
 from gstbench.engine.loop import Hooks
-from gstbench.engine.setup import build, component
 from gstbench.pruning import layer_states
-from gstbench.schedule import LayerCut, build_schedule
+from gstbench.plan.schedule import LayerCut, build_schedule
+from gstbench.engine.state import Cell
 
 GLOBAL = "*"  # the layer name of a cut ranked over all pruned layers at once
 
@@ -27,15 +26,15 @@ GLOBAL = "*"  # the layer name of a cut ranked over all pruned layers at once
 class Pruner:
     """Scores, selects and applies one cell's pruning; keeps the per-layer state."""
 
-    def __init__(self, spec: CellSpec, registry: Any, ctx: PruningContext, timing: dict[str, float]):
-        prune = spec.prune
-        self.prune, self.ctx, self.timing = prune, ctx, timing
-        effector_comp = component(registry, "effectors", prune.effector)
+    def __init__(self, cell: Cell, ctx: PruningContext):
+        prune, registry = cell.spec.prune, cell.registry
+        self.prune, self.ctx, self.timing = prune, ctx, cell.timing
+        effector_comp = registry.component("effectors", prune.effector)
         self.temporary = TEMPORARY in effector_comp.capabilities
         self.layers = layer_states(ctx.model, [name for name, _ in prune.layers], prune.granularity)
-        self.scorer = build(registry, "scorers", prune.scorer)
-        self.target = build(registry, "targets", prune.target)
-        self.effector = build(registry, "effectors", prune.effector)
+        self.scorer = registry.build("scorers", prune.scorer)
+        self.target = registry.build("targets", prune.target)
+        self.effector = registry.build("effectors", prune.effector)
         if hasattr(self.scorer, "attach"):
             self.scorer.attach(ctx, self.layers)
         self.before_batch = getattr(self.scorer, "before_train_batch", None)
@@ -129,7 +128,7 @@ class Pruner:
             names = list(self.layers) if cut.layer == GLOBAL else [cut.layer]
             for name, chosen in self._select(names, cut.count).items():
                 record[name] = self._apply(self.layers[name], chosen, cut)
-        self.timing["prune_s"] += time.perf_counter() - t0
+        self.timing.add("prune_s", time.perf_counter() - t0)
         t_post, loss_post = evaluate_test()
         instability = (t_pre - t_post) / t_pre if t_pre > 0 else 0.0
         return PruningEvent(step, t_pre, t_post, loss_pre, loss_post, instability, record, epoch=epoch, round=round)

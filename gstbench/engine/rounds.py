@@ -9,59 +9,58 @@ The cell's metrics run at the end of every round, so one cell gives a whole prun
 from __future__ import annotations
 
 import copy
-import time
-from typing import Any
 
-import numpy as np
 import torch
 
-from gstbench.cell_result import Curves, PruningEvent, Round
-from gstbench.components import Evaluated, PruningContext, RewindContext, TensorData
-from gstbench.config import CellSpec
-from gstbench.engine.checkpoint import Checkpoints, set_rng_state
+from gstbench.store.cell_result import Curves, PruningEvent, Round
+from gstbench.components import Evaluated, PruningContext, RewindContext
+from gstbench.plan.seeds import REINIT, TWIN_DATA_ORDER, derived_seed
 from gstbench.engine.evaluation import measure
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
 from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state
 from gstbench.engine.parent import independent_parent, train_parent
 from gstbench.engine.pruner import Pruner
-from gstbench.engine.setup import build, build_model, place
-from gstbench.parents import ParentCache
+from gstbench.engine.setup import place
+from gstbench.engine.state import Cell
 
 
-def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer, pruner: Pruner,
-               ctx: PruningContext, data_seed: int, parents: ParentCache | None, needs_parent: bool,
-               checkpoints: Checkpoints | None = None) -> Trained:
+def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext, data_seed: int,
+               needs_parent: bool) -> Trained:
     """Train; then R times: prune a fraction of what remains, rewind, retrain.
 
-    With ``checkpoints`` on (``train.checkpoint_every`` > 0) the state after every round is
-    saved, and a killed cell goes on with the next round.
+    With the cell's checkpoints on (``train.checkpoint_every`` > 0) the state after every
+    round is saved, and a killed cell goes on with the next round.
     """
+    spec, registry, data, checkpoints = cell.spec, cell.registry, cell.data, cell.checkpoints
     prune, model = spec.prune, trainer.model
     device = data.x_train.device
-    rewind = build(registry, "rewinds", spec.rewind)
+    rewind = registry.build("rewinds", spec.rewind)
     k = rewind.checkpoint_step(trainer.steps_per_epoch, trainer.total_steps)
     fork = k if k is not None else 0  # where round 0's second copy starts
-    twin_seed = int(np.random.SeedSequence([spec.seed, 1]).generate_state(1)[0])
+    twin_seed = derived_seed(spec.seed, TWIN_DATA_ORDER)
     keep = {k} if k is not None else set()
     if prune.data_order_stability:
         keep.add(fork)
     events: list[PruningEvent] = []
     rounds: list[Round] = []
-    independent = independent_parent(spec, registry, data, parents, trainer.timing) if spec.metrics else None
-    saved = checkpoints.load("rounds", device) if checkpoints is not None else None
-    if saved is not None:  # the pruner first: it rebuilds the pruned shapes the weights are saved in
-        pruner.load_state_dict(saved["pruner"])
-        trainer.load_state_dict(saved["trainer"])
+    independent = independent_parent(cell) if spec.metrics else None
+    restored: list[Evaluated | None] = []
+
+    def restore_parent(saved: dict) -> None:  # before the RNGs: building the model draws from them
+        parent = None
+        if saved["parent_model"] is not None:
+            parent = Evaluated(place(registry.build_model(spec.model, data), device))
+            parent.model.load_state_dict(saved["parent_model"])
+        restored.append(parent)
+
+    saved = checkpoints.resume("rounds", trainer, pruner, then=restore_parent)
+    if saved is not None:
         events += [PruningEvent.from_json(e) for e in saved["events"]]
         rounds += [Round.from_json(x, f"round {i} of the checkpoint") for i, x in enumerate(saved["rounds"])]
         curves, checkpoint, cached = Curves.from_json(saved["curves"]), saved["rewind_point"], saved["cached"]
-        parent = None
-        if saved["parent_model"] is not None:
-            parent = Evaluated(place(build_model(registry, spec, data), device))
-            parent.model.load_state_dict(saved["parent_model"])
-        set_rng_state(saved["rng"])
+        parent = restored[0]
     else:
-        curves, kept, cached = train_parent(spec, trainer, data_seed, parents, keep, pruner)
+        curves, kept, cached = train_parent(cell, trainer, data_seed, keep, pruner)
         checkpoint = kept[k]["model"] if k is not None else None
         rounds.append(_round_summary(0, pruner, curves, 0, True))
         if prune.data_order_stability:
@@ -70,11 +69,10 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
         if spec.metrics:
             subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
             parent = subject if needs_parent else None
-            rounds[-1].metrics = measure(spec, registry, subject, data, device, parent, trainer.timing, 0,
-                                         independent)
+            rounds[-1].metrics = measure(cell, subject, parent, 0, independent)
 
     def save_round() -> None:
-        if checkpoints is not None and checkpoints.path is not None and len(rounds) <= prune.rounds:
+        if checkpoints.path is not None and len(rounds) <= prune.rounds:
             checkpoints.save("rounds", {
                 "trainer": trainer.state_dict(), "pruner": pruner.state_dict(), "curves": curves.to_json(),
                 "events": [e.to_json() for e in events], "rounds": [x.to_json() for x in rounds],
@@ -82,8 +80,8 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
                 "parent_model": parent.model.state_dict() if parent is not None else None})
 
     def fresh_state(r: int) -> dict[str, torch.Tensor]:
-        torch.manual_seed(int(np.random.SeedSequence([spec.seed, 2, r]).generate_state(1)[0]))
-        return build_model(registry, spec, data).state_dict()
+        torch.manual_seed(derived_seed(spec.seed, REINIT, r))
+        return registry.build_model(spec.model, data).state_dict()
 
     save_round()
     for r in range(len(rounds), prune.rounds + 1):
@@ -102,8 +100,7 @@ def run_rounds(spec: CellSpec, registry: Any, data: TensorData, trainer: Trainer
         if prune.data_order_stability:
             _twin(rounds[-1], trainer, pruner, start, resume.step, resume.replay_lr, twin_seed, prune.lmc_points)
         if spec.metrics:
-            rounds[-1].metrics = measure(spec, registry, Evaluated(model), data, device, parent,
-                                         trainer.timing, r, independent)
+            rounds[-1].metrics = measure(cell, Evaluated(model), parent, r, independent)
         ctx.optimizer = trainer.optimizer
         save_round()
     pruner.detach()
@@ -137,9 +134,8 @@ def _twin(summary: Round, trainer: Trainer, pruner: Pruner, start: dict, start_s
     model.load_state_dict(first)
     trainer.optimizer = first_optimizer
     trainer.forget_evaluation()  # the last one was the second copy's
-    t0 = time.perf_counter()
-    lmc = linear_mode_connectivity(model, first, second, trainer.data.x_test, trainer.data.y_test, points)
-    trainer.timing["lmc_s"] = trainer.timing.get("lmc_s", 0.0) + time.perf_counter() - t0
+    with trainer.timing.measure("lmc_s"):
+        lmc = linear_mode_connectivity(model, first, second, trainer.data.x_test, trainer.data.y_test, points)
     weights = [f"{layer.spec.conv}.weight" for layer in pruner.layers.values()]
     summary.twin_final_test_acc = curves.test_acc[-1]
     summary.weight_distance = weight_distance(first, second, weights)

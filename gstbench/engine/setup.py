@@ -1,43 +1,15 @@
-"""Setting a cell up: its components from the registry, data and model, device, precision and seeds.
-
-Suite validation and the cost estimate import this module only; training lives in loop.py.
-"""
+"""Setting a cell up: device placement, precision, seeds and the optimizer (its components come from ``Registry.build``)."""
 
 from __future__ import annotations
 
 import random as pyrandom
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from gstbench.components import TensorData
-from gstbench.config import CellSpec, ComponentRef
-
-
-def component(registry: Any, kind: str, ref: ComponentRef) -> Any:
-    """The registered component a cell's ref names (its id without the ``@revision``)."""
-    return registry.get(kind, ref.id.split("@")[0])
-
-
-def build(registry: Any, kind: str, ref: ComponentRef, *args: Any) -> Any:
-    return component(registry, kind, ref).factory(*args, **ref.kwargs)
-
-
-def load_data(registry: Any, spec: CellSpec, placeholder: bool = False) -> TensorData:
-    """The cell's dataset; ``placeholder`` takes the dataset's stand-in, if it offers one, instead of its files."""
-    factory = component(registry, "datasets", spec.dataset).factory
-    if placeholder and hasattr(factory, "placeholder"):
-        return factory.placeholder()
-    return build(registry, "datasets", spec.dataset)
-
-
-def build_model(registry: Any, spec: CellSpec, data: TensorData) -> nn.Module:
-    model = build(registry, "models", spec.model, data.input_shape, data.num_classes)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model {spec.model.id} returned {type(model).__name__}, not an nn.Module")
-    return model
+from gstbench.plan.config import CellSpec
+from gstbench.plan.seeds import CELL, INDEPENDENT_PARENT, derived_seed, derived_seeds
 
 
 def fast_path(device: torch.device) -> bool:
@@ -60,13 +32,13 @@ def seed_everything(seed: int) -> tuple[int, int]:
     pyrandom.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    data_seed, prune_seed = np.random.SeedSequence(seed).generate_state(2)
-    return int(data_seed), int(prune_seed)
+    data_seed, prune_seed = derived_seeds(seed, CELL, count=2)
+    return data_seed, prune_seed
 
 
 def independent_seed(seed: int) -> int:
     """The seed of the parent's independent twin: derived, so no suite seed collides with it by accident."""
-    return int(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
+    return derived_seed(seed, INDEPENDENT_PARENT)
 
 
 def make_optimizer(spec: CellSpec, model: nn.Module) -> torch.optim.Optimizer:

@@ -77,7 +77,7 @@ def _differences(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]
 
 
 def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    from gstbench.flatness import eval_mode
+    from gstbench.engine.evaluation import eval_mode
 
     with eval_mode(model), torch.no_grad():
         return model(x)
@@ -86,7 +86,7 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _masked(model: nn.Module, name: str, chosen: torch.Tensor, example_input: torch.Tensor,
             granularity: str = "filters") -> nn.Module:
     """A copy of ``model`` with the built-in mask on the ``chosen`` units of layer ``name``: the reference."""
-    from gstbench.builtin.effectors import MaskEffector
+    from gstbench.builtin.impl.effectors import MaskEffector
     from gstbench.components import PruningContext
     from gstbench.engine.pruner import apply_effector
     from gstbench.pruning import layer_states
@@ -141,21 +141,21 @@ class _Bench:
 
     def mask(self, name: str, indices: torch.Tensor) -> None:
         """The built-in mask on ``indices`` of layer ``name``, applied as the engine applies an effector."""
-        from gstbench.builtin.effectors import MaskEffector
+        from gstbench.builtin.impl.effectors import MaskEffector
         from gstbench.engine.pruner import apply_effector
 
         apply_effector(MaskEffector(), self.layers[name], indices, self.ctx)
 
     def remove(self, name: str, indices: torch.Tensor, scorer: Any = None) -> None:
         """Physical removal as the engine applies it, ``units_removed`` on the scorer included."""
-        from gstbench.builtin.effectors import RemoveEffector
+        from gstbench.builtin.impl.effectors import RemoveEffector
         from gstbench.engine.pruner import apply_effector
 
         apply_effector(RemoveEffector(), self.layers[name], indices, self.ctx, scorer)
 
     def removable(self) -> list[str]:
         """The prunable layers whose removal cuts no other layer's outputs (not a residual sum)."""
-        from gstbench.builtin.effectors import RemoveEffector
+        from gstbench.builtin.impl.effectors import RemoveEffector
 
         return [name for name, layer in self.layers.items()
                 if RemoveEffector().check_layer(self.model, name, layer.spec, self.ctx.example_input) is None]

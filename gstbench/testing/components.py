@@ -171,7 +171,7 @@ def check_model(model: Any, *, options: dict | None = None, input_shape: tuple[i
     on every prunable layer, physical removal computes what masking computes (or the
     ``remove`` effector's check names why it cannot remove there).
     """
-    from gstbench.builtin.effectors import RemoveEffector
+    from gstbench.builtin.impl.effectors import RemoveEffector
     from gstbench.components import PrunableLayer
 
     label, build, _ = _resolve("models", model, options, None)

@@ -29,7 +29,7 @@ def files_outside(root: Path | str, *allowed: Path | str) -> list[Path]:
 def stored_results(out: Path | str) -> dict[str, dict]:
     """hash -> what each finished cell of a run directory computed: status, metrics (without their wall
     times), curves and events. Two runs of the same cells compare equal when they computed the same."""
-    from gstbench.store import Store
+    from gstbench.store.store import Store
 
     found = {}
     for cell in Store(out).iter_cells():

@@ -10,7 +10,8 @@ import sys
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from gstbench.store import HASH_DIGITS, Store
+from gstbench.plan.config import short_hash
+from gstbench.store.store import Store
 from gstbench.testing import files_outside
 
 SUITE = """
@@ -51,7 +52,7 @@ def test_every_cell_is_an_mlflow_run_in_a_sqlite_store_in_the_run_directory_from
     uri = f"sqlite:///{out / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["mlflow-tiny"])
-    assert sorted(runs["tags.mlflow.runName"]) == sorted(h[:HASH_DIGITS] for h in stored)
+    assert sorted(runs["tags.mlflow.runName"]) == sorted(short_hash(h) for h in stored)
     assert set(runs["status"]) == {"FINISHED"}
     assert runs["tags.gstbench.configuration"].nunique() == 1 and runs["tags.gstbench.group"].nunique() == 1
     assert set(runs["params.train.epochs"]) == {"3"} and set(runs["params.prune.scorer.id"]) == {"gstbench:l2"}

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import gstbench
 from gstbench import stopping
-from gstbench.cell_result import CellResult
+from gstbench.store.cell_result import CellResult
 
 __version__ = "0.1.0"
 

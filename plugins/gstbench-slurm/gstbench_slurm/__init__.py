@@ -8,7 +8,7 @@ requeued job goes on from the cell's last checkpoint (``train.checkpoint_every``
 ends without a result (killed, a node failure) is submitted again (``retries``), and it too
 goes on from the checkpoint. A cell's own exception is already a stored "failed" result.
 A driver stopped by Ctrl-C or SIGTERM cancels its jobs; one that is killed cannot, so each
-job watches its cell's lease (gstbench.leases.watch) and stops when the lease passes to
+job watches its cell's lease (gstbench.run.leases.watch) and stops when the lease passes to
 another run or goes stale: a cell is trained by one job at a time.
 
 The job folder (submitit's pickles and each job's stdout/stderr) defaults to ``<run>/slurm``;
@@ -27,9 +27,9 @@ from typing import Any, Iterable, Iterator
 
 import gstbench
 from gstbench import stopping
-from gstbench.cell_result import CellResult
+from gstbench.store.cell_result import CellResult
 from gstbench.errors import GstbenchError
-from gstbench.leases import watch
+from gstbench.run.leases import watch
 
 __version__ = "0.1.0"
 
@@ -48,7 +48,7 @@ class CellJob:
     def __call__(self, cell: Any) -> CellResult:
         import signal
 
-        from gstbench.store import CHECKPOINT
+        from gstbench.store.store import CHECKPOINT
 
         directory = self.work.cell_dir(cell)
         if directory is not None and (directory / CHECKPOINT).exists():

@@ -128,7 +128,7 @@ def test_a_preempted_job_and_a_killed_one_both_go_on_from_the_cells_checkpoint(t
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
 def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_an_uninterrupted_run(tmp_path):
-    from gstbench.leases import WATCH_S
+    from gstbench.run.leases import WATCH_S
 
     path = suite(tmp_path, samples=2000, epochs=16)
     seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
@@ -175,7 +175,7 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
 def test_the_options_become_the_sbatch_script_slurm_runs(tmp_path, monkeypatch):
     """Without a cluster: Slurm's own tools on PATH stand in (the edge of the system), and submitit
     writes the job script it would submit."""
-    from gstbench.runner import CellWork
+    from gstbench.run.runner import CellWork
     from gstbench_slurm import slurm
 
     for tool in ("sbatch", "srun"):

@@ -10,7 +10,8 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gstbench.store import HASH_DIGITS, Store
+from gstbench.plan.config import short_hash
+from gstbench.store.store import Store
 from gstbench.testing import files_outside
 
 SUITE = """
@@ -46,12 +47,12 @@ def test_every_cell_is_a_tensorboard_run_with_its_curves_events_and_final_metric
     assert files_outside(tmp_path, suite, out) == []
     stored = [cell.result for cell in Store(out).iter_cells()]
     runs = sorted((out / "tensorboard" / "tb-tiny").glob("*/*"))
-    assert sorted(r.name for r in runs) == sorted(r.hash[:HASH_DIGITS] for r in stored)
+    assert sorted(r.name for r in runs) == sorted(short_hash(r.hash) for r in stored)
     assert len({r.parent.name for r in runs}) == 1  # both seeds in their configuration's folder
     assert runs[0].parent.name.startswith("l2_smallest_mask_1ep-")
     for result in stored:
         events = EventAccumulator(str(out / "tensorboard" / "tb-tiny" / runs[0].parent.name
-                                      / result.hash[:HASH_DIGITS]))
+                                      / short_hash(result.hash)))
         events.Reload()
         acc = events.Scalars("test/acc")
         assert [e.step for e in acc] == result.curves.step
@@ -75,7 +76,7 @@ def _f32(value: float) -> float:
 
 def test_a_run_whose_directory_would_leave_the_log_directory_is_refused(tmp_path):
     from gstbench.errors import GstbenchError
-    from gstbench.tracking import LoggedRun
+    from gstbench.engine.tracking import LoggedRun
     from gstbench_tensorboard import TensorBoardLogger
 
     # load_suite refuses such a suite name; a logger checks the path it writes all the same

@@ -9,18 +9,22 @@ prunable layers are its convolutions, named by module path (``layer4.1.conv2``,
 from __future__ import annotations
 
 import functools
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 import gstbench
 from gstbench.components import PrunableLayer
 from gstbench.errors import UnknownComponent, closest
+
+if TYPE_CHECKING:  # torch loads when a model is built, not when the plugin registers
+    from torch import nn
 
 __version__ = "0.1.0"
 
 
 def prunable_convs(model: nn.Module) -> dict[str, PrunableLayer]:
     """Every Conv2d by module path, paired with the BatchNorm2d registered right after it on its output."""
+    from torch import nn
+
     layers: dict[str, PrunableLayer] = {}
     last_conv: tuple[str, nn.Conv2d] | None = None
     for path, module in model.named_modules():

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from gstbench.builtin.effectors import MaskEffector, RemoveEffector
+from gstbench.builtin.impl.effectors import MaskEffector, RemoveEffector
 from gstbench.components import PruningContext
 from gstbench.errors import UnknownComponent
 from gstbench.plugins import Registry

@@ -12,7 +12,7 @@ import gstbench_torch_pruning
 from gstbench.components import PruningContext
 from gstbench.engine import run_cell
 from gstbench.pruning import layer_states
-from gstbench.suite import load_suite
+from gstbench.plan.suite import load_suite
 from gstbench.testing import check_scorer
 
 pytest_plugins = "gstbench.testing"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
 
-from gstbench.store import HASH_DIGITS, Store
+from gstbench.plan.config import short_hash
+from gstbench.store.store import Store
 from gstbench.testing import files_outside
 
 SUITE = """
@@ -76,7 +77,7 @@ def test_every_cell_is_an_offline_wandb_run_with_config_history_and_summary(tmp_
     proc = gstbench("run", "--suite", str(suite), "--out", str(out), "--log", "wandb")
     assert proc.returncode == 0, proc.stderr
     assert files_outside(tmp_path, suite, out) == []
-    stored = {cell.result.hash[:HASH_DIGITS]: cell.result for cell in Store(out).iter_cells()}
+    stored = {short_hash(cell.result.hash): cell.result for cell in Store(out).iter_cells()}
     files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert sorted(f.stem.removeprefix("run-") for f in files) == sorted(stored)
     groups = set()
@@ -84,7 +85,7 @@ def test_every_cell_is_an_offline_wandb_run_with_config_history_and_summary(tmp_
         result = stored[file.stem.removeprefix("run-")]
         found = records(file)
         run = next(r.run for r in found if r.WhichOneof("record_type") == "run")
-        assert (run.project, run.display_name, run.job_type) == ("wandb-tiny", result.hash[:HASH_DIGITS], "quick")
+        assert (run.project, run.display_name, run.job_type) == ("wandb-tiny", short_hash(result.hash), "quick")
         groups.add(run.run_group)
         config = items(run.config.update)
         assert config["train.epochs"] == 3 and config["seed"] == result.seed

@@ -1,0 +1,1 @@
+"""What the built-in plugins build: imported when a cell builds a component, never to list one."""

@@ -1,0 +1,226 @@
+"""What the built-in effectors build: masking, physical removal, and temporary zeroing or noise.
+
+Registered, with their options, in gstbench/builtin/effectors.py; imported only when a cell builds one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gstbench.components import LayerState, PrunableLayer, PruningContext
+from gstbench.pruning import coupled_outputs, dependency_graph, remove_filters, removal_slices, zero_slices
+
+
+class MaskEffector:
+    """Zero what removal would cut, and keep it zero after every optimizer step.
+
+    That is the filters and the next BatchNorm's gamma and beta (the paper's mask), plus
+    the input slices of the layers that consume the channel: they only ever see zeros, so
+    the function is the paper's, and the consumers' norm scores match physical removal.
+    """
+
+    def __init__(self):
+        self.graph = None
+        self.slices: dict[str, list] = {}
+        self.weight_masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        if layer.granularity == "weights":
+            weight = layer.conv.weight
+            self.weight_masks[layer.name] = (weight, layer.alive.to(weight.device, weight.dtype))
+            self.after_step()
+            return None
+        if self.graph is None:  # masking never changes shapes: one graph serves the whole cell
+            self.graph = dependency_graph(ctx.model, ctx.example_input)
+        dead = (~layer.alive).nonzero().flatten()
+        self.slices[layer.name] = removal_slices(self.graph, layer, dead)
+        zero_slices(self.slices[layer.name])
+        return None
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for slices in self.slices.values():
+            zero_slices(slices)
+        for weight, keep in self.weight_masks.values():
+            weight.mul_(keep)
+
+
+class RemoveEffector:
+    """Remove the filters physically with torch-pruning; the optimizer state is sliced to match."""
+
+    def check_layer(self, model: nn.Module, layer_name: str, layer: PrunableLayer,
+                    example_input: torch.Tensor) -> str | None:
+        others = coupled_outputs(model, layer, example_input)
+        if others:
+            return (f"removing filters of '{layer_name}' would also cut the coupled output channels of "
+                    f"{', '.join(others)} (a residual sum); `mask` keeps the shortcut's contribution instead")
+        return None
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        return remove_filters(ctx.model, layer, indices, ctx.optimizer, ctx.example_input)
+
+
+# ---- temporary interventions: the permanence ablation of the paper ----------------------
+@dataclass
+class _Intervention:
+    layer: LayerState
+    indices: torch.Tensor
+    remaining: int  # training steps still to go
+    saved: dict[str, torch.Tensor] | None = None
+
+
+def _unit_tensors(layer: LayerState) -> dict[str, torch.Tensor]:
+    """Every per-channel tensor of a filter: conv weight and bias, BN affine and running stats."""
+    tensors = {"conv.weight": layer.conv.weight, "conv.bias": layer.conv.bias}
+    if layer.bn is not None:
+        tensors.update({"bn.weight": layer.bn.weight, "bn.bias": layer.bn.bias,
+                        "bn.running_mean": layer.bn.running_mean, "bn.running_var": layer.bn.running_var})
+    return {k: t for k, t in tensors.items() if t is not None}
+
+
+@torch.no_grad()
+def _zero_with_bn(layer: LayerState, idx: torch.Tensor) -> None:
+    for name, t in _unit_tensors(layer).items():
+        if name in ("conv.weight", "conv.bias", "bn.weight", "bn.bias"):
+            t[idx] = 0
+
+
+@torch.no_grad()
+def _reenter_at_zero(layer: LayerState, idx: torch.Tensor, saved: dict[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer) -> None:
+    """The filter restarts from zero weights (no optimizer memory); its BN is restored as it was.
+
+    Restoring BN matters: with gamma = beta = 0 the channel's BN output is exactly 0, the
+    ReLU's gradient at 0 is 0, and the unit could never train again. With its trained
+    beta > 0 the channel passes gradient and the filter regrows; with beta <= 0 it stays
+    off, as in the paper's code, which zeroed only the filter weights.
+    """
+    for name, t in _unit_tensors(layer).items():
+        if name.startswith("conv."):
+            t[idx] = 0
+            for value in optimizer.state.get(t, {}).values():
+                if torch.is_tensor(value) and value.shape == t.shape:
+                    value[idx] = 0
+        else:
+            t[idx] = saved[name]
+
+
+class _TemporaryEffector:
+    """Acts on targeted filters for N training steps: ``_during`` before each, ``_release`` after the last."""
+
+    def __init__(self, steps: int):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"{type(self).name} needs steps >= 1 (training steps), got {steps!r}")
+        self.steps = steps
+        self.active: list[_Intervention] = []
+
+    def _start(self, layer: LayerState, indices: torch.Tensor, saved: dict | None = None) -> None:
+        iv = _Intervention(layer, indices.to(layer.conv.weight.device), self.steps, saved)
+        self._during(iv)  # the first of N: seen by the event's t_post and training step 1
+        self.active.append(iv)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        still = []
+        for iv in self.active:
+            iv.remaining -= 1
+            if iv.remaining > 0:
+                self._during(iv)
+                still.append(iv)
+            else:
+                self._release(iv)
+        self.active = still
+
+    def state_dict(self) -> dict:
+        """The interventions under way: layer, units, steps to go and what was saved (a checkpoint's part)."""
+        return {"active": [{"layer": iv.layer.name, "indices": iv.indices.cpu(), "remaining": iv.remaining,
+                            "saved": {k: v.cpu() for k, v in (iv.saved or {}).items()}} for iv in self.active]}
+
+    def load_state_dict(self, state: dict, ctx: PruningContext, layers: dict[str, LayerState]) -> None:
+        self._resume(ctx)
+        self.active = []
+        for iv in state["active"]:
+            layer = layers[iv["layer"]]
+            device = layer.conv.weight.device
+            saved = {k: v.to(device) for k, v in iv["saved"].items()} or None
+            self.active.append(_Intervention(layer, iv["indices"].to(device), iv["remaining"], saved))
+
+    def _resume(self, ctx: PruningContext) -> None:
+        """Take back what ``apply`` takes from the context."""
+
+    def _during(self, iv: _Intervention) -> None:
+        raise NotImplementedError
+
+    def _release(self, iv: _Intervention) -> None:
+        pass
+
+
+class ZeroEffector(_TemporaryEffector):
+    """Zero filters with the next BN's gamma and beta for N training steps, then let them return."""
+
+    name = "zero"
+
+    def __init__(self, steps: int, restore: bool):
+        super().__init__(steps)
+        self.restore = bool(restore)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        self.optimizer = ctx.optimizer
+        idx = indices.to(layer.conv.weight.device)
+        self._start(layer, idx, saved={k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()})
+        return None
+
+    def _resume(self, ctx: PruningContext) -> None:
+        self.optimizer = ctx.optimizer
+
+    def _during(self, iv: _Intervention) -> None:
+        _zero_with_bn(iv.layer, iv.indices)
+
+    @torch.no_grad()
+    def _release(self, iv: _Intervention) -> None:
+        if self.restore:
+            for name, t in _unit_tensors(iv.layer).items():
+                t[iv.indices] = iv.saved[name]
+        else:
+            _reenter_at_zero(iv.layer, iv.indices, iv.saved, self.optimizer)
+
+
+class NoiseEffector(_TemporaryEffector):
+    """For N training steps, add fresh Gaussian noise to the filters' weights before each step."""
+
+    name = "noise"
+
+    def __init__(self, steps: int, variance: str | float):
+        super().__init__(steps)
+        if variance != "untargeted" and (isinstance(variance, bool) or not isinstance(variance, (int, float))
+                                         or variance <= 0):
+            raise ValueError(f"noise variance must be 'untargeted' or a number > 0, got {variance!r}")
+        self.variance = variance
+        self.generator: torch.Generator | None = None
+
+    def variance_for(self, layer: LayerState) -> float:
+        """The variance of the layer's untargeted filters' weights (the paper), or the fixed value."""
+        if self.variance != "untargeted":
+            return float(self.variance)
+        untargeted = layer.conv.weight.detach()[layer.alive.to(layer.conv.weight.device)]
+        if untargeted.numel() < 2:
+            raise ValueError(f"noise: layer '{layer.name}' has no untargeted filters left to take a variance from")
+        return float(untargeted.var())
+
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        self.generator = ctx.generator
+        self._start(layer, indices)
+        return None
+
+    def _resume(self, ctx: PruningContext) -> None:
+        self.generator = ctx.generator
+
+    @torch.no_grad()
+    def _during(self, iv: _Intervention) -> None:
+        w = iv.layer.conv.weight
+        std = self.variance_for(iv.layer) ** 0.5
+        w[iv.indices] += (torch.randn(w[iv.indices].shape, generator=self.generator) * std).to(w.device, w.dtype)

@@ -1,0 +1,73 @@
+"""What the built-in rewinds build: no rewind, weight and learning-rate rewinding, reinitialization.
+
+Registered, with their options, in gstbench/builtin/rewinds.py; imported only when a cell builds one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gstbench.components import Resume, RewindContext
+from gstbench.plan.config import steps_to_int
+
+
+def _step(at: str, steps_per_epoch: int, total: int, name: str) -> int:
+    k = steps_to_int(at, steps_per_epoch, total)
+    if not 0 <= k < total:
+        raise ValueError(f"{name}@{at} is step {k}, not inside training (0 to {total - 1} steps)")
+    return k
+
+
+class NoRewind:
+    def checkpoint_step(self, steps_per_epoch, total_steps):
+        return None
+
+    def rewind(self, ctx: RewindContext) -> Resume:
+        return Resume(step=0, replay_lr=False)
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return 0
+
+
+class WeightRewind:
+    def __init__(self, at: str):
+        self.at = at
+
+    def checkpoint_step(self, steps_per_epoch, total_steps):
+        return _step(self.at, steps_per_epoch, total_steps, "weights")
+
+    @torch.no_grad()
+    def rewind(self, ctx: RewindContext) -> Resume:
+        ctx.model.load_state_dict(ctx.checkpoint)
+        return Resume(step=self.resume_step(ctx.steps_per_epoch, ctx.total_steps))
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return self.checkpoint_step(steps_per_epoch, total_steps)
+
+
+class LearningRateRewind:
+    def __init__(self, at: str):
+        self.at = at
+
+    def checkpoint_step(self, steps_per_epoch, total_steps):
+        _step(self.at, steps_per_epoch, total_steps, "lr")  # validates k; no weights to keep
+        return None
+
+    def rewind(self, ctx: RewindContext) -> Resume:
+        return Resume(step=self.resume_step(ctx.steps_per_epoch, ctx.total_steps))
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return _step(self.at, steps_per_epoch, total_steps, "lr")
+
+
+class Reinitialize:
+    def checkpoint_step(self, steps_per_epoch, total_steps):
+        return None
+
+    @torch.no_grad()
+    def rewind(self, ctx: RewindContext) -> Resume:
+        ctx.model.load_state_dict(ctx.fresh_state())
+        return Resume(step=0)
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        return 0

@@ -1,0 +1,175 @@
+"""Pruned models as artifacts: a cell's final model in safetensors, rebuilt through the registry, exported.
+
+``cells/<hash16>/model.safetensors`` (``train.save_model``, ``gstbench run --save-models``) holds
+the final model's state dict (parameters and BatchNorm buffers, on CPU, contiguous), one
+``gstbench.kept.<layer>`` tensor per pruned layer (uint8 over the layer's original units: 1 =
+the unit is alive in the final model), and in its metadata the cell's canonical spec, hash,
+input shape and number of classes: everything ``load_model`` needs to rebuild the network
+from the installed plugins, without the dataset.
+
+``load_model(..., structured=False)`` gives the model as it trained: original shapes with dead
+filters zeroed (mask effector), or already slim (remove effector). ``structured=True`` removes
+every dead filter physically with torch-pruning (and what depends on it: the next BatchNorm,
+the consumers' input channels), which computes the same function with fewer MACs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gstbench.plan.config import CellSpec, canonical_json, short_hash, spec_from_canonical
+from gstbench.errors import GstbenchError
+from gstbench.plugins import Registry
+
+MODEL = "model.safetensors"
+FORMAT = "gstbench-model-1"
+KEPT = "gstbench.kept."
+
+
+def kept_units(layers: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Per pruned layer, which of its original units the final model still has alive (bool, original indexing)."""
+    out = {}
+    for name, layer in layers.items():
+        kept = torch.zeros(layer.n_original, dtype=torch.bool)
+        kept[layer.original_index.cpu()] = layer.alive.flatten().cpu()
+        out[name] = kept
+    return out
+
+
+def save_model(path: Path, model: nn.Module, spec: CellSpec, input_shape: tuple[int, ...], num_classes: int,
+               kept: dict[str, torch.Tensor], granularity: str = "filters") -> None:
+    """Write ``model`` (any device) with its kept units and what rebuilds it, atomically."""
+    from safetensors.torch import save_file
+
+    from gstbench import __version__
+    from gstbench.store.store import atomic_replace
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({KEPT + name: mask.to(torch.uint8) for name, mask in kept.items()})
+    metadata = {"format": FORMAT, "gstbench": __version__, "hash": spec.hash, "spec": spec.canonical_json(),
+                "input_shape": json.dumps(list(input_shape)), "num_classes": str(num_classes),
+                "granularity": granularity}
+    atomic_replace(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def model_file(where: Path | str) -> Path:
+    """A cell directory's model file, or the file itself; one line naming the fix when there is none."""
+    where = Path(where)
+    path = where / MODEL if where.is_dir() else where
+    if not path.is_file() and (where / "cells").is_dir():
+        raise GstbenchError(f"{where} is a run directory; give one of its cells, {where / 'cells'}/<hash16> "
+                            f"(gstbench.results(DIR).cells lists each cell's hash, label and seed)")
+    if not path.is_file():
+        raise GstbenchError(f"{path} does not exist: models are stored by `gstbench run --save-models` (or "
+                            f"train.save_model = true); cells finished without it need training again")
+    return path
+
+
+def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types on a damaged header
+        raise GstbenchError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); "
+                            f"store the model again with `gstbench run --save-models`") from None
+    if metadata.get("format") != FORMAT:
+        raise GstbenchError(f"{path} is not a gstbench model file (metadata format {metadata.get('format')!r}, "
+                            f"expected {FORMAT!r})")
+    return tensors, metadata
+
+
+def load_model(where: Path | str, structured: bool = False, registry: Registry = None,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """The cell's final model, rebuilt through the registry and in eval mode.
+
+    ``where`` is a cell directory or a model file. ``structured=True`` removes the dead filters
+    physically. The returned module carries ``pruning_kept`` (layer -> bool per original unit)
+    and ``gstbench_spec`` (its CellSpec); to fine-tune a masked model and keep it pruned,
+    load it structured or zero the dead units again after each step.
+    """
+    path = model_file(where)
+    return _rebuild(path, *read_model_file(path), structured, registry).to(device).eval()
+
+
+def _rebuild(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], structured: bool,
+             registry: Registry) -> nn.Module:
+    from gstbench.plugins import get_registry
+    from gstbench.pruning import remove_dead_filters
+
+    spec = spec_from_canonical(json.loads(metadata["spec"]))
+    if canonical_json(spec.canonical()) != metadata["spec"] or spec.hash != metadata["hash"]:
+        raise GstbenchError(f"{path}: its spec does not hash to its recorded cell {short_hash(metadata['hash'])}; "
+                            f"the file was changed after gstbench wrote it")
+    registry = registry or get_registry()
+    input_shape = tuple(json.loads(metadata["input_shape"]))
+    model = registry.build("models", spec.model, input_shape, int(metadata["num_classes"]))
+    kept = {k[len(KEPT):]: v.bool() for k, v in tensors.items() if k.startswith(KEPT)}
+    state = {k: v for k, v in tensors.items() if not k.startswith(KEPT)}
+    example = torch.zeros(1, *input_shape)
+    filters = metadata.get("granularity", "filters") == "filters"
+    if filters:  # a fresh model gets the slim shapes of the layers the remove effector cut
+        remove_dead_filters(model, {n: ~k for n, k in kept.items() if _stored_slim(model, n, k, state)}, example)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise GstbenchError(f"{path}: the weights do not fit model {spec.model.label} as the installed plugins "
+                            f"build it ({str(exc).splitlines()[0]}); install the plugin version that trained it "
+                            f"(its result.json's environment lists them)") from None
+    if structured:
+        if not filters:
+            raise GstbenchError(f"{path}: this cell pruned single weights, which leaves no filter to remove; "
+                                f"load it with structured=False (export-model --masked)")
+        remove_dead_filters(model, {n: ~k for n, k in kept.items() if _physical(model, n) == k.numel()}, example)
+    model.pruning_kept = kept
+    model.gstbench_spec = spec
+    return model
+
+
+def _physical(model: nn.Module, name: str) -> int:
+    from gstbench.pruning import layer_states
+
+    return layer_states(model, [name])[name].n_physical
+
+
+def _stored_slim(model: nn.Module, name: str, kept: torch.Tensor, state: dict[str, torch.Tensor]) -> bool:
+    """Whether the stored weights of layer ``name`` have fewer filters than its original units."""
+    declared = getattr(model, "prunable_layers", {})
+    conv_key = f"{declared[name].conv}.weight" if name in declared else None
+    return conv_key in state and state[conv_key].shape[0] != kept.numel()
+
+
+def export_model(where: Path | str, out: Path | str, structured: bool = True, registry: Registry = None) -> nn.Module:
+    """Write a cell's model to ``out``: ``.safetensors`` (weights, kept units, spec: ``load_model`` reads it)
+    or ``.pt2`` (a ``torch.export`` program: runs with ``torch.export.load(out).module()``, no gstbench)."""
+    out = Path(out)
+    if out.suffix not in (".safetensors", ".pt2"):
+        raise GstbenchError(f"{out}: the file name must end in .safetensors (weights and spec) or .pt2 "
+                            f"(a torch.export program)")
+    path = model_file(where)
+    tensors, metadata = read_model_file(path)
+    model = _rebuild(path, tensors, metadata, structured, registry).eval()
+    input_shape = tuple(json.loads(metadata["input_shape"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".safetensors":
+        granularity = metadata.get("granularity", "filters")
+        save_model(out, model, model.gstbench_spec, input_shape, int(metadata["num_classes"]), model.pruning_kept,
+                   granularity)
+    else:
+        from gstbench.store.store import atomic_replace
+
+        program = torch.export.export(model, (torch.zeros(2, *input_shape),),
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: given a path, torch wants it to end in .pt2
+                torch.export.save(program, f)
+
+        atomic_replace(out, write)
+    return model

@@ -1,0 +1,1 @@
+"""Planning: a suite's TOML expanded into validated cell specs, their seeds, schedules and labels (no torch)."""

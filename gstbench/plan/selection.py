@@ -1,0 +1,97 @@
+"""Selecting stored runs by their config: the value at a dotted key, its label, a configuration's label, and group matching.
+
+A stored spec is the cell's canonical JSON (plan/config.py; the reader's ``CellSpec``s keep the stored one). A dotted key reads it the way a
+suite file writes it: ``prune.target``, ``rewind``, ``model.channels`` (component options
+are looked up inside the component), and ``prune.period`` (or start, end, fraction) reads
+the layers' schedules when they all agree. Groups (a suite's ``[groups]`` and
+``[leaderboard.groups]``) match a value by its component name (``zero``), its full label
+(``zero(steps=6)``, ``weights@5%``) or a literal (``false`` for ``prune``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gstbench.components import id_parts
+from gstbench.plan.config import LAYER_KEYS, CellSpec, component_label
+
+MISSING = object()
+# The axes every leaderboard row shows; any other axis of a suite gets its own column.
+SHOWN_AXES = {"prune.scorer", "prune.target", "prune.effector", "prune.period"}
+
+
+def short_label(component: dict[str, Any]) -> str:
+    """A stored component as tables show it: ``name(k=v)`` or ``weights@5%``."""
+    return component_label(component["id"], component.get("options") or {})
+
+
+def canonical_of(spec: CellSpec | dict[str, Any]) -> dict[str, Any]:
+    """What selection reads: a spec's canonical form (a stored spec's is the JSON it was read from)."""
+    return spec.canonical() if isinstance(spec, CellSpec) else spec
+
+
+def value_at(spec: CellSpec | dict[str, Any], dotted: str) -> Any:
+    """The stored value at ``dotted``, or MISSING."""
+    node: Any = canonical_of(spec)
+    for part in dotted.split("."):
+        if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
+            node = node["options"]
+        if isinstance(node, dict) and part not in node and part in LAYER_KEYS and isinstance(node.get("layers"), dict):
+            values = {repr(layer.get(part)) for layer in node["layers"].values()}
+            if len(values) != 1:
+                return MISSING
+            node = next(iter(node["layers"].values())).get(part)
+            continue
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def label_at(spec: CellSpec | dict[str, Any], dotted: str) -> str:
+    """The value at ``dotted`` as a table shows it; ``-`` where the run has none (e.g. unpruned)."""
+    node = value_at(spec, dotted)
+    if node is MISSING or node is None:
+        return "-"
+    if isinstance(node, dict) and "id" in node:
+        return short_label(node)
+    return str(node)
+
+
+def matches(spec: CellSpec | dict[str, Any], dotted: str, allowed: list[Any]) -> bool:
+    """Whether the run's value at ``dotted`` is one of ``allowed`` (a name, a full label or a literal)."""
+    node = value_at(spec, dotted)
+    if node is MISSING or node is None:
+        return (False in allowed) if (node is None or dotted == "prune") else False
+    if isinstance(node, dict) and "id" in node:
+        return id_parts(node["id"])[1] in allowed or short_label(node) in allowed
+    return node in allowed or str(node) in [str(a) for a in allowed]
+
+
+def in_group(spec: CellSpec | dict[str, Any], match: dict[str, list[Any]]) -> bool:
+    """A group is a table of dotted key -> allowed values; a run belongs when every key matches."""
+    return all(matches(spec, k, allowed) for k, allowed in match.items())
+
+
+def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> dict[str, Any]:
+    """The row label: scorer, target, effector, period, plus any other axis of the suite."""
+    spec = canonical_of(spec)
+    prune = spec["prune"]
+    if prune is None:
+        row = {"scorer": "-", "target": "-", "effector": "unpruned", "period": "-"}
+    else:
+        if prune.get("rounds"):
+            period = f"{prune['rounds']} rounds"
+        else:
+            period = ",".join(sorted({layer["period"] for layer in prune["layers"].values()}))
+        row = {"scorer": short_label(prune["scorer"]), "target": short_label(prune["target"]),
+               "effector": short_label(prune["effector"]), "period": period}
+    for axis in axes:
+        if axis not in SHOWN_AXES:
+            row[axis] = label_at(spec, axis)
+    return row
+
+
+def config_label(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> str:
+    """A configuration in one line, as the leaderboard labels it: e.g. ``l1 largest mask 1ep``."""
+    return " ".join(str(v) for v in describe_config(spec, axes).values() if v != "-")

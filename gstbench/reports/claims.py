@@ -1,0 +1,274 @@
+"""Claims: a paper's finding written as a test on stored runs, and its verdict (REFERENCE.md section 4).
+
+What a suite declares is parsed and checked in plan/claims.py; this module computes each
+test's parts from the finished runs, one function per test kind, and renders the verdicts.
+A suite declares ``[[claims]]`` (id, source, statement, the paper's figure, one or more
+``test`` tables) and ``[groups]`` (named sets of configurations, replaced per scale under
+``[scales.<scale>.groups]``, so the quick and paper scales share one declaration). Test
+kinds:
+
+- ``correlation``: Pearson r and/or Kendall tau between two per-run metrics, with a sign;
+- ``difference``: a metric between two groups (paired over seeds when both ran the same
+  seeds, Welch otherwise), or two metrics of the same runs (paired per run), with a sign;
+- ``order``: groups in a claimed order on a metric, each adjacent pair a difference;
+- ``trend``: Kendall tau between the position along an axis (or a list of groups) and a metric;
+- ``equivalence``: a difference inside a declared margin (two one-sided tests);
+- ``bound``: a metric's mean below or above a value (one-sample t-test).
+
+``within = KEY`` repeats a test for each value of a config key. A claim declares the
+effect its tests are powered for, in the unit of each test: ``paper_effect`` where the
+paper gives a number, otherwise ``effect_of_interest`` with its ``effect_reason`` (on the
+claim, or on one test where the units differ); each part gets its test's power there and
+the n for 80% (power.py). Verdicts: a part is ``reproduced`` when its effect has the
+claimed sign and p < 0.05 (an equivalence: two one-sided tests at 0.05, i.e. its 90%
+interval inside the margin), ``contradicted`` when the opposite is significant (an
+equivalence: the difference beyond the margin), ``smaller than the paper's effect`` when
+it is not significant and its 95% interval excludes the declared effect, ``inconclusive``
+otherwise. A claim is reproduced when every part is (an intersection-union test, valid at
+0.05 without correction), contradicted when any part contradicts at 0.05 / number of
+parts (Bonferroni), smaller than the paper's effect when, short of that, a part that is
+not reproduced is smaller at 0.05 / number of parts, inconclusive otherwise. Fewer than 3
+runs (or pairs, or runs in a group) give no test.
+"""
+
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from gstbench.reports.claim_stats import (ALPHA, VERDICTS, Part, attach_power, bound_part, combine,
+                                  correlation_part, format_effect, format_p, format_power, format_tested, is_share,
+                                  paired_part, welch_part)
+from gstbench.plan.claims import group_predicate
+from gstbench.plan.selection import label_at
+
+# ---- evaluation ---------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A finished run as claims see it: its stored spec, seed, final metrics and per-round metrics."""
+
+    spec: dict[str, Any]
+    seed: int
+    metrics: dict[str, Any]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def value(self, metric: str, round_index: int | None = None) -> float | None:
+        source = self.metrics
+        if round_index is not None:
+            if not self.rounds or not -len(self.rounds) <= round_index < len(self.rounds):
+                return None
+            source = self.rounds[round_index]
+        v = source.get(metric)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, list[Any]]], runs: list[Run],
+                    axis_labels: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Every claim's verdict from the finished runs, as plain data (``parts`` holds each tested statement)."""
+    out = []
+    for claim in claims:
+        parts: list[Part] = []
+        for test in claim["tests"]:
+            parts += _test_parts(test, groups, runs, axis_labels)
+        verdict, deciding = combine(parts)
+        out.append({"id": claim["id"], "source": claim["source"], "statement": claim["statement"],
+                    "paper": claim["paper"], "verdict": verdict, "test": deciding.test,
+                    "statistic": deciding.statistic, "metric": deciding.metric, "effect": deciding.effect,
+                    "low": deciding.low, "high": deciding.high, "p": deciding.p, "n": deciding.n,
+                    "deciding": deciding.label, "parts": [p.as_json() for p in parts],
+                    **({"margin": deciding.margin} if deciding.margin is not None else {}),
+                    **deciding.power_json()})
+    return out
+
+
+def _splits(test: dict[str, Any], runs: list[Run], axis_labels: dict[str, list[str]]) -> list[tuple[str, list[Run]]]:
+    """("", all runs), or one split per value of ``within``; a run without that key joins every split."""
+    within = test.get("within")
+    if not within:
+        return [("", runs)]
+    values = {label_at(r.spec, within) for r in runs} - {"-"}
+    order = axis_labels.get(within, [])
+    ordered = sorted(values, key=lambda v: (order.index(v) if v in order else len(order), v))
+    name = within.rsplit(".", 1)[-1]  # prune.period -> period=1ep
+    return [(f"{name}={v}", [r for r in runs if label_at(r.spec, within) in (v, "-")]) for v in ordered]
+
+
+def _correlation(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
+    pool = pick(test["runs"], members)
+    pairs = [(r.value(test["x"], rnd), r.value(test["y"], rnd)) for r in pool]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    return [correlation_part(f"{prefix}{test['x']} vs {test['y']}", [x for x, _ in pairs], [y for _, y in pairs],
+                             statistic, sign, test["y"]) for statistic in test["statistic"]]
+
+
+def _difference(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
+    if "metrics" in test:
+        m1, m2 = test["metrics"]
+        pool = pick(test["runs"], members)
+        pairs = [(r.value(m1, rnd), r.value(m2, rnd)) for r in pool]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        return [paired_part(f"{prefix}{m1} - {m2}", [a for a, _ in pairs], [b for _, b in pairs], sign, m1,
+                            "per run")]
+    return [group_difference(f"{prefix}{_name(test['a'])} - {_name(test['b'])}", pick(test["a"], members),
+                             pick(test["b"], members), test["metric"], rnd, sign)]
+
+
+def _equivalence(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
+    part = _difference(test, prefix, members, pick, groups, axis_labels, rnd, 0)[0]
+    part.as_equivalence(float(test["margin"]))
+    width = f"{100 * part.margin:g} pts" if is_share(test["metric"]) else f"{part.margin:g}"
+    part.test = f"TOST ±{width} ({part.test}; 90% interval)"
+    return [part]
+
+
+def _order(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
+    seq = test["groups"]
+    pool = pick(test["runs"], members)
+    return [group_difference(f"{prefix}{_name(hi)} - {_name(lo)}", pick(hi, pool), pick(lo, pool), test["metric"],
+                             rnd, sign) for lo, hi in zip(seq, seq[1:])]  # sign positive: rises along the list
+
+
+def _trend(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
+    pool = pick(test["runs"], members)
+    if "axis" in test:
+        order = axis_labels.get(test["axis"], [])
+        position = lambda r: (order.index(label_at(r.spec, test["axis"]))  # noqa: E731
+                              if label_at(r.spec, test["axis"]) in order else None)
+        along = test["axis"].rsplit(".", 1)[-1]  # prune.period -> period
+    else:
+        preds = [group_predicate(g, groups) for g in test["groups"]]
+        position = lambda r: next((i for i, p in enumerate(preds) if p(r.spec)), None)  # noqa: E731
+        along = " < ".join(_name(g) for g in test["groups"])
+    pairs = [(position(r), r.value(test["metric"], rnd)) for r in pool]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    part = correlation_part(f"{prefix}{test['metric']} along {along}", [x for x, _ in pairs], [y for _, y in pairs],
+                            "kendall", sign, test["metric"])
+    part.test, part.family = "kendall trend", "trend"
+    return [part]
+
+
+def _bound(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
+    pool = pick(test["runs"], members)
+    values = [v for v in (r.value(test["metric"], rnd) for r in pool) if v is not None]
+    bound, below = test.get("below", test.get("above")), "below" in test
+    return [bound_part(f"{prefix}{test['metric']} {'<' if below else '>'} {bound:g}"
+                       + (f" ({_name(test['runs'])})" if test["runs"] != "all" else ""),
+                       values, float(bound), -1 if below else 1, test["metric"])]
+
+
+# What each test kind (plan/claims.py TEST_KINDS) computes from the runs of one split.
+PARTS_OF_KIND = {"correlation": _correlation, "difference": _difference, "equivalence": _equivalence,
+                 "order": _order, "trend": _trend, "bound": _bound}
+
+
+def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels: dict[str, list[str]]) -> list[Part]:
+    kind, rnd = test["kind"], test.get("round")
+    sign = 1 if test.get("sign", "positive") == "positive" else -1
+    pick = lambda ref, rs: [r for r in rs if group_predicate(ref, groups)(r.spec)]  # noqa: E731
+    parts: list[Part] = []
+    for split, members in _splits(test, runs, axis_labels):
+        parts += PARTS_OF_KIND[kind](test, f"{split}: " if split else "", members, pick, groups, axis_labels, rnd,
+                                     sign)
+    if not parts:
+        parts.append(Part(f"{test.get('within')}: no values", kind, "-", test.get("metric", ""), sign,
+                          note="no finished run has a value at the 'within' key"))
+    return [attach_power(part, test.get("effect")) for part in parts]
+
+
+def _name(ref: str | list[str]) -> str:
+    return "&".join(ref) if isinstance(ref, list) else ref
+
+
+# ---- pairing runs by seed -------------------------------------------------------------------
+def group_difference(label: str, a: list[Run], b: list[Run], metric: str, round_index: int | None,
+                     sign: int) -> Part:
+    """a - b on ``metric``: paired over seeds (each group's mean per seed) when both ran the same seeds, else Welch."""
+    def by_seed(runs: list[Run]) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        for r in runs:
+            v = r.value(metric, round_index)
+            if v is not None:
+                out.setdefault(r.seed, []).append(v)
+        return out
+
+    sa, sb = by_seed(a), by_seed(b)
+    if sa and set(sa) == set(sb):
+        seeds = sorted(sa)
+        return paired_part(label, [float(np.mean(sa[s])) for s in seeds], [float(np.mean(sb[s])) for s in seeds],
+                           sign, metric)
+    return welch_part(label, [v for vs in sa.values() for v in vs], [v for vs in sb.values() for v in vs], sign,
+                      metric)
+
+
+# ---- display ------------------------------------------------------------------------------
+CLAIM_HEADERS = ["claim", "paper's figure", "measured [95% interval]", "test", "p", "n", "effect tested", "power",
+                 "n for 80%", "verdict"]
+
+
+def claim_rows(claims: list[dict[str, Any]], mark: Callable[[str], Any] = str.upper) -> list[tuple[str, list[Any]]]:
+    """("claim" or "part", cells) for every claim (its deciding part) and, when it has several, each part;
+    ``mark`` renders a verdict (upper case in text, a badge in HTML)."""
+    rows: list[tuple[str, list[Any]]] = []
+    for c in claims:
+        rows.append(("claim", [c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"],
+                               format_tested(c), *format_power(c), mark(c["verdict"])]))
+        if len(c["parts"]) > 1:  # each part, the one that decides marked
+            for p in c["parts"]:
+                decides = " <- decides" if p["label"] == c["deciding"] and p["test"] == c["test"] else ""
+                rows.append(("part", ["", f"  · {p['label']}", format_effect(p), p["test"], format_p(p["p"]), p["n"],
+                                      format_tested(p), *format_power(p),
+                                      p["verdict"] + decides + (f" ({p['note']})" if p.get("note") else "")]))
+    return rows
+
+
+def count_verdicts(claims: list[dict[str, Any]]) -> str:
+    """``1 reproduced, 2 inconclusive``, in the fixed order of VERDICTS."""
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
+def power_notes(claims: list[dict[str, Any]]) -> list[str]:
+    """One line per claim on the effect its power refers to: each declared effect with its reason, or why none."""
+    lines = []
+    for c in claims:
+        tested = [p for p in c["parts"] if p.get("effect_tested")]
+        if not tested:
+            lines.append(f"{c['id']}: no power: {c['parts'][0].get('power_note', 'no effect declared')}")
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for p in tested:
+            effects = by_reason.setdefault(p["effect_tested"]["reason"], [])
+            if format_tested(p) not in effects:
+                effects.append(format_tested(p))
+        lines.append(f"{c['id']}: " + "; ".join(", ".join(effects) + (f": {reason}" if reason else "")
+                                                for reason, effects in by_reason.items()))
+    return lines
+
+
+VERDICT_LEGEND = (f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST); "
+                  f"smaller than the paper's effect: not significant, and the 95% interval excludes the effect tested; "
+                  f"contradicted: the opposite direction, significant; inconclusive: the interval holds both no effect "
+                  f"and the effect tested (the power says how likely this n was to decide, n for 80% how many runs "
+                  f"would). The effect tested is the paper's number, or an effect of interest where the paper gives "
+                  f"only a direction. A claim of several parts is reproduced when every part is, contradicted or smaller "
+                  f"when a part is at 0.05 / the number of parts; each part's row shows its own verdict at 0.05 "
+                  f"(docs/definitions.md#claims-and-verdicts)")
+
+
+def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> list[str]:
+    """The claims table: one row per claim (its deciding part), then a row per part when there are several."""
+    from tabulate import tabulate
+
+    if not claims:
+        return []
+    table = [cells for _, cells in claim_rows(claims)]
+    return ["", "claims (REFERENCE.md section 4): " + count_verdicts(claims),
+            tabulate(table, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True,
+                     maxcolwidths=[None, 40, None, 30, None, None, 28, None, None, 44]),
+            *(textwrap.fill(line, width=118, subsequent_indent="  ") for line in power_notes(claims)),
+            textwrap.fill(VERDICT_LEGEND, width=118)]

@@ -1,0 +1,270 @@
+"""Result sets across commits: a compact versioned export, and the comparison that guards CI.
+
+An export holds, per configuration, every seed's numeric metrics. ``compare`` matches
+configurations by their identity (the cell's canonical config without the seed), and for
+each compared metric says improved / unchanged / regressed / changed / missing / new. A
+change counts only when it exceeds the tolerance AND a t-test across seeds finds it
+significant (p < 0.05): paired over seeds when both sides ran the same seeds (a seed fixes
+the initialization and the data order, so the pairs differ only by the code), Welch's
+otherwise. One unlucky seed does not fail a build. An export also holds the verdict of
+every claim the suite declares: a claim reproduced in BASE and anything else in NEW
+(smaller than the paper's effect, contradicted or inconclusive) is a regression too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from tabulate import tabulate
+
+from gstbench import __version__
+from gstbench.reports import ALPHA, DEFAULT_TOLERANCE
+from gstbench.reports.claim_stats import format_effect, format_p, format_power, format_tested
+from gstbench.errors import GstbenchError
+from gstbench.plan.config import short_hash
+from gstbench.plan.selection import describe_config
+from gstbench.reports.report import claims_for, is_number
+from gstbench.store.cell_result import ENGINE_BETTER
+from gstbench.store.reader import load_results
+from gstbench.reports.stats import welch_difference
+from gstbench.store.store import atomic_write_json, atomic_write_text
+
+FORMAT = "gstbench-results"
+VERSION = 1
+
+
+def collect(directory: Path | str) -> dict[str, Any]:
+    """A result directory as an export: per configuration, each seed's status and numeric metrics."""
+    results = load_results(directory)
+    configs = []
+    for config in results.configurations:
+        runs = []
+        for cell in sorted(config.cells, key=lambda c: c.seed):
+            run: dict[str, Any] = {"seed": cell.seed, "hash": short_hash(cell.hash), "status": cell.status}
+            if cell.status == "ok":
+                run["metrics"] = {k: v for k, v in cell.result.metrics.items() if is_number(v)}
+            runs.append(run)
+        configs.append({"key": short_hash(config.key), "label": describe_config(config.spec, results.axes), "runs": runs})
+    suite = results.suite
+    return {"format": FORMAT, "version": VERSION, "gstbench": __version__,
+            "suite": {k: suite.get(k) for k in ("name", "scale", "seeds", "rank", "columns")},
+            "configurations": sorted(configs, key=lambda e: e["key"]),
+            "claims": claims_for(suite, results.finished)}
+
+
+def export(directory: Path | str, file: Path | str) -> dict[str, Any]:
+    """The export as JSON, or with a ``.csv`` name as a table: one row per cell, one column per axis and metric."""
+    data = collect(directory)
+    try:
+        if str(file).endswith(".csv"):
+            atomic_write_text(Path(file), _csv(data))
+        else:
+            atomic_write_json(Path(file), data)
+    except OSError as exc:
+        raise GstbenchError(f"cannot write {file} ({exc.strerror or exc}); pass a path in a writable "
+                            f"directory") from None
+    return data
+
+
+def _csv(data: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    axes = list(dict.fromkeys(k for c in data["configurations"] for k in c["label"]))
+    metrics = sorted({m for c in data["configurations"] for r in c["runs"] for m in r.get("metrics", {})})
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["configuration", "hash", "seed", "status", *axes, *metrics])
+    for c in data["configurations"]:
+        for r in c["runs"]:
+            values = r.get("metrics", {})
+            writer.writerow([c["key"], r["hash"], r["seed"], r["status"], *(c["label"].get(a, "") for a in axes),
+                             *(values.get(m, "") for m in metrics)])
+    return buf.getvalue()
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    """A result directory or an exported file; GstbenchError (naming the path) if it is neither."""
+    p = Path(path)
+    if p.is_dir():
+        return collect(p)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise GstbenchError(f"{p} is neither a result directory nor a readable export: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise GstbenchError(f"{p} is not a gstbench export (no \"format\": \"{FORMAT}\")")
+    if data.get("version") != VERSION:
+        raise GstbenchError(f"{p} is export version {data.get('version')}; this gstbench reads version {VERSION}")
+    return data
+
+
+def _values(entry: dict[str, Any] | None, metric: str) -> dict[int, float]:
+    """seed -> value of the finished runs that report ``metric``."""
+    if entry is None:
+        return {}
+    return {r["seed"]: r["metrics"][metric] for r in entry["runs"]
+            if r["status"] == "ok" and metric in r.get("metrics", {})}
+
+
+def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None = None,
+            tolerances: dict[str, float] | None = None, default_tolerance: float = DEFAULT_TOLERANCE,
+            better: dict[str, str] | None = None) -> dict:
+    """One row per configuration and metric, with base and new means, the delta, its Welch interval and a verdict.
+
+    ``better`` maps a metric to "higher" or "lower" (``Registry.better_directions``), added to the engine's own;
+    a metric with no direction that changed beyond noise is "changed", neither improved nor regressed.
+    """
+    tolerances = tolerances or {}
+    better = {**ENGINE_BETTER, **(better or {})}
+    if metrics is None:
+        suite = new["suite"] if new["configurations"] else base["suite"]
+        metrics = list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc",
+                                      *(suite.get("columns") or [])]))
+    b = {e["key"]: e for e in base["configurations"]}
+    n = {e["key"]: e for e in new["configurations"]}
+    rows = []
+    def label_of(key: str) -> dict[str, Any]:
+        return (n.get(key) or b.get(key))["label"]
+
+    order = sorted(set(b) | set(n), key=lambda k: (k not in b, json.dumps(label_of(k), sort_keys=True), k))
+    for key in order:
+        label = label_of(key)
+        for metric in metrics:
+            vb, vn = _values(b.get(key), metric), _values(n.get(key), metric)
+            if not vb and not vn:
+                continue
+            row: dict[str, Any] = {"key": key, "label": label, "metric": metric, "n_base": len(vb), "n_new": len(vn),
+                                   "base": _mean(vb.values()), "new": _mean(vn.values())}
+            if not vn:
+                row["verdict"] = "missing"
+            elif not vb:
+                row["verdict"] = "new"
+            else:
+                row.update(_verdict(vb, vn, better.get(metric), tolerances.get(metric, default_tolerance)))
+            rows.append(row)
+    counts = {v: sum(r["verdict"] == v for r in rows)
+              for v in ("regressed", "improved", "changed", "unchanged", "missing", "new")}
+    claims = compare_claims(base.get("claims", []), new.get("claims", []))
+    claim_counts = {v: sum(c["change"] == v for c in claims) for v in counts}
+    return {"rows": rows, "counts": counts, "claims": claims, "claim_counts": claim_counts,
+            "test": f"paired t-test over the seeds both sides ran (Welch t-test otherwise), p < {ALPHA}",
+            "tolerances": {"default": default_tolerance, **tolerances},
+            "regressed": counts["regressed"] > 0 or claim_counts["regressed"] > 0}
+
+
+def compare_claims(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each claim's verdict on both sides; a reproduced claim that is no longer reproduced has regressed."""
+    b, n = {c["id"]: c for c in base}, {c["id"]: c for c in new}
+    rows = []
+    for cid in [*b, *(k for k in n if k not in b)]:
+        vb, vn = (b[cid]["verdict"] if cid in b else None), (n[cid]["verdict"] if cid in n else None)
+        if vn is None:
+            change = "missing"
+        elif vb is None:
+            change = "new"
+        elif vb == vn:
+            change = "unchanged"
+        elif vb == "reproduced":
+            change = "regressed"
+        elif vn == "reproduced":
+            change = "improved"
+        else:
+            change = "changed"
+        side = lambda c: None if c is None else {  # noqa: E731
+            **{k: c[k] for k in ("verdict", "effect", "low", "high", "p", "n", "statistic", "metric", "test")},
+            **{k: c.get(k) for k in ("effect_tested", "power", "n_for_power")}}
+        rows.append({"id": cid, "base": side(b.get(cid)), "new": side(n.get(cid)), "change": change})
+    return rows
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _difference(vb: dict[int, float], vn: dict[int, float]) -> dict[str, Any]:
+    """new - base: paired over seeds when both sides ran the same seeds (same init and data order), else Welch."""
+    if set(vb) == set(vn) and len(vb) >= 2:
+        d = np.array([vn[s] - vb[s] for s in sorted(vb)])
+        mean, sd = float(d.mean()), float(d.std(ddof=1))
+        if sd == 0:  # every seed moved by the same amount: a deterministic change, not noise
+            return {"delta": mean, "low": mean, "high": mean, "p": 0.0 if mean else 1.0, "test": "paired"}
+        half = float(stats.t.ppf(0.975, d.size - 1)) * sd / math.sqrt(d.size)
+        return {"delta": mean, "low": mean - half, "high": mean + half,
+                "p": float(stats.ttest_1samp(d, 0.0).pvalue), "test": "paired"}
+    w = welch_difference(list(vb.values()), list(vn.values()))
+    delta = _mean(vn.values()) - _mean(vb.values())
+    p = w["p"]
+    if p is None and w.get("note") == "undefined: no variance":
+        p = 0.0 if delta else 1.0  # no variance on either side: a deterministic change, not noise
+    out = {"delta": delta, "low": w["low"], "high": w["high"], "p": p, "test": "welch"}
+    if p is None:
+        out["note"] = w.get("note")
+    return out
+
+
+def _verdict(vb: dict[int, float], vn: dict[int, float], better: str | None, tolerance: float) -> dict[str, Any]:
+    out = {**_difference(vb, vn), "tolerance": tolerance}
+    delta = out["delta"]
+    if abs(delta) <= tolerance:
+        return {**out, "verdict": "unchanged"}
+    if out["p"] is None:  # a single seed on a side: the change cannot be told from noise
+        return {**out, "verdict": "unchanged", "note": f"beyond tolerance but untested ({out['note']})"}
+    if out["p"] >= ALPHA:
+        return {**out, "verdict": "unchanged", "note": "beyond tolerance, within seed noise"}
+    if better == "higher":
+        return {**out, "verdict": "improved" if delta > 0 else "regressed"}
+    if better == "lower":
+        return {**out, "verdict": "improved" if delta < 0 else "regressed"}
+    return {**out, "verdict": "changed"}
+
+
+COMPARISON_HEADERS = ["configuration", "metric", "base", "new", "delta", "95% interval", "p", "test", "verdict"]
+CLAIM_HEADERS = ["claim", "base", "new", "change"]
+
+
+def comparison_tables(result: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The rows of the metrics table (one per configuration and metric) and of the claims table, as text."""
+    def num(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    def side(s):
+        if s is None:
+            return "-"
+        power = "" if s.get("power") is None else f", power {format_power(s)[0]} at {format_tested(s)}"
+        return f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])}{power})"
+
+    table = []
+    for r in result["rows"]:
+        label = " ".join(str(v) for v in r["label"].values() if v != "-")
+        interval = "-" if r.get("low") is None else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
+        delta = "-" if r.get("delta") is None else f"{r['delta']:+.4f}"
+        p = "-" if r.get("p") is None else f"{r['p']:.2g}"
+        table.append([label, r["metric"], num(r["base"]), num(r["new"]), delta, interval, p, r.get("test", "-"),
+                      r["verdict"] + (f" ({r['note']})" if r.get("note") else "")])
+    claims = [[r["id"], side(r["base"]), side(r["new"]), r["change"]] for r in result["claims"]]
+    return table, claims
+
+
+def comparison_summary(result: dict[str, Any]) -> str:
+    summary = ", ".join(f"{v} {k}" for k, v in result["counts"].items() if v)
+    return (f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
+            f"(default {result['tolerances']['default']}) that a {result['test']} finds significant")
+
+
+def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
+    """The comparison as the CLI prints it: one row per configuration and metric, then the claims."""
+    table, claims = comparison_tables(result)
+    lines = [tabulate(table, headers=COMPARISON_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
+             comparison_summary(result)]
+    if claims:
+        cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
+        lines += ["", tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
+                  f"claims: {cc}; a claim reproduced in BASE and not in NEW is a regression"]
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""Figures of a result directory (matplotlib, headless): each titled, axes labelled with units.
+
+- stability vs generalization: one point per pruned run, one color per configuration, a
+  least-squares line and Pearson r;
+- test accuracy over training: mean and 95% band across seeds per configuration, pruning
+  events marked;
+- the rate sweep: stability and generalization against the iterative rate, per target;
+- prune potential, nominal vs each shift (when rounds measured shifted data);
+- linear-mode-connectivity curves (when rounds trained two data orders).
+A figure whose results are absent is skipped, and the caller is told which.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gstbench.errors import GstbenchError
+from gstbench.names import inside
+from gstbench.store.reader import RunResults, load_results
+from gstbench.plan.selection import config_label
+from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
+from gstbench.reports.stats import correlation, mean_interval
+
+FORMATS = ("png", "svg", "pdf")
+
+
+def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
+    """The finished runs of each configuration under its display label (two configurations that
+    print alike, e.g. differing in an option no axis shows, keep apart by their key)."""
+    labels = {c.key: config_label(c.spec, results.axes) for c in results.configurations}
+    uses = Counter(labels.values())
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for config in results.configurations:
+        runs = [(c.spec, c.result) for c in config.with_status("ok")]
+        if runs:
+            label = labels[config.key]
+            groups[f"{label} [{config.key[:6]}]" if uses[label] > 1 else label] = runs
+    return dict(sorted(groups.items()))
+
+
+def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, Any]:
+    """Write every figure the results allow into ``dest``; returns {"written": [...], "skipped": {name: why}}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    out, dest = Path(out), Path(dest)
+    results = load_results(out)  # once, for the groups and the report
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GstbenchError(f"cannot write figures to {dest} ({exc.strerror or exc}); pass `gstbench plot --out` "
+                            f"a writable directory") from None
+    written, skipped = [], {}
+    for name, fig, why in figures(results, report_of(results)):
+        if why:
+            skipped[name] = why
+            continue
+        path = inside(dest, dest / f"{name}.{fmt}", "gstbench plot --out")
+        try:
+            fig.savefig(path, dpi=130)
+        except OSError as exc:
+            raise GstbenchError(f"cannot write {path} ({exc.strerror or exc}); pass `gstbench plot --out` a "
+                                f"writable directory") from None
+        finally:
+            plt.close(fig)
+        written.append(str(path))
+    return {"written": written, "skipped": skipped}
+
+
+def figures(results: RunResults, report: Leaderboard):
+    """Yield (name, figure, None) for each figure the results allow, (name, None, why) for the others.
+
+    The caller saves and closes each figure (``gstbench plot`` to files, the HTML report inline)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suite, groups = results.suite, _groups(results)
+    for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
+                       ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc)):
+        fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+        why = draw(ax, suite, groups, report)
+        if why:
+            plt.close(fig)
+            yield name, None, why
+        else:
+            ax.set_title(f"{ax.get_title()}\n{suite.get('name')} ({suite.get('scale')})", fontsize=10)
+            yield name, fig, None
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
+    """Axis labels with units, the title and the legend; None: the figure was drawn."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc=legend)
+    return None
+
+
+def _pruned(groups):
+    return {k: v for k, v in groups.items() if v[0][0].prune is not None}
+
+
+def _scatter(ax, suite, groups, report) -> str | None:
+    pruned = _pruned(groups)
+    xs, ys = [], []
+    for label, runs in pruned.items():
+        x = [100 * r.metrics["stability"] for _, r in runs]
+        y = [100 * r.metrics[GENERALIZATION] for _, r in runs]
+        ax.scatter(x, y, label=label, s=22, alpha=0.8)
+        xs += x
+        ys += y
+    if len(xs) < 3:
+        return "fewer than 3 pruned runs"
+    c = correlation(xs, ys)
+    if c["pearson_r"] is not None:
+        slope, intercept = np.polyfit(xs, ys, 1)
+        grid = np.linspace(min(xs), max(xs), 50)
+        ax.plot(grid, slope * grid + intercept, color="black", lw=1,
+                label=f"least squares: r = {c['pearson_r']:+.2f} (p = {c['pearson_p']:.2g}, n = {c['n']})")
+    return _finish(ax, "stability (%)", "best test accuracy after the last event (%)",
+                   "Stability vs generalization, one point per pruned run")
+
+
+def _curves(ax, suite, groups, report) -> str | None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    drawn = False
+    for label, runs in groups.items():
+        curves = [r.curves for _, r in runs if r.curves and all(a is not None for a in r.curves.test_acc)]
+        if not curves:
+            continue
+        n = min(len(c.epoch) for c in curves)
+        epochs = curves[0].epoch[:n]
+        acc = np.array([[100 * a for a in c.test_acc[:n]] for c in curves])
+        stats = [mean_interval(acc[:, j], method="t") for j in range(n)]
+        mean = np.array([s["mean"] for s in stats])
+        line, = ax.plot(epochs, mean, lw=1.2, label=f"{label} (n = {len(curves)})")
+        if all(s["low"] is not None for s in stats):
+            ax.fill_between(epochs, [s["low"] for s in stats], [s["high"] for s in stats], alpha=0.15,
+                            color=line.get_color())
+        steps_per_epoch = runs[0][1].steps_per_epoch or 1
+        for step in sorted({e.step for e in runs[0][1].events if e.round is None}):
+            ax.axvline(step / steps_per_epoch, color=line.get_color(), lw=0.5, ls=":", alpha=0.7)
+        drawn = True
+    if not drawn:
+        return "no per-epoch test accuracy stored"
+    return _finish(ax, "epoch", "test accuracy (%)",
+                   "Test accuracy over training (mean, 95% t band across seeds; dotted: pruning events)",
+                   legend="lower right")
+
+
+def _rate(ax, suite, groups, report) -> str | None:
+    by_target: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for row in report.rows:
+        if row.rate and row.stats["stability"]["mean"] is not None and row.label["target"] != "-":
+            by_target[row.label["target"]].append((100 * row.rate, 100 * row.stats["stability"]["mean"],
+                                                   100 * row.stats[GENERALIZATION]["mean"]))
+    if not any(len({r for r, _, _ in v}) >= 2 for v in by_target.values()):
+        return "fewer than two iterative rates per target"
+    twin = ax.twinx()
+    for target, points in sorted(by_target.items()):
+        points.sort()
+        rates = [p[0] for p in points]
+        line, = ax.plot(rates, [p[1] for p in points], marker="o", label=f"{target}: stability")
+        twin.plot(rates, [p[2] for p in points], marker="s", ls="--", color=line.get_color(),
+                  label=f"{target}: best test accuracy")
+    ax.set_xscale("log")
+    rates = sorted({p[0] for points in by_target.values() for p in points})
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.minorticks_off()
+    ax.set_xlabel("iterative pruning rate (% of the layer's filters per event, log scale)")
+    ax.set_ylabel("stability (%, solid)")
+    twin.set_ylabel("best test accuracy (%, dashed)")
+    ax.set_title("Stability and generalization vs iterative rate (means across seeds)")
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="best")
+    return None
+
+
+def _potential(ax, suite, groups, report) -> str | None:
+    rows = [r for r in report.rows if r.potential is not None]
+    if not rows:
+        return "no prune-retrain rounds with shifted test sets"
+    names = list(rows[0].potential["pooled"])
+    width = 0.8 / len(rows)
+    for i, row in enumerate(rows):
+        pooled = row.potential["pooled"]
+        means = [100 * (pooled[k]["mean"] or 0) for k in names]
+        # The interval clipped to what a potential can be (0-100% of the filters).
+        low = [100 * max(0.0, pooled[k]["low"]) if pooled[k]["low"] is not None else m for k, m in zip(names, means)]
+        high = [100 * min(1.0, pooled[k]["high"]) if pooled[k]["high"] is not None else m
+                for k, m in zip(names, means)]
+        err = [[m - lo for m, lo in zip(means, low)], [hi - m for m, hi in zip(means, high)]]
+        ax.bar(np.arange(len(names)) + i * width, means, width, yerr=err, capsize=2,
+               label=f"{row.label['scorer']} {row.label['target']}")
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
+                  ["all shifts" if n == "mean" else n.replace("_", " ") for n in names], fontsize=8)
+    delta = rows[0].potential["delta"]
+    return _finish(ax, "", "prune potential (% of filters pruned; 95% interval, clipped at 0)",
+                   f"Prune potential within {100 * delta:g} points of the parent's error: nominal vs shifted")
+
+
+def _lmc(ax, suite, groups, report) -> str | None:
+    drawn = False
+    for label, runs in groups.items():
+        lasts = [r.rounds[-1] for _, r in runs if r.rounds and r.rounds[-1].lmc is not None]
+        if not lasts:
+            continue
+        alpha = lasts[0].lmc.alpha
+        errors = np.array([[100 * e for e in x.lmc.test_error] for x in lasts])
+        ax.plot(alpha, errors.mean(0), marker=".", label=f"{label} (sparsity {100 * lasts[0].sparsity:.1f}%)")
+        drawn = True
+    if not drawn:
+        return "no rounds trained with two data orders"
+    return _finish(ax, "interpolation alpha (0: first copy, 1: second copy)", "test error (%)",
+                   "Linear mode connectivity in the last round (mean across seeds)")

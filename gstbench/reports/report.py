@@ -1,0 +1,472 @@
+"""Leaderboards: one row per configuration across seeds, the stability-generalization correlation,
+per-round tables for prune-retrain suites, the answer to a suite's declared question, and the
+verdict of every claim the suite declares (claims.py).
+
+Generalization is the best test accuracy at or after the last pruning event (the
+paper's code); the correlation is computed across all finished pruned runs (the
+unpruned baseline has no pruning event and is left out of it).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import defaultdict
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tabulate import tabulate
+
+from gstbench.store.cell_result import CellResult, Round
+from gstbench.reports.claims import Run, evaluate_claims, render_claims
+from gstbench.errors import GstbenchError, closest
+from gstbench.store.reader import RunResults, load_results
+from gstbench.plan.config import short_hash
+from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
+from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at
+from gstbench.reports.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
+
+GENERALIZATION = "best_test_acc"
+Stat = Callable[..., dict[str, Any]]
+
+
+# The leaderboard's own statistics: every row has them, the table shows those with a header, the CSV all.
+ROW_STATS = ("stability", "final_test_acc", "best_test_acc", "train_acc", "gap")
+TABLE_STATS = {"stability": "stability %", "final_test_acc": "final test %", "best_test_acc": "best test %",
+               "gap": "gap %"}
+TWIN_STATS = {"lmc_barrier": "LMC barrier %", "weight_distance": "distance"}  # suites with two data orders
+
+
+@dataclass
+class Row:
+    """One configuration across its seeds: its label, its counts, and each statistic's mean and interval."""
+
+    label: dict[str, str]  # scorer, target, effector, period, then each other axis of the suite
+    configuration: str  # its key (CellSpec.config_hash)
+    rate: float | None  # the iterative pruning rate
+    n: int  # finished seeds
+    failed: int
+    missing: int
+    corrupt: int
+    stats: dict[str, dict[str, Any]]  # statistic -> mean, interval, n: ROW_STATS, TWIN_STATS, the rank, columns
+    errors: list[dict[str, Any]] = field(default_factory=list)  # each failed cell: hash, seed, error
+    rounds: list[dict[str, Any]] | None = None  # prune-retrain suites: per round
+    potential: dict[str, Any] | None = None  # rounds that measured shifted data: prune potential
+
+    def as_json(self) -> dict[str, Any]:
+        out = {**self.label, "configuration": self.configuration, "rate": self.rate, "n": self.n,
+               "failed": self.failed, "missing": self.missing, "corrupt": self.corrupt, **self.stats,
+               "errors": self.errors}
+        if self.rounds is not None:
+            out["rounds"] = self.rounds
+        if self.potential is not None:
+            out["potential"] = self.potential
+        return out
+
+
+@dataclass
+class Leaderboard:
+    """A run's leaderboard: the rows, ranked, and what the suite asks of them. The text table, CSV, JSON,
+    the HTML page and the figures all render this one object; ``as_json`` is the JSON ``report`` prints."""
+
+    suite: dict[str, Any]  # the run's suite record (suite.json), its columns merged with the asked ones
+    rank: str
+    interval: str  # how the intervals were computed, in words
+    rows: list[Row]
+    correlation: dict[str, Any]  # stability vs generalization over the pruned runs
+    correlations: list[dict[str, Any]]  # the suite's declared pairs
+    totals: dict[str, int]
+    corrupt: list[dict[str, str]]
+    time: dict[str, Any]  # where the cells' time went
+    claims: list[dict[str, Any]]
+    answer: dict[str, Any] | None = None  # the suite's question, answered
+    extra_axes: list[str] = field(init=False)  # the suite's axes that get their own column (computed once)
+
+    def __post_init__(self) -> None:
+        self.extra_axes = [a for a in self.suite.get("axes", {}) if a not in SHOWN_AXES]
+
+    @property
+    def columns(self) -> list[str]:
+        return self.suite.get("columns", [])
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"suite": self.suite, "rank": self.rank, "corrupt": self.corrupt, "interval": self.interval,
+               "rows": [r.as_json() for r in self.rows], "correlation": self.correlation, "totals": self.totals,
+               "time": self.time, "correlations": self.correlations}
+        if self.answer is not None:
+            out["answer"] = self.answer
+        out["claims"] = self.claims
+        return out
+
+
+def build_report(out: Path | str, rank: str | None = None, interval: str = "bootstrap",
+                 columns: list[str] = ()) -> Leaderboard:
+    """Everything a leaderboard of the run directory ``out`` shows (the CLI renders it)."""
+    return report_of(load_results(out), rank, interval, columns)
+
+
+def report_of(results: RunResults, rank: str | None = None, interval: str = "bootstrap",
+              columns: list[str] = ()) -> Leaderboard:
+    """The leaderboard of a run already read. ``rank`` overrides the suite's ranking metric,
+    ``columns`` adds metric columns to the suite's, ``interval`` is ``bootstrap`` (studentized) or ``t``."""
+    if interval not in INTERVALS:
+        raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
+    stat = functools.partial(mean_interval, method=interval)
+    suite = results.suite
+    suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *columns]))
+    rank = rank or suite.get("rank", GENERALIZATION)
+    finished = results.finished  # (spec, result) of every finished run
+    pruned_runs = [result.metrics for spec, result in finished if spec.prune is not None]
+    runs = [(spec, result.metrics) for spec, result in finished]  # (spec, metrics) of every finished run
+    rows = []
+    for config in results.configurations:
+        ok = [c.result for c in config.with_status("ok")]
+        failed = [{"hash": c.result.hash, "seed": c.result.seed, "error": c.result.error}
+                  for c in config.with_status("failed")]
+        metrics = [r.metrics for r in ok]
+        row = Row(describe_config(config.spec, results.axes), config.key,
+                  metrics[0]["iterative_rate"] if metrics else None, len(metrics), len(failed),
+                  len(config.with_status("missing")), len(config.with_status("corrupt")),
+                  {s: stat([m[s] for m in metrics]) for s in ROW_STATS}, failed)
+        if any("lmc_barrier" in m for m in metrics):
+            row.stats.update({s: stat([m[s] for m in metrics if s in m]) for s in TWIN_STATS})
+        if any(r.rounds for r in ok):
+            row.rounds = _round_stats([r.rounds for r in ok if r.rounds], stat)
+        # a column is a statistic unless a label or count already has that name (then the JSON keeps those)
+        taken = {*row.label, *row.stats, "configuration", "rate", "n", "failed", "missing", "corrupt", "errors",
+                 *(["rounds"] if row.rounds is not None else [])}
+        for col in {*suite.get("columns", []), rank} - taken:
+            row.stats[col] = stat([m[col] for m in metrics if is_number(m.get(col))])
+        if any(_measures_shift(r) for r in ok):
+            row.potential = _potential([r.rounds for r in ok if r.rounds],
+                                       suite.get("delta", PRUNE_POTENTIAL_DELTA), stat)
+        rows.append(row)
+    known = sorted({k for _, m in runs for k, v in m.items() if is_number(v)})
+    for name in {rank, *suite["columns"]}:
+        if runs and name not in known:
+            raise GstbenchError(f"no finished run in {results.directory} has a metric '{name}'{closest(name, known)}; "
+                                f"metrics: {', '.join(known)}")
+    rows.sort(key=lambda r: -math.inf if _value(r, rank)["mean"] is None else _value(r, rank)["mean"], reverse=True)
+    corr = correlation([m["stability"] for m in pruned_runs], [m[GENERALIZATION] for m in pruned_runs])
+    totals = {"cells": sum(r.n + r.failed + r.missing + r.corrupt for r in rows) + len(results.unplaced),
+              "ok": sum(r.n for r in rows), "failed": sum(r.failed for r in rows),
+              "corrupt": sum(r.corrupt for r in rows) + len(results.unplaced),
+              "missing": sum(r.missing for r in rows)}
+    correlations = []
+    for x, y in suite.get("correlate", []):
+        pairs = [(m[x], m[y]) for m in pruned_runs if is_number(m.get(x)) and is_number(m.get(y))]
+        correlations.append({"x": x, "y": y, **correlation([a for a, _ in pairs], [b for _, b in pairs])})
+    return Leaderboard(
+        suite, rank, describe_interval(interval), rows,
+        {"x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, correlations, totals,
+        [{"cell": d, "problem": p} for d, p in results.corrupt],
+        _time_split([c.result for config in results.configurations for c in config.with_status("ok")]),
+        claims_for(suite, finished),
+        answer_question(suite["question"], runs, rank, stat) if suite.get("question") else None)
+
+
+def _value(row: Row, name: str) -> Any:
+    """A row's statistic, or the label or count of that name (a rank may name either)."""
+    if name in row.stats:
+        return row.stats[name]
+    return row.as_json()[name]
+
+
+def claims_for(suite: dict[str, Any], finished: list[tuple[dict, CellResult]]) -> list[dict[str, Any]]:
+    """The verdict of every claim the suite declares, from its finished runs (spec, result)."""
+    runs = [claim_run(spec, result, suite.get("delta", PRUNE_POTENTIAL_DELTA)) for spec, result in finished]
+    return evaluate_claims(suite.get("claims", []), suite.get("groups", {}), runs, suite.get("axis_labels", {}))
+
+
+def _time_split(results: list[CellResult]) -> dict[str, Any]:
+    """Where the cells' time went: training, evaluation, pruning, and each metric (all rounds)."""
+    wall = sum(r.wall_s for r in results)
+    parts: dict[str, float] = defaultdict(float)
+    by_metric: dict[str, float] = defaultdict(float)
+    for r in results:
+        for k, v in r.timing.items():
+            parts[k.removesuffix("_s")] += v
+        passes = [x.metrics or {} for x in r.rounds] or [r.metrics]
+        for m in passes:
+            for label, t in m.get("metric_wall_s", {}).items():
+                by_metric[label] += t
+    share = (lambda t: t / wall if wall else None)
+    return {"cells": len(results), "wall_s": wall, "parts": {k: {"s": v, "share": share(v)} for k, v in parts.items()},
+            "metrics": {k: {"s": v, "share": share(v)} for k, v in sorted(by_metric.items(), key=lambda kv: -kv[1])}}
+
+
+def is_number(v: Any) -> bool:
+    """A metric value that statistics apply to: int or float, not bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def run_potentials(rounds: list[Round], delta: float) -> dict[str, float]:
+    """One run's prune potential on nominal data, on each shift (its severities pooled) and over all shifts."""
+    parent, pruned = rounds[0].metrics, rounds[1:]
+    ratios = [r.sparsity for r in pruned]
+
+    def err(m: dict[str, Any], shift: str | None) -> float:
+        if shift is None:
+            return 1 - m["ood_nominal_acc"]
+        accs = m["ood_acc"] if shift == "mean" else {shift: m["ood_acc"][shift]}
+        values = [a for v in accs.values() for a in v]
+        return 1 - sum(values) / len(values)
+
+    return {shift or "nominal": prune_potential(ratios, [err(r.metrics, shift) for r in pruned],
+                                                err(parent, shift), delta)
+            for shift in (None, *parent["ood_acc"], "mean")}
+
+
+def _measures_shift(result: CellResult) -> bool:
+    return bool(result.rounds) and "ood_acc" in (result.rounds[0].metrics or {})
+
+
+def _potential(per_run: list[list[Round]], delta: float, stat: Stat = mean_interval) -> dict[str, Any]:
+    """Prune potential per seed (nominal and per shift, each shift's error averaged over its severities),
+    pooled across seeds; and per round: sparsity, nominal and shifted accuracy, excess error."""
+    per_seed: dict[str, list[float]] = defaultdict(list)
+    for rounds in per_run:
+        for name, value in run_potentials(rounds, delta).items():
+            per_seed[name].append(value)
+    n_rounds = min(len(r) for r in per_run)
+    by_round = []
+    for i in range(n_rounds):
+        ms = [r[i].metrics for r in per_run]
+        by_round.append({"round": i, "sparsity": sum(r[i].sparsity for r in per_run) / len(per_run),
+                         "nominal_acc": stat([m["ood_nominal_acc"] for m in ms]),
+                         "ood_acc": stat([m["ood_acc_mean"] for m in ms]),
+                         **({"excess_error": stat([m["excess_error_mean"] for m in ms])}
+                            if all("excess_error_mean" in m for m in ms) else {})})
+    return {"delta": delta, "per_seed": dict(per_seed),
+            "pooled": {k: stat(v) for k, v in per_seed.items()}, "by_round": by_round}
+
+
+def claim_run(spec: dict[str, Any], result: CellResult, delta: float) -> Run:
+    """A finished run for the claims: its metrics, the report's derived ones (prune potential), and each round's."""
+    metrics = dict(result.metrics)
+    if _measures_shift(result):
+        potentials = run_potentials(result.rounds, delta)
+        metrics.update(prune_potential_nominal=potentials["nominal"], prune_potential_shifted=potentials["mean"])
+    rounds = [{**{k: v for k, v in r.to_json().items() if is_number(v)}, **(r.metrics or {}),
+               **({"lmc_barrier": r.lmc.barrier} if r.lmc is not None else {})} for r in result.rounds]
+    return Run(spec, spec.seed, metrics, rounds)
+
+
+def _round_stats(per_run: list[list[Round]], stat: Stat = mean_interval) -> list[dict[str, Any]]:
+    """Per round across seeds: sparsity, final test accuracy, and the data-order stability if measured."""
+    out = []
+    for i in range(min(len(r) for r in per_run)):
+        rounds = [r[i] for r in per_run]
+        summary = {"round": i, "sparsity": sum(x.sparsity for x in rounds) / len(rounds),
+                   "final_test_acc": stat([x.final_test_acc for x in rounds])}
+        if all(x.lmc is not None for x in rounds):
+            summary["lmc_barrier"] = stat([x.lmc.barrier for x in rounds])
+            summary["weight_distance"] = stat([x.weight_distance for x in rounds])
+        out.append(summary)
+    return out
+
+
+def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], metric: str,
+                    stat: Stat = mean_interval) -> dict[str, Any]:
+    """Each group's runs pooled (per value of ``split`` too), and every pair compared with a Welch t-test."""
+    groups = dict(question["groups"])
+    names = [name for name, _ in question["groups"]]
+    members = {g: [(spec, m) for spec, m in runs if in_group(spec, groups[g])] for g in names}
+    split = question.get("split")
+    values = ["all"]
+    if split:
+        values += sorted({label_at(spec, split) for g in names for spec, _ in members[g]} - {"-"})
+    rows = []
+    for value in values:
+        pooled = {}
+        for g in names:
+            # a group without the split key (e.g. the unpruned baseline) is compared in every split
+            pooled[g] = [m[metric] for spec, m in members[g] if metric in m and
+                         (value == "all" or label_at(spec, split) in (value, "-"))]
+        rows.append({"split": value, "groups": {g: stat(v) for g, v in pooled.items()},
+                     "pairs": [{"a": a, "b": b, **welch_difference(pooled[b], pooled[a])}  # a - b
+                               for i, a in enumerate(names) for b in names[i + 1:]]})
+    return {"question": question["question"], "metric": metric, "split": split, "groups": names, "rows": rows}
+
+
+def _pct(stat: dict[str, Any]) -> str:
+    """``mean [low, high]`` in percent; a bootstrap interval need not be symmetric."""
+    if stat["mean"] is None:
+        return "-"
+    if stat["low"] is None:
+        return f"{100 * stat['mean']:.2f}"
+    return f"{100 * stat['mean']:.2f} [{100 * stat['low']:.2f}, {100 * stat['high']:.2f}]"
+
+
+def _num(stat: dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "-"
+    return f"{stat['mean']:.4g}" + ("" if stat["low"] is None else f" [{stat['low']:.4g}, {stat['high']:.4g}]")
+
+
+def _render_rounds(report: Leaderboard, tablefmt: str) -> list[str]:
+    """Prune-retrain suites: test accuracy (and LMC barrier) per round, with each round's sparsity."""
+    rows = [r for r in report.rows if r.rounds]
+    if not rows:
+        return []
+    extra = report.extra_axes
+    n_rounds = max(len(r.rounds) for r in rows)
+    sparsity = {i: {f"{100 * r.rounds[i]['sparsity']:.1f}" for r in rows if i < len(r.rounds)}
+                for i in range(n_rounds)}
+    heads = [f"r{i} ({sparsity[i].pop()}%)" if len(sparsity[i]) == 1 else f"r{i}" for i in range(n_rounds)]
+    label = ["scorer", "target", *extra]
+    lines = []
+    for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)", _pct),
+                            ("lmc_barrier", "LMC barrier % per round: max test error on the path between two "
+                                            "copies trained with different data orders, minus the endpoints' mean",
+                             _pct),
+                            ("weight_distance", "normalized L2 distance between the two copies' masked weights "
+                                                "per round", _num)):
+        if not any(key in x for r in rows for x in r.rounds):
+            continue
+        table = [[r.label["scorer"], r.label["target"], *(r.label[a] for a in extra),
+                  *(fmt(x[key]) if key in x else "-" for x in r.rounds)] for r in rows]
+        lines += ["", title + ":", tabulate(table, headers=[*label, *heads], tablefmt=tablefmt,
+                                             disable_numparse=True)]
+    return lines
+
+
+def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
+    groups = answer["groups"]
+    pairs = [(p["a"], p["b"]) for p in answer["rows"][0]["pairs"]]
+    headers = [answer["split"] or "", *(f"{g} %" for g in groups), *(f"{a} - {b}" for a, b in pairs)]
+    table = []
+    for row in answer["rows"]:
+        cells = [row["split"], *(_pct(row["groups"][g]) + f" (n={row['groups'][g]['n']})" for g in groups)]
+        for p in row["pairs"]:
+            if p["diff"] is None:
+                cells.append("-")
+            elif p["p"] is None:
+                cells.append(f"{100 * p['diff']:+.2f}")
+            else:
+                cells.append(f"{100 * p['diff']:+.2f} ± {100 * (p['high'] - p['diff']):.2f} (p={p['p']:.2g})")
+        table.append(cells)
+    return ["", f"{answer['question']} ({answer['metric']}, runs pooled per group; difference with a 95% Welch "
+                f"interval and two-sided Welch t-test p)",
+            tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)]
+
+
+def leaderboard_table(report: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """The leaderboard's headers and rows as text, one row per configuration (terminal and HTML alike)."""
+    extra = report.extra_axes
+    twins = any("lmc_barrier" in r.stats for r in report.rows)
+    # the rank gets a column too, unless the table shows it already (e.g. best_test_acc)
+    columns = [c for c in dict.fromkeys([report.rank, *report.columns]) if c not in {*TABLE_STATS, *TWIN_STATS}]
+    headers = ["scorer", "target", "effector", "period", *extra, "rate %", "n", *TABLE_STATS.values(),
+               *(TWIN_STATS.values() if twins else []), *columns]
+    table = []
+    for r in report.rows:
+        table.append([*r.label.values(), "-" if not r.rate else f"{100 * r.rate:.1f}",
+                      f"{r.n}" + (f" (+{r.failed} failed)" if r.failed else "")
+                      + (f" (+{r.corrupt} corrupt)" if r.corrupt else "")
+                      + (f" (+{r.missing} missing)" if r.missing else ""),
+                      *(_pct(r.stats[s]) for s in TABLE_STATS),
+                      *([_pct(r.stats["lmc_barrier"]) if "lmc_barrier" in r.stats else "-",
+                         _num(r.stats["weight_distance"]) if "weight_distance" in r.stats else "-"] if twins else []),
+                      *(_num(_value(r, c)) for c in columns)])
+    return headers, table
+
+
+def render_csv(report: Leaderboard) -> str:
+    """One row per configuration: its label columns (suite axes included) and every statistic's mean/low/high."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    extra = report.extra_axes
+    rows = [r.as_json() for r in report.rows]
+    stats = [s for s in (*ROW_STATS, *TWIN_STATS, report.rank, *report.columns) if any(s in r for r in rows)]
+    stats = list(dict.fromkeys(stats))  # the rank may be one of the above
+    writer.writerow(["scorer", "target", "effector", "period", *extra, "rate", "n", "failed", "corrupt", "missing"]
+                    + [f"{s}_{p}" for s in stats for p in ("mean", "low", "high")])
+    for r in rows:
+        writer.writerow([r["scorer"], r["target"], r["effector"], r["period"], *(r[a] for a in extra), r["rate"],
+                         r["n"], r["failed"], r["corrupt"], r["missing"]]
+                        + [r[s][p] if s in r else "" for s in stats for p in ("mean", "low", "high")])
+    return out.getvalue()
+
+
+def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
+    headers, table = leaderboard_table(report)
+    c = report.correlation
+    lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
+             f"sorted by {report.rank}; [low, high]: {report.interval}; "
+             f"'best test' is the best test accuracy at or after the last pruning event."]
+    if c["pearson_r"] is None:
+        lines.append(f"stability vs {c['y']}: {c.get('note', 'undefined')} (n = {c['n']})")
+    else:
+        lines.append(tabulate([["Pearson r", f"{c['pearson_r']:+.3f}" + _r_interval(c), f"{c['pearson_p']:.2g}"],
+                               ["Kendall tau", f"{c['kendall_tau']:+.3f}", f"{c['kendall_p']:.2g}"]],
+                              headers=[f"stability vs {c['y']} ({c['n']} pruned runs)", "value", "p"],
+                              tablefmt=tablefmt, disable_numparse=True))
+    lines += _render_rounds(report, tablefmt)
+    lines += _render_analyses(report, tablefmt)
+    if report.answer:
+        lines += _render_answer(report.answer, tablefmt)
+    lines += render_claims(report.claims, tablefmt)
+    t = report.totals
+    lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, " + (f"{t['corrupt']} corrupt, " if t["corrupt"] else "")
+                 + f"{t['missing']} missing")
+    time_split = report.time
+    if time_split and time_split["wall_s"]:
+        def part(name: str, v: dict) -> str:
+            return f"{name} {v['s']:.1f} s ({100 * v['share']:.1f}%)"
+        lines.append(f"time in {time_split['cells']} cells: {time_split['wall_s']:.1f} s; "
+                     + ", ".join(part(k, v) for k, v in time_split["parts"].items() if v["s"] > 0))
+        if time_split["metrics"]:
+            lines.append("  metrics: " + ", ".join(part(k, v) for k, v in time_split["metrics"].items())
+                         + " (shared work counts for the first metric that needs it)")
+    for r in report.rows:
+        for err in r.errors:
+            lines.append(f"  failed cell {short_hash(err['hash'])} (seed {err['seed']}): {err['error']}")
+    for bad in report.corrupt:
+        lines.append(f"  corrupt cell {bad['cell']}: {bad['problem']}")
+    return "\n".join(lines)
+
+
+def _r_interval(c: dict[str, Any]) -> str:
+    """Pearson r's 95% interval (Fisher z), when defined."""
+    return "" if c.get("pearson_low") is None else f" [{c['pearson_low']:+.2f}, {c['pearson_high']:+.2f}]"
+
+
+def _render_analyses(report: Leaderboard, tablefmt: str) -> list[str]:
+    """The suite's declared correlations, and prune potential when rounds measured shifted data."""
+    lines = []
+    corr = report.correlations
+    if corr:
+        lines += ["", tabulate([[f"{c['x']} vs {c['y']}", c["n"],
+                                 *((f"{c['pearson_r']:+.3f}" + _r_interval(c), f"{c['pearson_p']:.2g}",
+                                    f"{c['kendall_tau']:+.3f}",
+                                    f"{c['kendall_p']:.2g}") if c["pearson_r"] is not None else
+                                   (c.get("note", "undefined"), "", "", ""))] for c in corr],
+                               headers=["pruned runs", "n", "Pearson r", "p", "Kendall tau", "p"],
+                               tablefmt=tablefmt, disable_numparse=True)]
+    rows = [r for r in report.rows if r.potential is not None]
+    if rows:
+        shifts = [k for k in rows[0].potential["pooled"] if k not in ("nominal", "mean")]
+        delta = rows[0].potential["delta"]
+        table = [[r.label["scorer"], r.label["target"], r.label["effector"], r.n,
+                  *(_pct(r.potential["pooled"].get(k, {"mean": None}))
+                    for k in ("nominal", *shifts, "mean"))] for r in rows]
+        lines += ["", f"prune potential % (largest pruned share of filters whose error stays within "
+                      f"{100 * delta:g} points of the parent's; contiguous from the smallest ratio; per seed, "
+                      f"then mean [95% interval])",
+                  tabulate(table, headers=["scorer", "target", "effector", "n", "nominal", *shifts, "all shifts"],
+                           tablefmt=tablefmt, disable_numparse=True)]
+        table = []
+        for r in rows:
+            for x in r.potential["by_round"][1:]:
+                table.append([r.label["scorer"], r.label["target"], f"{100 * x['sparsity']:.1f}", _pct(x["nominal_acc"]),
+                              _pct(x["ood_acc"]), _pct(x["excess_error"]) if "excess_error" in x else "-"])
+        lines += ["", "accuracy and excess error by prune ratio (excess error: (err(D') - err(D)) - "
+                      "(err_parent(D') - err_parent(D)), mean over shifts and severities)",
+                  tabulate(table, headers=["scorer", "target", "pruned %", "nominal %", "shifted %", "excess error %"],
+                           tablefmt=tablefmt, disable_numparse=True)]
+    return lines

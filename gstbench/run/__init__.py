@@ -1,0 +1,1 @@
+"""Running a suite: which cells are missing, who trains each (leases), the executor, progress and the cost estimate."""
