@@ -130,7 +130,7 @@ def test_a_preempted_job_and_a_killed_one_both_go_on_from_the_cells_checkpoint(t
 def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_an_uninterrupted_run(tmp_path):
     from gstbench.run.leases import WATCH_S
 
-    path = suite(tmp_path, samples=2000, epochs=16)
+    path = suite(tmp_path, samples=2000, epochs=32)  # long enough that no job ends before it sees its driver gone
     seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
     assert seq.returncode == 0, seq.stderr
     out = tmp_path / "jobs"
