@@ -20,8 +20,7 @@ from typing import Any
 
 from gstbench.errors import GstbenchError
 from gstbench.store.reader import RunResults, load_results
-from gstbench.plan.selection import config_label
-from gstbench.plan.selection import label_at
+from gstbench.plan.selection import config_label, label_at
 from gstbench.store.cell_result import scalars
 
 QUANTITIES = ("lr", "train_loss", "train_acc_running", "test_acc", "test_loss")

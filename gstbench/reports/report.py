@@ -147,7 +147,11 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         if runs and name not in known:
             raise GstbenchError(f"no finished run in {results.directory} has a metric '{name}'{closest(name, known)}; "
                                 f"metrics: {', '.join(known)}")
-    rows.sort(key=lambda r: -math.inf if _value(r, rank)["mean"] is None else _value(r, rank)["mean"], reverse=True)
+    def ranked(row: Row) -> float:
+        mean = _value(row, rank)["mean"]
+        return -math.inf if mean is None else mean
+
+    rows.sort(key=ranked, reverse=True)
     corr = correlation([m["stability"] for m in pruned_runs], [m[GENERALIZATION] for m in pruned_runs])
     totals = {"cells": sum(r.n + r.failed + r.missing + r.corrupt for r in rows) + len(results.unplaced),
               "ok": sum(r.n for r in rows), "failed": sum(r.failed for r in rows),
@@ -168,9 +172,7 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
 
 def _value(row: Row, name: str) -> Any:
     """A row's statistic, or the label or count of that name (a rank may name either)."""
-    if name in row.stats:
-        return row.stats[name]
-    return row.as_json()[name]
+    return row.stats[name] if name in row.stats else row.as_json()[name]
 
 
 def claims_for(suite: dict[str, Any], finished: list[tuple[dict, CellResult]]) -> list[dict[str, Any]]:
