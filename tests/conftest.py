@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from gstbench.plugins import Registry
+from gstbench.testing.forkserver import run_gstbench
 
 DATA = Path(__file__).parent / "data"
 
@@ -76,10 +76,10 @@ def stop(proc, sig, timeout: int) -> str:
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
-    """Run `python -m gstbench ...` as a real subprocess; returns CompletedProcess."""
+    """Run `python -m gstbench ...` as a real subprocess (forked from a warm interpreter: gstbench.testing.forkserver);
+    returns CompletedProcess."""
     full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    return run_gstbench(*args, env=full_env, cwd=cwd, timeout=timeout)
 
 
 def make_plugin_dist(root: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> Path:

@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gstbench.store.reader import load_results
+from gstbench.testing.forkserver import run_gstbench
 
 STORED = Path(__file__).parent / "data" / "stored-eb9532a"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 
 def gstbench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
+    return run_gstbench(*args, timeout=300, env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
 
 
 @pytest.fixture(scope="module")

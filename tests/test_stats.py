@@ -6,8 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
+from gstbench.reports import distributions as dist
 from gstbench.reports.stats import correlation, fisher_interval, mean_interval
 
 
@@ -53,3 +56,19 @@ def test_pearson_and_kendall_match_scipy_with_a_fisher_interval_for_r():
     assert fisher_interval(0.5, 3) == {"pearson_low": None, "pearson_high": None}
     assert math.isclose(fisher_interval(0.0, 7)["pearson_low"], -fisher_interval(0.0, 7)["pearson_high"])
     assert correlation([1, 2], [2, 1])["pearson_r"] is None and "fewer than 3" in correlation([1, 2], [2, 1])["note"]
+
+
+def _same_bits(ours, theirs) -> bool:
+    return np.array_equal(np.asarray(ours), np.asarray(theirs), equal_nan=True) and type(ours) is type(theirs)
+
+
+@given(q=st.one_of(st.floats(0, 1), st.sampled_from([-0.5, 1.5, math.nan])), x=st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.just(math.inf)), dof=st.one_of(
+    st.integers(1, 10_000), st.floats(0.5, 1e6), st.sampled_from([0, -1, math.nan, math.inf])))
+@settings(max_examples=300, deadline=None)
+def test_the_t_and_normal_functions_give_scipy_stats_values_bit_for_bit(q, x, dof):
+    """reports.distributions stands in for scipy.stats.t and .norm (a second less to start `report`)."""
+    assert _same_bits(dist.t_quantile(q, dof), sps.t.ppf(q, dof))
+    assert _same_bits(dist.t_cdf(x, dof), sps.t.cdf(x, dof))
+    assert _same_bits(dist.t_sf(x, dof), sps.t.sf(x, dof))
+    assert _same_bits(dist.normal_quantile(q), sps.norm.ppf(q))
+    assert _same_bits(dist.normal_cdf(x), sps.norm.cdf(x))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
 from gstbench.testing import stored_results
+from gstbench.testing.forkserver import run_gstbench
 
 SUITE = """
 name = "tracked"
@@ -89,8 +89,7 @@ def gstbench(*args: str, plugins: Path | None = None, **env: str) -> subprocess.
     environ = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1", **env}
     if plugins is not None:
         environ["GSTBENCH_PLUGINS_DIR"] = str(plugins)
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=environ,
-                          timeout=300)
+    return run_gstbench(*args, env=environ, timeout=300)
 
 
 @pytest.fixture

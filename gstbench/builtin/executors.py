@@ -46,7 +46,12 @@ def _init_worker(counter: Any, devices: list[str], threads: int, progress: Any =
     """Give this worker its device (round-robin over ``devices``, in start order), its CPU threads and
     the queue its cells' epochs go back to the driver by; tie its life to the ``driver`` process."""
     global _WORKER_DEVICE, _PROGRESS
+    import atexit
+    import gc
+
     import torch
+
+    atexit.register(gc.freeze)  # as the CLI does: the exit's collections of torch's heap take over a second
 
     # The driver stops its workers (on Ctrl-C, SIGTERM or a storage error) with SIGTERM: a worker
     # exits at once and quietly; its cell's last checkpoint stays, and temp files are not results.

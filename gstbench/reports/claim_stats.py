@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 from gstbench.reports import ALPHA
 from gstbench.reports import power as pw
+from gstbench.reports.distributions import normal_quantile, t_cdf, t_quantile, t_sf
 
 MIN_RUNS = 3
 SMALLER = "smaller than the paper's effect"
@@ -73,12 +73,12 @@ class Part:
         if self.effect is None:
             return None, None
         if self.se is not None and self.margin is None:
-            half = float(stats.t.ppf(1 - alpha / 2, self.dof)) * self.se
+            half = float(t_quantile(1 - alpha / 2, self.dof)) * self.se
             return self.effect - half, self.effect + half
         if self.family in ("pearson", "kendall", "trend") and abs(self.effect) < 1:
             var = 1 / (self.n - 3) if self.family == "pearson" else pw.KENDALL_ALT_VAR / (self.n - 4)
             if self.n > (3 if self.family == "pearson" else 4):
-                z, half = math.atanh(self.effect), float(stats.norm.ppf(1 - alpha / 2)) * math.sqrt(var)
+                z, half = math.atanh(self.effect), float(normal_quantile(1 - alpha / 2)) * math.sqrt(var)
                 return math.tanh(z - half), math.tanh(z + half)
         return self.low, self.high
 
@@ -88,7 +88,7 @@ class Part:
         if self.margin is not None:  # two one-sided tests: the (1 - 2 alpha) interval against the margin
             if self.se is None:
                 return "inconclusive"
-            half = float(stats.t.ppf(1 - alpha, self.dof)) * self.se
+            half = float(t_quantile(1 - alpha, self.dof)) * self.se
             low, high = self.effect - half, self.effect + half
             if -self.margin < low and high < self.margin:
                 return "reproduced"
@@ -114,8 +114,8 @@ class Part:
         if self.se is None:
             return
         t_low, t_high = (self.effect + margin) / self.se, (self.effect - margin) / self.se
-        self.p = float(max(stats.t.sf(t_low, self.dof), stats.t.cdf(t_high, self.dof)))
-        half = float(stats.t.ppf(1 - ALPHA, self.dof)) * self.se
+        self.p = float(max(t_sf(t_low, self.dof), t_cdf(t_high, self.dof)))
+        half = float(t_quantile(1 - ALPHA, self.dof)) * self.se
         self.low, self.high = self.effect - half, self.effect + half
 
     def as_json(self) -> dict[str, Any]:
@@ -188,6 +188,8 @@ def _power_model(part: Part, value: float) -> pw.PowerModel | None:
 def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statistic: str, sign: int,
                      metric: str) -> Part:
     """Pearson r (Fisher-z interval) or Kendall tau-b (interval by Fieller et al.'s z variance 0.437/(n-4))."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     part = Part(label, statistic, "r" if statistic == "pearson" else "tau", metric, sign, n=int(a.size),
                 family=statistic)
@@ -206,7 +208,7 @@ def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statist
         var = 0.437 / (a.size - 4) if a.size > 4 else None
     part.effect, part.p = float(res.statistic), float(res.pvalue)
     if var is not None and abs(part.effect) < 1:
-        z, half = math.atanh(part.effect), float(stats.norm.ppf(1 - ALPHA / 2)) * math.sqrt(var)
+        z, half = math.atanh(part.effect), float(normal_quantile(1 - ALPHA / 2)) * math.sqrt(var)
         part.low, part.high = math.tanh(z - half), math.tanh(z + half)
     return part
 
@@ -214,6 +216,8 @@ def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statist
 def paired_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, metric: str,
                 how: str = "over seeds") -> Part:
     """mean(a - b) over pairs: paired t-test (scipy ttest_rel) and its t interval."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     part = Part(label, f"paired t {how}", "difference", metric, sign, n=int(d.size), family="paired")
     if d.size < MIN_RUNS:
@@ -229,6 +233,8 @@ def paired_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, m
 
 def welch_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, metric: str) -> Part:
     """mean(a) - mean(b): Welch's t-test (scipy ttest_ind, equal_var=False) and its interval."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     part = Part(label, "welch t", "difference", metric, sign, n=int(x.size + y.size), family="welch")
     if min(x.size, y.size) < MIN_RUNS:
@@ -245,6 +251,8 @@ def welch_part(label: str, a: Sequence[float], b: Sequence[float], sign: int, me
 
 def bound_part(label: str, values: Sequence[float], bound: float, sign: int, metric: str) -> Part:
     """The mean against ``bound``: one-sample t-test (scipy ttest_1samp); the effect is mean - bound."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     x = np.asarray(values, dtype=float)
     part = Part(label, "one-sample t", "mean - bound", metric, sign, n=int(x.size), family="one-sample")
     if x.size < MIN_RUNS:
@@ -261,7 +269,7 @@ def bound_part(label: str, values: Sequence[float], bound: float, sign: int, met
 def _with_t_interval(part: Part, se: float, dof: float, p: float) -> Part:
     """A t-test's p and the effect's 95% t interval (se and dof kept for an equivalence)."""
     part.se, part.dof, part.p = se, dof, float(p)
-    half = float(stats.t.ppf(1 - ALPHA / 2, dof)) * se
+    half = float(t_quantile(1 - ALPHA / 2, dof)) * se
     part.low, part.high = part.effect - half, part.effect + half
     return part
 

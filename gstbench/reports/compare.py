@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from tabulate import tabulate
 
 from gstbench import __version__
 from gstbench.reports import ALPHA, DEFAULT_TOLERANCE
 from gstbench.reports.claim_stats import format_effect, format_p, format_power, format_tested
+from gstbench.reports.distributions import t_quantile
 from gstbench.errors import GstbenchError
 from gstbench.plan.config import short_hash
 from gstbench.plan.selection import describe_config
@@ -190,12 +190,14 @@ def _mean(values) -> float | None:
 
 def _difference(vb: dict[int, float], vn: dict[int, float]) -> dict[str, Any]:
     """new - base: paired over seeds when both sides ran the same seeds (same init and data order), else Welch."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     if set(vb) == set(vn) and len(vb) >= 2:
         d = np.array([vn[s] - vb[s] for s in sorted(vb)])
         mean, sd = float(d.mean()), float(d.std(ddof=1))
         if sd == 0:  # every seed moved by the same amount: a deterministic change, not noise
             return {"delta": mean, "low": mean, "high": mean, "p": 0.0 if mean else 1.0, "test": "paired"}
-        half = float(stats.t.ppf(0.975, d.size - 1)) * sd / math.sqrt(d.size)
+        half = float(t_quantile(0.975, d.size - 1)) * sd / math.sqrt(d.size)
         return {"delta": mean, "low": mean - half, "high": mean + half,
                 "p": float(stats.ttest_1samp(d, 0.0).pvalue), "test": "paired"}
     w = welch_difference(list(vb.values()), list(vn.values()))

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import integrate, optimize, special, stats
+from scipy import special
 
 from gstbench.reports import ALPHA
+from gstbench.reports.distributions import normal_cdf, normal_quantile, t_quantile
 
 TARGET_POWER = 0.8
 MAX_N = 1_000_000
@@ -49,9 +50,9 @@ def pearson_power(rho: float, n: float, alpha: float = ALPHA) -> float | None:
         return None
     if abs(rho) >= 1:
         return 1.0
-    z_crit = stats.norm.ppf(1 - alpha / 2)
+    z_crit = normal_quantile(1 - alpha / 2)
     mean = abs(math.atanh(rho)) + abs(rho) / (2 * (n - 1))
-    return float(stats.norm.cdf(mean * math.sqrt(n - 3) - z_crit))
+    return float(normal_cdf(mean * math.sqrt(n - 3) - z_crit))
 
 
 def kendall_null_sd(n: float, x_ties: Sequence[float] = ()) -> float:
@@ -66,13 +67,13 @@ def kendall_power(tau: float, n: float, x_ties: Sequence[float] = (), alpha: flo
     """P(tau-b beyond the test's critical value on the side of ``tau``); None for n <= 4."""
     if n <= 4:
         return None
-    critical = stats.norm.ppf(1 - alpha / 2) * kendall_null_sd(n, x_ties)
+    critical = normal_quantile(1 - alpha / 2) * kendall_null_sd(n, x_ties)
     if critical >= 1:
         return 0.0
     if abs(tau) >= 1:
         return 1.0
     sd = math.sqrt(KENDALL_ALT_VAR / (n - 4))
-    return float(stats.norm.cdf((abs(math.atanh(tau)) - math.atanh(critical)) / sd))
+    return float(normal_cdf((abs(math.atanh(tau)) - math.atanh(critical)) / sd))
 
 
 def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, rho: float) -> np.ndarray:
@@ -110,6 +111,8 @@ def _trend_s_var(beta: float, positions: np.ndarray, counts: np.ndarray) -> floa
 
 def trend_power(tau: float, positions: Sequence[float], counts: Sequence[float], alpha: float = ALPHA) -> float | None:
     """P(a Kendall trend test along ``positions`` (``counts`` runs at each) rejects on the side of ``tau``)."""
+    from scipy import optimize
+
     x, m = np.asarray(positions, dtype=float), np.asarray(counts, dtype=float)
     n = float(m.sum())
     if n <= 4 or x.size < 2:
@@ -121,15 +124,17 @@ def trend_power(tau: float, positions: Sequence[float], counts: Sequence[float],
         return 1.0
     beta = optimize.brentq(lambda b: _trend_s_mean(b, x, m) / denominator - abs(tau), 0.0, 1e6, xtol=1e-10)
     var0 = (n * (n - 1) * (2 * n + 5) - float(np.sum(m * (m - 1) * (2 * m + 5)))) / 18
-    critical = stats.norm.ppf(1 - alpha / 2) * math.sqrt(var0)
-    return float(stats.norm.cdf((_trend_s_mean(beta, x, m) - critical) / math.sqrt(_trend_s_var(beta, x, m))))
+    critical = normal_quantile(1 - alpha / 2) * math.sqrt(var0)
+    return float(normal_cdf((_trend_s_mean(beta, x, m) - critical) / math.sqrt(_trend_s_var(beta, x, m))))
 
 
 def t_power(effect: float, se: float, dof: float, alpha: float = ALPHA) -> float | None:
     """P(t beyond the two-sided critical value on the side of ``effect``): the noncentral t."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     if se <= 0 or dof < 1:
         return None
-    t_crit = stats.t.ppf(1 - alpha / 2, dof)
+    t_crit = t_quantile(1 - alpha / 2, dof)
     return float(stats.nct.sf(t_crit, dof, abs(effect) / se))
 
 
@@ -139,15 +144,17 @@ def tost_power(true_difference: float, margin: float, se: float, dof: float, alp
     Exact for a t statistic: given the estimated se (se * u, dof * u^2 ~ chi2(dof)), the
     estimate must fall in (-margin + t se u, margin - t se u); integrated over u.
     """
+    from scipy import integrate, stats
+
     if se <= 0 or dof < 1 or margin <= 0:
         return None
-    t_crit = stats.t.ppf(1 - alpha, dof)
+    t_crit = t_quantile(1 - alpha, dof)
     chi2 = stats.chi2(dof)
     x_max = dof * (margin / (t_crit * se)) ** 2  # beyond it the acceptance band is empty
 
     def band(x: float) -> float:
         half = margin - t_crit * se * math.sqrt(x / dof)
-        return (stats.norm.cdf((half - true_difference) / se) - stats.norm.cdf((-half - true_difference) / se)) \
+        return (normal_cdf((half - true_difference) / se) - normal_cdf((-half - true_difference) / se)) \
             * chi2.pdf(x)
 
     value, _ = integrate.quad(band, 0, x_max, limit=200)

@@ -6,8 +6,8 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
 
+from gstbench.reports.distributions import normal_quantile, t_quantile
 
 INTERVALS = ("bootstrap", "t")
 BOOTSTRAP_RESAMPLES = 9999
@@ -37,7 +37,7 @@ def mean_interval(values: Sequence[float], level: float = 0.95, method: str = "b
     if se == 0:
         return {"mean": mean, "low": mean, "high": mean, "n": n, "method": method, "note": "all values equal"}
     if method == "t" or n < MIN_BOOTSTRAP:
-        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+        half = float(t_quantile(0.5 + level / 2, n - 1)) * se
         return {"mean": mean, "low": mean - half, "high": mean + half, "n": n,
                 "method": "student-t" if method == "t" else f"student-t (n < {MIN_BOOTSTRAP}: too few to resample)"}
     resamples = x[np.random.default_rng(0).integers(0, n, (BOOTSTRAP_RESAMPLES, n))]
@@ -65,6 +65,8 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         out["note"] = "undefined: fewer than 3 runs or a constant variable"
         return out
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     r = stats.pearsonr(a, b)
     t = stats.kendalltau(a, b)
     out.update(pearson_r=float(r.statistic), pearson_p=float(r.pvalue), kendall_tau=float(t.statistic),
@@ -76,12 +78,14 @@ def fisher_interval(r: float, n: int, level: float = 0.95) -> dict[str, Any]:
     """A ``level`` interval for Pearson r by Fisher's z transform; None for n <= 3 or |r| = 1."""
     if n <= 3 or abs(r) >= 1:
         return {"pearson_low": None, "pearson_high": None}
-    z, half = math.atanh(r), stats.norm.ppf(0.5 + level / 2) / math.sqrt(n - 3)
+    z, half = math.atanh(r), normal_quantile(0.5 + level / 2) / math.sqrt(n - 3)
     return {"pearson_low": math.tanh(z - half), "pearson_high": math.tanh(z + half)}
 
 
 def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     """mean(b) - mean(a) with a Welch 95% interval and two-sided p-value; None below 2 values per side."""
+    from scipy import stats  # its import takes a second: only where a test needs it
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     out: dict[str, Any] = {"diff": None, "low": None, "high": None, "p": None, "n_a": int(x.size),
                            "n_b": int(y.size), "method": "welch-t"}
@@ -95,7 +99,7 @@ def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95
         out["note"] = "undefined: no variance"
         return out
     dof = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb))
+    half = float(t_quantile(0.5 + level / 2, dof) * math.sqrt(va + vb))
     out.update(low=diff - half, high=diff + half, p=float(stats.ttest_ind(y, x, equal_var=False).pvalue))
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -28,7 +29,7 @@ LEASE = "lease.json"
 HEARTBEAT_S = 30.0
 DEFAULT_TIMEOUT_S = 600.0  # twenty missed heartbeats
 LOCK_WAIT_S = 60.0  # the lock is held for milliseconds; waiting longer means a hung filesystem
-WATCH_S = 5.0  # how often a job away from its driver looks at its cell's lease
+WATCH_S = 5.0  # how often a job away from its driver looks at its cell's lease (at once when a driver on its host exits)
 
 
 def watch(cell_dir: Path, run: str, timeout_s: float, on_lost: Callable[[str], None],
@@ -41,13 +42,19 @@ def watch(cell_dir: Path, run: str, timeout_s: float, on_lost: Callable[[str], N
 
     def check() -> None:
         lease = cell_dir / LEASE
+        driver_exit = None
         while True:
             holder = leases._read(lease)
             if holder is None or holder.get("run") != run:
                 return on_lost("its lease passed to another run" if holder else "its lease was dropped")
             if leases._stale(lease, holder):
                 return on_lost("its driver is gone (the lease is stale)")
-            time.sleep(poll_s)
+            if driver_exit is None:
+                driver_exit = leases.exit_of(holder)
+            if driver_exit is None:
+                time.sleep(poll_s)
+            else:  # a driver on this host: its exit wakes the watch at once
+                select.select([driver_exit], [], [], poll_s)
 
     thread = threading.Thread(target=check, name="gstbench-lease-watch", daemon=True)
     thread.start()
@@ -98,6 +105,17 @@ class Leases:
         lease = cell_dir / LEASE
         holder = self._read(lease)
         return holder if holder is not None and not self._stale(lease, holder) else None
+
+    def exit_of(self, holder: dict) -> int | None:
+        """A file descriptor that becomes readable when the holder's process exits (Linux pidfd), or None
+        where it runs on another host or the platform has none."""
+        if holder.get("host") != self.me["host"] or not isinstance(holder.get("pid"), int) \
+                or not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            return os.pidfd_open(holder["pid"])
+        except OSError:  # already gone (the next look finds the lease stale), or not permitted
+            return None
 
     def _stale(self, lease: Path, holder: dict) -> bool:
         if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -13,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
 from gstbench.testing import files_outside
+from gstbench.testing.forkserver import run_gstbench
 
 SUITE = """
 name = "mlflow-tiny"
@@ -28,8 +28,7 @@ prune = { scorer = "l2", target = "smallest", effector = "mask", start = "1ep", 
 
 def gstbench(*args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "mlflow", **env}
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=environ,
-                          timeout=300)
+    return run_gstbench(*args, env=environ, timeout=300)
 
 
 def test_mlflow_is_listed_by_gstbench_plugins():

@@ -46,7 +46,11 @@ class CellJob:
         self.work = work
 
     def __call__(self, cell: Any) -> CellResult:
+        import atexit
+        import gc
         import signal
+
+        atexit.register(gc.freeze)  # as the CLI does: the exit's collections of torch's heap take over a second
 
         from gstbench.store.store import CHECKPOINT
 

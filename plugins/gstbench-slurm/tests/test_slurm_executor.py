@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gstbench.testing import files_outside, stored_results
+from gstbench.testing.forkserver import run_gstbench
 
 SUITE = """
 name = "slurm-tiny"
@@ -36,8 +37,7 @@ def env() -> dict[str, str]:
 
 
 def gstbench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=env(),
-                          timeout=600)
+    return run_gstbench(*args, env=env(), timeout=600)
 
 
 def suite(tmp_path: Path, samples: int = 600, epochs: int = 3, targets: str = '["smallest", "largest"]') -> str:

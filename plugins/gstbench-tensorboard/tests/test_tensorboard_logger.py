@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -13,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
 from gstbench.testing import files_outside
+from gstbench.testing.forkserver import run_gstbench
 
 SUITE = """
 name = "tb-tiny"
@@ -28,8 +28,7 @@ prune = { scorer = "l2", target = "smallest", effector = "mask", start = "1ep", 
 
 def gstbench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "tensorboard"}
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return run_gstbench(*args, env=env, timeout=300)
 
 
 def test_tensorboard_is_listed_by_gstbench_plugins():

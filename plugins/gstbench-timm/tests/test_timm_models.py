@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,6 +14,7 @@ from gstbench.components import PruningContext
 from gstbench.errors import UnknownComponent
 from gstbench.plugins import Registry
 from gstbench.pruning import layer_states
+from gstbench.testing.forkserver import run_gstbench
 
 IMAGE = (3, 32, 32)
 
@@ -84,9 +83,8 @@ prune = { scorer = "l2", target = "smallest", effector = "remove", start = "1ep"
 [scales.quick]
 """)
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "timm"}
-    proc = subprocess.run([sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--data-dir", str(data),
-                           "--out", str(tmp_path / "out"), "--json"], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = run_gstbench("run", "--suite", str(suite), "--data-dir", str(data), "--out", str(tmp_path / "out"), "--json",
+                        env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(next((tmp_path / "out").glob("cells/*/result.json")).read_text())
     assert result["status"] == "ok"

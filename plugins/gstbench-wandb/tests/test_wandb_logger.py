@@ -6,7 +6,6 @@ import json
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -14,6 +13,7 @@ from wandb.proto import wandb_internal_pb2
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
 from gstbench.testing import files_outside
+from gstbench.testing.forkserver import run_gstbench
 
 SUITE = """
 name = "wandb-tiny"
@@ -60,8 +60,7 @@ def items(update) -> dict:
 def gstbench(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["GSTBENCH_LOAD_PLUGINS"] = "wandb"
-    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return run_gstbench(*args, env=env, timeout=300)
 
 
 def test_wandb_is_listed_by_gstbench_plugins():

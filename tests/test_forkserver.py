@@ -1,0 +1,71 @@
+"""The tests' forked CLI processes behave as fresh `python -m gstbench` ones: output, exit status, cwd, env, numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DATA
+from gstbench.testing import descendants, running, stored_results
+from gstbench.testing.forkserver import run_gstbench
+
+ENV = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
+
+
+def fresh(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True,
+                          env=env or ENV, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["nosuch"], ["report", "schedule", "--format", "csv"],
+                                  ["suites", "show", "tradeoff", "--scale", "quik"]])
+def test_a_forked_command_prints_and_exits_as_a_fresh_interpreter_does(args):
+    cwd = DATA / "stored-eb9532a"  # a relative path resolves against the child's own directory
+    forked, expected = run_gstbench(*args, env=ENV, cwd=cwd), fresh(*args, cwd=cwd)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+
+
+def test_a_forked_run_stores_what_a_fresh_one_stores_and_sees_the_tests_environment(tmp_path):
+    env = {**ENV, "GSTBENCH_EXECUTOR": "sequential", "GSTBENCH_PLUGINS_DIR": str(tmp_path / "nowhere")}
+    forked = run_gstbench("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(tmp_path / "a"),
+                          env=env)
+    assert forked.returncode == 2 and str(tmp_path / "nowhere") in forked.stderr  # the child read the test's env
+    del env["GSTBENCH_PLUGINS_DIR"]
+    forked = run_gstbench("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(tmp_path / "a"),
+                          env=env)
+    assert forked.returncode == 0, forked.stderr
+    expected = fresh("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(tmp_path / "b"), env=env)
+    assert expected.returncode == 0, expected.stderr
+    assert stored_results(tmp_path / "a") == stored_results(tmp_path / "b")
+
+
+def test_a_forked_command_past_its_timeout_is_killed_and_says_so(tmp_path):
+    suite = tmp_path / "long.toml"
+    suite.write_text((DATA / "tiny.toml").read_text().replace("epochs = 3", "epochs = 300"))
+    before = descendants(os.getpid())
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "out"), env=ENV, timeout=3)
+    deadline = time.monotonic() + 10
+    while running(descendants(os.getpid()) - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(descendants(os.getpid()) - before)
+
+
+PROBE = """
+import os, sys, torch
+print(f"probe: parent {os.getppid()}, threads {torch.get_num_threads()}", file=sys.stderr)
+"""
+
+
+def test_an_environment_read_at_import_gets_a_fresh_interpreter(tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE)  # a local plugin file: the child imports it afresh
+    env = {**ENV, "GSTBENCH_PLUGINS_DIR": str(tmp_path)}
+    forked = run_gstbench("plugins", env=env)
+    assert forked.returncode == 0, forked.stderr
+    assert f"probe: parent {os.getpid()}," not in forked.stderr and "threads 1" in forked.stderr
+    fresh_one = run_gstbench("plugins", env={**env, "OMP_NUM_THREADS": "2"})  # what torch reads when imported
+    assert f"probe: parent {os.getpid()}, threads 2" in fresh_one.stderr
