@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from gstbench import stopping
 from gstbench.store.cell_result import CellResult
+from gstbench.store.store import pid_alive
 from gstbench.errors import install_warning_format
 from gstbench.plugins import hookimpl
 
@@ -37,7 +39,11 @@ _PROGRESS: Any = None  # the queue this worker sends (cell hash, epochs done, ep
 PROGRESS_POLL_S = 0.25  # how often the driver looks for workers' epochs while it waits for cells
 
 
-PARENT_POLL_S = 1.0  # how often a worker checks that its driver is still there
+# Workers start from a fork server that imported torch and the engine once (seconds of CPU less per worker
+# than a fresh interpreter); fork would copy the driver's CUDA state and torch's threads. Spawn where no fork server.
+START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+WORKER_PRELOAD = ["torch", "torch._dynamo", "gstbench.engine.cell"]
+PARENT_POLL_S = 1.0  # how often a worker checks that its driver is still there (where it has no pidfd)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -75,24 +81,31 @@ def _exit_now(signum, frame) -> None:
 
 
 def die_with(driver: int) -> None:
-    """Exit when the ``driver`` process ends, however it ends (SIGKILL, the OOM killer, a closed session):
-    a worker it left would wait on its pipes forever, holding its memory. On Linux the kernel sends
-    SIGTERM at the driver's death (a parent-death signal); everywhere, a thread checks the parent."""
-    if sys.platform.startswith("linux"):
+    """Exit when the ``driver`` process ends, however it ends (SIGKILL, the OOM killer, a closed session): a
+    worker it left would wait on its pipes forever, holding its memory, and keep the pool's fork server alive.
+    A thread waits for the driver's exit (a Linux pidfd: at once; elsewhere it looks every second); where the
+    driver is the parent (spawn), the kernel also sends SIGTERM at its death (a parent-death signal)."""
+    if sys.platform.startswith("linux") and os.getppid() == driver:
         try:
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         except (OSError, AttributeError):  # no prctl (an unusual libc): the thread below suffices
             pass
-    if os.getppid() != driver:  # the driver died before the signal was set
+    try:
+        exited = os.pidfd_open(driver) if hasattr(os, "pidfd_open") else None
+    except OSError:  # the driver is gone already
+        os._exit(128 + signal.SIGTERM)
+    if not pid_alive(driver):  # the driver died before the watch began
         os._exit(128 + signal.SIGTERM)
 
     def watch() -> None:
-        while True:
-            time.sleep(PARENT_POLL_S)
-            if os.getppid() != driver:  # re-parented: the driver is gone
-                os._exit(128 + signal.SIGTERM)
+        if exited is not None:
+            select.select([exited], [], [])
+        else:
+            while pid_alive(driver):
+                time.sleep(PARENT_POLL_S)
+        os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="gstbench-driver-watch", daemon=True).start()
 
@@ -174,7 +187,9 @@ class PoolExecutor:
         """A pool and, when the driver shows progress, the queue its workers send their epochs by.
 
         Each pool has its own queue: a worker killed while writing to one leaves it unusable."""
-        context = multiprocessing.get_context("spawn")  # fork would copy CUDA state and torch's threads
+        context = multiprocessing.get_context(START_METHOD)
+        if START_METHOD == "forkserver":
+            context.set_forkserver_preload(WORKER_PRELOAD)
         progress = context.Queue() if getattr(work, "on_epoch", None) is not None else None
         try:
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
