@@ -4,8 +4,8 @@ The driver (``gstbench run``) keeps skip-by-hash and storage; Ray only turns cel
 results. A task whose worker process or node dies is retried by Ray (``max_retries``);
 a cell's own exception is already a stored "failed" result and is not retried.
 A killed driver takes its tasks with it: a local Ray instance shares its driver's fate
-(its raylet, GCS and task workers exit at once, its two agents within about a minute),
-and a cluster ends the tasks of a driver that disconnected.
+(its raylet, GCS and task workers exit at once, and a watcher ends its two agents, which
+Ray would leave for a minute), and a cluster ends the tasks of a driver that disconnected.
 """
 
 from __future__ import annotations
@@ -43,6 +43,45 @@ def _drain(progress: Any, work: Any, cells: dict[str, Any]) -> None:
             work.on_epoch(cells[cell_hash], done, planned)
 
 
+# Run by a small watcher process: when the driver exits (its stdin reaches EOF), kill what is left of the local
+# instance: the processes its raylet started (their environment names the raylet). Ray ends its raylet, GCS and
+# workers with the driver, but its two agents first spend a minute telling the dead GCS that the raylet died.
+REAPER = """
+import os, signal, sys
+mark = ("RAY_RAYLET_PID=" + sys.argv[1]).encode()
+sys.stdin.buffer.read()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as env:
+            if mark in env.read().split(b"\\0"):
+                os.kill(int(pid), signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+_REAPERS: list = []  # held until the driver exits: its pipe's EOF is the watcher's cue
+
+
+def _reap_with_driver() -> None:
+    """Start the watcher that ends the local instance's agents with this driver (Linux: it reads /proc)."""
+    import subprocess
+    import sys
+
+    if not os.path.isdir("/proc"):
+        return
+    me = str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                if stat.read().rsplit(")", 1)[1].split()[1] == me and b"/raylet/raylet" in cmd.read():
+                    _REAPERS.append(subprocess.Popen([sys.executable, "-c", REAPER, pid], stdin=subprocess.PIPE,
+                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                    return
+        except (OSError, IndexError):
+            continue
+
+
 class RayExecutor:
     def __init__(self, address: str | None, workers: int | None, gpus_per_cell: float | None, max_retries: int):
         self.address = address or os.environ.get("RAY_ADDRESS") or None
@@ -60,6 +99,7 @@ class RayExecutor:
             ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
         else:  # a local instance: as many CPUs as --workers asks for
             ray.init(num_cpus=self.workers, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False)
+            _reap_with_driver()
         return True
 
     def map(self, cells: Iterable, work: Any) -> Iterator[tuple]:
