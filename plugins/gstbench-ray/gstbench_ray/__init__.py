@@ -43,24 +43,49 @@ def _drain(progress: Any, work: Any, cells: dict[str, Any]) -> None:
             work.on_epoch(cells[cell_hash], done, planned)
 
 
-# Run by a small watcher process: when the driver exits (its stdin reaches EOF), kill what is left of the local
-# instance: the processes its raylet started (their environment names the raylet). Ray ends its raylet, GCS and
-# workers with the driver, but its two agents first spend a minute telling the dead GCS that the raylet died.
+# A small watcher process: while the driver lives it notes the raylet's children (Ray's agents and task workers, by
+# pid and start time); when the driver exits it kills those still there. Ray ends its raylet, GCS and workers with
+# the driver, but its two agents first spend a minute telling the dead GCS that the raylet died.
 REAPER = """
-import os, signal, sys
-mark = ("RAY_RAYLET_PID=" + sys.argv[1]).encode()
-sys.stdin.buffer.read()
-for pid in filter(str.isdigit, os.listdir("/proc")):
+import os, select, signal, sys, time
+driver, raylet = int(sys.argv[1]), sys.argv[2]
+
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return fields[1], fields[19]  # parent, start time
+
+def driver_exited(timeout):
+    if exited is not None:
+        return bool(select.select([exited], [], [], timeout)[0])
+    time.sleep(timeout)
     try:
-        with open(f"/proc/{pid}/environ", "rb") as env:
-            if mark in env.read().split(b"\\0"):
-                os.kill(int(pid), signal.SIGKILL)
-    except OSError:
+        os.kill(driver, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+try:
+    exited = os.pidfd_open(driver)
+except (AttributeError, OSError):
+    exited = None
+children = {}
+while not driver_exited(0.5):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent, started = stat(pid)
+        except (OSError, IndexError):
+            continue
+        if parent == raylet:
+            children[pid] = started
+for pid, started in children.items():
+    try:
+        if stat(pid)[1] == started:
+            os.kill(int(pid), signal.SIGKILL)
+    except (OSError, IndexError):
         pass
 """
-
-
-_REAPERS: list = []  # held until the driver exits: its pipe's EOF is the watcher's cue
+_REAPERS: list = []
 
 
 def _reap_with_driver() -> None:
@@ -75,7 +100,7 @@ def _reap_with_driver() -> None:
         try:
             with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
                 if stat.read().rsplit(")", 1)[1].split()[1] == me and b"/raylet/raylet" in cmd.read():
-                    _REAPERS.append(subprocess.Popen([sys.executable, "-c", REAPER, pid], stdin=subprocess.PIPE,
+                    _REAPERS.append(subprocess.Popen([sys.executable, "-c", REAPER, me, pid],
                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                     return
         except (OSError, IndexError):
