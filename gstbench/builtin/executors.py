@@ -39,8 +39,9 @@ _PROGRESS: Any = None  # the queue this worker sends (cell hash, epochs done, ep
 PROGRESS_POLL_S = 0.25  # how often the driver looks for workers' epochs while it waits for cells
 
 
-# Workers start from a fork server that imported torch, torch-pruning, mnist1d and the engine once (seconds of CPU less per worker
-# than a fresh interpreter); fork would copy the driver's CUDA state and torch's threads. Spawn where no fork server.
+# Workers start from a fork server that imported torch, torch-pruning, mnist1d and the engine once (seconds of
+# CPU less per worker than a fresh interpreter); fork would copy the driver's CUDA state and torch's threads.
+# Spawn where there is no fork server.
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 WORKER_PRELOAD = ["torch", "torch._dynamo", "torch_pruning", "mnist1d.data", "gstbench.engine.cell"]
 PARENT_POLL_S = 1.0  # how often a worker checks that its driver is still there (where it has no pidfd)
