@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from gstbench import stopping
 from gstbench.store.cell_result import CellResult
-from gstbench.store.store import pid_alive
+from gstbench.store.store import exit_fd, pid_alive
 from gstbench.errors import install_warning_format
 from gstbench.plugins import hookimpl
 
@@ -93,10 +93,7 @@ def die_with(driver: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         except (OSError, AttributeError):  # no prctl (an unusual libc): the thread below suffices
             pass
-    try:
-        exited = os.pidfd_open(driver) if hasattr(os, "pidfd_open") else None
-    except OSError:  # the driver is gone already
-        os._exit(128 + signal.SIGTERM)
+    exited = exit_fd(driver)
     if not pid_alive(driver):  # the driver died before the watch began
         os._exit(128 + signal.SIGTERM)
 

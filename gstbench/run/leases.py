@@ -23,13 +23,13 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from gstbench.store.store import atomic_write_json, pid_alive
+from gstbench.store.store import atomic_write_json, exit_fd, pid_alive
 
 LEASE = "lease.json"
 HEARTBEAT_S = 30.0
 DEFAULT_TIMEOUT_S = 600.0  # twenty missed heartbeats
 LOCK_WAIT_S = 60.0  # the lock is held for milliseconds; waiting longer means a hung filesystem
-WATCH_S = 5.0  # how often a job away from its driver looks at its cell's lease (at once when a driver on its host exits)
+WATCH_S = 5.0  # how often a job away from its driver looks at its lease (at once when a same-host driver exits)
 
 
 def watch(cell_dir: Path, run: str, timeout_s: float, on_lost: Callable[[str], None],
@@ -109,13 +109,9 @@ class Leases:
     def exit_of(self, holder: dict) -> int | None:
         """A file descriptor that becomes readable when the holder's process exits (Linux pidfd), or None
         where it runs on another host or the platform has none."""
-        if holder.get("host") != self.me["host"] or not isinstance(holder.get("pid"), int) \
-                or not hasattr(os, "pidfd_open"):
+        if holder.get("host") != self.me["host"] or not isinstance(holder.get("pid"), int):
             return None
-        try:
-            return os.pidfd_open(holder["pid"])
-        except OSError:  # already gone (the next look finds the lease stale), or not permitted
-            return None
+        return exit_fd(holder["pid"])  # None when already gone: the next look finds the lease stale
 
     def _stale(self, lease: Path, holder: dict) -> bool:
         if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):

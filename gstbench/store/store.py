@@ -42,6 +42,17 @@ HOST = socket.gethostname()
 _TEMP = re.compile(r"^\.(?:.*)\.(\d+)@(.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 
+def exit_fd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when process ``pid`` exits (a Linux pidfd), or None where the
+    platform has none or the process is gone (or not ours to watch)."""
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
