@@ -5,7 +5,7 @@ torch's default of one thread per core in each, the cores are oversubscribed and
 suite runs about twice as slow. One thread per test process (children inherit it);
 ``OMP_NUM_THREADS`` set by hand wins. For the same reason ``gstbench run`` runs its cells
 in-process in the tests (``GSTBENCH_EXECUTOR``): the default executor, auto, would start a
-pool per test on cores xdist already fills; tests/test_auto_executor.py runs the default.
+pool per test on cores xdist already fills; tests/test_executors.py runs the default.
 """
 
 import os

@@ -47,14 +47,6 @@ def changed(base: dict, **changes) -> dict:
     return cfg
 
 
-def sigint_default() -> None:
-    """In a child process: take Ctrl-C as usual, even when started from a background job, which ignores SIGINT."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
 def stop(proc, sig, timeout: int) -> str:
     """Send ``sig`` to a CLI subprocess and return its stderr; kill it if it outlives ``timeout`` (no orphans)."""
     proc.send_signal(sig)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from conftest import DATA, changed, run_cli
 from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.testing import stored_results
+from gstbench.testing.forkserver import popen_gstbench
 
 CELL = {
     "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
@@ -131,8 +131,8 @@ def test_a_run_killed_mid_cell_resumes_from_its_checkpoint_and_removes_it(tmp_pa
     assert straight.returncode == 0, straight.stderr
     out = tmp_path / "killed"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = popen_gstbench("run", "--suite", str(suite), "--out", str(out), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     while not list(out.glob("cells/*/checkpoint.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)

@@ -7,7 +7,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,8 +17,9 @@ from gstbench.builtin.impl import cifar as cifar_files
 from gstbench.components import DATA_DIR_ENV
 from gstbench.errors import GstbenchError
 from gstbench.testing import write_cifar
+from gstbench.testing.forkserver import popen_gstbench
 
-from conftest import run_cli, sigint_default, stop
+from conftest import run_cli, stop
 
 
 @pytest.fixture()
@@ -166,9 +166,8 @@ def test_paper_tradeoff_starts_training_on_cifar_format_files(tmp_path):
     data = write_cifar(tmp_path / "data", "cifar10", n_train=128, n_test=32)
     out = tmp_path / "out"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", "tradeoff", "--scale", "paper",
-                             "--data-dir", str(data), "--out", str(out)], stderr=subprocess.PIPE, text=True,
-                            env=env, preexec_fn=sigint_default)
+    proc = popen_gstbench("run", "--suite", "tradeoff", "--scale", "paper", "--data-dir", str(data), "--out",
+                          str(out), stderr=subprocess.PIPE, text=True, env=env, sigint_default=True)
     seen, deadline = "", time.monotonic() + 240
     try:
         while "70 to run" not in seen and time.monotonic() < deadline and proc.poll() is None:

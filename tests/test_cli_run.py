@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DATA, run_cli, sigint_default, stop
+from conftest import DATA, run_cli, stop
+from gstbench.testing.forkserver import popen_gstbench
 
 pytestmark = pytest.mark.slow
 TINY = str(DATA / "tiny.toml")
@@ -59,11 +59,9 @@ def test_run_prints_leaderboard_stores_cells_and_rerun_skips_everything(tmp_path
 def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, executor):
     out = tmp_path / "out"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "3",
-                             "--out", str(out), "--executor", executor, *(["--workers", "2"] if executor == "pool"
-                                                                         else [])],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=sigint_default)
+    proc = popen_gstbench("run", "--suite", TINY, "--seeds", "3", "--out", str(out), "--executor", executor,
+                          *(["--workers", "2"] if executor == "pool" else []), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, sigint_default=True)
     deadline = time.time() + 240
     while len(results(out)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

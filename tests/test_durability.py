@@ -15,6 +15,7 @@ import pytest
 
 from conftest import DATA, run_cli
 from gstbench.testing import stored_results
+from gstbench.testing.forkserver import popen_gstbench
 
 pytestmark = pytest.mark.slow
 TINY = str(DATA / "tiny.toml")
@@ -198,8 +199,8 @@ def test_a_live_lease_is_left_to_its_run_and_a_dead_or_expired_one_is_taken_over
 def test_two_runs_into_one_directory_train_each_cell_once(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
-    command = [sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "3", "--out", str(out), "--json"]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    command = ["run", "--suite", TINY, "--seeds", "3", "--out", str(out), "--json"]
+    runs = [popen_gstbench(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             for _ in range(2)]
     outputs = [proc.communicate(timeout=300) for proc in runs]
     assert [proc.returncode for proc in runs] == [0, 0], [err for _, err in outputs]

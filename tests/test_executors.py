@@ -14,6 +14,7 @@ import pytest
 from gstbench.builtin.executors import PoolExecutor, visible_devices
 from gstbench._doubles import DyingWork, StubCell
 from gstbench.testing import stored_results
+from gstbench.testing.forkserver import run_gstbench
 
 from conftest import run_cli
 
@@ -34,8 +35,8 @@ def sequential_run(tmp_path_factory):
 def test_the_default_runs_a_pool_with_one_thread_per_cell_and_stores_what_sequential_does(sequential_run, tmp_path):
     out = tmp_path / "auto"
     default_env = {k: v for k, v in os.environ.items() if k not in ("GSTBENCH_EXECUTOR", "OMP_NUM_THREADS")}
-    proc = subprocess.run([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--out", str(out), "--json"],
-                          capture_output=True, text=True, env={**default_env, "GSTBENCH_LOAD_PLUGINS": ""}, timeout=300)
+    proc = run_gstbench("run", "--suite", TINY, "--out", str(out), "--json",
+                        env={**default_env, "GSTBENCH_LOAD_PLUGINS": ""})
     assert proc.returncode == 0, proc.stderr
     cores = len(os.sched_getaffinity(0))
     chosen = json.loads(proc.stdout)["run"]["executor"]
@@ -57,8 +58,7 @@ def test_the_default_on_one_core_or_with_one_cell_pending_runs_in_process(sequen
     victim = next(out.glob("cells/*/result.json"))
     victim.unlink()
     env = {k: v for k, v in os.environ.items() if k != "GSTBENCH_EXECUTOR"}
-    proc = subprocess.run([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--out", str(out), "--json"],
-                          capture_output=True, text=True, env={**env, "GSTBENCH_LOAD_PLUGINS": ""}, timeout=300)
+    proc = run_gstbench("run", "--suite", TINY, "--out", str(out), "--json", env={**env, "GSTBENCH_LOAD_PLUGINS": ""})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["run"]["executor"] == "auto: sequential (in this process)"
     assert stored_results(out) == stored_results(sequential_run)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import DATA
 from gstbench.testing import descendants, running, stored_results
-from gstbench.testing.forkserver import run_gstbench
+from gstbench.testing.forkserver import FRESH, ForkedProcess, popen_gstbench, run_gstbench
 
 ENV = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
 
@@ -61,11 +64,53 @@ print(f"probe: parent {os.getppid()}, threads {torch.get_num_threads()}", file=s
 """
 
 
-def test_an_environment_read_at_import_gets_a_fresh_interpreter(tmp_path):
+def probe_parent(stderr: str, threads: int) -> int:
+    found = re.search(rf"probe: parent (\d+), threads {threads}\n", stderr)
+    assert found, stderr
+    return int(found.group(1))
+
+
+def test_an_environment_read_at_import_gets_a_server_started_in_it_and_one_read_at_start_a_fresh_interpreter(
+        tmp_path):
     (tmp_path / "probe.py").write_text(PROBE)  # a local plugin file: the child imports it afresh
     env = {**ENV, "GSTBENCH_PLUGINS_DIR": str(tmp_path)}
     forked = run_gstbench("plugins", env=env)
     assert forked.returncode == 0, forked.stderr
-    assert f"probe: parent {os.getpid()}," not in forked.stderr and "threads 1" in forked.stderr
-    fresh_one = run_gstbench("plugins", env={**env, "OMP_NUM_THREADS": "2"})  # what torch reads when imported
-    assert f"probe: parent {os.getpid()}, threads 2" in fresh_one.stderr
+    server = probe_parent(forked.stderr, 1)
+    assert server != os.getpid()
+    other = run_gstbench("plugins", env={**env, "OMP_NUM_THREADS": "2"})  # what torch reads when imported
+    assert probe_parent(other.stderr, 2) not in (os.getpid(), server)
+    assert probe_parent(run_gstbench("plugins", env=env).stderr, 1) == server  # the first one serves it again
+    # what the interpreter reads as it starts (a sitecustomize on PYTHONPATH may read any variable): no fork
+    started = run_gstbench("plugins", env={**env, "PYTHONPATH": str(tmp_path / "elsewhere")})
+    assert probe_parent(started.stderr, 1) == os.getpid()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_a_forked_popen_is_read_signalled_and_waited_for_as_a_fresh_one(tmp_path, monkeypatch, sig, code):
+    suite = tmp_path / "long.toml"
+    suite.write_text((DATA / "tiny.toml").read_text().replace("epochs = 3", "epochs = 300"))
+    ends = {}
+    for kind in ("forked", "fresh"):
+        monkeypatch.setenv(FRESH, "1" if kind == "fresh" else "0")
+        proc = popen_gstbench("run", "--suite", str(suite), "--out", str(tmp_path / f"run-{kind}"), "--seeds", "1",
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, sigint_default=True)
+        assert isinstance(proc, ForkedProcess) == (kind == "forked")
+        seen = ""
+        while "/300]" not in seen:  # the bar, read from the pipe while the run trains
+            char = proc.stderr.read(1)
+            assert char, f"{kind}: the run ended: {seen[-2000:]}"
+            seen += char
+        assert proc.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(0.05)
+        parent = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert (parent == os.getpid()) == (kind == "fresh")
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == code and proc.wait() == code and proc.poll() == code
+        ends[kind] = stderr.strip().splitlines()[-1].replace(f"run-{kind}", "OUT") if sig == signal.SIGINT else ""
+        proc.kill()  # a no-op once it has ended
+    assert ends["forked"] == ends["fresh"], ends
+    if sig == signal.SIGINT:
+        assert "run the same command again" in ends["forked"]

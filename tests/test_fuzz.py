@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -31,6 +30,7 @@ from gstbench.run.cost import estimate
 from gstbench.errors import GstbenchError, SpecError
 from gstbench.plan.suite import load_suite
 from gstbench.testing import descendants, files_outside, running, stored_results
+from gstbench.testing.forkserver import popen_gstbench
 
 SUITES = sorted((Path(__file__).parent.parent / "gstbench" / "suites").glob("*.toml"))
 EXAMPLES = int(os.environ.get("GSTBENCH_FUZZ_EXAMPLES", "8"))
@@ -251,10 +251,9 @@ def test_concurrent_runs_kills_and_reruns_store_each_cell_once_as_an_uninterrupt
             now = time.monotonic() - t0
             while pending and pending[0][1] <= now:
                 executor, _, sig, after = pending.pop(0)
-                proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(DATA / "tiny.toml"),
-                                         "--out", str(out), "--executor", executor,
-                                         *(["--workers", "2"] if executor == "auto" else [])],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                proc = popen_gstbench("run", "--suite", str(DATA / "tiny.toml"), "--out", str(out), "--executor",
+                                      executor, *(["--workers", "2"] if executor == "auto" else []),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
                 started.append((proc, sig, now + after))
             for proc, sig, at in started:
                 if proc.poll() is None:

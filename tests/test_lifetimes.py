@@ -14,6 +14,7 @@ import pytest
 
 from conftest import DATA, run_cli
 from gstbench.testing import descendants, running, stored_results
+from gstbench.testing.forkserver import popen_gstbench
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +27,8 @@ def slower_tiny(tmp_path: Path) -> str:
 
 
 def start_run(suite: str, out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", suite, "--out", str(out), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
+    return popen_gstbench("run", "--suite", suite, "--out", str(out), *args, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
 
 
 def wait_for(condition, timeout: float, what: str) -> None:

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +15,7 @@ from gstbench.run.progress import RunProgress
 from gstbench.run.runner import CellWork
 from gstbench.plan.suite import load_suite
 
-from conftest import sigint_default
+from gstbench.testing.forkserver import popen_gstbench
 
 SUITE = """
 name = "progress"
@@ -33,10 +32,9 @@ prune = { scorer = "l2", target = "smallest", effector = "mask", start = "1ep", 
 def test_the_bar_shows_every_cell_in_flight_epoch_by_epoch_and_ctrl_c_stops_in_seconds(tmp_path):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE.replace("EPOCHS", "200"))  # cells far longer than the test waits
-    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out",
-                             str(tmp_path / "run"), "--executor", "pool", "--workers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=sigint_default,
-                            env={**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1"})
+    proc = popen_gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--executor", "pool",
+                          "--workers", "2", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, sigint_default=True,
+                          env={**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1"})
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: [chunks.append(c) for c in iter(lambda: os.read(
         proc.stderr.fileno(), 4096), b"")], daemon=True)

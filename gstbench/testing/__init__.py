@@ -5,8 +5,9 @@ fixtures ``register_plugin`` (a fresh registry with your plugin, for one test),
 ``tiny_data`` and ``tiny_model``. The ``check_*`` functions run a component through the
 engine's calling protocol on a tiny real model and data and raise ``ContractError``
 naming the component, the broken rule and the fix. docs/plugins.md describes each rule
-and the helpers (``make_tiny_*``, ``stored_results``, ``files_outside``, ``descendants``, ``running``, ``write_cifar``, and
-``forkserver.run_gstbench``): that is the whole kit.
+and the helpers (``make_tiny_*``, ``stored_results``, ``files_outside``, ``descendants``,
+``running``, ``write_cifar``, ``forkserver.run_gstbench`` and ``forkserver.popen_gstbench``):
+that is the whole kit.
 The checks raise their own errors, so pytest need not rewrite this module:
 PYTEST_DONT_REWRITE (which also spares a plugin's test module a warning when it imports
 the kit before ``pytest_plugins`` loads it).

@@ -3,18 +3,23 @@
 A `gstbench run` spends about 6 s of CPU importing torch, torch._dynamo (which torch's
 optimizers import on first use), torch-pruning (which imports timm and torchvision) and
 mnist1d before it trains anything, and a test suite starts a few hundred such processes.
-``run_gstbench`` starts each of them by forking a server process that imported those
-libraries once (and nothing of gstbench): the child is a real, separate process with the
-test's argv, environment, working directory, stdout, stderr and exit status, that imports
-gstbench and its plugins afresh and runs `python -m gstbench` as the interpreter would. It
-falls back to a fresh interpreter (``subprocess.run``) where forking could differ: an
-environment that changes what those libraries read when imported (``PYTHON*``, thread
-counts, CUDA, torch and Hugging Face settings), a platform without ``fork`` or
-``socket.send_fds``, or ``GSTBENCH_TEST_FRESH_PROCESSES=1``. A test of what a command
-imports or how fast it starts must start a fresh interpreter itself.
+``run_gstbench`` (for a finished command) and ``popen_gstbench`` (for one a test signals,
+kills or reads while it runs) start each of them by forking a server process that imported
+those libraries once (and nothing of gstbench): the child is a real, separate process with
+the test's argv, environment, working directory, stdout, stderr and exit status, that
+imports gstbench and its plugins afresh and runs `python -m gstbench` as the interpreter
+would. Its parent is the server, not the test. What those libraries read from the
+environment when imported (thread counts, CUDA, torch and Hugging Face settings) is the
+server's: a child whose environment differs there is forked from another server, started in
+that environment (at most ``MAX_SERVERS`` live at once). What the interpreter reads when it
+starts (``PYTHON*``: its path, and a ``sitecustomize`` there, which may read any variable)
+no fork can redo: a child whose ``PYTHON*`` settings differ from the test process's starts in
+a fresh interpreter (``subprocess.run``, ``subprocess.Popen``), as every child does on a
+platform without ``fork`` or ``socket.send_fds``, or with ``GSTBENCH_TEST_FRESH_PROCESSES=1``.
+A test of what a command imports or how fast it starts must start a fresh interpreter itself.
 
-The server lives as long as the test process that started it (it exits when its stdin, a
-pipe from that process, closes) and serves one test process.
+A server lives as long as the test process that started it (it exits when its stdin, a
+pipe from that process, closes) and serves that test process only.
 """
 
 from __future__ import annotations
@@ -24,18 +29,22 @@ import io
 import json
 import locale
 import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from pathlib import Path
+import time
 
 WARM = ("numpy", "scipy.stats", "torch", "torch._dynamo", "torch_pruning", "mnist1d.data")
+# what the interpreter reads when it starts: a child whose environment differs here starts afresh
+INTERPRETER_ENV = "PYTHON"
 # what the warm libraries read from the environment when imported: a child whose environment differs here
-# starts in a fresh interpreter
-IMPORT_TIME_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "CUDA", "NVIDIA", "TORCH", "PYTORCH",
+# is forked from a server started in its environment
+IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "CUDA", "NVIDIA", "TORCH", "PYTORCH",
                    "HF_", "HUGGINGFACE", "TIMM", "LD_", "NUMPY", "SCIPY")
 FRESH = "GSTBENCH_TEST_FRESH_PROCESSES"
 
@@ -43,12 +52,11 @@ FRESH = "GSTBENCH_TEST_FRESH_PROCESSES"
 class _Server:
     """The client's handle on one server process."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
         self.dir = tempfile.mkdtemp(prefix="gstbench-forkserver-")
         self.path = os.path.join(self.dir, "socket")
-        self.env = dict(os.environ)
         self.proc = subprocess.Popen([sys.executable, __file__, self.path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         with socket.socket(socket.AF_UNIX) as probe:  # ready once it accepts: the libraries are imported
             probe.settimeout(120)
             for _ in range(1200):
@@ -63,6 +71,8 @@ class _Server:
         atexit.register(self.close)
 
     def close(self) -> None:
+        if self.proc.stdin.closed:
+            return
         self.proc.stdin.close()  # the server's cue to exit
         try:
             self.proc.wait(10)
@@ -70,26 +80,29 @@ class _Server:
             self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def forks_alike(self, env: dict[str, str]) -> bool:
-        keys = set(env) | set(self.env)
-        return all(env.get(k) == self.env.get(k) for k in keys if k.startswith(IMPORT_TIME_ENV))
+    def start(self, argv: list[str], env: dict[str, str], cwd: str | None, fds: tuple[int, int],
+              sigint_default: bool = False) -> tuple[socket.socket, int]:
+        """Fork a child that writes its stdout and stderr to ``fds``: the connection that reports its exit
+        status, and its pid."""
+        conn = socket.socket(socket.AF_UNIX)
+        conn.connect(self.path)
+        request = {"argv": argv, "env": env, "cwd": cwd or os.getcwd(), "sigint_default": sigint_default}
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], list(fds))
+        return conn, int(_line(conn))
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None, timeout: float | None
             ) -> subprocess.CompletedProcess:
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-                socket.socket(socket.AF_UNIX) as conn:
-            conn.connect(self.path)
-            request = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode() + b"\n"
-            socket.send_fds(conn, [request], [out.fileno(), err.fileno()])
-            pid = int(_line(conn))
-            conn.settimeout(timeout)
-            try:
-                status = _line(conn)
-            except TimeoutError:
-                os.kill(pid, 9)
-                conn.settimeout(None)
-                _line(conn)
-                raise subprocess.TimeoutExpired(argv, timeout, *_read(out, err)) from None
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            conn, pid = self.start(argv, env, cwd, (out.fileno(), err.fileno()))
+            with conn:
+                conn.settimeout(timeout)
+                try:
+                    status = _line(conn)
+                except TimeoutError:
+                    os.kill(pid, 9)
+                    conn.settimeout(None)
+                    _line(conn)
+                    raise subprocess.TimeoutExpired(argv, timeout, *_read(out, err)) from None
             stdout, stderr = _read(out, err)
         return subprocess.CompletedProcess(argv, int(status), stdout, stderr)
 
@@ -113,25 +126,154 @@ def _read(*files) -> list[str]:
     return texts
 
 
-_server: _Server | None = None
-_server_lock = threading.Lock()
+_servers: dict[tuple, _Server] = {}  # by the environment the libraries were imported in, least recently used first
+_servers_lock = threading.Lock()
+MAX_SERVERS = 3  # about 0.5 GB each
+
+
+def _server_for(env: dict[str, str]) -> _Server | None:
+    """This test process's server for ``env``'s import-time settings, started on first use (the least recently
+    used one closes past ``MAX_SERVERS``); None where a child cannot be forked alike (the module's docstring)."""
+    if not (hasattr(os, "fork") and hasattr(socket, "send_fds")) or os.environ.get(FRESH) == "1":
+        return None
+    if any(env.get(k) != os.environ.get(k) for k in {*env, *os.environ} if k.startswith(INTERPRETER_ENV)):
+        return None
+    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)))
+    with _servers_lock:
+        server = _servers.pop(key, None)
+        if server is None or server.proc.poll() is not None:
+            server = _Server(env)
+        _servers[key] = server
+        while len(_servers) > MAX_SERVERS:
+            _servers.pop(next(iter(_servers))).close()
+    return server
 
 
 def run_gstbench(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
                  timeout: float | None = 300) -> subprocess.CompletedProcess:
     """``subprocess.run([python, "-m", "gstbench", *args], capture_output=True, text=True, ...)``, forked from a
     warm interpreter where the environment allows (the module's docstring says when)."""
-    global _server
     full_env = dict(os.environ if env is None else env)
     argv = [sys.executable, "-m", "gstbench", *args]
-    usable = hasattr(os, "fork") and hasattr(socket, "send_fds") and os.environ.get(FRESH) != "1"
-    if usable:
-        with _server_lock:
-            if _server is None or _server.proc.poll() is not None:
-                _server = _Server()
-        if _server.forks_alike(full_env):
-            return _server.run(argv, full_env, None if cwd is None else str(cwd), timeout)
+    server = _server_for(full_env)
+    if server is not None:
+        return server.run(argv, full_env, None if cwd is None else str(cwd), timeout)
     return subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+class ForkedProcess:
+    """What tests use of ``subprocess.Popen`` for a child forked by the server: ``pid``, ``returncode``,
+    ``stdout`` and ``stderr`` (pipes where ``subprocess.PIPE`` was asked), ``poll``, ``wait``,
+    ``communicate``, ``send_signal``, ``terminate`` and ``kill``. The server reaps the child and reports
+    its exit status over the connection."""
+
+    def __init__(self, server: _Server, argv: list[str], env: dict[str, str], cwd: str | None, stdout: int | None,
+                 stderr: int | None, text: bool, sigint_default: bool) -> None:
+        self.args, self.returncode, self._status = argv, None, b""
+        ends, streams, child_fds = [], [], []
+        for wanted, inherited in ((stdout, 1), (stderr, 2)):
+            if wanted == subprocess.PIPE:
+                read, write = os.pipe()
+                ends.append(write)
+                child_fds.append(write)
+                stream = open(read, "rb")
+                streams.append(io.TextIOWrapper(stream, encoding=locale.getpreferredencoding(False)) if text
+                               else stream)
+            elif wanted == subprocess.DEVNULL:
+                null = os.open(os.devnull, os.O_WRONLY)
+                ends.append(null)
+                child_fds.append(null)
+                streams.append(None)
+            elif wanted is None:
+                child_fds.append(inherited)
+                streams.append(None)
+            else:
+                raise ValueError("stdout and stderr: subprocess.PIPE, subprocess.DEVNULL or None")
+        try:
+            self._conn, self.pid = server.start(argv, env, cwd, (child_fds[0], child_fds[1]), sigint_default)
+        finally:
+            for fd in ends:  # the child holds its own copies: end of file once it (and what it started) exits
+                os.close(fd)
+        self.stdout, self.stderr = streams
+        self._output: dict[int, list] = {}
+        self._readers: list[threading.Thread] = []
+
+    def poll(self) -> int | None:
+        return self._reported(0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self._reported(timeout) is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def _reported(self, timeout: float | None) -> int | None:
+        """The exit status once the server has reported it within ``timeout`` seconds, else None."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._conn], [], [], left)[0]:
+                return None
+            chunk = self._conn.recv(64)
+            if not chunk:
+                raise RuntimeError("the test fork server hung up")
+            self._status += chunk
+            if self._status.endswith(b"\n"):
+                self.returncode = int(self._status)
+                self._conn.close()
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple:
+        """Read the piped streams to their end and wait for the exit, as ``Popen.communicate`` does."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._readers:
+            for index, stream in enumerate((self.stdout, self.stderr)):
+                if stream is not None:
+                    self._output[index] = []
+                    reader = threading.Thread(target=lambda s=stream, o=self._output[index]: o.append(s.read()),
+                                              daemon=True)
+                    reader.start()
+                    self._readers.append(reader)
+        for reader in self._readers:
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        return tuple(self._output[i][0] if i in self._output else None for i in (0, 1))
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never signal a pid the server has reaped
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def popen_gstbench(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
+                   stdout: int | None = None, stderr: int | None = None, text: bool = False,
+                   sigint_default: bool = False) -> ForkedProcess | subprocess.Popen:
+    """``subprocess.Popen([python, "-m", "gstbench", *args], ...)``, forked from a warm interpreter where the
+    environment allows (the module's docstring says when). ``sigint_default``: the child takes Ctrl-C (SIGINT
+    and SIGTERM unblocked, SIGINT raising KeyboardInterrupt) even when the tests run in a background job,
+    which ignores SIGINT."""
+    full_env = dict(os.environ if env is None else env)
+    argv = [sys.executable, "-m", "gstbench", *args]
+    server = _server_for(full_env)
+    if server is not None:
+        return ForkedProcess(server, argv, full_env, None if cwd is None else str(cwd), stdout, stderr, text,
+                             sigint_default)
+    return subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=text, env=full_env, cwd=cwd,
+                            preexec_fn=_take_sigint if sigint_default else None)
+
+
+def _take_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a fresh interpreter then installs its KeyboardInterrupt handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 # ---- the server: run as a script, so that it imports nothing of gstbench ----
@@ -204,6 +346,9 @@ def _become_gstbench(request: dict) -> None:
     import importlib
     import runpy
 
+    if request.get("sigint_default"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])

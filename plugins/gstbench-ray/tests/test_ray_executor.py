@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from gstbench._doubles import DyingWork, StubCell
 from gstbench.testing import descendants, running, stored_results
 from gstbench_ray import RayExecutor
-from gstbench.testing.forkserver import run_gstbench
+from gstbench.testing.forkserver import popen_gstbench, run_gstbench
 
 SUITE = """
 name = "ray-tiny"
@@ -98,9 +97,8 @@ def test_a_sigkilled_driver_takes_its_local_ray_instance_and_tasks_with_it(tmp_p
     suite.write_text(SUITE.replace("epochs = 3, batch_size = 64", "epochs = 12, batch_size = 64, checkpoint_every = 1"))
     out = tmp_path / "ray"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "ray", "RAY_ADDRESS": ""}
-    driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out", str(out),
-                               "--executor", "ray", "--workers", "2"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=env)
+    driver = popen_gstbench("run", "--suite", str(suite), "--out", str(out), "--executor", "ray", "--workers", "2",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     processes: set[int] = set()
     try:
         deadline = time.monotonic() + 300

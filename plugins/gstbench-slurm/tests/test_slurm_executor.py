@@ -8,14 +8,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from gstbench.testing import files_outside, stored_results
-from gstbench.testing.forkserver import run_gstbench
+from gstbench.testing.forkserver import popen_gstbench, run_gstbench
 
 SUITE = """
 name = "slurm-tiny"
@@ -96,8 +95,8 @@ def test_a_preempted_job_and_a_killed_one_both_go_on_from_the_cells_checkpoint(t
     seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
     assert seq.returncode == 0, seq.stderr
     out = tmp_path / "jobs"
-    driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", path, "--out", str(out), *LOCAL,
-                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    driver = popen_gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
     try:
         wait_for(lambda: list(out.glob("cells/*/checkpoint.pt")), "the cell's first checkpoint", driver)
         first, = job_processes(out)
@@ -134,8 +133,8 @@ def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_an_uninterrupted_run
     seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
     assert seq.returncode == 0, seq.stderr
     out = tmp_path / "jobs"
-    driver = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", path, "--out", str(out), *LOCAL,
-                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    driver = popen_gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
     jobs: list[int] = []
     try:
         wait_for(lambda: len(list(out.glob("cells/*/checkpoint.pt"))) == 2, "both cells' first checkpoints", driver)
