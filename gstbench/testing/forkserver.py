@@ -8,15 +8,16 @@ kills or reads while it runs) start each of them by forking a server process tha
 those libraries once (and nothing of gstbench): the child is a real, separate process with
 the test's argv, environment, working directory, stdout, stderr and exit status, that
 imports gstbench and its plugins afresh and runs `python -m gstbench` as the interpreter
-would. Its parent is the server, not the test. What those libraries read from the
-environment when imported (thread counts, CUDA, torch and Hugging Face settings) is the
-server's: a child whose environment differs there is forked from another server, started in
-that environment (at most ``MAX_SERVERS`` live at once). What the interpreter reads when it
-starts (``PYTHON*``: its path, and a ``sitecustomize`` there, which may read any variable)
-no fork can redo: a child whose ``PYTHON*`` settings differ from the test process's starts in
-a fresh interpreter (``subprocess.run``, ``subprocess.Popen``), as every child does on a
-platform without ``fork`` or ``socket.send_fds``, or with ``GSTBENCH_TEST_FRESH_PROCESSES=1``.
-A test of what a command imports or how fast it starts must start a fresh interpreter itself.
+would. Its parent is the server, not the test. What the interpreter and those libraries
+read from the environment as they start (``PYTHON*`` flags, thread counts, CUDA, torch and
+Hugging Face settings) is the server's: a child whose environment differs there is forked
+from another server, started in that environment (at most ``MAX_SERVERS`` live at once). A
+child whose module search path differs from the test process's (``PYTHONPATH``,
+``PYTHONHOME``, ``PYTHONUSERBASE``) starts in a fresh interpreter (``subprocess.run``,
+``subprocess.Popen``): a ``sitecustomize`` there runs as Python starts and may read any
+variable, which no fork can redo. So does every child on a platform without ``fork`` or
+``socket.send_fds``, or with ``GSTBENCH_TEST_FRESH_PROCESSES=1``. A test of what a command
+imports or how fast it starts must start a fresh interpreter itself.
 
 A server lives as long as the test process that started it (it exits when its stdin, a
 pipe from that process, closes) and serves that test process only.
@@ -40,11 +41,11 @@ import threading
 import time
 
 WARM = ("numpy", "scipy.stats", "torch", "torch._dynamo", "torch_pruning", "mnist1d.data")
-# what the interpreter reads when it starts: a child whose environment differs here starts afresh
-INTERPRETER_ENV = "PYTHON"
-# what the warm libraries read from the environment when imported: a child whose environment differs here
-# is forked from a server started in its environment
-IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "CUDA", "NVIDIA", "TORCH", "PYTORCH",
+# where the interpreter finds code to run as it starts: a child whose environment differs here starts afresh
+SEARCH_PATH_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")
+# what the interpreter and the warm libraries read as they start: a child whose environment differs here is
+# forked from a server started in its environment
+IMPORT_TIME_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "CUDA", "NVIDIA", "TORCH", "PYTORCH",
                    "HF_", "HUGGINGFACE", "TIMM", "LD_", "NUMPY", "SCIPY")
 FRESH = "GSTBENCH_TEST_FRESH_PROCESSES"
 
@@ -136,7 +137,7 @@ def _server_for(env: dict[str, str]) -> _Server | None:
     used one closes past ``MAX_SERVERS``); None where a child cannot be forked alike (the module's docstring)."""
     if not (hasattr(os, "fork") and hasattr(socket, "send_fds")) or os.environ.get(FRESH) == "1":
         return None
-    if any(env.get(k) != os.environ.get(k) for k in {*env, *os.environ} if k.startswith(INTERPRETER_ENV)):
+    if any(env.get(k) != os.environ.get(k) for k in SEARCH_PATH_ENV):
         return None
     key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)))
     with _servers_lock:
