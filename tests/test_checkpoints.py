@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,6 +124,13 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_the_cell_starts_over(regist
     assert _computed(result) == _computed(run_cell(spec, registry))
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 def test_a_run_killed_mid_cell_resumes_from_its_checkpoint_and_removes_it(tmp_path):
     suite = tmp_path / "long.toml"
     suite.write_text((DATA / "tiny.toml").read_text().replace("epochs = 3", "epochs = 12\ncheckpoint_every = 1")
@@ -135,8 +143,10 @@ def test_a_run_killed_mid_cell_resumes_from_its_checkpoint_and_removes_it(tmp_pa
                           stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     while not list(out.glob("cells/*/checkpoint.pt")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)  # an epoch or two more
+        time.sleep(0.01)
+    first = {p: _mtime(p) for p in out.glob("cells/*/checkpoint.pt")}
+    while all(_mtime(p) == t for p, t in first.items()) and time.time() < deadline:
+        time.sleep(0.01)  # an epoch more (the checkpoint written again), and 10 still to train
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     checkpoints = list(out.glob("cells/*/checkpoint.pt"))
