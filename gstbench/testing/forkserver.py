@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 WARM = ("numpy", "scipy.stats", "torch", "torch._dynamo", "torch_pruning", "mnist1d.data")
 # where the interpreter finds code to run as it starts: a child whose environment differs here starts afresh
@@ -93,19 +94,17 @@ class _Server:
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None, timeout: float | None
             ) -> subprocess.CompletedProcess:
+        # files, not pipes: the command is done when it exits, whatever it started that still holds its stdout
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            conn, pid = self.start(argv, env, cwd, (out.fileno(), err.fileno()))
-            with conn:
-                conn.settimeout(timeout)
-                try:
-                    status = _line(conn)
-                except TimeoutError:
-                    os.kill(pid, 9)
-                    conn.settimeout(None)
-                    _line(conn)
-                    raise subprocess.TimeoutExpired(argv, timeout, *_read(out, err)) from None
+            proc = ForkedProcess(self, argv, env, cwd, out, err, text=False, sigint_default=False)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise subprocess.TimeoutExpired(argv, timeout, *_read(out, err)) from None
             stdout, stderr = _read(out, err)
-        return subprocess.CompletedProcess(argv, int(status), stdout, stderr)
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def _line(conn: socket.socket) -> bytes:
@@ -142,7 +141,10 @@ def _server_for(env: dict[str, str]) -> _Server | None:
     key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)))
     with _servers_lock:
         server = _servers.pop(key, None)
-        if server is None or server.proc.poll() is not None:
+        if server is not None and server.proc.poll() is not None:
+            server.close()  # its socket's directory
+            server = None
+        if server is None:
             server = _Server(env)
         _servers[key] = server
         while len(_servers) > MAX_SERVERS:
@@ -165,11 +167,12 @@ def run_gstbench(*args: str, env: dict[str, str] | None = None, cwd: str | os.Pa
 class ForkedProcess:
     """What tests use of ``subprocess.Popen`` for a child forked by the server: ``pid``, ``returncode``,
     ``stdout`` and ``stderr`` (pipes where ``subprocess.PIPE`` was asked), ``poll``, ``wait``,
-    ``communicate``, ``send_signal``, ``terminate`` and ``kill``. The server reaps the child and reports
-    its exit status over the connection."""
+    ``communicate``, ``send_signal``, ``terminate`` and ``kill``. Its output goes to a pipe
+    (``subprocess.PIPE``), nowhere (``subprocess.DEVNULL``), this process's own (None) or an open file. The
+    server reaps the child and reports its exit status over the connection."""
 
-    def __init__(self, server: _Server, argv: list[str], env: dict[str, str], cwd: str | None, stdout: int | None,
-                 stderr: int | None, text: bool, sigint_default: bool) -> None:
+    def __init__(self, server: _Server, argv: list[str], env: dict[str, str], cwd: str | None, stdout: Any,
+                 stderr: Any, text: bool, sigint_default: bool) -> None:
         self.args, self.returncode, self._status = argv, None, b""
         ends, streams, child_fds = [], [], []
         for wanted, inherited in ((stdout, 1), (stderr, 2)):
@@ -185,11 +188,9 @@ class ForkedProcess:
                 ends.append(null)
                 child_fds.append(null)
                 streams.append(None)
-            elif wanted is None:
-                child_fds.append(inherited)
-                streams.append(None)
             else:
-                raise ValueError("stdout and stderr: subprocess.PIPE, subprocess.DEVNULL or None")
+                child_fds.append(inherited if wanted is None else wanted.fileno())
+                streams.append(None)
         try:
             self._conn, self.pid = server.start(argv, env, cwd, (child_fds[0], child_fds[1]), sigint_default)
         finally:
