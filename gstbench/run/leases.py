@@ -43,18 +43,22 @@ def watch(cell_dir: Path, run: str, timeout_s: float, on_lost: Callable[[str], N
     def check() -> None:
         lease = cell_dir / LEASE
         driver_exit = None
-        while True:
-            holder = leases._read(lease)
-            if holder is None or holder.get("run") != run:
-                return on_lost("its lease passed to another run" if holder else "its lease was dropped")
-            if leases._stale(lease, holder):
-                return on_lost("its driver is gone (the lease is stale)")
-            if driver_exit is None:
-                driver_exit = leases.exit_of(holder)
-            if driver_exit is None:
-                time.sleep(poll_s)
-            else:  # a driver on this host: its exit wakes the watch at once
-                select.select([driver_exit], [], [], poll_s)
+        try:
+            while True:
+                holder = leases._read(lease)
+                if holder is None or holder.get("run") != run:
+                    return on_lost("its lease passed to another run" if holder else "its lease was dropped")
+                if leases._stale(lease, holder):
+                    return on_lost("its driver is gone (the lease is stale)")
+                if driver_exit is None:
+                    driver_exit = leases.exit_of(holder)
+                if driver_exit is None:
+                    time.sleep(poll_s)
+                else:  # a driver on this host: its exit wakes the watch at once
+                    select.select([driver_exit], [], [], poll_s)
+        finally:
+            if driver_exit is not None:
+                os.close(driver_exit)
 
     thread = threading.Thread(target=check, name="gstbench-lease-watch", daemon=True)
     thread.start()
