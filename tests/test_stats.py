@@ -62,8 +62,9 @@ def _same_bits(ours, theirs) -> bool:
     return np.array_equal(np.asarray(ours), np.asarray(theirs), equal_nan=True) and type(ours) is type(theirs)
 
 
-@given(q=st.one_of(st.floats(0, 1), st.sampled_from([-0.5, 1.5, math.nan])), x=st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.just(math.inf)), dof=st.one_of(
-    st.integers(1, 10_000), st.floats(0.5, 1e6), st.sampled_from([0, -1, math.nan, math.inf])))
+@given(q=st.one_of(st.floats(0, 1), st.sampled_from([-0.5, 1.5, math.nan])),
+       x=st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.just(math.inf)),
+       dof=st.one_of(st.integers(1, 10_000), st.floats(0.5, 1e6), st.sampled_from([0, -1, math.nan, math.inf])))
 @settings(max_examples=300, deadline=None)
 def test_the_t_and_normal_functions_give_scipy_stats_values_bit_for_bit(q, x, dof):
     """reports.distributions stands in for scipy.stats.t and .norm (a second less to start `report`)."""
