@@ -15,7 +15,7 @@ def results(directory):
 
 
 def load_model(cell, structured: bool = False, device: str = "cpu"):
-    """A cell's stored final model (``cells/<hash16>`` of a run made with ``--save-models``, or a model file),
+    """A cell's stored final model (``cells/<hash16>`` of a run directory, or a model file),
     rebuilt through the installed plugins in eval mode; ``structured=True`` removes dead filters physically."""
     from gstbench.engine.artifacts import load_model as load
 

@@ -170,15 +170,21 @@ def cli() -> None:
               help="Send every cell to this experiment tracker (repeatable): tensorboard, mlflow, wandb "
                    "(their plugins), with an optional target, e.g. mlflow:sqlite:///runs.db [default target: "
                    "under the result directory]; adds to the suite's [logging].")
-@click.option("--save-models", is_flag=True,
-              help="Store each cell's final model as cells/<hash16>/model.safetensors (train.save_model = true; "
-                   "gstbench.load_model and export-model read it). Cells finished before keep what they have.")
+@click.option("--save-models/--no-models", "save_models", default=None,
+              help="Keep each cell's final model (each round's, with rounds) with its training, under "
+                   "trainings/<key16> (train.save_model, on by default): `gstbench measure`, --reuse, "
+                   "gstbench.load_model and export-model read it. --no-models keeps none: a metric added later "
+                   "then trains the cell again.")
+@click.option("--reuse", "reuse_dirs", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Another run directory whose stored trainings cells may measure instead of training "
+                   "(repeatable), e.g. --suite flatness --reuse gstbench-results/tradeoff.")
 @click.option("--max-cells", type=click.IntRange(min=1, max=10**9), default=None,
               help="Refuse a suite whose matrix has more cells than this, before building it [default: 1,000,000].")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON, no progress bar.")
 def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, address, gpus_per_cell,
         executor_option_texts, device, bf16, data_dir, out, retry_failed, lease_timeout, log_targets, save_models,
-        max_cells, as_json) -> None:
+        reuse_dirs, max_cells, as_json) -> None:
     """Run a suite (missing cells only), then print its leaderboard.
 
     Several runs into one directory share the work: each cell is trained by the run that
@@ -207,7 +213,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
     if data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     overrides = {**({"prune.scorer": scorer} if scorer else {}), **({"train.precision": "bf16"} if bf16 else {}),
-                 **({"train.save_model": True} if save_models else {})}
+                 **({"train.save_model": save_models} if save_models is not None else {})}
     executor_options = {"workers": workers, "address": address, "gpus_per_cell": gpus_per_cell,
                         **dict(_executor_option(text) for text in executor_option_texts)}
     build_executor(registry, executor, executor_options)  # a bad option fails before any data loads
@@ -216,11 +222,16 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
     out = out or inside("gstbench-results", Path("gstbench-results") / suite.name, "the default result directory")
     bar = None
 
-    def on_start(pending):
+    def on_start(pending, reused, retrained):
         nonlocal bar
         if not as_json:
             click.echo(f"{suite.name} ({suite.scale}): {len(suite.cells)} cells, {len(pending)} to run, "
                        f"results in {out}", err=True)
+            if reused:
+                click.echo(f"{_cells(reused)} measured on stored trainings, without training", err=True)
+            if retrained:
+                click.echo(f"{_cells(retrained)} trained again: their stored training keeps no model, which "
+                           f"their metrics need (stored before models were kept, or with --no-models)", err=True)
         bar = RunProgress(pending, cell_label, disable=as_json)
 
     @functools.lru_cache(maxsize=None)
@@ -238,7 +249,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
             summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
                                 on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
                                 executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers,
-                                threads=threads)
+                                threads=threads, reuse=list(reuse_dirs))
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -251,6 +262,9 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
             bar.close()
     if save_models:
         _say_which_cells_have_no_model(suite, out)
+    elif save_models is False and not as_json:
+        click.echo("--no-models: no model kept; adding a metric later (gstbench measure, --reuse) trains these "
+                   "cells again, and load_model and export-model have none to read", err=True)
     report = build_report(out)
     if as_json:
         _echo_json({"run": summary.__dict__, **report.as_json()})
@@ -266,13 +280,51 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
         sys.exit(1)
 
 
+@cli.command("measure")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME",
+              help="A metric to add to every finished cell (repeatable; e.g. hessian-trace, ood-accuracy).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device the metrics run on.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads; the values equal a run's at the same thread count.")
+def measure_cmd(directory, metrics, device, threads) -> None:
+    """Add metrics to every finished cell of DIRECTORY (a `gstbench run --out`) on its stored models, without
+    training; report, claims, plot and gstbench.results then show them."""
+    from gstbench.run.measure import measure_run, metric_refs
+
+    registry = _registry()
+    _check_device(device)
+    try:
+        metric_refs(registry, list(metrics))  # an unknown metric is refused before any cell is read
+    except GstbenchError as exc:
+        raise click.BadParameter(getattr(exc, "message", str(exc)), param_hint="--metric") from None
+    summary = measure_run(directory, list(metrics), registry, device=device, threads=threads)
+    for line in summary.without_model:
+        click.echo(line, err=True)
+    parts = [f"{_cells(summary.measured)} measured"]
+    if summary.already:
+        parts.append(f"{_cells(summary.already)} had every metric already")
+    if summary.without_model:
+        parts.append(f"{_cells(len(summary.without_model))} skipped: no stored model (above)")
+    if summary.unfinished:
+        parts.append(f"{_cells(summary.unfinished)} not finished, left alone")
+    click.echo(f"{directory}: " + "; ".join(parts), err=True)
+    if summary.without_model and not summary.measured:
+        sys.exit(1)
+
+
+def _cells(n: int) -> str:
+    return "1 cell" if n == 1 else f"{n} cells"
+
+
 def _say_which_cells_have_no_model(suite, out: Path) -> None:
     """--save-models stores models of cells it trains; cells finished before it are not trained again."""
     from gstbench.engine.artifacts import MODEL
     from gstbench.store.store import Store
+    from gstbench.store.trainings import cell_model
 
     store = Store(out)
-    without = [spec for spec in suite.cells if not (store.cell_dir(spec) / MODEL).exists()
+    without = [spec for spec in suite.cells if cell_model(out, spec) is None
                and (result := store.load_result(spec)) is not None and result.ok]
     if without:
         cells = "1 cell finished before without it has" if len(without) == 1 else \
@@ -400,7 +452,7 @@ def export_cmd(directory, file) -> None:
 @click.option("--masked", is_flag=True,
               help="Keep the trained shapes, dead filters zeroed [default: dead filters physically removed].")
 def export_model_cmd(cell, file, masked) -> None:
-    """Write a cell's stored model (CELL: cells/<hash16> of a run stored with --save-models) to FILE:
+    """Write a cell's stored model (CELL: cells/<hash16> of a run directory) to FILE:
     .safetensors (weights, kept filters and spec; gstbench.load_model reads it) or .pt2 (a torch.export
     program: torch.export.load(FILE).module() runs it without gstbench)."""
     from gstbench.engine.artifacts import export_model

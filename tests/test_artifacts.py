@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import gstbench
+from gstbench.engine.artifacts import model_file
 from gstbench.engine.evaluation import evaluate
 from gstbench.plan.suite import load_suite
 
@@ -114,7 +115,7 @@ def test_bad_input_gets_one_line_naming_the_file_and_the_fix(stored, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     proc = run_cli("export-model", str(bare), str(tmp_path / "net.pt2"))
-    assert proc.returncode == 2 and "--save-models" in proc.stderr and str(bare) in proc.stderr
+    assert proc.returncode == 2 and "--no-models" in proc.stderr and str(bare) in proc.stderr
     proc = run_cli("export-model", str(stored / "masked"), str(tmp_path / "net.pt2"))
     assert proc.returncode == 2 and "is a run directory; give one of its cells" in proc.stderr
     broken = tmp_path / "broken.safetensors"
@@ -136,7 +137,7 @@ def test_save_models_on_cells_finished_without_it_says_so_and_trains_nothing(sto
 
     out = tmp_path / "run"
     shutil.copytree(stored / "masked", out)
-    (cells(out)[0] / "model.safetensors").unlink()
+    model_file(cells(out)[0]).unlink()  # kept with the cell's training
     proc = run_cli("run", "--suite", TINY, "--seeds", "1", "--save-models", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["run"]["ran"] == 0

@@ -97,6 +97,7 @@ def test_a_corrupt_parent_cache_entry_is_moved_aside_and_trained_again(finished,
     (entry / "states.pt").write_bytes(b"not a torch file")
     unpruned = next(d for d in _cell_dirs(out) if (d / "events.jsonl").stat().st_size == 0)
     shutil.rmtree(unpruned)  # its cell needs the parent
+    shutil.rmtree(out / "trainings")  # else its stored training serves it
     proc = run_cli("run", "--suite", TINY, "--seeds", "1", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     assert f"parent cache entry {entry / 'states.pt'} could not be read" in proc.stderr
@@ -145,11 +146,14 @@ def test_an_out_that_is_a_file_or_unwritable_is_refused_before_training(tmp_path
 
 def test_a_full_disk_stops_the_run_in_one_line_and_leaves_nothing_partial(tmp_path):
     out = tmp_path / "run"
-    env = {"PYTHONPATH": FAULTS, "GSTBENCH_TEST_ENOSPC": "result.json:1"}  # the second result hits a full disk
+    # the first cell's training and result are written; then the disk is full: the second cell's training
+    # is not kept (a warning), and its result stops the run
+    env = {"PYTHONPATH": FAULTS, "GSTBENCH_TEST_ENOSPC": "result.json:2"}
     proc = run_cli("run", "--suite", TINY, "--seeds", "1", "--out", str(out), env=env)
     assert proc.returncode == 74
     line = _one_line_error(proc)
     assert "No space left on device" in line and str(out / "cells") in line and "run the same command again" in line
+    assert "could not store the training of cell" in proc.stderr and "trains it again" in proc.stderr
     stored = [d for d in _cell_dirs(out) if (d / "result.json").exists()]
     assert len(stored) == 1 and json.loads((stored[0] / "result.json").read_text())["status"] == "ok"
     assert not list(out.rglob("*.tmp")) and not list(out.glob("cells/*/lease.json"))

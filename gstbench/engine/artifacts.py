@@ -1,7 +1,7 @@
 """Pruned models as artifacts: a cell's final model in safetensors, rebuilt through the registry, exported.
 
-``cells/<hash16>/model.safetensors`` (``train.save_model``, ``gstbench run --save-models``) holds
-the final model's state dict (parameters and BatchNorm buffers, on CPU, contiguous), one
+``trainings/<key16>/model.safetensors`` (``train.save_model``, on by default; ``cells/<hash16>/`` in
+directories written before trainings were kept; store/trainings.py) holds the final model's state dict (parameters and BatchNorm buffers, on CPU, contiguous), one
 ``gstbench.kept.<layer>`` tensor per pruned layer (uint8 over the layer's original units: 1 =
 the unit is alive in the final model), and in its metadata the cell's canonical spec, hash,
 input shape and number of classes: everything ``load_model`` needs to rebuild the network
@@ -16,17 +16,22 @@ the consumers' input channels), which computes the same function with fewer MACs
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
-from gstbench.plan.config import CellSpec, canonical_json, short_hash, spec_from_canonical
-from gstbench.errors import GstbenchError
+from gstbench.plan.config import CellSpec, canonical_json, short_hash, spec_from_canonical, stored_spec
+from gstbench.errors import GstbenchError, StoreWarning
 from gstbench.plugins import Registry
 
-MODEL = "model.safetensors"
+if TYPE_CHECKING:
+    from gstbench.engine.pruner import Pruner
+    from gstbench.engine.state import Cell
+
+from gstbench.store.trainings import MODEL, cell_model, link_or_copy, round_model
 FORMAT = "gstbench-model-1"
 KEPT = "gstbench.kept."
 
@@ -57,16 +62,50 @@ def save_model(path: Path, model: nn.Module, spec: CellSpec, input_shape: tuple[
     atomic_replace(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def keep_model(cell: Cell, name: str, model: nn.Module, pruner: Pruner | None) -> None:
+    """Write ``model`` as ``name`` with the cell's training (``cell.models``), when the cell keeps models."""
+    if cell.models is None:
+        return
+    prune = cell.spec.prune
+    _keeping(cell, lambda: save_model(
+        cell.models / name, model, cell.spec.training_spec, cell.data.input_shape, cell.data.num_classes,
+        kept_units(pruner.layers) if pruner is not None and not pruner.temporary else {},
+        prune.granularity if prune else "filters"))
+
+
+def keep_last_round(cell: Cell, rounds: int) -> None:
+    """A rounds cell's final model is its last round's: linked as the training's model.safetensors."""
+    if cell.models is not None:
+        _keeping(cell, lambda: link_or_copy(cell.models / round_model(rounds), cell.models / MODEL))
+
+
+def _keeping(cell: Cell, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as exc:  # a full disk costs the kept model, not the cell: it trains on, keeping none
+        warnings.warn(f"could not keep the model of cell {cell.spec.short_hash} in {cell.models} "
+                      f"({exc.strerror or exc}); it goes on without keeping models", StoreWarning, stacklevel=3)
+        cell.models = None
+
+
 def model_file(where: Path | str) -> Path:
-    """A cell directory's model file, or the file itself; one line naming the fix when there is none."""
+    """A cell directory's model file (in it, or with its training), or the file itself; one line naming the fix
+    when there is none."""
     where = Path(where)
     path = where / MODEL if where.is_dir() else where
     if not path.is_file() and (where / "cells").is_dir():
         raise GstbenchError(f"{where} is a run directory; give one of its cells, {where / 'cells'}/<hash16> "
                             f"(gstbench.results(DIR).cells lists each cell's hash, label and seed)")
+    if not path.is_file() and where.is_dir() and (where / "spec.json").is_file():
+        try:
+            spec = stored_spec(json.loads((where / "spec.json").read_text())["spec"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            spec = None  # the cell's spec cannot be read: the message below still names the directory
+        if spec is not None and (kept := cell_model(where.parent.parent, spec)) is not None:
+            return kept
     if not path.is_file():
-        raise GstbenchError(f"{path} does not exist: models are stored by `gstbench run --save-models` (or "
-                            f"train.save_model = true); cells finished without it need training again")
+        raise GstbenchError(f"{path} does not exist: the cell keeps no model (run before models were kept, or "
+                            f"with --no-models); `gstbench run` without --no-models trains it again with its model")
     return path
 
 
@@ -79,7 +118,7 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types on a damaged header
         raise GstbenchError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); "
-                            f"store the model again with `gstbench run --save-models`") from None
+                            f"train the cell again to store its model: remove its directory and run `gstbench run` again") from None
     if metadata.get("format") != FORMAT:
         raise GstbenchError(f"{path} is not a gstbench model file (metadata format {metadata.get('format')!r}, "
                             f"expected {FORMAT!r})")

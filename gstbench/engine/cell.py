@@ -9,20 +9,23 @@ The nesting, top to bottom:
           Trainer.train                   the step loop (loop.py)
             Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
             Hooks.after_epoch             every N epochs: Checkpoints.save
-        save_model                        with train.save_model: model.safetensors (engine/artifacts.py)
+        keep_model                        with train.save_model: the model(s) with its training (store/trainings.py)
         evaluate (train set), measure     the final metrics (evaluation.py)
+      measure_stored                      instead, when the training is stored: its model(s), measure
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gstbench.engine.artifacts import MODEL, kept_units, save_model
+from gstbench.engine.artifacts import MODEL, keep_last_round, keep_model, load_model
 from gstbench.store.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent
 from gstbench.components import Evaluated, PruningContext
 from gstbench.plan.config import CellSpec
@@ -37,26 +40,37 @@ from gstbench.store.parents import ParentCache
 from gstbench.plan.schedule import iterative_rate
 from gstbench.engine.state import Cell
 from gstbench.engine.tracking import CellTracker, LoggedRun
+from gstbench.errors import StoreWarning
 from gstbench.plugins import Registry
+from gstbench.store.trainings import StoredTraining, Trainings, training_result
 
 
 def run_cell(spec: CellSpec, registry: Registry, device: str = "cpu", progress: Progress | None = None,
              parents: ParentCache | None = None, checkpoint_dir: Path | str | None = None,
-             tracker: CellTracker | None = None, logged: LoggedRun | None = None) -> CellResult:
+             tracker: CellTracker | None = None, logged: LoggedRun | None = None,
+             trainings: Trainings | None = None) -> CellResult:
     """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
 
     ``parents`` shares unpruned parents between cells (the run directory's cache); without
     it, a cell trains its parent itself when it needs one. ``checkpoint_dir`` (the cell's
     directory) holds its checkpoint every ``train.checkpoint_every`` epochs, and a cell that
     finds one there goes on from it. ``tracker`` sends curves, events and final metrics to the
-    run's experiment trackers (``logged`` names the run there).
+    run's experiment trackers (``logged`` names the run there). ``trainings`` are the stored
+    trainings: a cell whose training is stored there, with the models its metrics need, computes
+    only its metrics; one that trains stores its training in the first of them.
     """
     started = time.perf_counter()
     tracker = tracker if tracker is not None else CellTracker()
     if logged is not None:
         tracker.start(logged)
     try:
-        result = _train_cell(spec, registry, torch.device(device), progress, parents, checkpoint_dir, tracker)
+        stored = trainings.find(spec) if trainings is not None else None
+        if stored is not None and stored.serves(spec):
+            result = measure_stored(spec, registry, torch.device(device), parents, tracker, stored)
+            trainings.adopt(stored, spec)
+        else:
+            result = _train_cell(spec, registry, torch.device(device), progress, parents, checkpoint_dir, tracker,
+                                 trainings)
         result.wall_s = round(time.perf_counter() - started, 3)
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
         result = CellResult.failed(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
@@ -66,13 +80,16 @@ def run_cell(spec: CellSpec, registry: Registry, device: str = "cpu", progress: 
 
 
 def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progress: Progress | None,
-                parents: ParentCache | None, checkpoint_dir: Path | str | None, tracker: CellTracker) -> CellResult:
+                parents: ParentCache | None, checkpoint_dir: Path | str | None, tracker: CellTracker,
+                trainings: Trainings | None) -> CellResult:
     data_seed, prune_seed = seed_everything(spec.seed)
     if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
         torch.backends.cudnn.benchmark = True
     data = registry.load_data(spec.dataset).to(device, channels_last=fast_path(device))
+    keeping = trainings is not None and spec.train.save_model
     cell = Cell(spec, registry, data, device, parents,
-                Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every), tracker)
+                Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every), tracker,
+                models=trainings.model_dir(spec) if keeping else None)
     timing = cell.timing
     torch.manual_seed(spec.seed)
     model = place(registry.build_model(spec.model, data), device)
@@ -89,10 +106,8 @@ def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progre
     else:
         trained = run_schedule(cell, trainer, pruner, data_seed)
     model.train()
-    if spec.train.save_model and checkpoint_dir is not None:
-        save_model(Path(checkpoint_dir) / MODEL, model, spec, data.input_shape, data.num_classes,
-                   kept_units(pruner.layers) if pruner and not pruner.temporary else {},
-                   prune.granularity if prune else "filters")
+    if not rounds:
+        keep_model(cell, MODEL, model, pruner)
     with timing.measure("eval_s"):
         train_acc, train_loss_eval = evaluate(model, data.x_train, data.y_train)
     events = trained.events
@@ -115,6 +130,14 @@ def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progre
         **(pruner.unit_counts() if pruner else {}),
         **trained.metrics,
     }
+    environment = Environment.here(str(device), plugin_versions(spec, registry))
+    result = CellResult("ok", spec.hash, spec.seed, 0.0, environment, metrics=metrics, events=events,
+                        curves=trained.curves, rounds=trained.rounds, parent=trained.parent,
+                        steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps)
+    if rounds:
+        keep_last_round(cell, rounds)
+    if trainings is not None:
+        store_training(trainings, spec, training_result(dataclasses.replace(result, timing=timing.as_json()), spec))
     if rounds:
         metrics.update(trained.rounds[-1].metrics or {})
     elif spec.metrics:
@@ -123,11 +146,57 @@ def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progre
         if needs_parent:
             parent = subject if prune is None else Evaluated(parent_model(cell))
         metrics.update(measure(cell, subject, parent, None, independent_parent(cell)))
-    return CellResult("ok", spec.hash, spec.seed, 0.0, Environment.here(str(device), plugin_versions(spec, registry)),
-                      metrics=metrics, events=events,
-                      curves=trained.curves, rounds=trained.rounds, parent=trained.parent,
-                      steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps,
-                      timing=timing.as_json())
+    result.timing = timing.as_json()
+    return result
+
+
+def measure_stored(spec: CellSpec, registry: Registry, device: torch.device, parents: ParentCache | None,
+                   tracker: CellTracker, stored: StoredTraining) -> CellResult:
+    """The cell's metrics on its stored training's model(s): what training it afresh would store (one thread)."""
+    seed_everything(spec.seed)
+    data = registry.load_data(spec.dataset).to(device, channels_last=fast_path(device))
+    cell = Cell(spec, registry, data, device, parents, tracker=tracker)
+    training = stored.result
+    needs_parent = any(compares_with_parent(registry.component("metrics", ref)) for ref in spec.metrics)
+    metrics = dict(training.metrics)
+    rounds = [dataclasses.replace(r) for r in training.rounds]
+    independent = independent_parent(cell)
+
+    def subject(path: Path) -> Evaluated:
+        return Evaluated(place(load_model(path, registry=registry, device=device), device).train())
+
+    if spec.prune is not None and spec.prune.rounds and spec.metrics:
+        parent = None
+        for r, path in enumerate(stored.round_models or []):
+            model = subject(path)
+            if r == 0 and needs_parent:
+                parent = model
+            rounds[r].metrics = measure(cell, model, parent, r, independent)
+        metrics.update(rounds[-1].metrics or {})
+    elif spec.metrics:
+        model = subject(stored.final_model)
+        parent = None
+        if needs_parent:
+            parent = model if spec.prune is None else Evaluated(parent_model(cell))
+        metrics.update(measure(cell, model, parent, None, independent))
+    timing = {**training.timing, **{k: round(v, 4) for k, v in cell.timing.seconds.items()
+                                    if k in ("metrics_s", "parent_s", "independent_parent_s")}}
+    environment = Environment.here(str(device), plugin_versions(spec, registry))
+    return dataclasses.replace(training, hash=spec.hash, seed=spec.seed, environment=environment, metrics=metrics,
+                               rounds=rounds, timing=timing, training_from=str(stored.directory.resolve()))
+
+
+def store_training(trainings: Trainings, spec: CellSpec, training: CellResult) -> None:
+    """Write the training's result beside its models (result.json last: then it serves other cells). A write
+    that fails (a full disk) costs only the reuse: the cell goes on, and its own result is stored as ever."""
+    store = trainings.target
+    try:
+        store.begin(spec.training_spec, clean=False)  # cells sharing a training may write it at once
+        store.finish(spec.training_spec, training)
+    except OSError as exc:
+        warnings.warn(f"could not store the training of cell {spec.short_hash} in {store.cell_dir(spec.training_spec)} "
+                      f"({exc.strerror or exc}); a metric added to it later trains it again", StoreWarning,
+                      stacklevel=2)
 
 
 def plugin_versions(spec: CellSpec, registry: Registry) -> dict[str, str]:

@@ -15,7 +15,9 @@ import torch
 from gstbench.store.cell_result import Curves, PruningEvent, Round
 from gstbench.components import Evaluated, PruningContext, RewindContext
 from gstbench.plan.seeds import REINIT, TWIN_DATA_ORDER, derived_seed
+from gstbench.engine.artifacts import keep_model
 from gstbench.engine.evaluation import measure
+from gstbench.store.trainings import round_model
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
 from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state
 from gstbench.engine.parent import independent_parent, train_parent
@@ -70,6 +72,7 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
             subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
             parent = subject if needs_parent else None
             rounds[-1].metrics = measure(cell, subject, parent, 0, independent)
+        keep_model(cell, round_model(0), model, pruner)
 
     def save_round() -> None:
         if checkpoints.path is not None and len(rounds) <= prune.rounds:
@@ -101,6 +104,7 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
             _twin(rounds[-1], trainer, pruner, start, resume.step, resume.replay_lr, twin_seed, prune.lmc_points)
         if spec.metrics:
             rounds[-1].metrics = measure(cell, Evaluated(model), parent, r, independent)
+        keep_model(cell, round_model(r), model, pruner)
         ctx.optimizer = trainer.optimizer
         save_round()
     pruner.detach()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
@@ -66,6 +67,7 @@ class Cell:
     checkpoints: Checkpoints = field(default_factory=lambda: Checkpoints(None, "", 0))
     tracker: CellTracker = field(default_factory=CellTracker)
     timing: Timing = field(default_factory=lambda: Timing(*CELL_PARTS))
+    models: Path | None = None  # where its training's models go (trainings/<key16>), None: kept nowhere
 
     def for_parent(self, seed: int | None = None) -> Cell:
         """The unpruned parent's own cell: its own timing and no trackers or checkpoints of this cell."""

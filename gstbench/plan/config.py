@@ -113,8 +113,9 @@ class TrainConfig:
     precision: str = field(default="fp32", metadata=ADDED_LATER)
     # save what a killed cell needs to go on every N epochs (0: never); resumed results are bitwise equal
     checkpoint_every: int = field(default=0, metadata=NOT_IN_HASH)
-    # store the final model in the cell's directory (model.safetensors, engine/artifacts.py)
-    save_model: bool = field(default=False, metadata=NOT_IN_HASH)
+    # keep the final model (each round's, with rounds) with the cell's training (store/trainings.py), so that
+    # metrics can be added later without training again; false keeps no model (--no-models)
+    save_model: bool = field(default=True, metadata=NOT_IN_HASH)
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimizer steps in one epoch over ``n_train`` examples: the last batch may be short, never dropped."""
@@ -182,6 +183,21 @@ class CellSpec:
     @property
     def short_hash(self) -> str:
         return short_hash(self.hash)
+
+    @functools.cached_property
+    def training_hash(self) -> str:
+        """The identity of the cell's training: its hash without its metrics, which never change training
+        (tests/test_reuse.py). Cells that differ only in their metrics share one stored training."""
+        return self.training_spec.hash
+
+    @functools.cached_property
+    def training_spec(self) -> CellSpec:
+        """This cell without its metrics: the spec its stored training is kept under."""
+        if not self.metrics:
+            return self
+        spec = dataclasses.replace(self, metrics=())
+        spec.__dict__[_CANONICAL_CACHE] = {**self.canonical(), "metrics": []}
+        return spec
 
     @property
     def planned_epochs(self) -> int:

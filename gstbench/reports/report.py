@@ -114,7 +114,8 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
     stat = functools.partial(mean_interval, method=interval)
     suite = results.suite
-    suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *columns]))
+    measured = [key for _, result in results.finished for keys in result.measured_later.values() for key in keys]
+    suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *measured, *columns]))  # measure's too
     rank = rank or suite.get("rank", GENERALIZATION)
     finished = results.finished  # (spec, result) of every finished run
     pruned_runs = [result.metrics for spec, result in finished if spec.prune is not None]

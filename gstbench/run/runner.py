@@ -21,6 +21,7 @@ from gstbench.errors import GstbenchError, StorageError, closest
 from gstbench.run.leases import DEFAULT_TIMEOUT_S, Leases
 from gstbench.store.parents import ParentCache
 from gstbench.store.store import Store, cell_path, remove_dead_temps
+from gstbench.store.trainings import Trainings
 from gstbench.plan.suite import Suite
 from gstbench.engine.tracking import build_tracker, logged_run
 from gstbench.plan.log_targets import LogTarget, merge_targets
@@ -36,6 +37,8 @@ class RunSummary:
     failed: int
     claimed_elsewhere: int = 0  # cells another live run holds the lease of (left to it)
     executor: str = ""  # what ran the cells (auto says what it chose)
+    reused: int = 0  # cells to run whose training was stored: they computed their metrics only
+    retrained: int = 0  # cells whose training was stored without the model(s) their metrics need
 
 
 CellDone = Callable[[CellSpec, CellResult], None]
@@ -66,6 +69,7 @@ class CellWork:
     threads: int | None = None
     lease_run: str | None = None  # the run that leased the cells; a cluster job ends when its lease is not
     lease_timeout: float = DEFAULT_TIMEOUT_S  # this run's any more (leases.watch)
+    reuse: tuple[str, ...] = ()  # other run directories whose stored trainings (and parents) cells may use
     registry: Registry = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
@@ -87,7 +91,9 @@ class CellWork:
         on_epoch = self.on_epoch
         if progress is None and on_epoch is not None:
             progress = lambda e, n: on_epoch(spec, e, n)  # noqa: E731
-        parents = ParentCache(Path(self.parents)) if self.parents else None
+        parents = (ParentCache(Path(self.parents), tuple(Path(d) / "parents" for d in self.reuse))
+                   if self.parents else None)
+        trainings = Trainings([self.run_dir, *self.reuse]) if self.run_dir else None
         checkpoint_dir = self.cell_dir(spec)
         registry = self.registry or get_registry()
         tracker, logged = None, None
@@ -96,7 +102,7 @@ class CellWork:
             logged = logged_run(spec, self.suite, self.scale, self.run_dir or ".")
         with cpu_threads(self.threads):
             return run_cell(spec, registry, device=device or self.device, progress=progress, parents=parents,
-                            checkpoint_dir=checkpoint_dir, tracker=tracker, logged=logged)
+                            checkpoint_dir=checkpoint_dir, tracker=tracker, logged=logged, trainings=trainings)
 
 
 @contextlib.contextmanager
@@ -133,16 +139,20 @@ RUN_FLAGS = ("workers", "address", "gpus_per_cell")  # executor options that `gs
 
 
 def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str = "auto", device: str = "cpu",
-              retry_failed: bool = False, on_start: Callable[[list[CellSpec]], None] | None = None,
+              retry_failed: bool = False, on_start: Callable[[list[CellSpec], int, int], None] | None = None,
               on_cell_done: CellDone | None = None,
               on_epoch: Callable[[CellSpec, int, int], None] | None = None,
               executor_options: dict[str, Any] | None = None, lease_timeout: float = DEFAULT_TIMEOUT_S,
-              loggers: list[LogTarget] = (), threads: int | None = 1) -> RunSummary:
+              loggers: list[LogTarget] = (), threads: int | None = 1, reuse: list[Path | str] = ()) -> RunSummary:
     """Run the missing cells of ``suite`` into ``out``; finished cells (by hash) and cells that another
     run holds the lease of are skipped. Writes nothing when nothing is missing (read-only storage works).
     ``loggers`` (with the suite's ``[logging]``) receive every cell that runs (engine/tracking.py). Each cell
     trains on ``threads`` CPU threads (None: the executor's choice), so that by default every executor,
-    and every machine's core count, gives the same numbers."""
+    and every machine's core count, gives the same numbers. A cell whose training is stored, in ``out`` or
+    in a ``reuse`` directory, computes only its metrics (store/trainings.py)."""
+    reuse = [Path(d).resolve() for d in reuse]
+    for d in reuse:
+        check_reusable(d, Path(out))
     runner = build_executor(registry, executor, executor_options)
     loggers = merge_targets(suite.logging, list(loggers))
     for target in loggers:  # an unknown logger fails before any training
@@ -170,8 +180,12 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str =
             store.write_suite(summary)
             for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
                 store.begin(spec, clean=False)
+    trainings = Trainings([store.root, *reuse])
+    found = [trainings.find(spec) for spec in pending]
+    reused = sum(1 for spec, stored in zip(pending, found) if stored is not None and stored.serves(spec))
+    retrained = sum(1 for spec, stored in zip(pending, found) if stored is not None and not stored.serves(spec))
     if on_start is not None:
-        on_start(pending)
+        on_start(pending, reused, retrained)
 
     leases = Leases(lease_timeout)
     counts = {"elsewhere": 0, "meanwhile": 0, "ran": 0, "failed": 0}
@@ -188,7 +202,8 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str =
 
     work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV),
                     tuple(loggers), suite.name, suite.scale,
-                    str(store.root.resolve()), threads, leases.me["run"], lease_timeout, registry, on_epoch)
+                    str(store.root.resolve()), threads, leases.me["run"], lease_timeout, tuple(map(str, reuse)),
+                    registry, on_epoch)
     results = runner.map(leased(), work)
     try:
         for spec, result in results:
@@ -205,7 +220,18 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str =
             close()  # stops the executor's workers now, not after their cells
         leases.drop_all()
     return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending) + counts["meanwhile"],
-                      counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", executor))
+                      counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", executor),
+                      reused, retrained)
+
+
+def check_reusable(directory: Path, out: Path) -> None:
+    """A ``--reuse`` directory must be another run directory: one line naming it and the fix otherwise."""
+    if not (directory / "suite.json").is_file():
+        raise GstbenchError(f"--reuse {directory}: not a gstbench run directory (no suite.json); pass a directory "
+                            f"given to `gstbench run --out`")
+    if directory == out.resolve():
+        raise GstbenchError(f"--reuse {directory} is the run directory itself (--out), whose trainings every run "
+                            f"uses already; drop --reuse or pass another run's directory")
 
 
 @contextlib.contextmanager

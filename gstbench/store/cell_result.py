@@ -258,6 +258,11 @@ class CellResult:
     timing: dict[str, float] = field(default_factory=dict)  # seconds per part: train_s, eval_s, prune_s, ...
     error: str | None = None
     traceback: str | None = None
+    # the stored training (trainings/<key16> of a run directory) this cell measured instead of training;
+    # None: the cell trained itself
+    training_from: str | None = None
+    # metrics added by `gstbench measure` after the cell finished: metric (as named there) -> its numeric keys
+    measured_later: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -279,6 +284,10 @@ class CellResult:
                        steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, timing=self.timing)
             if self.rounds:
                 out["rounds"] = [r.to_json() for r in self.rounds]
+            if self.training_from is not None:
+                out["training_from"] = self.training_from
+            if self.measured_later:
+                out["measured_later"] = {k: list(v) for k, v in self.measured_later.items()}
         else:
             out.update(error=self.error, traceback=self.traceback or "")
         return out
@@ -314,7 +323,16 @@ class CellResult:
                    parent=parent, steps_per_epoch=_get(data, "steps_per_epoch", int, where, None),
                    total_steps=_get(data, "total_steps", int, where, None),
                    timing=timing,
-                   error=_get(data, "error", str, where, None), traceback=_get(data, "traceback", str, where, None))
+                   error=_get(data, "error", str, where, None), traceback=_get(data, "traceback", str, where, None),
+                   training_from=_get(data, "training_from", str, where, None),
+                   measured_later=_measured_later(_get(data, "measured_later", dict, where, None) or {}))
+
+
+def _measured_later(data: dict[str, Any]) -> dict[str, list[str]]:
+    for name, keys in data.items():
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ResultFormatError(f"'measured_later' of the result: metric '{name}' must list its keys")
+    return {name: list(keys) for name, keys in data.items()}
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:

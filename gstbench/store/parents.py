@@ -36,15 +36,25 @@ def parent_key(spec: CellSpec, device: torch.device) -> str:
 
 
 class ParentCache:
-    def __init__(self, root: Path | str):
-        self.root = Path(root)
+    """``root`` is where parents are stored; ``also`` are other runs' caches read when ``root`` has no entry
+    (``gstbench run --reuse DIR``: a reused training's metrics compare with the parent stored with it)."""
 
-    def _dir(self, spec: CellSpec, device: torch.device) -> Path:
-        return self.root / short_hash(parent_key(spec, device))
+    def __init__(self, root: Path | str, also: tuple[Path | str, ...] = ()):
+        self.root = Path(root)
+        self.also = tuple(Path(a) for a in also)
+
+    def _dir(self, spec: CellSpec, device: torch.device, root: Path | None = None) -> Path:
+        return (root or self.root) / short_hash(parent_key(spec, device))
 
     def load(self, spec: CellSpec, device: torch.device, steps: set[int]) -> dict[str, Any] | None:
         """The stored parent if it holds every state in ``steps``; None otherwise (or if unreadable)."""
-        d = self._dir(spec, device)
+        for root in (self.root, *self.also):
+            entry = self._load(self._dir(spec, device, root), spec, device, steps)
+            if entry is not None:
+                return entry
+        return None
+
+    def _load(self, d: Path, spec: CellSpec, device: torch.device, steps: set[int]) -> dict[str, Any] | None:
         if not (d / "parent.json").exists() or not (d / "states.pt").exists():
             return None
         try:
@@ -59,7 +69,8 @@ class ParentCache:
             return None  # another process is replacing the entry
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, EOFError,
                 pickle.UnpicklingError) as exc:
-            self._set_aside(d, exc)
+            if d.parent == self.root:  # another run's cache (--reuse) is read, never changed
+                self._set_aside(d, exc)
             return None
         if not steps <= set(kept):  # another process replaced the entry in between
             return None

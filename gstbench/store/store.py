@@ -8,7 +8,8 @@ Layout under the run directory::
     cells/<hash16>/result.json   written last and atomically: its presence means "done"
     cells/<hash16>/lease.json    held while a run trains the cell (run/leases.py)
     cells/<hash16>/checkpoint.pt while it trains, every train.checkpoint_every epochs
-    cells/<hash16>/model.safetensors  the final model, with train.save_model (engine/artifacts.py)
+    cells/<hash16>/model.safetensors  the final model, in directories written before trainings were kept
+    trainings/<key16>/        the cell's training, shared by cells that differ only in metrics (trainings.py)
 
 A cell counts as finished when result.json exists (status "ok" or "failed"). A file that
 cannot be read makes its cell ``corrupt``: readers count it and go on; ``gstbench run``
@@ -221,6 +222,10 @@ class Store:
 
     def read_cell(self, spec: CellSpec) -> CellFiles:
         return self._cell(self.cell_dir(spec))
+
+    def read_dir(self, directory: Path) -> CellFiles:
+        """What a cell directory of this store holds (``read_cell`` by its spec)."""
+        return self._cell(directory)
 
     def load_result(self, spec: CellSpec) -> CellResult | None:
         """The stored result, or None when missing or corrupt."""

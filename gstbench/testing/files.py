@@ -28,16 +28,20 @@ def files_outside(root: Path | str, *allowed: Path | str) -> list[Path]:
 
 def stored_results(out: Path | str) -> dict[str, dict]:
     """hash -> what each finished cell of a run directory computed: status, metrics (without their wall
-    times), curves and events. Two runs of the same cells compare equal when they computed the same."""
+    times), curves, events and rounds (their metrics too). Two runs of the same cells compare equal when
+    they computed the same."""
     from gstbench.store.store import Store
+
+    def measured(metrics: dict | None) -> dict | None:
+        return None if metrics is None else {k: v for k, v in metrics.items() if k != "metric_wall_s"}
 
     found = {}
     for cell in Store(out).iter_cells():
         result = cell.result
         if result is not None:
-            metrics = {k: v for k, v in result.metrics.items() if k != "metric_wall_s"}
-            found[result.hash] = {"status": result.status, "metrics": metrics, "curves": result.curves,
-                                  "events": result.events}
+            rounds = [{**r.to_json(), "metrics": measured(r.metrics)} for r in result.rounds]
+            found[result.hash] = {"status": result.status, "metrics": measured(result.metrics),
+                                  "curves": result.curves, "events": result.events, "rounds": rounds}
     return found
 
 

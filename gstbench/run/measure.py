@@ -1,0 +1,129 @@
+"""`gstbench measure`: add metrics to every finished cell of a run directory, on its stored models, without training.
+
+Each finished cell's training is found as `gstbench run` finds it (store/trainings.py); the
+new metrics run on its model(s) exactly as a cell that had them from the start would run
+them (same seeds, one thread), and their values join the cell's result.json, with each
+metric's name and numeric keys in its ``measured_later`` (the leaderboard shows those keys
+as columns). The cell keeps its hash: its spec says how it trained. Reports, claims, plots
+and ``gstbench.results`` read the added values like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gstbench.errors import GstbenchError, SpecError
+from gstbench.plan.config import CellSpec, ComponentRef, component_ref, stored_spec
+from gstbench.plan.selection import config_label
+from gstbench.plan.suite import matrix_key, validate_cells
+from gstbench.plugins import Registry
+from gstbench.store.cell_result import CellResult
+from gstbench.store.parents import ParentCache
+from gstbench.store.store import Store, atomic_write_json
+from gstbench.store.trainings import Trainings
+
+
+@dataclass
+class MeasureSummary:
+    measured: int = 0  # cells that gained metrics
+    already: int = 0  # cells that had every metric asked for
+    unfinished: int = 0  # cells not finished (or failed): left alone
+    without_model: list[str] = field(default_factory=list)  # one line per cell whose model is not stored
+
+
+def metric_refs(registry: Registry, texts: list[str]) -> list[ComponentRef]:
+    """``--metric`` values as refs; an unknown metric is refused in one line, with the closest name."""
+    return [component_ref(registry, "metrics", text, "--metric", None) for text in texts]
+
+
+def measure_run(directory: Path | str, texts: list[str], registry: Registry, device: str = "cpu",
+                threads: int | None = 1, on_cell: Callable[[str], None] | None = None) -> MeasureSummary:
+    """Compute the metrics ``texts`` on every finished cell of ``directory`` that lacks them; returns what was
+    done. Refuses (GstbenchError, one line) an unknown metric or one that cannot apply to a cell's data."""
+    import torch
+
+    from gstbench.engine.cell import measure_stored
+    from gstbench.engine.tracking import CellTracker
+    from gstbench.run.runner import cpu_threads
+
+    directory = Path(directory)
+    store = Store(directory)
+    suite = store.read_suite()  # one line when it is not a run directory
+    refs = metric_refs(registry, texts)
+    summary = MeasureSummary()
+    work: list[tuple[Path, CellSpec, CellResult, CellSpec]] = []
+    for files in store.iter_cells():
+        if files.result is None or not files.result.ok or files.spec is None:
+            summary.unfinished += 1
+            continue
+        spec = stored_spec(files.spec["spec"])
+        have = {ref.label for ref in spec.metrics} | set(files.result.measured_later)
+        new = tuple(ref for ref in refs if ref.label not in have)
+        if not new:
+            summary.already += 1
+            continue
+        work.append((files.directory, spec, files.result, dataclasses.replace(spec, metrics=new)))
+    groups: dict = {}  # each metric is checked once per model and data: it applies to them, or not
+    for cell_dir, _, _, adding in work:
+        groups.setdefault(matrix_key((adding.model, adding.dataset, adding.metrics)), []).append((cell_dir, adding))
+    for cells in groups.values():
+        try:
+            validate_cells([cells[0][1]], registry)
+        except SpecError as exc:
+            others = f" (and {len(cells) - 1} more cells on the same data)" if len(cells) > 1 else ""
+            raise GstbenchError(f"{cells[0][0]}{others}: {exc.message}; measure only the metrics that apply "
+                                f"(`gstbench list metrics` describes each)") from None
+    trainings = Trainings([directory])
+    parents = ParentCache(directory / "parents")
+    run_name = suite.get("name", "SUITE")
+    for cell_dir, spec, result, adding in work:
+        stored = trainings.find(spec)
+        if stored is None or not stored.serves(adding):
+            label = config_label(spec.canonical(), list(suite.get("axes", {})))
+            summary.without_model.append(
+                f"{cell_dir}: {label} seed {spec.seed} keeps no model (stored before models were kept, or with "
+                f"--no-models); train it with the metrics in another directory: gstbench run --suite {run_name} "
+                + " ".join(f"--metric {ref.label}" for ref in adding.metrics) + f" --reuse {directory} --out NEWDIR")
+            continue
+        for ref in adding.metrics:  # one at a time: each metric's keys are then known (values do not change)
+            started = time.perf_counter()
+            with cpu_threads(threads):
+                added = measure_stored(dataclasses.replace(spec, metrics=(ref,)), registry, torch.device(device),
+                                       parents, CellTracker(), stored)
+            added.wall_s = time.perf_counter() - started
+            if spec.prune is not None and spec.prune.rounds:
+                values = added.rounds[-1].metrics or {}
+            else:
+                values = {k: v for k, v in added.metrics.items() if k not in stored.result.metrics}
+            keys = sorted(k for k, v in values.items() if k != "metric_wall_s" and isinstance(v, (int, float))
+                          and not isinstance(v, bool))
+            result = _merge(cell_dir, result, added, values, {ref.label: keys})
+        summary.measured += 1
+        if on_cell is not None:
+            on_cell(cell_dir.name)
+    return summary
+
+
+def _merge(cell_dir: Path, result: CellResult, added: CellResult, values: dict,
+           keys: dict[str, list[str]]) -> CellResult:
+    """The added metric's values into the cell's result.json (its rounds' too), written atomically."""
+
+    def joined(old: dict | None, new: dict | None) -> dict | None:
+        if new is None:
+            return old
+        out = {**(old or {}), **{k: v for k, v in new.items() if k != "metric_wall_s"}}
+        out["metric_wall_s"] = {**(old or {}).get("metric_wall_s", {}), **new.get("metric_wall_s", {})}
+        return out
+
+    rounds = [dataclasses.replace(r, metrics=joined(r.metrics, a.metrics)) for r, a in zip(result.rounds, added.rounds)]
+    timing = dict(result.timing)
+    timing["metrics_s"] = round(timing.get("metrics_s", 0.0) + added.timing.get("metrics_s", 0.0), 4)
+    merged = dataclasses.replace(result, wall_s=round(result.wall_s + added.wall_s, 3),
+                                 metrics=joined(result.metrics, values), rounds=rounds, timing=timing,
+                                 measured_later={**result.measured_later, **keys})
+    atomic_write_json(cell_dir / "result.json", merged.to_json())
+    return merged

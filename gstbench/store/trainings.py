@@ -1,0 +1,210 @@
+"""Stored trainings: what a cell's metrics need afterwards, kept under the training's own key.
+
+A cell's training does not depend on its metrics, so it is keyed by the cell's hash without
+them (``CellSpec.training_hash``): cells that differ only in their metrics share one training,
+and a metric added later is computed on the stored model instead of training again. Layout
+under a run directory::
+
+    trainings/<key16>/spec.json              the training's spec (the cell's, without metrics)
+    trainings/<key16>/result.json            what training gave: curves, rounds, the engine's metrics
+    trainings/<key16>/events.jsonl           (the result a cell without metrics stores; written last)
+    trainings/<key16>/model.safetensors      the final model with its pruning state (engine/artifacts.py)
+    trainings/<key16>/round-<r>.safetensors  each round's model, with prune-retrain rounds
+
+A directory written before trainings were kept still serves: a finished cell's result.json
+holds its training's numbers too (its metrics' values taken out), and its model is there when
+it ran with ``train.save_model``. Such a cell without a model serves only cells without metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from gstbench.errors import StoreWarning
+from gstbench.plan.config import CellSpec, short_hash, stored_spec
+from gstbench.store.cell_result import CellResult
+from gstbench.store.store import Store, cell_path
+
+MODEL = "model.safetensors"  # engine/artifacts.py writes and reads it
+TRAININGS = "trainings"
+# The engine's own metrics (engine/cell.py): what training gives, whatever the cell's metrics.
+ENGINE_METRICS = frozenset({
+    "final_test_acc", "best_test_acc", "final_test_loss", "train_acc", "train_loss", "gap", "n_events",
+    "mean_instability", "stability", "iterative_rate", "params", "params_nonzero", "sparsity",
+    "best_test_acc_by_round", "sparsity_by_round", "lmc_barrier", "weight_distance", "lmc_barrier_by_round"})
+ENGINE_PREFIXES = ("remaining_", "targeted_")  # Pruner.unit_counts: remaining_filters, targeted_weights, ...
+
+
+def round_model(r: int) -> str:
+    return f"round-{r}.safetensors"
+
+
+def training_path(run_dir: Path | str, training_hash: str) -> Path:
+    return Path(run_dir) / TRAININGS / short_hash(training_hash)
+
+
+class TrainingStore(Store):
+    """A run directory's ``trainings/``: written like its cells (result.json last), keyed by training hash.
+
+    Its ``cell_dir`` and the other Store methods take the training's spec (``spec.training_spec``).
+    """
+
+    def cell_dir(self, spec: CellSpec) -> Path:
+        return training_path(self.root, spec.hash)
+
+    def model_dir(self, spec: CellSpec) -> Path:
+        """Where the cell ``spec``'s models go while it trains."""
+        return training_path(self.root, spec.training_hash)
+
+
+def training_result(result: CellResult, spec: CellSpec) -> CellResult:
+    """What ``result`` (an ok result of ``spec``) says of its training alone: without the metrics' values.
+
+    For a cell of today's engine this is what a cell without metrics stores; for one stored
+    before trainings were kept, the metrics' values are told from the engine's by name.
+    """
+    if spec.prune is not None and spec.prune.rounds:
+        measured = set((result.rounds[-1].metrics or {}) if result.rounds else ())
+        keep = {k: v for k, v in result.metrics.items() if k not in measured and k != "metric_wall_s"}
+    else:
+        keep = {k: v for k, v in result.metrics.items() if k in ENGINE_METRICS or k.startswith(ENGINE_PREFIXES)}
+    rounds = [dataclasses.replace(r, metrics=None) for r in result.rounds]
+    timing = {k: v for k, v in result.timing.items() if k not in ("metrics_s", "independent_parent_s")}
+    if spec.prune is not None and not spec.prune.rounds:
+        timing.pop("parent_s", None)  # a pruned cell's parent is trained for its metrics only
+    if "metrics_s" in result.timing:
+        timing["metrics_s"] = 0.0
+    return dataclasses.replace(result, hash=spec.training_hash, metrics=keep, rounds=rounds, timing=timing)
+
+
+@dataclass
+class StoredTraining:
+    """A training found on disk: its result (of the training's spec) and the models kept with it."""
+
+    directory: Path
+    result: CellResult
+    final_model: Path | None
+    round_models: list[Path] | None  # round 0 .. R; None when any is missing (or the cell has no rounds)
+
+    def serves(self, spec: CellSpec) -> bool:
+        """Whether ``spec``'s metrics can be computed from what is stored (a cell without metrics needs no model)."""
+        if not spec.metrics:
+            return True
+        if spec.prune is not None and spec.prune.rounds:
+            return self.round_models is not None
+        return self.final_model is not None
+
+    def copy_to(self, run_dir: Path | str, spec: CellSpec) -> None:
+        """Make ``run_dir`` hold this training too (hard links where the filesystem allows): its cells then
+        keep their models when the directory they were reused from goes."""
+        target = TrainingStore(run_dir)
+        d = target.cell_dir(spec.training_spec)
+        d.mkdir(parents=True, exist_ok=True)
+        for source in [self.final_model, *(self.round_models or [])]:
+            if source is not None:
+                name = MODEL if source == self.final_model else source.name
+                link_or_copy(source, d / name)
+        target.begin(spec.training_spec, clean=False)
+        target.finish(spec.training_spec, self.result)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where links cannot be made), replaced atomically."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+class Trainings:
+    """Where a run looks for stored trainings: its own directory first (where it stores the trainings it
+    does), then each ``--reuse`` directory."""
+
+    def __init__(self, dirs: list[Path | str]):
+        self.dirs = [Path(d) for d in dirs]
+        self.target = TrainingStore(self.dirs[0])
+        self._legacy: dict[Path, dict[str, Path]] = {}
+
+    def model_dir(self, spec: CellSpec) -> Path:
+        return self.target.model_dir(spec)
+
+    def adopt(self, stored: StoredTraining, spec: CellSpec) -> None:
+        """Keep a training found elsewhere (another run, or a cell stored before trainings were kept) in this
+        run's ``trainings/`` too, so that this directory alone holds what its cells were measured on."""
+        if stored.directory.resolve() == self.target.cell_dir(spec.training_spec).resolve():
+            return
+        try:
+            stored.copy_to(self.target.root, spec)
+        except OSError as exc:  # a full disk: the cell's result is stored all the same
+            warnings.warn(f"could not keep the training {stored.directory} in {self.target.root / TRAININGS} "
+                          f"({exc.strerror or exc}); this directory's cell {spec.short_hash} still names it",
+                          StoreWarning, stacklevel=2)
+
+    def find(self, spec: CellSpec) -> StoredTraining | None:
+        """The stored training of ``spec`` that serves it, else the first found (which does not), else None."""
+        found = None
+        for d in self.dirs:
+            for candidate in self._candidates(d, spec):
+                if candidate.serves(spec):
+                    return candidate
+                found = found or candidate
+        return found
+
+    def _candidates(self, run_dir: Path, spec: CellSpec) -> Iterator[StoredTraining]:
+        """The training's entry in ``run_dir``, then a finished cell of the same training there (read lazily:
+        the cells are indexed only when the entry does not serve)."""
+        result = TrainingStore(run_dir).load_result(spec.training_spec)
+        if result is not None and result.ok and result.hash == spec.training_hash:
+            yield self._stored(training_path(run_dir, spec.training_hash), result, spec)
+        cell = self._legacy_cells(run_dir).get(spec.training_hash)
+        if cell is not None:
+            files = Store(run_dir).read_dir(cell)
+            if files.result is not None and files.result.ok and files.spec is not None:
+                yield self._stored(cell, training_result(files.result, stored_spec(files.spec["spec"])), spec)
+
+    @staticmethod
+    def _stored(d: Path, result: CellResult, spec: CellSpec) -> StoredTraining:
+        final = d / MODEL if (d / MODEL).is_file() else None
+        rounds = None
+        if spec.prune is not None and spec.prune.rounds:
+            paths = [d / round_model(r) for r in range(spec.prune.rounds + 1)]
+            rounds = paths if all(p.is_file() for p in paths) else None
+        return StoredTraining(d, result, final, rounds)
+
+    def _legacy_cells(self, run_dir: Path) -> dict[str, Path]:
+        """training hash -> a finished cell directory of ``run_dir``, one with a model where there is one (the
+        cells' spec.json files are read once per directory; results only for the cell asked for)."""
+        if run_dir not in self._legacy:
+            index: dict[str, Path] = {}
+            cells = run_dir / "cells"
+            for d in sorted(cells.iterdir()) if cells.is_dir() else ():
+                if not (d / "result.json").is_file():
+                    continue
+                try:
+                    spec = stored_spec(json.loads((d / "spec.json").read_text())["spec"])
+                except (OSError, KeyError, TypeError, ValueError, AttributeError):
+                    continue  # unreadable, or a spec of another gstbench's making: not reusable
+                current = index.get(spec.training_hash)
+                if current is None or ((d / MODEL).is_file() and not (current / MODEL).is_file()):
+                    index[spec.training_hash] = d
+            self._legacy[run_dir] = index
+        return self._legacy[run_dir]
+
+
+def cell_model(run_dir: Path | str, spec: CellSpec) -> Path | None:
+    """A finished cell's final model: in its own directory (``--save-models`` before trainings were kept)
+    or with its training."""
+    for path in (cell_path(run_dir, spec.hash) / MODEL, training_path(run_dir, spec.training_hash) / MODEL):
+        if path.is_file():
+            return path
+    return None

@@ -1,0 +1,235 @@
+"""Training and measurement apart: stored trainings, `run --reuse`, `gstbench measure`, old directories, --no-models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import gstbench
+from gstbench.plugins import get_registry
+from gstbench.store.reader import load_results
+from gstbench.testing.files import stored_results
+
+from conftest import run_cli
+
+DATA = Path(__file__).parent / "data"
+TINY = str(DATA / "tiny.toml")
+STORED = DATA / "stored-eb9532a"
+
+
+def builtin_metrics() -> list[str]:
+    return sorted(c.name for c in get_registry().components("metrics") if c.plugin == "gstbench")
+
+
+def _measured(results: dict) -> dict:
+    """Latency is wall time, never bitwise: its keys are left out of a comparison (their presence is checked)."""
+    def strip(metrics):
+        return None if metrics is None else {k: v for k, v in metrics.items() if not k.startswith("latency_")}
+
+    return {h: {**r, "metrics": strip(r["metrics"]), "rounds": [{**x, "metrics": strip(x["metrics"])}
+                                                                  for x in r["rounds"]]}
+            for h, r in results.items()}
+
+
+def _run(suite: str, out: Path, *args: str, env: dict | None = None):
+    proc = run_cli("run", "--suite", suite, "--seeds", "1", "--out", str(out), *args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("suite", ["tiny.toml", "tiny_rounds.toml"])
+def test_every_builtin_metric_on_a_stored_training_is_bitwise_what_training_afresh_stores(suite, tmp_path):
+    """A cell measured on a training stored by a run without metrics stores what the same cell trained with
+    its metrics stores: every built-in metric (the parent- and twin-needing ones too), at one thread."""
+    flags = [x for name in builtin_metrics() for x in ("--metric", name)]
+    assert {"excess-error", "functional-distance", "independent-agreement", "latency"} <= set(builtin_metrics())
+    suite = str(DATA / suite)
+    _run(suite, tmp_path / "fresh", *flags)
+    _run(suite, tmp_path / "plain")
+    proc = _run(suite, tmp_path / "reused", *flags, "--reuse", str(tmp_path / "plain"))
+    assert "3 cells measured on stored trainings, without training" in proc.stderr
+    fresh, reused = stored_results(tmp_path / "fresh"), stored_results(tmp_path / "reused")
+    assert len(fresh) == 3 and fresh.keys() == reused.keys()
+    assert _measured(reused) == _measured(fresh)
+    for result in reused.values():
+        metrics = result["metrics"] if not result["rounds"] else result["rounds"][-1]["metrics"]
+        assert {"hessian_trace", "excess_error_mean", "latency_batch1_ms"} <= set(metrics)
+    for cell in (tmp_path / "reused" / "cells").iterdir():  # measured, not trained, and said so
+        data = json.loads((cell / "result.json").read_text())
+        assert data["training_from"].startswith(str((tmp_path / "plain" / "trainings").resolve()))
+        if "rounds" in data:
+            assert all(set(r["metrics"]) >= {"hessian_trace", "metric_wall_s"} for r in data["rounds"])
+    # the reusing directory holds the trainings it measured (linked), so its models outlive the other run
+    model = next((tmp_path / "reused" / "trainings").glob("*/model.safetensors"))
+    assert model.stat().st_nlink >= 2
+    # gstbench measure adds the same values in place (a parent-needing metric and one that is not)
+    proc = run_cli("measure", str(tmp_path / "plain"), "--metric", "functional-distance", "--metric", "cost")
+    assert proc.returncode == 0, proc.stderr
+    fresh_cells = {c.spec.training_hash: c.result for c in load_results(tmp_path / "fresh").cells}
+    for cell in load_results(tmp_path / "plain").cells:
+        keys = [k for keys in cell.result.measured_later.values() for k in keys]
+        assert "softmax_l2_mean" in keys and "macs" in keys
+        other = fresh_cells[cell.spec.training_hash]
+        for mine, theirs in [(cell.result.metrics, other.metrics),
+                             *((a.metrics, b.metrics) for a, b in zip(cell.result.rounds, other.rounds))]:
+            assert {k: mine[k] for k in keys} == {k: theirs[k] for k in keys}
+
+
+def test_cells_differing_only_in_metrics_share_one_stored_training(tmp_path):
+    out = tmp_path / "run"
+    _run(TINY, out)
+    entries = sorted((out / "trainings").iterdir())
+    assert len(entries) == 3 and all((e / "model.safetensors").is_file() for e in entries)
+    proc = _run(TINY, out, "--metric", "cost", "--json")  # into the same directory: its own trainings serve
+    assert json.loads(proc.stdout)["run"]["reused"] == 3
+    assert sorted((out / "trainings").iterdir()) == entries  # no second training
+    cells = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
+    with_cost = [c for c in cells if "macs" in c["metrics"]]
+    assert len(with_cost) == 3 and all(c["training_from"] for c in with_cost)
+    # the model of a cell is found through its training: load_model takes the cell's directory
+    cell = next(p.parent for p in out.glob("cells/*/result.json")
+                if "macs" in json.loads(p.read_text())["metrics"])
+    assert gstbench.load_model(cell).gstbench_spec.metrics == ()
+
+
+CLAIM = """
+[[claims]]
+id = "curvature"
+statement = "less stable runs end in sharper minima"
+test = { kind = "correlation", x = "stability", y = "hessian_trace", sign = "positive" }
+"""
+
+
+def test_measure_adds_a_metric_that_report_claims_and_results_see(tmp_path):
+    suite = tmp_path / "tiny_claim.toml"
+    suite.write_text(Path(TINY).read_text() + CLAIM)
+    out = tmp_path / "run"
+    # with a metric in the suite, a claim may name any metric's key (metrics name their own)
+    proc = run_cli("run", "--suite", str(suite), "--seeds", "2", "--metric", "cost", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    before = json.loads(run_cli("claims", str(out), "--json").stdout)
+    proc = run_cli("measure", str(out), "--metric", "hessian-trace")
+    assert proc.returncode == 0 and proc.stderr.strip().endswith("6 cells measured"), proc.stderr
+    report = json.loads(run_cli("report", str(out), "--json").stdout)  # a measured metric is a column
+    assert all(row["hessian_trace"]["n"] == 2 for row in report["rows"])
+    after = json.loads(run_cli("claims", str(out), "--json").stdout)
+    def tested(table):  # the claim's one result (this directory's scale and seeds)
+        (result,) = next(row for row in table["rows"] if row["id"] == "curvature")["results"].values()
+        return result
+
+    assert tested(before)["n"] == 0 and tested(before)["effect"] is None
+    assert tested(after)["n"] == 4 and -1 <= tested(after)["effect"] <= 1  # the pruned runs' correlation
+    frame = gstbench.results(out).cells
+    assert len(frame) == 6 and frame["hessian_trace"].notna().all()
+    cells = load_results(out).cells
+    assert all(c.result.measured_later == {"hessian-trace": ["hessian_trace", "hessian_trace_se"]} for c in cells)
+    # what measure added equals what a run with the metric from the start stores
+    fresh = tmp_path / "fresh"
+    proc = run_cli("run", "--suite", str(suite), "--seeds", "2", "--metric", "cost", "--metric", "hessian-trace",
+                   "--out", str(fresh))
+    assert proc.returncode == 0, proc.stderr
+    by_cell = {(c.spec.training_hash): c.result.metrics["hessian_trace"] for c in cells}
+    again = {(c.spec.training_hash): c.result.metrics["hessian_trace"] for c in load_results(fresh).cells}
+    assert by_cell == again
+    proc = run_cli("measure", str(out), "--metric", "hessian-trace")
+    assert proc.returncode == 0 and "0 cells measured; 6 cells had every metric already" in proc.stderr
+
+
+FLAT = '''
+import torch
+from gstbench import hookimpl
+from gstbench.components import TensorData
+
+def flat():
+    """Random 1-D data without shifted test sets."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 40, generator=g)
+    y = torch.randint(0, 2, (64,), generator=g)
+    return TensorData(x, y, x, y, 2)
+
+@hookimpl
+def register_datasets(register):
+    register("flat", flat)
+'''
+
+
+def test_measure_refusals_are_one_line_naming_the_cell_and_the_fix(tmp_path):
+    unknown = run_cli("measure", str(tmp_path), "--metric", "hessian-tracee")
+    assert unknown.returncode == 2 and "did you mean: hessian-trace" in unknown.stderr
+    not_a_run = run_cli("measure", str(tmp_path), "--metric", "cost")
+    assert not_a_run.returncode == 2 and "no suite.json" in not_a_run.stderr
+    assert len(not_a_run.stderr.strip().splitlines()) == 1
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "flatdata.py").write_text(FLAT)
+    suite = tmp_path / "flat.toml"
+    suite.write_text('name = "flat"\nseeds = 1\n[base]\nmodel = { name = "cnn1d", channels = [4, 4, 4, 4] }\n'
+                     'dataset = "flat"\ntrain = { epochs = 1, batch_size = 32 }\n[scales.quick]\n')
+    env = {"GSTBENCH_PLUGINS_DIR": str(plugins)}
+    _run(str(suite), tmp_path / "flat", env=env)
+    refused = run_cli("measure", str(tmp_path / "flat"), "--metric", "ood-accuracy", env=env)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "cannot apply to dataset flat" in lines[0]
+    assert str(tmp_path / "flat" / "cells") in lines[0]
+    result = next((tmp_path / "flat" / "cells").glob("*/result.json"))
+    before = result.read_bytes()
+    _run(str(suite), tmp_path / "bare", "--no-models", env=env)
+    proc = run_cli("measure", str(tmp_path / "bare"), "--metric", "cost", env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 2 and "keeps no model" in lines[0]
+    assert f"--metric cost --reuse {tmp_path / 'bare'} --out NEWDIR" in lines[0]
+    assert lines[1].endswith("0 cells measured; 1 cell skipped: no stored model (above)")
+    assert result.read_bytes() == before  # nothing stored was touched
+
+
+def test_no_models_keeps_no_model_and_says_what_is_lost(tmp_path):
+    proc = _run(TINY, tmp_path / "run", "--no-models")
+    assert "--no-models: no model kept" in proc.stderr
+    assert not list((tmp_path / "run").rglob("*.safetensors"))
+    assert len(list((tmp_path / "run" / "trainings").glob("*/result.json"))) == 3  # the training's numbers stay
+    proc = _run(TINY, tmp_path / "again", "--metric", "cost", "--reuse", str(tmp_path / "run"))
+    assert "3 cells trained again: their stored training keeps no model" in proc.stderr
+
+
+@pytest.fixture
+def stored(tmp_path) -> Path:
+    shutil.copytree(STORED, tmp_path / "stored")
+    return tmp_path / "stored"
+
+
+def test_an_old_directory_serves_its_trainings_and_trains_only_where_a_metric_needs_a_model(stored, tmp_path):
+    """tests/data/stored-eb9532a kept no models: a suite without metrics is measured on its trainings (the
+    same numbers, nothing trained); a metric that needs a model trains again, and the run says so."""
+    suite = str(stored / "rounds.toml")
+    proc = run_cli("run", "--suite", suite, "--reuse", str(stored / "rounds"), "--out", str(tmp_path / "new"))
+    assert proc.returncode == 0 and "3 cells measured on stored trainings" in proc.stderr, proc.stderr
+    assert stored_results(tmp_path / "new") == stored_results(stored / "rounds")
+    proc = run_cli("run", "--suite", suite, "--metric", "cost", "--reuse", str(stored / "rounds"),
+                   "--out", str(tmp_path / "cost"))
+    assert proc.returncode == 0, proc.stderr
+    assert "3 cells trained again: their stored training keeps no model, which their metrics need" in proc.stderr
+    proc = run_cli("measure", str(stored / "rounds"), "--metric", "cost")
+    assert proc.returncode == 1 and proc.stderr.count("keeps no model") == 3
+    # cells stored with metrics serve a cell without them: the engine's numbers, the metrics' values left out
+    text = (stored / "schedule.toml").read_text().replace('metrics = [{ name = "excess-error", severities = [1, 3] }, '
+                                                        '"cost"]', "metrics = []")
+    (tmp_path / "bare.toml").write_text(text.split("[[include]]\nmetrics")[0] + "[scales.quick]\n")
+    proc = run_cli("run", "--suite", str(tmp_path / "bare.toml"), "--reuse", str(stored / "schedule"),
+                   "--out", str(tmp_path / "bare"), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["run"]["reused"] == 3, proc.stderr
+    old = {c.spec.training_hash: c.result for c in load_results(stored / "schedule").cells if c.status == "ok"}
+    for cell in load_results(tmp_path / "bare").cells:
+        before = old[cell.spec.training_hash].metrics
+        assert cell.result.metrics == {k: v for k, v in before.items() if k in cell.result.metrics}
+        assert "excess_error_mean" in before and "excess_error_mean" not in cell.result.metrics
+        assert "macs" in before and "macs" not in cell.result.metrics
+        assert cell.result.curves == old[cell.spec.training_hash].curves
+
+
+def test_reuse_refuses_what_is_not_another_run_directory(tmp_path):
+    proc = run_cli("run", "--suite", TINY, "--reuse", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"))
+    assert proc.returncode != 0 and "--reuse" in proc.stderr and "no suite.json" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
