@@ -11,7 +11,7 @@ from gstbench.plugins import Registry
 from gstbench.run.runner import run_suite
 from gstbench.plan.suite import load_suite
 
-FIGURES = {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep", "prune_potential",
+FIGURES = {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep", "prune_potential", "stability_vs_ood_acc_mean",
            "lmc_curves"}
 
 

@@ -103,7 +103,7 @@ test = { kind = "correlation", x = "stability", y = "hessian_trace", sign = "pos
 """
 
 
-def test_measure_adds_a_metric_that_report_claims_and_results_see(tmp_path):
+def test_measure_adds_a_metric_that_report_claims_plots_the_page_and_results_see(tmp_path):
     suite = tmp_path / "tiny_claim.toml"
     suite.write_text(Path(TINY).read_text() + CLAIM)
     out = tmp_path / "run"
@@ -122,6 +122,10 @@ def test_measure_adds_a_metric_that_report_claims_and_results_see(tmp_path):
 
     assert tested(before)["n"] == 0 and tested(before)["effect"] is None
     assert tested(after)["n"] == 4 and -1 <= tested(after)["effect"] <= 1  # the pruned runs' correlation
+    plots = run_cli("plot", str(out), "--out", str(tmp_path / "plots"))
+    assert plots.returncode == 0 and (tmp_path / "plots" / "stability_vs_hessian_trace.png").stat().st_size > 0
+    page = run_cli("report", str(out), "--format", "html", "--output", str(tmp_path / "page.html"))
+    assert page.returncode == 0 and "stability_vs_hessian_trace" in (tmp_path / "page.html").read_text()
     frame = gstbench.results(out).cells
     assert len(frame) == 6 and frame["hessian_trace"].notna().all()
     cells = load_results(out).cells

@@ -6,12 +6,15 @@
   events marked;
 - the rate sweep: stability and generalization against the iterative rate, per target;
 - prune potential, nominal vs each shift (when rounds measured shifted data);
-- linear-mode-connectivity curves (when rounds trained two data orders).
+- linear-mode-connectivity curves (when rounds trained two data orders);
+- each correlation the suite asks for (``correlate``) and stability against each metric
+  ``gstbench measure`` added: one point per pruned run, with its line and r.
 A figure whose results are absent is skipped, and the caller is told which.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from gstbench.errors import GstbenchError
 from gstbench.names import inside
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.selection import config_label
-from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
+from gstbench.reports.report import GENERALIZATION, Leaderboard, is_number, report_of
 from gstbench.reports.stats import correlation, mean_interval
 
 FORMATS = ("png", "svg", "pdf")
@@ -85,8 +88,10 @@ def figures(results: RunResults, report: Leaderboard):
     import matplotlib.pyplot as plt
 
     suite, groups = results.suite, _groups(results)
+    # the correlations the suite asks for (and stability against each metric `gstbench measure` added)
+    pairs = [(f"{c['x']}_vs_{c['y']}", functools.partial(_pair, c["x"], c["y"])) for c in report.correlations]
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
-                       ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc)):
+                       ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc), *pairs):
         fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
         why = draw(ax, suite, groups, report)
         if why:
@@ -121,14 +126,36 @@ def _scatter(ax, suite, groups, report) -> str | None:
         ys += y
     if len(xs) < 3:
         return "fewer than 3 pruned runs"
+    _fit_line(ax, xs, ys)
+    return _finish(ax, "stability (%)", "best test accuracy after the last event (%)",
+                   "Stability vs generalization, one point per pruned run")
+
+
+def _fit_line(ax, xs: list[float], ys: list[float]) -> None:
+    """The least-squares line through the points, labelled with Pearson's r, its p and n (none when r is not
+    defined: a constant variable)."""
     c = correlation(xs, ys)
     if c["pearson_r"] is not None:
         slope, intercept = np.polyfit(xs, ys, 1)
         grid = np.linspace(min(xs), max(xs), 50)
         ax.plot(grid, slope * grid + intercept, color="black", lw=1,
                 label=f"least squares: r = {c['pearson_r']:+.2f} (p = {c['pearson_p']:.2g}, n = {c['n']})")
-    return _finish(ax, "stability (%)", "best test accuracy after the last event (%)",
-                   "Stability vs generalization, one point per pruned run")
+
+
+def _pair(x: str, y: str, ax, suite, groups, report) -> str | None:
+    """One point per pruned run: metric ``x`` against metric ``y``, with the least-squares line and r."""
+    xs, ys = [], []
+    for label, runs in _pruned(groups).items():
+        points = [(r.metrics[x], r.metrics[y]) for _, r in runs
+                  if is_number(r.metrics.get(x)) and is_number(r.metrics.get(y))]
+        if points:
+            ax.scatter(*zip(*points), label=label, s=22, alpha=0.8)
+            xs += [a for a, _ in points]
+            ys += [b for _, b in points]
+    if len(xs) < 3:
+        return f"fewer than 3 pruned runs with both {x} and {y}"
+    _fit_line(ax, xs, ys)
+    return _finish(ax, x, y, f"{x} vs {y}, one point per pruned run")
 
 
 def _curves(ax, suite, groups, report) -> str | None:

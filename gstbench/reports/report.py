@@ -114,8 +114,11 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
     stat = functools.partial(mean_interval, method=interval)
     suite = results.suite
-    measured = [key for _, result in results.finished for keys in result.measured_later.values() for key in keys]
+    measured = [key for _, result in results.finished for keys in result.measured_later.values() for key in keys
+                if not key.endswith("_se")]  # an estimate's standard error goes with it, not in a column of its own
     suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *measured, *columns]))  # measure's too
+    asked = [list(pair) for pair in suite.get("correlate", [])]
+    suite["correlate"] = asked + [["stability", key] for key in dict.fromkeys(measured) if ["stability", key] not in asked]
     rank = rank or suite.get("rank", GENERALIZATION)
     finished = results.finished  # (spec, result) of every finished run
     pruned_runs = [result.metrics for spec, result in finished if spec.prune is not None]
