@@ -295,13 +295,14 @@ def measure_cmd(directory, metrics, device, threads) -> None:
     registry = _registry()
     _check_device(device)
     try:
-        metric_refs(registry, list(metrics))  # an unknown metric is refused before any cell is read
+        refs = metric_refs(registry, list(metrics))  # an unknown metric is refused before any cell is read
     except GstbenchError as exc:
         raise click.BadParameter(getattr(exc, "message", str(exc)), param_hint="--metric") from None
-    summary = measure_run(directory, list(metrics), registry, device=device, threads=threads)
+    summary = measure_run(directory, refs, registry, device=device, threads=threads)
     for line in summary.without_model:
         click.echo(line, err=True)
-    parts = [f"{_cells(summary.measured)} measured"]
+    parts = [f"{_cells(summary.measured)} measured ({', '.join(ref.label for ref in refs)}; "
+             f"`gstbench report {directory}` shows them)" if summary.measured else "0 cells measured"]
     if summary.already:
         parts.append(f"{_cells(summary.already)} had every metric already")
     if summary.without_model:

@@ -78,28 +78,7 @@ def test_an_unpruned_cell_is_the_parent_of_a_pruned_one(registry, tmp_path):
 
 
 def test_a_metric_that_cannot_apply_is_rejected_before_training(tmp_path):
-    source = '''
-        import torch
-        from gstbench import hookimpl
-        from gstbench.components import TensorData
-
-        def flat():
-            """Random 1-D data without shifted test sets."""
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(40, 1, 16, generator=g)
-            y = torch.randint(0, 2, (40,), generator=g)
-            return TensorData(x, y, x, y, 2)
-
-        @hookimpl
-        def register_datasets(register):
-            register("flat", flat)
-    '''
-    import textwrap
-    import types
-
-    module = types.ModuleType("flatdata")
-    exec(textwrap.dedent(source), module.__dict__)
-    registry = Registry(extra_plugins=[("flatdata", module)])
+    registry = Registry(plugins_dir=DATA / "flat_plugin")  # random 1-D data without shifted test sets
     suite = tmp_path / "s.toml"
     suite.write_text('name = "s"\n[base]\nmodel = "cnn1d"\ndataset = "flat"\nmetrics = ["cost", "ood-accuracy"]\n'
                      '[scales.quick]\n')

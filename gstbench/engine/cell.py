@@ -137,7 +137,9 @@ def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progre
     if rounds:
         keep_last_round(cell, rounds)
     if trainings is not None:
-        store_training(trainings, spec, training_result(dataclasses.replace(result, timing=timing.as_json()), spec))
+        # the metrics dict holds the engine's numbers alone until the metrics run below
+        store_training(trainings, spec, training_result(dataclasses.replace(result, timing=timing.as_json()), spec,
+                                                        own=metrics))
     if rounds:
         metrics.update(trained.rounds[-1].metrics or {})
     elif spec.metrics:
@@ -151,8 +153,9 @@ def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progre
 
 
 def measure_stored(spec: CellSpec, registry: Registry, device: torch.device, parents: ParentCache | None,
-                   tracker: CellTracker, stored: StoredTraining) -> CellResult:
-    """The cell's metrics on its stored training's model(s): what training it afresh would store (one thread)."""
+                   tracker: CellTracker, stored: StoredTraining, keys: dict[str, list[str]] | None = None) -> CellResult:
+    """The cell's metrics on its stored training's model(s): what training it afresh would store (one thread).
+    ``keys``, when given, receives the keys each metric returned."""
     seed_everything(spec.seed)
     data = registry.load_data(spec.dataset).to(device, channels_last=fast_path(device))
     cell = Cell(spec, registry, data, device, parents, tracker=tracker)
@@ -171,14 +174,14 @@ def measure_stored(spec: CellSpec, registry: Registry, device: torch.device, par
             model = subject(path)
             if r == 0 and needs_parent:
                 parent = model
-            rounds[r].metrics = measure(cell, model, parent, r, independent)
+            rounds[r].metrics = measure(cell, model, parent, r, independent, keys)
         metrics.update(rounds[-1].metrics or {})
     elif spec.metrics:
         model = subject(stored.final_model)
         parent = None
         if needs_parent:
             parent = model if spec.prune is None else Evaluated(parent_model(cell))
-        metrics.update(measure(cell, model, parent, None, independent))
+        metrics.update(measure(cell, model, parent, None, independent, keys))
     timing = {**training.timing, **{k: round(v, 4) for k, v in cell.timing.seconds.items()
                                     if k in ("metrics_s", "parent_s", "independent_parent_s")}}
     environment = Environment.here(str(device), plugin_versions(spec, registry))

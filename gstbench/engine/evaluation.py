@@ -60,10 +60,11 @@ def compares_with_parent(comp: Any) -> bool:
 
 
 def measure(cell: Cell, subject: Evaluated, parent: Evaluated | None, round_index: int | None,
-            independent: Callable[[], Evaluated]) -> dict[str, Any]:
+            independent: Callable[[], Evaluated], keys: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Run the cell's metrics on ``subject``; each metric's wall time goes into ``metric_wall_s``.
 
     ``independent`` builds (once) the parent trained from another seed, for the metrics that declare it.
+    ``keys``, when given, receives the keys each metric returned (by its label).
     """
     values: dict[str, Any] = {}
     wall: dict[str, float] = {}
@@ -75,7 +76,10 @@ def measure(cell: Cell, subject: Evaluated, parent: Evaluated | None, round_inde
         t0 = time.perf_counter()
         ctx = MetricContext(subject, cell.data, cell.device, parent if compares_with_parent(comp) else None,
                             round_index, other)
-        values.update(metric.compute(ctx))
+        computed = metric.compute(ctx)
+        if keys is not None:
+            keys[ref.label] = list(computed)
+        values.update(computed)
         wall[ref.label] = round(time.perf_counter() - t0, 4)
     cell.timing.add("metrics_s", sum(wall.values()))
     values["metric_wall_s"] = wall

@@ -14,7 +14,6 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from gstbench.errors import GstbenchError, SpecError
 from gstbench.plan.config import CellSpec, ComponentRef, component_ref, stored_spec
@@ -40,10 +39,10 @@ def metric_refs(registry: Registry, texts: list[str]) -> list[ComponentRef]:
     return [component_ref(registry, "metrics", text, "--metric", None) for text in texts]
 
 
-def measure_run(directory: Path | str, texts: list[str], registry: Registry, device: str = "cpu",
-                threads: int | None = 1, on_cell: Callable[[str], None] | None = None) -> MeasureSummary:
-    """Compute the metrics ``texts`` on every finished cell of ``directory`` that lacks them; returns what was
-    done. Refuses (GstbenchError, one line) an unknown metric or one that cannot apply to a cell's data."""
+def measure_run(directory: Path | str, refs: list[ComponentRef], registry: Registry, device: str = "cpu",
+                threads: int | None = 1) -> MeasureSummary:
+    """Compute the metrics ``refs`` (``metric_refs``) on every finished cell of ``directory`` that lacks them;
+    returns what was done. Refuses (GstbenchError, one line) a metric that cannot apply to a cell's data."""
     import torch
 
     from gstbench.engine.cell import measure_stored
@@ -53,7 +52,6 @@ def measure_run(directory: Path | str, texts: list[str], registry: Registry, dev
     directory = Path(directory)
     store = Store(directory)
     suite = store.read_suite()  # one line when it is not a run directory
-    refs = metric_refs(registry, texts)
     summary = MeasureSummary()
     work: list[tuple[Path, CellSpec, CellResult, CellSpec]] = []
     for files in store.iter_cells():
@@ -89,28 +87,24 @@ def measure_run(directory: Path | str, texts: list[str], registry: Registry, dev
                 f"--no-models); train it with the metrics in another directory: gstbench run --suite {run_name} "
                 + " ".join(f"--metric {ref.label}" for ref in adding.metrics) + f" --reuse {directory} --out NEWDIR")
             continue
-        for ref in adding.metrics:  # one at a time: each metric's keys are then known (values do not change)
-            started = time.perf_counter()
-            with cpu_threads(threads):
-                added = measure_stored(dataclasses.replace(spec, metrics=(ref,)), registry, torch.device(device),
-                                       parents, CellTracker(), stored)
-            added.wall_s = time.perf_counter() - started
-            if spec.prune is not None and spec.prune.rounds:
-                values = added.rounds[-1].metrics or {}
-            else:
-                values = {k: v for k, v in added.metrics.items() if k not in stored.result.metrics}
-            keys = sorted(k for k, v in values.items() if k != "metric_wall_s" and isinstance(v, (int, float))
-                          and not isinstance(v, bool))
-            result = _merge(cell_dir, result, added, values, {ref.label: keys})
+        keys: dict[str, list[str]] = {}
+        started = time.perf_counter()
+        with cpu_threads(threads):  # all at once: work metrics share is done once, as in a run
+            added = measure_stored(adding, registry, torch.device(device), parents, CellTracker(), stored, keys)
+        added.wall_s = time.perf_counter() - started
+        if spec.prune is not None and spec.prune.rounds:
+            values = added.rounds[-1].metrics or {}
+        else:
+            values = {k: v for k, v in added.metrics.items() if k not in stored.result.metrics}
+        numeric = {label: sorted(k for k in names if isinstance(values.get(k), (int, float))
+                                 and not isinstance(values.get(k), bool)) for label, names in keys.items()}
+        _merge(cell_dir, result, added, values, numeric)
         summary.measured += 1
-        if on_cell is not None:
-            on_cell(cell_dir.name)
     return summary
 
 
-def _merge(cell_dir: Path, result: CellResult, added: CellResult, values: dict,
-           keys: dict[str, list[str]]) -> CellResult:
-    """The added metric's values into the cell's result.json (its rounds' too), written atomically."""
+def _merge(cell_dir: Path, result: CellResult, added: CellResult, values: dict, keys: dict[str, list[str]]) -> None:
+    """The added metrics' values into the cell's result.json (its rounds' too), written atomically."""
 
     def joined(old: dict | None, new: dict | None) -> dict | None:
         if new is None:
@@ -126,4 +120,3 @@ def _merge(cell_dir: Path, result: CellResult, added: CellResult, values: dict,
                                  metrics=joined(result.metrics, values), rounds=rounds, timing=timing,
                                  measured_later={**result.measured_later, **keys})
     atomic_write_json(cell_dir / "result.json", merged.to_json())
-    return merged

@@ -34,7 +34,8 @@ from gstbench.store.store import Store, cell_path
 
 MODEL = "model.safetensors"  # engine/artifacts.py writes and reads it
 TRAININGS = "trainings"
-# The engine's own metrics (engine/cell.py): what training gives, whatever the cell's metrics.
+# The engine's own metrics (engine/cell.py) in results stored before trainings were kept: what training gave,
+# told by name from the values of the cell's metrics.
 ENGINE_METRICS = frozenset({
     "final_test_acc", "best_test_acc", "final_test_loss", "train_acc", "train_loss", "gap", "n_events",
     "mean_instability", "stability", "iterative_rate", "params", "params_nonzero", "sparsity",
@@ -60,17 +61,20 @@ class TrainingStore(Store):
         return training_path(self.root, spec.hash)
 
     def model_dir(self, spec: CellSpec) -> Path:
-        """Where the cell ``spec``'s models go while it trains."""
-        return training_path(self.root, spec.training_hash)
+        """Where the cell ``spec``'s models go while it trains: its training's directory."""
+        return self.cell_dir(spec.training_spec)
 
 
-def training_result(result: CellResult, spec: CellSpec) -> CellResult:
+def training_result(result: CellResult, spec: CellSpec, own: dict | None = None) -> CellResult:
     """What ``result`` (an ok result of ``spec``) says of its training alone: without the metrics' values.
 
-    For a cell of today's engine this is what a cell without metrics stores; for one stored
-    before trainings were kept, the metrics' values are told from the engine's by name.
+    ``own`` are the training's own numbers where the caller has them apart (the engine, before
+    measuring); for a cell stored before trainings were kept, the metrics' values are told from
+    the engine's numbers by name.
     """
-    if spec.prune is not None and spec.prune.rounds:
+    if own is not None:
+        keep = dict(own)
+    elif spec.prune is not None and spec.prune.rounds:
         measured = set((result.rounds[-1].metrics or {}) if result.rounds else ())
         keep = {k: v for k, v in result.metrics.items() if k not in measured and k != "metric_wall_s"}
     else:
