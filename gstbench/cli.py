@@ -132,7 +132,8 @@ def cli() -> None:
 @click.option("--scale", default="quick", show_default=True, help="Scale of the suite (quick, paper, ...).")
 @click.option("--seeds", type=SEEDS, default=None,
               help="Override the suite's seeds: a count (5: seeds 0-4), a range (100-104) or a list (1,5,9).")
-@click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip).")
+@click.option("--scorer", default=None, help="Use this scorer in every pruned configuration (e.g. l2, myplugin:snip); "
+              "in a suite that compares scorers (an axis of prune.scorer, e.g. methods) it joins them.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Add this metric to every configuration (repeatable; e.g. hessian-trace, ood-accuracy).")
 @click.option("--executor", default="auto", show_default=True, envvar="GSTBENCH_EXECUTOR",
@@ -569,6 +570,9 @@ def _axis_value(value) -> str:
 
     if isinstance(value, dict) and "name" in value:
         return component_label(value["name"], {k: v for k, v in value.items() if k != "name"})
+    if isinstance(value, dict):  # a whole table (the methods suite's [prune] regimes): key = value, lists shortened
+        return "{" + ", ".join(f"{k} = {v!r}" if not isinstance(v, list) or len(v) <= 4 else f"{k} = [{len(v)} items]"
+                               for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -620,7 +624,8 @@ def list_components(kind, as_json) -> None:
 @cli.command("new-plugin")
 @click.argument("name")
 @click.option("--kind", default="scorer", show_default=True,
-              type=click.Choice(["scorer", "target", "effector", "rewind", "metric", "model", "dataset"]),
+              type=click.Choice(["scorer", "target", "effector", "rewind", "regularizer", "metric", "model",
+                                 "dataset"]),
               help="The kind of component the package starts with.")
 @click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where the package's folder NAME is written.")

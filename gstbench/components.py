@@ -23,6 +23,7 @@ KINDS = (
     "targets",
     "effectors",
     "rewinds",
+    "regularizers",
     "metrics",
     "models",
     "datasets",
@@ -35,6 +36,9 @@ KINDS = (
 NEEDS_ACTIVATIONS = "needs-activations"  # scorer: the engine lets it hook forward passes
 REMOVES_UNITS = "removes-units"  # effector: changes tensor shapes (physical removal)
 TEMPORARY = "temporary"  # effector: targeted units come back after a while (zero, noise)
+# effector: targeted units keep training and may come back; each event re-picks the layer's whole pruned
+# share among all its units, and the layer's last event makes its pick permanent (``harden``)
+SOFT = "soft"
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)
@@ -234,6 +238,9 @@ class Effector(Protocol):
     def after_step(self) -> None:  # optional
         """After every optimizer step (and after a rewind): e.g. keep masks at zero."""
 
+    def harden(self, layer: LayerState, ctx: PruningContext) -> None:  # optional; required with ``soft``
+        """After the layer's last event (``soft`` effectors): its dead units (``~layer.alive``) stay pruned."""
+
     def check_layer(self, model: nn.Module, layer_name: str, prunable: Any,
                     example_input: torch.Tensor) -> str | None:  # optional
         """Before training: the reason this effector cannot work on the layer, or None."""
@@ -285,6 +292,19 @@ class Rewind(Protocol):
 
     def resume_step(self, steps_per_epoch: int, total_steps: int) -> int:  # optional
         """The step each round retrains from (the cost estimate reads it; without it: checkpoint_step, or 0)."""
+
+
+class Regularizer(Protocol):
+    """A training-time penalty: every training step minimizes cross-entropy + ``penalty(model)``.
+
+    Network slimming (Liu et al. 2017) trains with an L1 penalty on BatchNorm's gamma so that
+    pruning by gamma later removes channels the network already learned to do without. The
+    penalty is added in every training run of the cell (the unpruned parent's, each round's).
+    """
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:  # required
+        """The penalty on the model's current parameters: a differentiable scalar tensor, on their device."""
+        ...
 
 
 @dataclass

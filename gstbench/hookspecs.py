@@ -58,6 +58,11 @@ def register_rewinds(register: Register) -> None:
 
 
 @hookspec
+def register_regularizers(register: Register) -> None:
+    """Register regularizers: factories of ``Regularizer`` objects whose penalty joins every training step's loss."""
+
+
+@hookspec
 def register_metrics(register: Register) -> None:
     """Register metrics computed at the end of a cell: factories of ``Metric`` objects."""
 

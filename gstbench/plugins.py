@@ -47,6 +47,7 @@ BUILTIN_PLUGINS = (
     "gstbench.builtin.targets",
     "gstbench.builtin.effectors",
     "gstbench.builtin.rewinds",
+    "gstbench.builtin.regularizers",
     "gstbench.builtin.metrics",
     "gstbench.builtin.models",
     "gstbench.builtin.datasets",

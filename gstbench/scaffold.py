@@ -243,6 +243,40 @@ def register_rewinds(register):
         "",
         SUITE_FILE.substitute(suite="rewind", lines="[base]\nrewind = \"$name:$name\""),
     ),
+    "regularizer": (
+        "A gstbench regularizer: an L2 penalty on BatchNorm's gamma during training",
+        '''\
+"""$name: a gstbench plugin with one regularizer, an L2 penalty on BatchNorm's gamma during training."""
+
+from torch import nn
+
+from gstbench import hookimpl
+
+
+class GammaL2:
+    def __init__(self, strength: float):
+        if not strength >= 0:
+            raise ValueError(f"strength must be >= 0, got {strength!r}")
+        self.strength = strength
+
+    def penalty(self, model):
+        """Added to every training step's loss: strength * sum of gamma^2 over the model's BatchNorms."""
+        gammas = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return self.strength * sum((g * g).sum() for g in gammas)
+
+
+def $ident(strength: float = 1e-4):
+    """strength * sum of BatchNorm gamma^2, added to the training loss."""
+    return GammaL2(strength)
+
+
+@hookimpl
+def register_regularizers(register):
+    register("$name", $ident)
+''',
+        "",
+        SUITE_FILE.substitute(suite="methods", lines="[base.train]\nregularizer = \"$name:$name\""),
+    ),
     "metric": (
         "A gstbench metric: the L2 norm of the model's weights",
         '''\

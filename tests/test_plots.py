@@ -12,7 +12,7 @@ from gstbench.run.runner import run_suite
 from gstbench.plan.suite import load_suite
 
 FIGURES = {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep", "prune_potential", "stability_vs_ood_acc_mean",
-           "lmc_curves"}
+           "lmc_curves", "accuracy_vs_remaining"}  # the methods figures: tests/test_methods_suite.py
 
 
 @pytest.fixture(scope="module")

@@ -85,8 +85,8 @@ def test_a_scorer_override_replaces_the_scorer_of_every_pruned_configuration(reg
     pruned = [c for c in suite.cells if c.prune is not None]
     assert len(pruned) == 4 and {c.prune.scorer.id for c in pruned} == {"gstbench:random"}
     assert len(suite.cells) == 6
-    with pytest.raises(SpecError, match="unknown scorer 'snip'"):
-        load_suite(registry, str(DATA / "tiny.toml"), overrides={"prune.scorer": "snip"})
+    with pytest.raises(SpecError, match="unknown scorer 'sniq'"):
+        load_suite(registry, str(DATA / "tiny.toml"), overrides={"prune.scorer": "sniq"})
 
 
 def test_permanence_extends_the_tradeoff_base(registry):

@@ -1,4 +1,4 @@
-"""Built-in effectors: permanent masking, physical removal, and temporary zeroing or noise.
+"""Built-in effectors: permanent masking, physical removal, soft filter pruning, and temporary zeroing or noise.
 
 Only the factories and their registration live here, so that listing components loads no torch;
 what they build is in impl/effectors.py.
@@ -6,7 +6,7 @@ what they build is in impl/effectors.py.
 
 from __future__ import annotations
 
-from gstbench.components import REMOVES_UNITS, TEMPORARY, WEIGHTS
+from gstbench.components import REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
 from gstbench.plugins import hookimpl
 
 
@@ -22,6 +22,13 @@ def remove():
     from gstbench.builtin.impl.effectors import RemoveEffector
 
     return RemoveEffector()
+
+
+def soft():
+    """Soft filter pruning (He et al. 2018): zero the filters, keep training them; the last event's stay pruned."""
+    from gstbench.builtin.impl.effectors import SoftEffector
+
+    return SoftEffector()
 
 
 def zero(steps: int = 100, restore: bool = False):
@@ -42,5 +49,6 @@ def noise(steps: int = 100, variance: str | float = "untargeted"):
 def register_effectors(register):
     register("mask", mask, capabilities=[WEIGHTS])
     register("remove", remove, capabilities=[REMOVES_UNITS])
+    register("soft", soft, capabilities=[SOFT])
     register("zero", zero, capabilities=[TEMPORARY])
     register("noise", noise, capabilities=[TEMPORARY])

@@ -45,6 +45,34 @@ def random():
     return RandomScorer()
 
 
+def snip(batch_size: int = 128):
+    """SNIP connection sensitivity |w * dL/dw| on a training batch (Lee et al. 2019); per filter: summed."""
+    from gstbench.builtin.impl.scorers import SnipScorer
+
+    return SnipScorer(int(batch_size))
+
+
+def grasp(batch_size: int = 128, temperature: float = 200.0):
+    """GraSP gradient-flow preservation, importance theta * Hg (Wang et al. 2020); per filter: summed."""
+    from gstbench.builtin.impl.scorers import GraspScorer
+
+    return GraspScorer(int(batch_size), float(temperature))
+
+
+def synflow():
+    """SynFlow synaptic flow |theta * dR/dtheta| on an all-ones input, |parameters| (Tanaka et al. 2020)."""
+    from gstbench.builtin.impl.scorers import SynFlowScorer
+
+    return SynFlowScorer()
+
+
+def hrank(examples: int = 500):
+    """HRank (Lin et al. 2020): mean rank of each filter's feature maps over training examples; 1-D: see docs."""
+    from gstbench.builtin.impl.scorers import HRankScorer
+
+    return HRankScorer(int(examples))
+
+
 @hookimpl
 def register_scorers(register):
     register("l2", l2, capabilities=[WEIGHTS])
@@ -52,3 +80,7 @@ def register_scorers(register):
     register("activation-l1", activation_l1, capabilities=[NEEDS_ACTIVATIONS])
     register("bn-gamma", bn_gamma)
     register("random", random, capabilities=[WEIGHTS])
+    register("snip", snip, capabilities=[WEIGHTS])
+    register("grasp", grasp, capabilities=[WEIGHTS])
+    register("synflow", synflow, capabilities=[WEIGHTS])
+    register("hrank", hrank)

@@ -72,6 +72,8 @@ class Trainer:
         self.progress, self.epochs_done = progress, 0
         self.planned_epochs = planned_epochs if planned_epochs is not None else spec.train.epochs
         self.optimizer = make_optimizer(spec, model)
+        regularizer = spec.train.regularizer
+        self.regularizer = cell.registry.build("regularizers", regularizer) if regularizer is not None else None
         self.steps_run = 0  # optimizer steps taken by any copy: invalidates a kept evaluation
         self._last_eval: tuple[int, tuple[float, float]] | None = None
         # The global RNG as training from step 0 finds it (dropout draws from it), so that a
@@ -179,7 +181,8 @@ class Trainer:
 
     def _step(self, step: int, lr: float, idx: torch.Tensor, hooks: Hooks, aug_gen: torch.Generator | None,
               aug_seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step on the batch ``idx``; returns (loss, logits, labels) for the running statistics."""
+        """One optimizer step on the batch ``idx`` (cross-entropy plus the regularizer's penalty); returns the
+        cross-entropy, logits and labels for the running statistics (curves show the data loss alone)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self.data.x_train[idx], self.data.y_train[idx]
@@ -190,8 +193,9 @@ class Trainer:
         with autocast(self.spec, x.device):
             out = self.model(x)
             loss = F.cross_entropy(out, y)
+        objective = loss if self.regularizer is None else loss + self.regularizer.penalty(self.model)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         self.optimizer.step()
         self.steps_run += 1
         if hooks.after_step is not None:

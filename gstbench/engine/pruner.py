@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from gstbench.store.cell_result import LayerPruned, PruningEvent
-from gstbench.components import TEMPORARY, LayerState, PruningContext
+from gstbench.components import SOFT, TEMPORARY, LayerState, PruningContext
 from gstbench.engine.loop import Hooks
 from gstbench.pruning import layer_states
 from gstbench.plan.schedule import LayerCut, build_schedule
@@ -31,6 +31,7 @@ class Pruner:
         self.prune, self.ctx, self.timing = prune, ctx, cell.timing
         effector_comp = registry.component("effectors", prune.effector)
         self.temporary = TEMPORARY in effector_comp.capabilities
+        self.soft = SOFT in effector_comp.capabilities  # soft filter pruning: each event picks anew
         self.layers = layer_states(ctx.model, [name for name, _ in prune.layers], prune.granularity)
         self.scorer = registry.build("scorers", prune.scorer)
         self.target = registry.build("targets", prune.target)
@@ -126,8 +127,16 @@ class Pruner:
         record: dict[str, LayerPruned] = {}
         for cut in cuts:
             names = list(self.layers) if cut.layer == GLOBAL else [cut.layer]
-            for name, chosen in self._select(names, cut.count).items():
+            count = cut.count
+            if self.soft:  # the soft-pruned units compete again: the event picks the whole share so far
+                count += sum(self.layers[n].n_original - self.layers[n].n_alive for n in names)
+                for name in names:
+                    self.layers[name].alive.fill_(True)
+            for name, chosen in self._select(names, count).items():
                 record[name] = self._apply(self.layers[name], chosen, cut)
+            if self.soft and cut.index == cut.of:  # the layer's last event: its pick stays pruned
+                for name in names:
+                    self.effector.harden(self.layers[name], ctx)
         self.timing.add("prune_s", time.perf_counter() - t0)
         t_post, loss_post = evaluate_test()
         instability = (t_pre - t_post) / t_pre if t_pre > 0 else 0.0

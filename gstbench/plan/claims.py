@@ -115,6 +115,11 @@ def _check_effect(test: dict[str, Any], where: str, source: str) -> None:
         return
     key = f"{where}.{'paper_effect' if effect['kind'] == 'paper' else 'effect_of_interest'}"
     value, kind = effect["value"], test["kind"]
+    if kind == "noninferiority":
+        if not value > -test["margin"]:
+            raise SpecError(f"{value:g} is not above -{test['margin']:g}: a non-inferiority test is powered at a true "
+                            f"difference above -margin (0: the two are equal)", source=source, key=key)
+        return
     if kind == "equivalence":
         if not abs(value) < test["margin"]:
             raise SpecError(f"{value:g} is not inside the margin ±{test['margin']:g}: an equivalence is powered at a "
@@ -201,6 +206,12 @@ class EquivalenceTest(TestKind):
              f"{m!r} must be a number > 0 (the largest difference that counts as equal, in the metric's units)")
 
 
+class NoninferiorityTest(EquivalenceTest):
+    """a is not worse than b by more than ``margin``: one side of an equivalence (a paper's "comparable or better")."""
+
+    name = "noninferiority"
+
+
 class BoundTest(TestKind):
     name, required, optional = "bound", frozenset({"metric"}), frozenset({"below", "above", "runs"})
 
@@ -213,7 +224,7 @@ class BoundTest(TestKind):
 
 
 TEST_KINDS: dict[str, TestKind] = {k.name: k() for k in (CorrelationTest, DifferenceTest, OrderTest, TrendTest,
-                                                          EquivalenceTest, BoundTest)}
+                                                          EquivalenceTest, NoninferiorityTest, BoundTest)}
 
 
 def _check_test(t: dict[str, Any], where: str, source: str) -> dict[str, Any]:

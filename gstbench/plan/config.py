@@ -116,6 +116,8 @@ class TrainConfig:
     # keep the final model (each round's, with rounds) with the cell's training (store/trainings.py), so that
     # metrics can be added later without training again; false keeps no model (--no-models)
     save_model: bool = field(default=True, metadata=NOT_IN_HASH)
+    # a training-time penalty added to every step's loss (network slimming's L1 on BatchNorm gamma)
+    regularizer: ComponentRef | None = field(default=None, metadata=ADDED_LATER)
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimizer steps in one epoch over ``n_train`` examples: the last batch may be short, never dropped."""
@@ -326,13 +328,15 @@ def _train_hints() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
-def _train(d: Any, source: str | None) -> TrainConfig:
+def _train(d: Any, registry: Registry, source: str | None) -> TrainConfig:
     if not isinstance(d, dict):
         raise SpecError(f"{d!r} is not a table", source=source, key="train")
     names = {f.name: f for f in fields(TrainConfig)}
     _check_keys(d, set(names), "train", source)
     hints = _train_hints()
-    kwargs = {k: _coerce(v, hints[k], f"train.{k}", source) for k, v in d.items()}
+    kwargs = {k: _coerce(v, hints[k], f"train.{k}", source) for k, v in d.items() if k != "regularizer"}
+    if d.get("regularizer") not in (None, "none"):
+        kwargs["regularizer"] = component_ref(registry, "regularizers", d["regularizer"], "train.regularizer", source)
     cfg = TrainConfig(**kwargs)
     checks = [
         (cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
@@ -503,7 +507,7 @@ def cell_from_config(config: dict[str, Any], seed: int, registry: Registry, sour
     return CellSpec(
         model=part("model", lambda: component_ref(registry, "models", config["model"], "model", source)),
         dataset=part("dataset", lambda: component_ref(registry, "datasets", config["dataset"], "dataset", source)),
-        train=part("train", lambda: _train(config.get("train", {}), source)),
+        train=part("train", lambda: _train(config.get("train", {}), registry, source)),
         prune=part("prune", lambda: _prune(config.get("prune", False), registry, source)),
         rewind=part("rewind", lambda: rewind_ref(registry, config.get("rewind", "none"), source)),
         metrics=part("metrics", lambda: tuple(component_ref(registry, "metrics", m, f"metrics[{i}]", source)
@@ -531,7 +535,8 @@ def spec_from_canonical(data: dict[str, Any]) -> CellSpec:
     return CellSpec(
         model=ref(data["model"]),
         dataset=ref(data["dataset"]),
-        train=TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["train"].items()}),
+        train=TrainConfig(**{k: ref(v) if k == "regularizer" else tuple(v) if isinstance(v, list) else v
+                             for k, v in data["train"].items()}),
         prune=None if prune is None else PruneConfig(
             scorer=ref(prune["scorer"]), target=ref(prune["target"]), effector=ref(prune["effector"]),
             layers=tuple((k, LayerSchedule(**v)) for k, v in sorted(prune["layers"].items())),

@@ -16,8 +16,9 @@ from gstbench.components import id_parts
 from gstbench.plan.config import LAYER_KEYS, CellSpec, component_label
 
 MISSING = object()
-# The axes every leaderboard row shows; any other axis of a suite gets its own column.
-SHOWN_AXES = {"prune.scorer", "prune.target", "prune.effector", "prune.period"}
+# The axes every leaderboard row shows; any other axis of a suite gets its own column. An axis of whole
+# [prune] tables (the methods suite's regimes) shows through those columns too ("1 round" or a period).
+SHOWN_AXES = {"prune", "prune.scorer", "prune.target", "prune.effector", "prune.period"}
 
 
 def short_label(component: dict[str, Any]) -> str:
@@ -81,7 +82,7 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> di
         row = {"scorer": "-", "target": "-", "effector": "unpruned", "period": "-"}
     else:
         if prune.get("rounds"):
-            period = f"{prune['rounds']} rounds"
+            period = f"{prune['rounds']} round" + ("s" if prune["rounds"] > 1 else "")
         else:
             period = ",".join(sorted({layer["period"] for layer in prune["layers"].values()}))
         row = {"scorer": short_label(prune["scorer"]), "target": short_label(prune["target"]),
@@ -89,6 +90,12 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> di
     for axis in axes:
         if axis not in SHOWN_AXES:
             row[axis] = label_at(spec, axis)
+    # what else tells two configurations apart where no axis names it (the methods suite's included methods)
+    regularizer = spec["train"].get("regularizer")
+    if regularizer and "train.regularizer" not in axes:
+        row["regularizer"] = short_label(regularizer)
+    if spec["rewind"]["id"].rpartition(":")[2] != "none" and "rewind" not in axes:
+        row["rewind"] = short_label(spec["rewind"])
     return row
 
 

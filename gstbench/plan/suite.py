@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from gstbench.components import LOADS_WEIGHTS, REMOVES_UNITS, TEMPORARY, WEIGHTS
+from gstbench.components import LOADS_WEIGHTS, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
 from gstbench.plan.claims import check_claims, parse_claims, parse_groups
 from gstbench.plan.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
@@ -41,7 +41,7 @@ SUITE_KEYS = {"name": str, "description": str, "extends": str, "seeds": SEEDS, "
 SCALE_KEYS = {"description": str, "seeds": SEEDS, "base": dict, "axes": dict, "include": list, "unavailable": str,
               "groups": dict}
 LEADERBOARD_KEYS = {"rank": str, "question": str, "groups": dict, "split": str, "columns": list, "correlate": list,
-                    "delta": (int, float)}
+                    "delta": (int, float), "levels": str}
 TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", list: "a list", dict: "a table"}
 DEFAULT_SCALE = "quick"
 MAX_CELLS = 1_000_000  # a matrix larger than this is refused before it is built (`--max-cells` raises it)
@@ -67,6 +67,8 @@ class Suite:
     columns: list[str] = field(default_factory=list)  # extra metric columns of the leaderboard
     correlate: list[list[str]] = field(default_factory=list)  # metric pairs correlated across pruned runs
     delta: float = PRUNE_POTENTIAL_DELTA
+    # the dotted key of the compression level: a leaderboard per level and a rank summary (reports/methods.py)
+    levels: str | None = None
     claims: list[dict[str, Any]] = field(default_factory=list)  # the paper findings it tests (plan/claims.py)
     groups: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # named configurations, at this scale
     axis_labels: dict[str, list[str]] = field(default_factory=dict)  # each axis's values as stored runs label them
@@ -76,7 +78,7 @@ class Suite:
         return {"name": self.name, "source": self.source, "description": self.description, "scale": self.scale,
                 "scales": self.scales, "seeds": self.seeds, "axes": self.axes, "rank": self.rank,
                 "question": self.question, "columns": self.columns, "correlate": self.correlate, "delta": self.delta,
-                "claims": self.claims, "groups": self.groups, "axis_labels": self.axis_labels,
+                "levels": self.levels, "claims": self.claims, "groups": self.groups, "axis_labels": self.axis_labels,
                 "configurations": len({c.config_hash for c in self.cells}), "cells": len(self.cells)}
 
 
@@ -171,7 +173,7 @@ def load_suite(registry: Registry, name_or_path: str, scale: str = DEFAULT_SCALE
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
     pruned configuration after the axes are expanded; configurations that become equal
-    are run once. ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
+    are run once. A scorer override of a suite with a ``prune.scorer`` axis joins that axis instead. ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
     (gstbench.plan.seeds). ``metrics`` are added to every configuration (``gstbench run --metric``).
     ``placeholders`` checks against the datasets' stand-ins where they offer one (no files needed).
     A suite of more than ``max_cells`` cells is refused before any cell is built.
@@ -221,6 +223,13 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
     base = _merged_base(registry, raw, scale, source)
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
+    overrides = dict(overrides or {})
+    joining = overrides.get("prune.scorer")
+    if joining is not None and isinstance(axes.get("prune.scorer"), list):
+        # a suite that compares scorers (methods): the scorer named with --scorer joins them instead
+        del overrides["prune.scorer"]
+        if joining not in axes["prune.scorer"]:
+            axes["prune.scorer"] = [*axes["prune.scorer"], joining]
     includes = sc.get("include", raw.get("include", []))
     seed_key = "--seeds" if seeds is not None else f"scales.{scale}.seeds" if "seeds" in sc else "seeds"
     seed_value = seeds if seeds is not None else sc.get("seeds", raw.get("seeds", 1))
@@ -284,7 +293,7 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
                  scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
                  rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
                  claims=claims, groups=groups, axis_labels=axis_labels, logging=logging,
-                 **_analyses(leaderboard, source))
+                 **_analyses(leaderboard, axes, source))
 
 
 def _check_size(axes: dict[str, list], includes: list, seeds: int | None, max_cells: int, source: str,
@@ -301,7 +310,7 @@ def _check_size(axes: dict[str, list], includes: list, seeds: int | None, max_ce
                         f"limit with --max-cells", source=source, key=key)
 
 
-def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:
+def _analyses(leaderboard: dict[str, Any], axes: dict[str, Any], source: str) -> dict[str, Any]:
     """``columns`` (metric names), ``correlate`` (pairs of metric names), ``delta`` (prune-potential tolerance)."""
     columns = leaderboard.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
@@ -315,7 +324,11 @@ def _analyses(leaderboard: dict[str, Any], source: str) -> dict[str, Any]:
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 1:
         raise SpecError(f"{delta!r} must be a number in [0, 1) ({PRUNE_POTENTIAL_DELTA} = 0.5 points)", source=source,
                         key="leaderboard.delta")
-    return {"columns": columns, "correlate": pairs, "delta": float(delta)}
+    levels = leaderboard.get("levels")
+    if levels is not None and levels not in axes:
+        raise SpecError(f"'{levels}' is not an axis of the suite{closest(levels, axes)}; levels names the axis "
+                        f"whose values are the compression levels", source=source, key="leaderboard.levels")
+    return {"columns": columns, "correlate": pairs, "delta": float(delta), "levels": levels}
 
 
 def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None:
@@ -366,6 +379,9 @@ def validate_cells(cells: list[CellSpec], registry: Registry, source: str | None
             if matrix_key((mkey, spec.metrics)) not in checked:
                 checked.add(matrix_key((mkey, spec.metrics)))
                 _check_metrics(spec, registry, model, data)
+            if spec.train.regularizer is not None and matrix_key((mkey, spec.train.regularizer)) not in checked:
+                checked.add(matrix_key((mkey, spec.train.regularizer)))
+                _check_regularizer(spec.train.regularizer, registry, model)
             # the schedule needs the steps (epochs, batch size), not the rest of training
             pruned = matrix_key((mkey, spec.prune, spec.rewind, spec.train.epochs, spec.train.batch_size))
             if spec.prune is not None and pruned not in checked:
@@ -424,6 +440,20 @@ def _check_metrics(spec: CellSpec, registry: Registry, model: Any, data: Any) ->
                             key=f"metrics[{i}]")
 
 
+def _check_regularizer(ref: Any, registry: Registry, model: Any) -> None:
+    """The regularizer builds with its options and gives a finite scalar penalty on this model."""
+    import torch
+
+    comp = registry.component("regularizers", ref)
+    try:
+        value = comp.factory(**ref.kwargs).penalty(model)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"regularizer '{comp.id}': {exc}", key="train.regularizer") from None
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not bool(torch.isfinite(value).all()):
+        raise SpecError(f"regularizer '{comp.id}' returned {value!r} as its penalty; it must be a finite scalar "
+                        f"tensor", key="train.regularizer")
+
+
 def _check_pruned(spec: CellSpec, registry: Registry, model: Any, data: Any) -> None:
     from gstbench.pruning import layer_states, weight_layer
     from gstbench.plan.schedule import build_schedule
@@ -451,7 +481,7 @@ def _check_pruned(spec: CellSpec, registry: Registry, model: Any, data: Any) -> 
                                 f"(gstbench list {kind})", key=f"prune.{kind[:-1]}")
     effector = components["effectors"]
     if prune.rounds:
-        if TEMPORARY in effector.capabilities:
+        if TEMPORARY in effector.capabilities or SOFT in effector.capabilities:
             raise SpecError(f"effector '{effector.id}' lets pruned units come back, so rounds would never "
                             f"make the network sparser; use mask or remove", key="prune.effector")
         if REMOVES_UNITS in effector.capabilities and LOADS_WEIGHTS in components["rewinds"].capabilities:

@@ -54,6 +54,7 @@ class Part:
     n: int = 0
     note: str = ""
     margin: float | None = None
+    one_sided: bool = False  # a non-inferiority test: only a - b > -margin is claimed
     se: float | None = None  # t tests: the standard error and t dof behind the interval
     dof: float | None = None
     # what power.py needs: the test's family ("pearson", "kendall", "trend", "paired", "one-sample", "welch"),
@@ -90,6 +91,9 @@ class Part:
                 return "inconclusive"
             half = float(t_quantile(1 - alpha, self.dof)) * self.se
             low, high = self.effect - half, self.effect + half
+            if self.one_sided:  # non-inferiority: the interval above -margin, or wholly below it
+                return "reproduced" if low > -self.margin else "contradicted" if high < -self.margin \
+                    else "inconclusive"
             if -self.margin < low and high < self.margin:
                 return "reproduced"
             if low > self.margin or high < -self.margin:
@@ -118,10 +122,19 @@ class Part:
         half = float(t_quantile(1 - ALPHA, self.dof)) * self.se
         self.low, self.high = self.effect - half, self.effect + half
 
+    def as_noninferiority(self, margin: float) -> None:
+        """Turn a difference a - b into a non-inferiority test (a - b > -margin, one-sided t at 0.05): its p, and the
+        90% interval (whose lower end is the one-sided 95% bound)."""
+        self.as_equivalence(margin)
+        self.one_sided = True
+        if self.se is not None:
+            self.p = float(t_sf((self.effect + margin) / self.se, self.dof))
+
     def as_json(self) -> dict[str, Any]:
         return {"label": self.label, "test": self.test, "statistic": self.statistic, "metric": self.metric,
                 "effect": self.effect, "low": self.low, "high": self.high, "p": self.p, "n": self.n,
                 "verdict": self.verdict(), **({"margin": self.margin} if self.margin is not None else {}),
+                **({"one_sided": True} if self.one_sided else {}),
                 **({"note": self.note} if self.note else {}), **self.power_json()}
 
     def power_json(self) -> dict[str, Any]:
@@ -178,10 +191,10 @@ def _power_model(part: Part, value: float) -> pw.PowerModel | None:
     if part.family == "trend":
         return pw.trend_model(value, [x for x, _ in part.x_counts], [c for _, c in part.x_counts])
     if part.family in ("paired", "one-sample") and part.sd:
-        return pw.one_sample_model(value, part.sd, margin=part.margin)
+        return pw.one_sample_model(value, part.sd, margin=part.margin, one_sided=part.one_sided)
     if part.family == "welch" and part.groups:
         var_a, n_a, var_b, n_b = part.groups
-        return pw.welch_model(value, var_a, n_a, var_b, n_b, margin=part.margin)
+        return pw.welch_model(value, var_a, n_a, var_b, n_b, margin=part.margin, one_sided=part.one_sided)
     return None
 
 
@@ -292,7 +305,7 @@ def _value_format(c: dict[str, Any]) -> tuple[Callable[[float], str], str]:
 
 def format_effect(c: dict[str, Any]) -> str:
     """``r = -0.41 [-0.67, -0.06]``, ``+0.62 pts [+0.10, +1.14]`` or, for an equivalence, its 90% interval
-    and margin ``+0.20 pts [-0.30, +0.70] in ±1.00``; ``-`` when untested."""
+    and margin ``+0.20 pts [-0.30, +0.70] in ±1.00`` (a non-inferiority: ``> -1.00``); ``-`` when untested."""
     if c["effect"] is None:
         return "-"
     if c["statistic"] in ("r", "tau"):
@@ -300,7 +313,8 @@ def format_effect(c: dict[str, Any]) -> str:
         return f"{c['statistic']} = {c['effect']:+.2f}{interval}"
     fmt, unit = _value_format(c)
     interval = "" if c["low"] is None else f" [{fmt(c['low'])}, {fmt(c['high'])}]"
-    margin = "" if c.get("margin") is None else f" in ±{fmt(c['margin'])[1:]}"
+    margin = "" if c.get("margin") is None else \
+        f" > -{fmt(c['margin'])[1:]}" if c.get("one_sided") else f" in ±{fmt(c['margin'])[1:]}"
     return f"{fmt(c['effect'])}{unit}{interval}{margin}"
 
 

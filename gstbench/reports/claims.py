@@ -13,6 +13,7 @@ kinds:
 - ``order``: groups in a claimed order on a metric, each adjacent pair a difference;
 - ``trend``: Kendall tau between the position along an axis (or a list of groups) and a metric;
 - ``equivalence``: a difference inside a declared margin (two one-sided tests);
+- ``noninferiority``: a difference a - b above -margin (one side of an equivalence: "comparable or better");
 - ``bound``: a metric's mean below or above a value (one-sample t-test).
 
 ``within = KEY`` repeats a test for each value of a config key. A claim declares the
@@ -21,8 +22,9 @@ paper gives a number, otherwise ``effect_of_interest`` with its ``effect_reason`
 claim, or on one test where the units differ); each part gets its test's power there and
 the n for 80% (power.py). Verdicts: a part is ``reproduced`` when its effect has the
 claimed sign and p < 0.05 (an equivalence: two one-sided tests at 0.05, i.e. its 90%
-interval inside the margin), ``contradicted`` when the opposite is significant (an
-equivalence: the difference beyond the margin), ``smaller than the paper's effect`` when
+interval inside the margin; a non-inferiority: its 90% interval above -margin),
+``contradicted`` when the opposite is significant (an equivalence: the difference beyond
+the margin; a non-inferiority: below -margin), ``smaller than the paper's effect`` when
 it is not significant and its 95% interval excludes the declared effect, ``inconclusive``
 otherwise. A claim is reproduced when every part is (an intersection-union test, valid at
 0.05 without correction), contradicted when any part contradicts at 0.05 / number of
@@ -33,6 +35,8 @@ runs (or pairs, or runs in a group) give no test.
 
 
 from __future__ import annotations
+
+import functools
 
 import math
 import textwrap
@@ -82,6 +86,7 @@ def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, li
                     "low": deciding.low, "high": deciding.high, "p": deciding.p, "n": deciding.n,
                     "deciding": deciding.label, "parts": [p.as_json() for p in parts],
                     **({"margin": deciding.margin} if deciding.margin is not None else {}),
+                    **({"one_sided": True} if deciding.one_sided else {}),
                     **deciding.power_json()})
     return out
 
@@ -118,11 +123,13 @@ def _difference(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> 
                              pick(test["b"], members), test["metric"], rnd, sign)]
 
 
-def _equivalence(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
-    part = _difference(test, prefix, members, pick, groups, axis_labels, rnd, 0)[0]
-    part.as_equivalence(float(test["margin"]))
+def _equivalence(test, prefix, members, pick, groups, axis_labels, rnd, sign, one_sided=False) -> list[Part]:
+    """TOST inside (-margin, margin); ``one_sided``: the non-inferiority test a - b > -margin."""
+    part = _difference(test, prefix, members, pick, groups, axis_labels, rnd, 1 if one_sided else 0)[0]
+    (part.as_noninferiority if one_sided else part.as_equivalence)(float(test["margin"]))
     width = f"{100 * part.margin:g} pts" if is_share(test["metric"]) else f"{part.margin:g}"
-    part.test = f"TOST ±{width} ({part.test}; 90% interval)"
+    part.test = (f"non-inferiority > -{width} ({part.test}; one-sided)" if one_sided
+                 else f"TOST ±{width} ({part.test}; 90% interval)")
     return [part]
 
 
@@ -163,6 +170,7 @@ def _bound(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[
 
 # What each test kind (plan/claims.py TEST_KINDS) computes from the runs of one split.
 PARTS_OF_KIND = {"correlation": _correlation, "difference": _difference, "equivalence": _equivalence,
+                 "noninferiority": functools.partial(_equivalence, one_sided=True),
                  "order": _order, "trend": _trend, "bound": _bound}
 
 
@@ -250,7 +258,8 @@ def power_notes(claims: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-VERDICT_LEGEND = (f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST); "
+VERDICT_LEGEND = (f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST; "
+                  f"a non-inferiority: above -margin); "
                   f"smaller than the paper's effect: not significant, and the 95% interval excludes the effect tested; "
                   f"contradicted: the opposite direction, significant; inconclusive: the interval holds both no effect "
                   f"and the effect tested (the power says how likely this n was to decide, n for 80% how many runs "

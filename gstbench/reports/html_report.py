@@ -167,6 +167,14 @@ def report_html(results: RunResults, report: Leaderboard) -> str:
              f"<p class=note>One row per configuration across seeds, sorted by {escape(report.rank)}; "
              f"[low, high]: {escape(report.interval)}; 'best test' is the "
              f"best test accuracy at or after the last pruning event.</p>"]
+    if report.methods is not None:
+        from gstbench.reports.methods import methods_tables
+
+        body.append("<h2>Methods by compression level</h2>")
+        for caption, headers, rows in methods_tables(report.methods):
+            body.append(f"<p>{escape(caption)}</p>")
+            if headers:
+                body.append(_table(headers, rows))
     drawn, skipped = [], []
     for name, fig, why in figures(results, report):
         if fig is None:

@@ -8,7 +8,12 @@
 - prune potential, nominal vs each shift (when rounds measured shifted data);
 - linear-mode-connectivity curves (when rounds trained two data orders);
 - each correlation the suite asks for (``correlate``) and stability against each metric
-  ``gstbench measure`` added: one point per pruned run, with its line and r.
+  ``gstbench measure`` added: one point per pruned run, with its line and r;
+- prune-retrain suites: test accuracy against the share of weights (or filters) remaining, log
+  scale, one line per configuration with its 95% interval across seeds;
+- a methods comparison (``[leaderboard] levels``): accuracy against MACs and against measured latency
+  (one line per method through its levels, the Pareto front of the means), and the critical-difference
+  diagram of the methods' mean ranks (Nemenyi).
 A figure whose results are absent is skipped, and the caller is told which.
 """
 
@@ -91,8 +96,16 @@ def figures(results: RunResults, report: Leaderboard):
     # the correlations the suite asks for (and stability against each metric `gstbench measure` added)
     pairs = [(f"{c['x']}_vs_{c['y']}", functools.partial(_pair, c["x"], c["y"])) for c in report.correlations]
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
-                       ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc), *pairs):
-        fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+                       ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc),
+                       ("accuracy_vs_remaining", _remaining),
+                       ("pareto_accuracy_vs_macs", functools.partial(_pareto, "macs_without_dead_filters",
+                                                                     "MACs per example, dead filters removed (log)")),
+                       ("pareto_accuracy_vs_latency", functools.partial(
+                           _pareto, "latency_large_ms", "measured latency of a large batch, ms (log; the batch: "
+                                                        "the latency metric's large_batch)")),
+                       ("critical_difference", _critical_difference), *pairs):
+        wide = name.startswith(("pareto", "critical", "accuracy_vs"))  # many lines: room for the legend or labels
+        fig, ax = plt.subplots(figsize=(10, 5.5) if wide else (7, 4.5), constrained_layout=True)
         why = draw(ax, suite, groups, report)
         if why:
             plt.close(fig)
@@ -253,3 +266,121 @@ def _lmc(ax, suite, groups, report) -> str | None:
         return "no rounds trained with two data orders"
     return _finish(ax, "interpolation alpha (0: first copy, 1: second copy)", "test error (%)",
                    "Linear mode connectivity in the last round (mean across seeds)")
+
+
+def _remaining(ax, suite, groups, report) -> str | None:
+    """Test accuracy after each round against the share of units remaining: the figure the prune-retrain papers
+    lead with."""
+    if suite.get("levels"):
+        return "a comparison of methods by level: the Pareto figures draw accuracy against what pruning leaves"
+    unit = None
+    for label, runs in groups.items():
+        per_run = [r.rounds for _, r in runs if r.rounds]
+        if not per_run:
+            continue
+        unit = unit or runs[0][0].prune.granularity
+        rounds = min(len(r) for r in per_run)
+        remaining = [100 * (1 - np.mean([r[i].sparsity for r in per_run])) for i in range(rounds)]
+        stats = [mean_interval([r[i].final_test_acc for r in per_run]) for i in range(rounds)]
+        mean = np.array([100 * s["mean"] for s in stats])
+        low = np.array([100 * s["low"] if s["low"] is not None else 100 * s["mean"] for s in stats])
+        high = np.array([100 * s["high"] if s["high"] is not None else 100 * s["mean"] for s in stats])
+        line, = ax.plot(remaining, mean, marker="o", markersize=3, label=f"{label} (n={len(per_run)})")
+        ax.fill_between(remaining, low, high, color=line.get_color(), alpha=0.15)
+    if unit is None:
+        return "no prune-retrain rounds"
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.invert_xaxis()  # sparser to the right, as the papers draw it
+    for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 50, not 5 x 10^1
+    ax.set_xlabel(f"{unit} remaining (%, log scale)")
+    ax.set_ylabel("test accuracy at the end of the round (%)")
+    ax.set_title("Test accuracy against what pruning leaves (mean, 95% interval across seeds)")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return None
+
+
+def _pareto(key: str, xlabel: str, ax, suite, groups, report) -> str | None:
+    """Accuracy against a cost, one line per method through its levels, and the Pareto front of the means."""
+    methods = report.methods
+    if methods is None:
+        return "not a comparison of methods (the suite names no [leaderboard] levels)"
+    rank = methods["rank"]
+    lines: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)  # in the order of the levels
+    for level in methods["levels"]:
+        for row in level["rows"]:
+            x, y = (row.get(key) or {}).get("mean"), row.get(rank) or {}
+            if x is None or y.get("mean") is None:
+                continue
+            lo = y["low"] if y.get("low") is not None else y["mean"]
+            hi = y["high"] if y.get("high") is not None else y["mean"]
+            lines[row["method"]].append((x, 100 * y["mean"], 100 * (y["mean"] - lo), 100 * (hi - y["mean"])))
+    if not lines:
+        return f"no method measured {key}"
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab20").colors
+    for i, (method, points) in enumerate(sorted(lines.items())):
+        xs, ys, down, up = (list(v) for v in zip(*points))
+        ax.errorbar(xs, ys, yerr=[down, up], marker="os^Dv"[i // len(colors) % 5], color=colors[i % len(colors)],
+                    markersize=3, capsize=2, linewidth=1, label=method)
+    front, best = [], -np.inf
+    for x, y, *_ in sorted((p for ps in lines.values() for p in ps), key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    ax.step([x for x, _ in front], [y for _, y in front], where="post", color="black", linewidth=2, alpha=0.5,
+            label="Pareto front (means)")
+    parent = methods["unpruned"]
+    if (parent.get(key) or {}).get("mean") is not None and (parent.get(rank) or {}).get("mean") is not None:
+        ax.scatter([parent[key]["mean"]], [100 * parent[rank]["mean"]], marker="*", s=120, color="black",
+                   zorder=5, label="unpruned")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{rank} (%; mean, 95% interval across seeds)")
+    ax.set_title(f"Accuracy against cost, one line per method through its {methods['key']} levels")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return None
+
+
+def _critical_difference(ax, suite, groups, report) -> str | None:
+    """Demsar's critical-difference diagram: the methods at their mean rank, bars joining those within Nemenyi's CD."""
+    from gstbench.reports.ranking import cliques
+
+    ranking = (report.methods or {}).get("ranking")
+    if ranking is None:
+        return "no rank summary (a comparison of methods needs 2 methods at every level and seed)"
+    names, ranks, cd = ranking["methods"], ranking["mean_ranks"], ranking["nemenyi_critical_difference"]
+    order = sorted(range(len(names)), key=lambda i: ranks[i])
+    k = len(names)
+    ax.set_xlim(0.5, k + 0.5)
+    half = (k + 1) // 2
+    rows = max(half, k - half)
+    ax.set_ylim(-(rows + 2), 2.2)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="black")
+    for r in range(1, k + 1):
+        ax.vlines(r, 0, 0.15, color="black")
+        ax.text(r, 0.3, str(r), ha="center", fontsize=8)
+    ax.hlines(1.3, 1, 1 + cd, color="black", linewidth=2)
+    ax.text(1 + cd / 2, 1.5, f"CD = {cd:.2f} (Nemenyi, alpha {ranking['alpha']})", ha="center", fontsize=8)
+    for pos, i in enumerate(order):
+        left = pos < half
+        y = -(pos + 1) if left else -(k - pos)
+        x_text = 0.6 if left else k + 0.4
+        ax.plot([ranks[i], ranks[i], x_text], [0, y, y], color="black", linewidth=0.8)
+        ax.text(x_text + (-0.05 if left else 0.05), y, f"{names[i]} ({ranks[i]:.2f})", fontsize=7,
+                ha="right" if left else "left", va="center")
+    for n, (a, b) in enumerate(cliques(ranks, cd)):
+        y = -0.35 - 0.25 * n
+        ax.hlines(y, sorted(ranks)[a] - 0.05, sorted(ranks)[b] + 0.05, color="tab:red", linewidth=3)
+    f = ranking["friedman"]
+    ax.set_title(f"Mean rank of each method over {ranking['blocks']} blocks ({ranking['blocks_are']}; 1 = best); "
+                 f"Friedman p = {f['p']:.3g}; red bars join methods within the CD", fontsize=9)
+    return None

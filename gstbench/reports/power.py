@@ -207,16 +207,30 @@ def trend_model(tau: float, positions: Sequence[float], counts: Sequence[int], a
     return PowerModel(lambda n: trend_power(tau, positions, [c * n / n_now for c in counts], alpha), 5)
 
 
-def one_sample_model(effect: float, sd: float, alpha: float = ALPHA, margin: float | None = None) -> PowerModel:
-    """A paired or one-sample t (n pairs or values, spread ``sd``); with ``margin``, its TOST at ``effect``."""
+def noninferiority_power(true_difference: float, margin: float, se: float, dof: float,
+                         alpha: float = ALPHA) -> float | None:
+    """P(the one-sided t-test of a - b > -margin rejects at alpha): the noncentral t at (difference + margin) / se."""
+    from scipy import stats
+
+    if se <= 0 or dof < 1 or margin <= 0:
+        return None
+    return float(stats.nct.sf(t_quantile(1 - alpha, dof), dof, (true_difference + margin) / se))
+
+
+def one_sample_model(effect: float, sd: float, alpha: float = ALPHA, margin: float | None = None,
+                     one_sided: bool = False) -> PowerModel:
+    """A paired or one-sample t (n pairs or values, spread ``sd``); with ``margin``, its TOST at ``effect``
+    (``one_sided``: its non-inferiority test)."""
     if margin is not None:
-        return PowerModel(lambda n: tost_power(effect, margin, sd / math.sqrt(n), n - 1, alpha), 3)
+        test = noninferiority_power if one_sided else tost_power
+        return PowerModel(lambda n: test(effect, margin, sd / math.sqrt(n), n - 1, alpha), 3)
     return PowerModel(lambda n: t_power(effect, sd / math.sqrt(n), n - 1, alpha), 3)
 
 
 def welch_model(effect: float, var_a: float, n_a: int, var_b: float, n_b: int, alpha: float = ALPHA,
-                margin: float | None = None) -> PowerModel:
-    """Welch's t (n: the runs of both groups, in today's proportions); with ``margin``, its TOST at ``effect``."""
+                margin: float | None = None, one_sided: bool = False) -> PowerModel:
+    """Welch's t (n: the runs of both groups, in today's proportions); with ``margin``, its TOST at ``effect``
+    (``one_sided``: its non-inferiority test)."""
     share = n_a / (n_a + n_b)
 
     def power(n: float) -> float | None:
@@ -224,6 +238,8 @@ def welch_model(effect: float, var_a: float, n_a: int, var_b: float, n_b: int, a
         if a < 3 or b < 3:
             return None
         se, dof = welch_se_dof(var_a, a, var_b, b)
-        return tost_power(effect, margin, se, dof, alpha) if margin is not None else t_power(effect, se, dof, alpha)
+        if margin is None:
+            return t_power(effect, se, dof, alpha)
+        return (noninferiority_power if one_sided else tost_power)(effect, margin, se, dof, alpha)
 
     return PowerModel(power, math.ceil(3 / min(share, 1 - share)))

@@ -20,6 +20,7 @@ from tabulate import tabulate
 
 from gstbench.store.cell_result import CellResult, Round
 from gstbench.reports.claims import Run, evaluate_claims, render_claims
+from gstbench.reports.methods import compare_methods, render_methods
 from gstbench.errors import GstbenchError, closest
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.config import short_hash
@@ -81,10 +82,16 @@ class Leaderboard:
     time: dict[str, Any]  # where the cells' time went
     claims: list[dict[str, Any]]
     answer: dict[str, Any] | None = None  # the suite's question, answered
+    methods: dict[str, Any] | None = None  # the comparison of methods by level (reports/methods.py)
     extra_axes: list[str] = field(init=False)  # the suite's axes that get their own column (computed once)
 
     def __post_init__(self) -> None:
         self.extra_axes = [a for a in self.suite.get("axes", {}) if a not in SHOWN_AXES]
+        # a regularizer or rewind that tells some configurations apart (describe_config): a column, "-" elsewhere
+        self.extra_axes += [k for k in ("regularizer", "rewind") if k not in self.extra_axes
+                            and any(k in r.label for r in self.rows)]
+        for r in self.rows:
+            r.label = {**r.label, **{k: "-" for k in self.extra_axes if k not in r.label}}
 
     @property
     def columns(self) -> list[str]:
@@ -96,6 +103,8 @@ class Leaderboard:
                "time": self.time, "correlations": self.correlations}
         if self.answer is not None:
             out["answer"] = self.answer
+        if self.methods is not None:
+            out["methods"] = self.methods
         out["claims"] = self.claims
         return out
 
@@ -165,13 +174,15 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
     for x, y in suite.get("correlate", []):
         pairs = [(m[x], m[y]) for m in pruned_runs if is_number(m.get(x)) and is_number(m.get(y))]
         correlations.append({"x": x, "y": y, **correlation([a for a, _ in pairs], [b for _, b in pairs])})
-    return Leaderboard(
+    board = Leaderboard(
         suite, rank, describe_interval(interval), rows,
         {"x": "stability", "y": GENERALIZATION, "runs": "pruned runs", **corr}, correlations, totals,
         [{"cell": d, "problem": p} for d, p in results.corrupt],
         _time_split([c.result for config in results.configurations for c in config.with_status("ok")]),
         claims_for(suite, finished),
         answer_question(suite["question"], runs, rank, stat) if suite.get("question") else None)
+    board.methods = compare_methods(suite, board.rows, finished, rank, stat)  # the rows with every label column
+    return board
 
 
 def _value(row: Row, name: str) -> Any:
@@ -414,6 +425,8 @@ def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
                               tablefmt=tablefmt, disable_numparse=True))
     lines += _render_rounds(report, tablefmt)
     lines += _render_analyses(report, tablefmt)
+    if report.methods is not None:
+        lines += render_methods(report.methods, tablefmt)
     if report.answer:
         lines += _render_answer(report.answer, tablefmt)
     lines += render_claims(report.claims, tablefmt)

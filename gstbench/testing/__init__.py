@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from gstbench.testing.bench import ContractError, make_tiny_data, make_tiny_model
-from gstbench.testing.components import check_dataset, check_metric, check_model, check_rewind
+from gstbench.testing.components import check_dataset, check_metric, check_model, check_regularizer, check_rewind
 from gstbench.testing.files import CIFAR10_CLASSES, files_outside, stored_results, write_cifar
 from gstbench.testing.processes import descendants, running
 from gstbench.testing.pruning import check_effector, check_scorer, check_target
@@ -29,7 +29,7 @@ except ImportError:  # the kit's helpers work without pytest; its fixtures need 
     pytest = None
 
 __all__ = ["CIFAR10_CLASSES", "ContractError", "check_dataset", "check_effector", "check_metric", "check_model",
-           "check_rewind", "check_scorer", "check_target", "descendants", "files_outside", "make_tiny_data", "make_tiny_model", "running", "stored_results",
+           "check_regularizer", "check_rewind", "check_scorer", "check_target", "descendants", "files_outside", "make_tiny_data", "make_tiny_model", "running", "stored_results",
            "write_cifar"]
 
 

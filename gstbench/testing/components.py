@@ -1,4 +1,4 @@
-"""Contract checks of the other components: rewinds, metrics, models, datasets.
+"""Contract checks of the other components: rewinds, regularizers, metrics, models, datasets.
 
 PYTEST_DONT_REWRITE (the kit raises its own errors)
 """
@@ -97,6 +97,61 @@ def _rewind_run(label: str, build: Callable, model: nn.Module, data: TensorData,
         raise _fail(label, "rewind() changed the model's parameter names or shapes",
                     "load values only; the engine re-applies the masks afterwards")
     return (resume.step, resume.replay_lr), _state(bench.model)
+
+
+def check_regularizer(regularizer: Any, *, options: dict | None = None, model: nn.Module | None = None,
+                      data: TensorData | None = None) -> float:
+    """Compute a regularizer's penalty as the engine does and check the rules; returns the penalty.
+
+    Rules: ``penalty(model)`` is a finite scalar tensor whose gradient reaches the model's
+    parameters and is not zero everywhere (else it cannot change training); it changes
+    nothing of the model (parameters, buffers, mode, ``.grad``), draws nothing from torch's
+    global RNG, gives the same value twice, and still works after filters were removed.
+    """
+    label, build, _ = _resolve("regularizers", regularizer, options, ())
+    data = data or make_tiny_data()
+    bench = _Bench(model if model is not None else make_tiny_model(data), data)
+    bench.train(3)
+    subject = bench.model
+    for p in subject.parameters():
+        p.grad = None
+    obj = build()
+    if not callable(getattr(obj, "penalty", None)):
+        raise _fail(label, f"its factory returned {type(obj).__name__}, which has no penalty(model)")
+    values = []
+    for _ in range(2):
+        state, mode, rng = _state(subject), subject.training, torch.get_rng_state()
+        value = obj.penalty(subject)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise _fail(label, f"penalty() returned {type(value).__name__} {getattr(value, 'shape', '')}",
+                        "return a scalar tensor computed from the model's parameters")
+        if not bool(torch.isfinite(value).all()):
+            raise _fail(label, f"penalty() returned {float(value)}", "return a finite value")
+        if not value.requires_grad:
+            raise _fail(label, "penalty() has no gradient", "compute it from the parameters, without no_grad/detach")
+        grads = torch.autograd.grad(value, [p for p in subject.parameters()], allow_unused=True)
+        if not any(g is not None and bool(g.ne(0).any()) for g in grads):
+            raise _fail(label, "penalty()'s gradient is zero for every parameter: it cannot change training",
+                        "penalize the parameters it names")
+        if _differences(state, _state(subject)) or subject.training != mode:
+            raise _fail(label, "penalty() changed the model", "read the parameters only")
+        if any(p.grad is not None for p in subject.parameters()):
+            raise _fail(label, "penalty() left gradients in .grad", "return the tensor; the engine differentiates it")
+        if not torch.equal(rng, torch.get_rng_state()):
+            raise _fail(label, "penalty() drew from torch's global RNG", "a penalty is a function of the weights")
+        values.append(float(value.detach()))
+    if values[0] != values[1]:
+        raise _fail(label, f"two penalties of the same model differ ({values[0]} and {values[1]})",
+                    "compute it from the parameters alone")
+    removable = bench.removable()
+    if removable:
+        bench.remove(removable[0], bench.chosen(removable[0]))
+        try:
+            obj.penalty(bench.model)
+        except Exception as exc:
+            raise _fail(label, f"penalty() failed on a model with removed filters: {type(exc).__name__}: {exc}",
+                        "walk the model's modules as they are at each step, not as they were built") from exc
+    return values[0]
 
 
 def check_metric(metric: Any, *, options: dict | None = None, capabilities: Iterable[str] | None = None,

@@ -174,7 +174,7 @@ def _allowed_changes(bench: _Bench, name: str, chosen: torch.Tensor) -> dict[str
 
 def _effector_run(label: str, build: Callable, caps: tuple[str, ...], model: nn.Module, data: TensorData,
                   granularity: str) -> dict[str, torch.Tensor]:
-    from gstbench.components import REMOVES_UNITS, TEMPORARY
+    from gstbench.components import REMOVES_UNITS, SOFT, TEMPORARY
 
     bench = _Bench(model, data, granularity)
     bench.train(2)
@@ -212,7 +212,14 @@ def _effector_run(label: str, build: Callable, caps: tuple[str, ...], model: nn.
             raise _fail(label, f"apply() changed nothing in the targeted units of layer '{name}'",
                         "act in apply(): the engine measures the accuracy right after it (t_post)")
     bench.train(3, after_step=after_step)
-    if TEMPORARY not in caps and REMOVES_UNITS not in caps:
+    if SOFT in caps:  # soft units train on until the layer's last event; then ``harden`` keeps them pruned
+        if not callable(getattr(obj, "harden", None)):
+            raise _fail(label, "declares the soft capability without harden(layer, ctx)",
+                        "add harden(): the engine calls it after the layer's last event")
+        obj.harden(layer, bench.ctx)
+        bench.train(3, after_step=getattr(obj, "after_step", None))
+        _check_still_pruned(label, bench, name, chosen)
+    elif TEMPORARY not in caps and REMOVES_UNITS not in caps:
         _check_still_pruned(label, bench, name, chosen)
     return _state(bench.model)
 

@@ -63,6 +63,40 @@ class RemoveEffector:
         return remove_filters(ctx.model, layer, indices, ctx.optimizer, ctx.example_input)
 
 
+class SoftEffector:
+    """Soft filter pruning (He et al. 2018): an event zeroes the picked filters' weights (and conv bias), which
+    go on training and may regrow; the engine re-picks the layer's whole share at each event. After the layer's
+    last event (``harden``) its picks are masked for good, as ``mask`` does (filter, BatchNorm gamma and beta,
+    consumers' inputs): the paper's final hard pruning."""
+
+    def __init__(self):
+        self.mask = MaskEffector()
+        self.hardened: list[str] = []
+
+    @torch.no_grad()
+    def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        idx = indices.to(layer.conv.weight.device)
+        layer.conv.weight[idx] = 0
+        if layer.conv.bias is not None:
+            layer.conv.bias[idx] = 0
+        return None
+
+    def harden(self, layer: LayerState, ctx: PruningContext) -> None:
+        self.mask.apply(layer, (~layer.alive).flatten().nonzero().flatten(), ctx)
+        self.hardened.append(layer.name)
+
+    def after_step(self) -> None:
+        self.mask.after_step()
+
+    def state_dict(self) -> dict:
+        return {"hardened": list(self.hardened)}
+
+    def load_state_dict(self, state: dict, ctx: PruningContext, layers: dict[str, LayerState]) -> None:
+        """The layers already hardened are masked again (the loaded alive units say which); the rest train."""
+        for name in state["hardened"]:
+            self.harden(layers[name], ctx)
+
+
 # ---- temporary interventions: the permanence ablation of the paper ----------------------
 @dataclass
 class _Intervention:

@@ -87,3 +87,114 @@ class ActivationL1Scorer:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+
+
+# ---- pruning-at-initialization saliencies, applied at each event (docs/definitions.md#scorers-and-targets) ----
+
+def _per_unit(saliency: torch.Tensor, layer: LayerState) -> torch.Tensor:
+    """A weight-shaped saliency as scores of ``layer``'s units: per weight, or summed over each filter."""
+    saliency = saliency.detach()
+    return (saliency if layer.granularity == "weights" else saliency.flatten(1).sum(1)).cpu()
+
+
+def _weights(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The weights of the model's convolutions and linear layers (what these methods score; not BatchNorm's)."""
+    return [m.weight for m in model.modules() if isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear))]
+
+
+class SnipScorer:
+    """SNIP (Lee et al. 2019): connection sensitivity |w * dL/dw| on a training batch, in eval mode."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        from torch.nn import functional as F
+
+        from gstbench.engine.evaluation import eval_mode
+
+        x, y = ctx.training_batch(self.batch_size)
+        with eval_mode(ctx.model):  # BatchNorm's running statistics stay as they were
+            (grad,) = torch.autograd.grad(F.cross_entropy(ctx.model(x), y), layer.conv.weight)
+        return _per_unit((layer.conv.weight * grad).abs(), layer)
+
+
+class GraspScorer:
+    """GraSP (Wang et al. 2020): importance theta * Hg, the negative of the paper's S(-theta) = -theta * Hg (which
+    removes the largest S): g and H of the temperature-scaled loss over the conv and linear weights."""
+
+    def __init__(self, batch_size: int, temperature: float):
+        self.batch_size = batch_size
+        self.temperature = temperature
+
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        from torch.nn import functional as F
+
+        from gstbench.engine.evaluation import eval_mode
+
+        x, y = ctx.training_batch(self.batch_size)
+        weights = _weights(ctx.model)
+        with eval_mode(ctx.model):
+            loss = lambda: F.cross_entropy(ctx.model(x) / self.temperature, y)  # noqa: E731
+            g = [t.detach() for t in torch.autograd.grad(loss(), weights)]
+            grads = torch.autograd.grad(loss(), weights, create_graph=True)
+            gHg = sum((a * b).sum() for a, b in zip(g, grads))  # g^T g with one side kept in the graph
+            (hg,) = torch.autograd.grad(gHg, layer.conv.weight)  # H g, the Hessian-gradient product
+        return _per_unit(layer.conv.weight * hg, layer)
+
+
+class SynFlowScorer:
+    """SynFlow (Tanaka et al. 2020): |theta * dR/dtheta| with R = 1^T (prod_l |W_l|) 1, the network's output summed
+    on an all-ones input with every parameter made positive (a copy in float64, eval mode)."""
+
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        import copy
+
+        model = copy.deepcopy(ctx.model).double().eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.abs_()
+        weight = get_module(model, layer.spec.conv).weight
+        ones = torch.ones((1, *ctx.example_input.shape[1:]), dtype=torch.float64, device=weight.device)
+        (grad,) = torch.autograd.grad(model(ones).sum(), weight)
+        return _per_unit((weight * grad).abs(), layer).float()
+
+
+class HRankScorer:
+    """HRank (Lin et al. 2020): each filter's score is the rank of its feature maps (after the layer's BatchNorm,
+    or the module the model names as its activation, and a ReLU) on ``examples`` training examples, in eval mode.
+
+    A 2-D map (H x W) is ranked per example and the ranks averaged, as the paper does. A 1-D map is a 1 x L
+    matrix whose rank is 0 or 1, which cannot rank filters; there the score is the rank of the N x L matrix
+    of the filter's maps over the N examples (docs/definitions.md#scorers-and-targets: a declared deviation).
+    """
+
+    def __init__(self, examples: int):
+        if examples < 1:
+            raise ValueError(f"hrank needs examples >= 1, got {examples!r}")
+        self.examples = examples
+
+    @torch.no_grad()
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        from gstbench.engine.evaluation import eval_mode
+
+        x, _ = ctx.training_batch(self.examples)
+        maps: list[torch.Tensor] = []
+        path = layer.spec.activation or layer.spec.bn or layer.spec.conv
+        handle = get_module(ctx.model, path).register_forward_hook(lambda m, i, out: maps.append(out.detach()))
+        try:
+            with eval_mode(ctx.model):
+                ctx.model(x)
+        finally:
+            handle.remove()
+        return feature_map_ranks(maps[0].relu().double())
+
+
+def feature_map_ranks(maps: torch.Tensor) -> torch.Tensor:
+    """Per channel of ``maps`` (N, C, H, W) the mean over N of each H x W map's rank; of (N, C, L) the rank of
+    the channel's N x L matrix."""
+    if maps.dim() == 4:
+        return torch.linalg.matrix_rank(maps).double().mean(0).float().cpu()
+    if maps.dim() == 3:
+        return torch.linalg.matrix_rank(maps.transpose(0, 1)).float().cpu()
+    raise ValueError(f"hrank ranks 1-D or 2-D feature maps, got maps of shape {tuple(maps.shape)}")

@@ -1,0 +1,173 @@
+"""The comparison of pruning methods a suite with ``[leaderboard] levels`` asks for: a leaderboard per compression
+level, each method's prune potential, and the rank summary across levels and seeds (Friedman's test, Nemenyi's
+critical difference, Wilcoxon signed-rank with Holm's correction: reports/ranking.py).
+
+A method is a configuration without its level: its label less the level and the parts every pruned
+configuration shares. A block of the ranking is one level at one seed; only the methods measured in every block
+are ranked (Friedman's test needs complete blocks), and the others are named.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable
+
+import numpy as np
+from tabulate import tabulate
+
+from gstbench.reports import ALPHA
+from gstbench.reports.ranking import rank_summary
+from gstbench.reports.stats import prune_potential
+
+# what each level's table shows besides the rank metric, where the runs measured it
+LEVEL_COLUMNS = {"params_without_dead_filters": "params", "macs_without_dead_filters": "MACs",
+                 "latency_batch1_ms": "latency ms (batch 1)", "latency_large_ms": "latency ms (large batch)",
+                 "ood_acc_mean": "OOD acc %", "stability": "stability %"}
+PERCENT = {"ood_acc_mean", "stability", "final_test_acc", "best_test_acc"}
+
+
+def level_value(label: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        return float("inf")
+
+
+def method_labels(labels: list[dict[str, str]], level_key: str) -> list[str]:
+    """Each pruned configuration's method: its label less the level and the parts all of them share."""
+    keys = [k for k in labels[0] if k != level_key] if labels else []
+    varying = [k for k in keys if len({lab.get(k) for lab in labels}) > 1]
+    return [" ".join(lab[k] for k in varying if lab.get(k, "-") != "-") or lab.get("scorer", "?") for lab in labels]
+
+
+def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str, stat: Callable) -> dict[str, Any] | None:
+    """The methods comparison of a run, or None when its suite names no ``levels`` key."""
+    key = suite.get("levels")
+    if not key:
+        return None
+    pruned_rows = [r for r in rows if r.label.get("effector") != "unpruned" and r.label.get(key, "-") != "-"]
+    unpruned = [r for r in rows if r.label.get("effector") == "unpruned" and r.label.get("regularizer", "-") == "-"]
+    names = dict(zip((r.configuration for r in pruned_rows), method_labels([r.label for r in pruned_rows], key)))
+    # each configuration's statistics of what a level's table shows, from its runs (not only the suite's columns)
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for spec, result in finished:
+        for c in dict.fromkeys([rank, *LEVEL_COLUMNS]):
+            v = result.metrics.get(c)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                values[spec.config_hash][c].append(v)
+    stats = {config: {c: stat(v) for c, v in by_metric.items()} for config, by_metric in values.items()}
+    levels = []
+    for level in sorted({r.label[key] for r in pruned_rows}, key=level_value):
+        at = sorted((r for r in pruned_rows if r.label[key] == level),
+                    key=lambda r: -(stats.get(r.configuration, {}).get(rank, {}).get("mean") or -1e300))
+        levels.append({"level": level, "rows": [{"method": names[r.configuration], "configuration": r.configuration,
+                                                 "n": r.n, **stats.get(r.configuration, {})} for r in at]})
+    reference = stats.get(unpruned[0].configuration, {}) if unpruned else {}
+
+    # per run: (level, seed) -> method -> value of the rank metric; and the unpruned parent's per seed
+    by_config = {r.configuration: r for r in pruned_rows}
+    blocks: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    per_method: dict[str, dict[int, dict[float, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
+    parent: dict[int, dict[str, float]] = {}
+    for spec, result in finished:
+        m = result.metrics
+        if spec.config_hash in by_config and rank in m:
+            level, method = by_config[spec.config_hash].label[key], names[spec.config_hash]
+            blocks[(level, spec.seed)][method] = m[rank]
+            per_method[method][spec.seed][level_value(level)] = m
+        elif spec.prune is None and spec.train.regularizer is None:
+            parent[spec.seed] = m
+    methods = sorted({name for block in blocks.values() for name in block})
+    complete = [name for name in methods if all(name in block for block in blocks.values())]
+    out: dict[str, Any] = {"key": key, "rank": rank, "levels": levels, "unpruned": reference,
+                           "excluded": [name for name in methods if name not in complete]}
+    keys = sorted(blocks, key=lambda b: (level_value(b[0]), b[1]))
+    if len(complete) >= 2 and len(keys) >= 2:
+        scores = np.array([[blocks[b][name] for name in complete] for b in keys])
+        summary = rank_summary(complete, scores, ALPHA)
+        out["ranking"] = {**summary.as_json(), "blocks_are": f"{key} x seed",
+                          "block_labels": [f"{level} seed {seed}" for level, seed in keys]}
+    out["potential"] = _potentials(per_method, parent, rank, suite.get("delta", 0.005), stat)
+    return out
+
+
+def _potentials(per_method, parent, rank: str, delta: float, stat: Callable) -> dict[str, Any]:
+    """Each method's prune potential (the largest level within ``delta`` of the same seed's unpruned error), on
+    the rank metric and, where measured, on OOD accuracy; mean and interval across seeds."""
+    out = {}
+    for method, seeds in per_method.items():
+        values: dict[str, list[float]] = {"nominal": [], "shifted": []}
+        for seed, by_level in seeds.items():
+            if seed not in parent:
+                continue
+            ratios = sorted(by_level)
+            for name, metric in (("nominal", rank), ("shifted", "ood_acc_mean")):
+                if metric in parent[seed] and all(metric in by_level[r] for r in ratios):
+                    values[name].append(prune_potential(ratios, [1 - by_level[r][metric] for r in ratios],
+                                                        1 - parent[seed][metric], delta))
+        out[method] = {name: stat(v) for name, v in values.items() if v}
+    return out
+
+
+def _fmt(stat: dict[str, Any] | None, scale: float = 1.0) -> str:
+    """A mean with its interval: two decimals for a percentage (``scale`` 100), four significant digits else."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    form = (lambda v: f"{v * scale:.2f}") if scale == 100 else (lambda v: f"{v * scale:.4g}")
+    text = form(stat["mean"])
+    if stat.get("low") is not None and stat.get("high") is not None and stat["high"] != stat["low"]:
+        text += f" [{form(stat['low'])}, {form(stat['high'])}]"
+    return text
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT or metric.endswith("_acc") else 1.0
+
+
+def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(caption, headers, rows) of each level's leaderboard and of the rank summary; a caption alone is a note."""
+    rank, key = methods["rank"], methods["key"]
+    out = []
+    for level in methods["levels"]:
+        columns = [c for c in dict.fromkeys([rank, *LEVEL_COLUMNS]) if any(c in r for r in level["rows"])]
+        ref = methods["unpruned"].get(rank)
+        caption = (f"{key} = {level['level']}: {len(level['rows'])} methods ranked by {rank}"
+                   + (f" (unpruned: {_fmt(ref, _scale(rank))})" if ref else ""))
+        rows = [[str(i + 1), r["method"], str(r["n"]), *(_fmt(r.get(c), _scale(c)) for c in columns)]
+                for i, r in enumerate(level["rows"])]
+        out.append((caption, ["#", "method", "n", *(LEVEL_COLUMNS.get(c, c) for c in columns)], rows))
+    ranking = methods.get("ranking")
+    if ranking is None:
+        out.append(("rank summary: needs at least 2 methods measured at every level and seed, and 2 blocks", [], []))
+        return out
+    best = int(np.argmin(ranking["mean_ranks"]))
+    order = sorted(range(len(ranking["methods"])), key=lambda i: ranking["mean_ranks"][i])
+    f = ranking["friedman"]
+    caption = (f"rank summary over {ranking['blocks']} blocks ({ranking['blocks_are']}; rank 1 = the highest {rank}): "
+               f"Friedman chi2 = {f['chi2']:.2f}, df = {f['df']}, p = {f['p']:.3g}; Nemenyi critical difference "
+               f"{ranking['nemenyi_critical_difference']:.2f} at alpha {ranking['alpha']}")
+    potential = methods.get("potential", {})
+    rows = []
+    for i in order:
+        name = ranking["methods"][i]
+        gap = ranking["mean_ranks"][i] - ranking["mean_ranks"][best]
+        rows.append([name, f"{ranking['mean_ranks'][i]:.2f}",
+                     "-" if i == best else ("yes" if gap < ranking["nemenyi_critical_difference"] else "no"),
+                     "-" if i == best else f"{ranking['holm_wilcoxon_p'][i][best]:.3g}",
+                     _fmt(potential.get(name, {}).get("nominal"), 100),
+                     _fmt(potential.get(name, {}).get("shifted"), 100)])
+    out.append((caption, ["method", "mean rank", "within CD of best", "Holm-Wilcoxon p vs best",
+                          "prune potential %", "prune potential OOD %"], rows))
+    if methods["excluded"]:
+        out.append((f"not ranked (not measured at every {key} and seed): {', '.join(methods['excluded'])}", [], []))
+    return out
+
+
+def render_methods(methods: dict[str, Any], tablefmt: str = "simple") -> list[str]:
+    """The per-level leaderboards and the rank summary, as text."""
+    lines = []
+    for caption, headers, rows in methods_tables(methods):
+        lines += ["", caption]
+        if headers:
+            lines.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+    return lines
