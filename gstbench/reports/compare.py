@@ -28,7 +28,8 @@ from gstbench.reports.distributions import t_quantile
 from gstbench.errors import GstbenchError
 from gstbench.plan.config import short_hash
 from gstbench.plan.selection import describe_config
-from gstbench.reports.report import claims_for, is_number
+from gstbench.reports.report import claims_for
+from gstbench.reports.stats import is_number
 from gstbench.store.cell_result import ENGINE_BETTER
 from gstbench.store.reader import load_results
 from gstbench.reports.stats import welch_difference

@@ -15,15 +15,16 @@ from typing import Any, Callable
 import numpy as np
 from tabulate import tabulate
 
+from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
 from gstbench.reports import ALPHA
+from gstbench.reports.claim_stats import is_share
 from gstbench.reports.ranking import rank_summary
-from gstbench.reports.stats import prune_potential
+from gstbench.reports.stats import format_number, format_percent, is_number, prune_potential
 
 # what each level's table shows besides the rank metric, where the runs measured it
 LEVEL_COLUMNS = {"params_without_dead_filters": "params", "macs_without_dead_filters": "MACs",
                  "latency_batch1_ms": "latency ms (batch 1)", "latency_large_ms": "latency ms (large batch)",
                  "ood_acc_mean": "OOD acc %", "stability": "stability %"}
-PERCENT = {"ood_acc_mean", "stability", "final_test_acc", "best_test_acc"}
 
 
 def level_value(label: str) -> float:
@@ -40,7 +41,8 @@ def method_labels(labels: list[dict[str, str]], level_key: str) -> list[str]:
     return [" ".join(lab[k] for k in varying if lab.get(k, "-") != "-") or lab.get("scorer", "?") for lab in labels]
 
 
-def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str, stat: Callable) -> dict[str, Any] | None:
+def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str,
+                    stat: Callable) -> dict[str, Any] | None:
     """The methods comparison of a run, or None when its suite names no ``levels`` key."""
     key = suite.get("levels")
     if not key:
@@ -48,13 +50,24 @@ def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str
     pruned_rows = [r for r in rows if r.label.get("effector") != "unpruned" and r.label.get(key, "-") != "-"]
     unpruned = [r for r in rows if r.label.get("effector") == "unpruned" and r.label.get("regularizer", "-") == "-"]
     names = dict(zip((r.configuration for r in pruned_rows), method_labels([r.label for r in pruned_rows], key)))
-    # each configuration's statistics of what a level's table shows, from its runs (not only the suite's columns)
+    by_config = {r.configuration: r for r in pruned_rows}
+    # one pass over the runs: each configuration's values of what a level's table shows (not only the suite's
+    # columns); (level, seed) -> method -> the rank metric; each method's runs by seed and level; the parent's
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    blocks: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    per_method: dict[str, dict[int, dict[float, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
+    parent: dict[int, dict[str, float]] = {}
     for spec, result in finished:
+        m = result.metrics
         for c in dict.fromkeys([rank, *LEVEL_COLUMNS]):
-            v = result.metrics.get(c)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                values[spec.config_hash][c].append(v)
+            if is_number(m.get(c)):
+                values[spec.config_hash][c].append(m[c])
+        if spec.config_hash in by_config and rank in m:
+            level, method = by_config[spec.config_hash].label[key], names[spec.config_hash]
+            blocks[(level, spec.seed)][method] = m[rank]
+            per_method[method][spec.seed][level_value(level)] = m
+        elif spec.prune is None and spec.train.regularizer is None:
+            parent[spec.seed] = m
     stats = {config: {c: stat(v) for c, v in by_metric.items()} for config, by_metric in values.items()}
     levels = []
     for level in sorted({r.label[key] for r in pruned_rows}, key=level_value):
@@ -63,20 +76,6 @@ def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str
         levels.append({"level": level, "rows": [{"method": names[r.configuration], "configuration": r.configuration,
                                                  "n": r.n, **stats.get(r.configuration, {})} for r in at]})
     reference = stats.get(unpruned[0].configuration, {}) if unpruned else {}
-
-    # per run: (level, seed) -> method -> value of the rank metric; and the unpruned parent's per seed
-    by_config = {r.configuration: r for r in pruned_rows}
-    blocks: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
-    per_method: dict[str, dict[int, dict[float, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
-    parent: dict[int, dict[str, float]] = {}
-    for spec, result in finished:
-        m = result.metrics
-        if spec.config_hash in by_config and rank in m:
-            level, method = by_config[spec.config_hash].label[key], names[spec.config_hash]
-            blocks[(level, spec.seed)][method] = m[rank]
-            per_method[method][spec.seed][level_value(level)] = m
-        elif spec.prune is None and spec.train.regularizer is None:
-            parent[spec.seed] = m
     methods = sorted({name for block in blocks.values() for name in block})
     complete = [name for name in methods if all(name in block for block in blocks.values())]
     out: dict[str, Any] = {"key": key, "rank": rank, "levels": levels, "unpruned": reference,
@@ -87,7 +86,7 @@ def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str
         summary = rank_summary(complete, scores, ALPHA)
         out["ranking"] = {**summary.as_json(), "blocks_are": f"{key} x seed",
                           "block_labels": [f"{level} seed {seed}" for level, seed in keys]}
-    out["potential"] = _potentials(per_method, parent, rank, suite.get("delta", 0.005), stat)
+    out["potential"] = _potentials(per_method, parent, rank, suite.get("delta", PRUNE_POTENTIAL_DELTA), stat)
     return out
 
 
@@ -109,19 +108,14 @@ def _potentials(per_method, parent, rank: str, delta: float, stat: Callable) -> 
     return out
 
 
-def _fmt(stat: dict[str, Any] | None, scale: float = 1.0) -> str:
-    """A mean with its interval: two decimals for a percentage (``scale`` 100), four significant digits else."""
-    if not stat or stat.get("mean") is None:
+def _fmt(stat: dict[str, Any] | None, percent: bool) -> str:
+    """A mean with its interval as the leaderboard prints it; where every seed gave the same value (a level's
+    parameters and MACs) the value alone."""
+    if not stat:
         return "-"
-    form = (lambda v: f"{v * scale:.2f}") if scale == 100 else (lambda v: f"{v * scale:.4g}")
-    text = form(stat["mean"])
-    if stat.get("low") is not None and stat.get("high") is not None and stat["high"] != stat["low"]:
-        text += f" [{form(stat['low'])}, {form(stat['high'])}]"
-    return text
-
-
-def _scale(metric: str) -> float:
-    return 100.0 if metric in PERCENT or metric.endswith("_acc") else 1.0
+    if stat.get("low") is not None and stat["low"] == stat["high"]:
+        stat = {**stat, "low": None, "high": None}
+    return format_percent(stat) if percent else format_number(stat)
 
 
 def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -132,8 +126,8 @@ def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[l
         columns = [c for c in dict.fromkeys([rank, *LEVEL_COLUMNS]) if any(c in r for r in level["rows"])]
         ref = methods["unpruned"].get(rank)
         caption = (f"{key} = {level['level']}: {len(level['rows'])} methods ranked by {rank}"
-                   + (f" (unpruned: {_fmt(ref, _scale(rank))})" if ref else ""))
-        rows = [[str(i + 1), r["method"], str(r["n"]), *(_fmt(r.get(c), _scale(c)) for c in columns)]
+                   + (f" (unpruned: {_fmt(ref, is_share(rank))})" if ref else ""))
+        rows = [[str(i + 1), r["method"], str(r["n"]), *(_fmt(r.get(c), is_share(c)) for c in columns)]
                 for i, r in enumerate(level["rows"])]
         out.append((caption, ["#", "method", "n", *(LEVEL_COLUMNS.get(c, c) for c in columns)], rows))
     ranking = methods.get("ranking")
@@ -154,8 +148,8 @@ def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[l
         rows.append([name, f"{ranking['mean_ranks'][i]:.2f}",
                      "-" if i == best else ("yes" if gap < ranking["nemenyi_critical_difference"] else "no"),
                      "-" if i == best else f"{ranking['holm_wilcoxon_p'][i][best]:.3g}",
-                     _fmt(potential.get(name, {}).get("nominal"), 100),
-                     _fmt(potential.get(name, {}).get("shifted"), 100)])
+                     _fmt(potential.get(name, {}).get("nominal"), True),
+                     _fmt(potential.get(name, {}).get("shifted"), True)])
     out.append((caption, ["method", "mean rank", "within CD of best", "Holm-Wilcoxon p vs best",
                           "prune potential %", "prune potential OOD %"], rows))
     if methods["excluded"]:

@@ -30,8 +30,8 @@ from gstbench.errors import GstbenchError
 from gstbench.names import inside
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.selection import config_label
-from gstbench.reports.report import GENERALIZATION, Leaderboard, is_number, report_of
-from gstbench.reports.stats import correlation, mean_interval
+from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
+from gstbench.reports.stats import correlation, is_number, mean_interval
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -268,6 +268,15 @@ def _lmc(ax, suite, groups, report) -> str | None:
                    "Linear mode connectivity in the last round (mean across seeds)")
 
 
+def _log_x(ax) -> None:
+    """A log x axis whose ticks read as plain numbers (50, not 5 x 10^1)."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        set_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def _remaining(ax, suite, groups, report) -> str | None:
     """Test accuracy after each round against the share of units remaining: the figure the prune-retrain papers
     lead with."""
@@ -289,12 +298,8 @@ def _remaining(ax, suite, groups, report) -> str | None:
         ax.fill_between(remaining, low, high, color=line.get_color(), alpha=0.15)
     if unit is None:
         return "no prune-retrain rounds"
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.invert_xaxis()  # sparser to the right, as the papers draw it
-    for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-        axis_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 50, not 5 x 10^1
     ax.set_xlabel(f"{unit} remaining (%, log scale)")
     ax.set_ylabel("test accuracy at the end of the round (%)")
     ax.set_title("Test accuracy against what pruning leaves (mean, 95% interval across seeds)")
@@ -337,11 +342,7 @@ def _pareto(key: str, xlabel: str, ax, suite, groups, report) -> str | None:
     if (parent.get(key) or {}).get("mean") is not None and (parent.get(rank) or {}).get("mean") is not None:
         ax.scatter([parent[key]["mean"]], [100 * parent[rank]["mean"]], marker="*", s=120, color="black",
                    zorder=5, label="unpruned")
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_xscale("log")
-    for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-        axis_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _log_x(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{rank} (%; mean, 95% interval across seeds)")
     ax.set_title(f"Accuracy against cost, one line per method through its {methods['key']} levels")

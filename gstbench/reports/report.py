@@ -26,7 +26,8 @@ from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.config import short_hash
 from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
 from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at
-from gstbench.reports.stats import INTERVALS, correlation, describe_interval, mean_interval, prune_potential, welch_difference
+from gstbench.reports.stats import (INTERVALS, correlation, describe_interval, format_number, format_percent, is_number,
+                                    mean_interval, prune_potential, welch_difference)
 
 GENERALIZATION = "best_test_acc"
 Stat = Callable[..., dict[str, Any]]
@@ -213,11 +214,6 @@ def _time_split(results: list[CellResult]) -> dict[str, Any]:
             "metrics": {k: {"s": v, "share": share(v)} for k, v in sorted(by_metric.items(), key=lambda kv: -kv[1])}}
 
 
-def is_number(v: Any) -> bool:
-    """A metric value that statistics apply to: int or float, not bool."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def run_potentials(rounds: list[Round], delta: float) -> dict[str, float]:
     """One run's prune potential on nominal data, on each shift (its severities pooled) and over all shifts."""
     parent, pruned = rounds[0].metrics, rounds[1:]
@@ -307,21 +303,6 @@ def answer_question(question: dict[str, Any], runs: list[tuple[dict, dict]], met
     return {"question": question["question"], "metric": metric, "split": split, "groups": names, "rows": rows}
 
 
-def _pct(stat: dict[str, Any]) -> str:
-    """``mean [low, high]`` in percent; a bootstrap interval need not be symmetric."""
-    if stat["mean"] is None:
-        return "-"
-    if stat["low"] is None:
-        return f"{100 * stat['mean']:.2f}"
-    return f"{100 * stat['mean']:.2f} [{100 * stat['low']:.2f}, {100 * stat['high']:.2f}]"
-
-
-def _num(stat: dict[str, Any]) -> str:
-    if stat["mean"] is None:
-        return "-"
-    return f"{stat['mean']:.4g}" + ("" if stat["low"] is None else f" [{stat['low']:.4g}, {stat['high']:.4g}]")
-
-
 def _render_rounds(report: Leaderboard, tablefmt: str) -> list[str]:
     """Prune-retrain suites: test accuracy (and LMC barrier) per round, with each round's sparsity."""
     rows = [r for r in report.rows if r.rounds]
@@ -334,12 +315,12 @@ def _render_rounds(report: Leaderboard, tablefmt: str) -> list[str]:
     heads = [f"r{i} ({sparsity[i].pop()}%)" if len(sparsity[i]) == 1 else f"r{i}" for i in range(n_rounds)]
     label = ["scorer", "target", *extra]
     lines = []
-    for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)", _pct),
+    for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)", format_percent),
                             ("lmc_barrier", "LMC barrier % per round: max test error on the path between two "
                                             "copies trained with different data orders, minus the endpoints' mean",
-                             _pct),
+                             format_percent),
                             ("weight_distance", "normalized L2 distance between the two copies' masked weights "
-                                                "per round", _num)):
+                                                "per round", format_number)):
         if not any(key in x for r in rows for x in r.rounds):
             continue
         table = [[r.label["scorer"], r.label["target"], *(r.label[a] for a in extra),
@@ -355,7 +336,7 @@ def _render_answer(answer: dict[str, Any], tablefmt: str) -> list[str]:
     headers = [answer["split"] or "", *(f"{g} %" for g in groups), *(f"{a} - {b}" for a, b in pairs)]
     table = []
     for row in answer["rows"]:
-        cells = [row["split"], *(_pct(row["groups"][g]) + f" (n={row['groups'][g]['n']})" for g in groups)]
+        cells = [row["split"], *(format_percent(row["groups"][g]) + f" (n={row['groups'][g]['n']})" for g in groups)]
         for p in row["pairs"]:
             if p["diff"] is None:
                 cells.append("-")
@@ -383,10 +364,10 @@ def leaderboard_table(report: Leaderboard) -> tuple[list[str], list[list[str]]]:
                       f"{r.n}" + (f" (+{r.failed} failed)" if r.failed else "")
                       + (f" (+{r.corrupt} corrupt)" if r.corrupt else "")
                       + (f" (+{r.missing} missing)" if r.missing else ""),
-                      *(_pct(r.stats[s]) for s in TABLE_STATS),
-                      *([_pct(r.stats["lmc_barrier"]) if "lmc_barrier" in r.stats else "-",
-                         _num(r.stats["weight_distance"]) if "weight_distance" in r.stats else "-"] if twins else []),
-                      *(_num(_value(r, c)) for c in columns)])
+                      *(format_percent(r.stats[s]) for s in TABLE_STATS),
+                      *([format_percent(r.stats["lmc_barrier"]) if "lmc_barrier" in r.stats else "-",
+                         format_number(r.stats["weight_distance"]) if "weight_distance" in r.stats else "-"] if twins else []),
+                      *(format_number(_value(r, c)) for c in columns)])
     return headers, table
 
 
@@ -472,7 +453,7 @@ def _render_analyses(report: Leaderboard, tablefmt: str) -> list[str]:
         shifts = [k for k in rows[0].potential["pooled"] if k not in ("nominal", "mean")]
         delta = rows[0].potential["delta"]
         table = [[r.label["scorer"], r.label["target"], r.label["effector"], r.n,
-                  *(_pct(r.potential["pooled"].get(k, {"mean": None}))
+                  *(format_percent(r.potential["pooled"].get(k, {"mean": None}))
                     for k in ("nominal", *shifts, "mean"))] for r in rows]
         lines += ["", f"prune potential % (largest pruned share of filters whose error stays within "
                       f"{100 * delta:g} points of the parent's; contiguous from the smallest ratio; per seed, "
@@ -482,8 +463,8 @@ def _render_analyses(report: Leaderboard, tablefmt: str) -> list[str]:
         table = []
         for r in rows:
             for x in r.potential["by_round"][1:]:
-                table.append([r.label["scorer"], r.label["target"], f"{100 * x['sparsity']:.1f}", _pct(x["nominal_acc"]),
-                              _pct(x["ood_acc"]), _pct(x["excess_error"]) if "excess_error" in x else "-"])
+                table.append([r.label["scorer"], r.label["target"], f"{100 * x['sparsity']:.1f}", format_percent(x["nominal_acc"]),
+                              format_percent(x["ood_acc"]), format_percent(x["excess_error"]) if "excess_error" in x else "-"])
         lines += ["", "accuracy and excess error by prune ratio (excess error: (err(D') - err(D)) - "
                       "(err_parent(D') - err_parent(D)), mean over shifts and severities)",
                   tabulate(table, headers=["scorer", "target", "pruned %", "nominal %", "shifted %", "excess error %"],

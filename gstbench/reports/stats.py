@@ -1,4 +1,5 @@
-"""Statistics for leaderboards (scipy): means with 95% bootstrap or t intervals, Welch tests, correlations."""
+"""Statistics for leaderboards (scipy): means with 95% bootstrap or t intervals, Welch tests, correlations,
+and how a mean with its interval reads in a table."""
 
 from __future__ import annotations
 
@@ -117,3 +118,24 @@ def prune_potential(ratios: Sequence[float], errors: Sequence[float], parent_err
             break
         potential = ratio
     return potential
+
+
+def is_number(v: Any) -> bool:
+    """A metric value that statistics apply to: int or float, not bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def format_percent(stat: dict[str, Any]) -> str:
+    """``mean [low, high]`` in percent; a bootstrap interval need not be symmetric."""
+    if stat["mean"] is None:
+        return "-"
+    if stat["low"] is None:
+        return f"{100 * stat['mean']:.2f}"
+    return f"{100 * stat['mean']:.2f} [{100 * stat['low']:.2f}, {100 * stat['high']:.2f}]"
+
+
+def format_number(stat: dict[str, Any]) -> str:
+    """``mean [low, high]`` to four significant digits."""
+    if stat["mean"] is None:
+        return "-"
+    return f"{stat['mean']:.4g}" + ("" if stat["low"] is None else f" [{stat['low']:.4g}, {stat['high']:.4g}]")
