@@ -257,6 +257,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         click.echo(f"\n{how}: finished cells are stored in {out}; run the same command again to "
                    f"finish the rest", err=True)
+        stopping.forget_handled_interrupt()  # else `python -m gstbench` may end by SIGINT, not with 130
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     finally:
         if bar is not None:

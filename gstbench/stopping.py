@@ -70,3 +70,13 @@ def installed() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _requested = None
+
+
+def forget_handled_interrupt() -> None:
+    """Call once a Ctrl-C is handled, before exiting with a status of one's own.
+
+    CPython notes every KeyboardInterrupt that escapes an ``exec`` of a string (the standard library builds
+    dataclasses and namedtuples so; Ctrl-C lands there when a lazy import runs), caught later or not, and
+    ``python -m`` then ends the process by SIGINT instead of the status asked for. Each ``exec`` of a string
+    clears that note as it starts."""
+    exec("")

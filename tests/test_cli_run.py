@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,6 +82,37 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, executo
     assert len(final) == 9
     assert all(final[k] == v for k, v in done.items())  # finished results were not touched
     assert not list(out.glob("cells/*/.*.tmp"))
+
+
+CTRL_C_IN_EXEC = '''
+"""A scorer during which Ctrl-C lands inside an exec of a string, as it may while a lazy import builds a dataclass."""
+import os, signal, time
+
+from gstbench import hookimpl
+
+
+class CtrlCInExec:
+    def score(self, layer, ctx):
+        exec("os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(3000): time.sleep(0.01)",
+             {"os": os, "signal": signal, "time": time})
+        raise AssertionError("the Ctrl-C did not stop the run")
+
+
+@hookimpl
+def register_scorers(register):
+    register("ctrlc", CtrlCInExec, description="Ctrl-C inside an exec")
+'''
+
+
+def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_from_python_m(tmp_path):
+    (tmp_path / "ctrlc.py").write_text(CTRL_C_IN_EXEC)
+    proc = subprocess.run([sys.executable, "-m", "gstbench", "--plugins-dir", str(tmp_path), "run", "--suite", TINY,
+                           "--seeds", "1", "--scorer", "ctrlc:ctrlc", "--executor", "sequential",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
+    # CPython ends `python -m` by SIGINT (-2) after a KeyboardInterrupt escaped an exec, unless told otherwise
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "interrupted: finished cells are stored in" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_failing_cell_is_recorded_the_rest_goes_on_and_the_exit_code_says_so(tmp_path):

@@ -88,8 +88,8 @@ def test_an_environment_read_at_import_gets_a_server_started_in_it_and_one_read_
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_a_forked_popen_is_read_signalled_and_waited_for_as_a_fresh_one(tmp_path, monkeypatch, sig, code):
-    suite = tmp_path / "long.toml"
-    suite.write_text((DATA / "tiny.toml").read_text().replace("epochs = 3", "epochs = 300"))
+    suite = tmp_path / "long.toml"  # far longer than the test: it must still be training when signalled
+    suite.write_text((DATA / "tiny.toml").read_text().replace("epochs = 3", "epochs = 30000"))
     ends = {}
     for kind in ("forked", "fresh"):
         monkeypatch.setenv(FRESH, "1" if kind == "fresh" else "0")
@@ -97,7 +97,7 @@ def test_a_forked_popen_is_read_signalled_and_waited_for_as_a_fresh_one(tmp_path
                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, sigint_default=True)
         assert isinstance(proc, ForkedProcess) == (kind == "forked")
         seen = ""
-        while "/300]" not in seen:  # the bar, read from the pipe while the run trains
+        while "/30000]" not in seen:  # the bar, read from the pipe while the run trains
             char = proc.stderr.read(1)
             assert char, f"{kind}: the run ended: {seen[-2000:]}"
             seen += char
@@ -108,7 +108,7 @@ def test_a_forked_popen_is_read_signalled_and_waited_for_as_a_fresh_one(tmp_path
         assert (parent == os.getpid()) == (kind == "fresh")
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == code and proc.wait() == code and proc.poll() == code
+        assert proc.returncode == code and proc.wait() == code and proc.poll() == code, f"{kind}: {stderr[-3000:]}"
         ends[kind] = stderr.strip().splitlines()[-1].replace(f"run-{kind}", "OUT") if sig == signal.SIGINT else ""
         proc.kill()  # a no-op once it has ended
     assert ends["forked"] == ends["fresh"], ends
