@@ -29,7 +29,8 @@ def runs(tmp_path_factory):
 
 def test_run_prints_the_claims_table_and_its_json_carries_every_field(runs):
     _, text, data = runs
-    assert "claims (REFERENCE.md section 4)" in text and "per-event drops largest for Prune_L" in text
+    assert "\nclaims: " in text and "per-event drops largest for Prune_L" in text
+    assert "\ntargets (GST Fig. 2): " in text  # each claim's source, on its note line
     claim, correlation = data["claims"]
     assert all(FIELDS <= set(c) for c in data["claims"]) and claim["id"] == "targets" and claim["n"] == 3
     assert correlation["test"] == "pearson" and correlation["n"] == 6

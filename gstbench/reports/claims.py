@@ -240,20 +240,22 @@ def count_verdicts(claims: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
 
 
-def power_notes(claims: list[dict[str, Any]]) -> list[str]:
-    """One line per claim on the effect its power refers to: each declared effect with its reason, or why none."""
+def claim_notes(claims: list[dict[str, Any]]) -> list[str]:
+    """One line per claim: its source, and the effect its power refers to (each declared effect with its reason,
+    or why none)."""
     lines = []
     for c in claims:
+        name = f"{c['id']} ({c['source']})" if c.get("source") else c["id"]
         tested = [p for p in c["parts"] if p.get("effect_tested")]
         if not tested:
-            lines.append(f"{c['id']}: no power: {c['parts'][0].get('power_note', 'no effect declared')}")
+            lines.append(f"{name}: no power: {c['parts'][0].get('power_note', 'no effect declared')}")
             continue
         by_reason: dict[str, list[str]] = {}
         for p in tested:
             effects = by_reason.setdefault(p["effect_tested"]["reason"], [])
             if format_tested(p) not in effects:
                 effects.append(format_tested(p))
-        lines.append(f"{c['id']}: " + "; ".join(", ".join(effects) + (f": {reason}" if reason else "")
+        lines.append(f"{name}: " + "; ".join(", ".join(effects) + (f": {reason}" if reason else "")
                                                 for reason, effects in by_reason.items()))
     return lines
 
@@ -276,8 +278,8 @@ def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> lis
     if not claims:
         return []
     table = [cells for _, cells in claim_rows(claims)]
-    return ["", "claims (REFERENCE.md section 4): " + count_verdicts(claims),
+    return ["", "claims: " + count_verdicts(claims),
             tabulate(table, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True,
                      maxcolwidths=[None, 40, None, 30, None, None, 28, None, None, 44]),
-            *(textwrap.fill(line, width=118, subsequent_indent="  ") for line in power_notes(claims)),
+            *(textwrap.fill(line, width=118, subsequent_indent="  ") for line in claim_notes(claims)),
             textwrap.fill(VERDICT_LEGEND, width=118)]

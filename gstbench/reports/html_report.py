@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from gstbench.plan.config import short_hash
-from gstbench.reports.claims import CLAIM_HEADERS, VERDICT_LEGEND, claim_rows, count_verdicts, power_notes
+from gstbench.reports.claims import CLAIM_HEADERS, VERDICT_LEGEND, claim_notes, claim_rows, count_verdicts
 from gstbench.store.reader import RunResults
 
 if TYPE_CHECKING:
@@ -110,8 +110,8 @@ def _claims_section(claims: list[dict[str, Any]]) -> list[str]:
         cells[9] = _badge(cells[9])
         rows.append([cells[i] for i in order])
         classes.append(kind)
-    notes = "".join(f"<p class=note>{escape(line)}</p>" for line in power_notes(claims))
-    return ["<h2>Claims (REFERENCE.md section 4)</h2>", f"<p>{escape(count_verdicts(claims))}</p>",
+    notes = "".join(f"<p class=note>{escape(line)}</p>" for line in claim_notes(claims))
+    return ["<h2>Claims</h2>", f"<p>{escape(count_verdicts(claims))}</p>",
             _table([CLAIM_HEADERS[i] for i in order], rows, "claims", classes, wrap={2}), notes,
             f"<p class=note>{escape(VERDICT_LEGEND)}</p>"]
 
