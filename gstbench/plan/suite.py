@@ -173,7 +173,8 @@ def load_suite(registry: Registry, name_or_path: str, scale: str = DEFAULT_SCALE
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
     pruned configuration after the axes are expanded; configurations that become equal
-    are run once. A scorer override of a suite with a ``prune.scorer`` axis joins that axis instead. ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
+    are run once; a scorer override of a suite with a ``prune.scorer`` axis joins that axis instead.
+    ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
     (gstbench.plan.seeds). ``metrics`` are added to every configuration (``gstbench run --metric``).
     ``placeholders`` checks against the datasets' stand-ins where they offer one (no files needed).
     A suite of more than ``max_cells`` cells is refused before any cell is built.

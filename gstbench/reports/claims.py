@@ -37,7 +37,6 @@ runs (or pairs, or runs in a group) give no test.
 from __future__ import annotations
 
 import functools
-
 import math
 import textwrap
 from dataclasses import dataclass, field

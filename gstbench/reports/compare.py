@@ -29,10 +29,9 @@ from gstbench.errors import GstbenchError
 from gstbench.plan.config import short_hash
 from gstbench.plan.selection import describe_config
 from gstbench.reports.report import claims_for
-from gstbench.reports.stats import is_number
 from gstbench.store.cell_result import ENGINE_BETTER
 from gstbench.store.reader import load_results
-from gstbench.reports.stats import welch_difference
+from gstbench.reports.stats import is_number, welch_difference
 from gstbench.store.store import atomic_write_json, atomic_write_text
 
 FORMAT = "gstbench-results"

@@ -315,7 +315,8 @@ def _render_rounds(report: Leaderboard, tablefmt: str) -> list[str]:
     heads = [f"r{i} ({sparsity[i].pop()}%)" if len(sparsity[i]) == 1 else f"r{i}" for i in range(n_rounds)]
     label = ["scorer", "target", *extra]
     lines = []
-    for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)", format_percent),
+    for key, title, fmt in (("final_test_acc", "final test accuracy % per round (sparsity of the pruned layers)",
+                             format_percent),
                             ("lmc_barrier", "LMC barrier % per round: max test error on the path between two "
                                             "copies trained with different data orders, minus the endpoints' mean",
                              format_percent),
@@ -366,7 +367,8 @@ def leaderboard_table(report: Leaderboard) -> tuple[list[str], list[list[str]]]:
                       + (f" (+{r.missing} missing)" if r.missing else ""),
                       *(format_percent(r.stats[s]) for s in TABLE_STATS),
                       *([format_percent(r.stats["lmc_barrier"]) if "lmc_barrier" in r.stats else "-",
-                         format_number(r.stats["weight_distance"]) if "weight_distance" in r.stats else "-"] if twins else []),
+                         format_number(r.stats["weight_distance"]) if "weight_distance" in r.stats else "-"]
+                        if twins else []),
                       *(format_number(_value(r, c)) for c in columns)])
     return headers, table
 
@@ -463,8 +465,9 @@ def _render_analyses(report: Leaderboard, tablefmt: str) -> list[str]:
         table = []
         for r in rows:
             for x in r.potential["by_round"][1:]:
-                table.append([r.label["scorer"], r.label["target"], f"{100 * x['sparsity']:.1f}", format_percent(x["nominal_acc"]),
-                              format_percent(x["ood_acc"]), format_percent(x["excess_error"]) if "excess_error" in x else "-"])
+                table.append([r.label["scorer"], r.label["target"], f"{100 * x['sparsity']:.1f}",
+                              format_percent(x["nominal_acc"]), format_percent(x["ood_acc"]),
+                              format_percent(x["excess_error"]) if "excess_error" in x else "-"])
         lines += ["", "accuracy and excess error by prune ratio (excess error: (err(D') - err(D)) - "
                       "(err_parent(D') - err_parent(D)), mean over shifts and severities)",
                   tabulate(table, headers=["scorer", "target", "pruned %", "nominal %", "shifted %", "excess error %"],

@@ -29,8 +29,8 @@ except ImportError:  # the kit's helpers work without pytest; its fixtures need 
     pytest = None
 
 __all__ = ["CIFAR10_CLASSES", "ContractError", "check_dataset", "check_effector", "check_metric", "check_model",
-           "check_regularizer", "check_rewind", "check_scorer", "check_target", "descendants", "files_outside", "make_tiny_data", "make_tiny_model", "running", "stored_results",
-           "write_cifar"]
+           "check_regularizer", "check_rewind", "check_scorer", "check_target", "descendants", "files_outside",
+           "make_tiny_data", "make_tiny_model", "running", "stored_results", "write_cifar"]
 
 
 # ---- pytest fixtures (pytest_plugins = "gstbench.testing") ---------------------------------

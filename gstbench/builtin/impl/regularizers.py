@@ -46,4 +46,5 @@ def _safe_norm(rows: torch.Tensor) -> torch.Tensor:
     """Each row's L2 norm, with gradient 0 (not NaN) at a zero row: a pruned filter stays put."""
     squared = (rows * rows).sum(1)
     zero = squared == 0
-    return torch.where(zero, torch.zeros_like(squared), torch.sqrt(torch.where(zero, torch.ones_like(squared), squared)))
+    safe = torch.where(zero, torch.ones_like(squared), squared)  # sqrt's gradient at 0 is inf: never taken there
+    return torch.where(zero, torch.zeros_like(squared), torch.sqrt(safe))
