@@ -127,7 +127,7 @@ def _equivalence(test, prefix, members, pick, groups, axis_labels, rnd, sign, on
     part = _difference(test, prefix, members, pick, groups, axis_labels, rnd, 1 if one_sided else 0)[0]
     (part.as_noninferiority if one_sided else part.as_equivalence)(float(test["margin"]))
     width = f"{100 * part.margin:g} pts" if is_share(test["metric"]) else f"{part.margin:g}"
-    part.test = (f"non-inferiority > -{width} ({part.test}; one-sided)" if one_sided
+    part.test = (f"non-inferiority > -{width} ({part.test}; one-sided, 90% interval)" if one_sided
                  else f"TOST ±{width} ({part.test}; 90% interval)")
     return [part]
 
