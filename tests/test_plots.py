@@ -59,3 +59,29 @@ def test_svg_and_pdf_and_the_skipped_figures_are_said(results, tmp_path):
     proc = run_cli("plot", str(results["tiny_ood"]), "--out", str(tmp_path / "pdf"), "--format", "pdf")
     with open(_written(proc)["prune_potential"], "rb") as fh:
         assert fh.read(5) == b"%PDF-"
+
+
+@pytest.mark.parametrize("entries", [5, 89])
+def test_a_short_legend_sits_in_the_axes_and_a_long_one_beside_them_inside_the_figure(entries):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gstbench.reports.plots import LEGEND_INSIDE, _legend
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for i in range(entries):
+        ax.scatter([i], [i], label=f"synflow smallest mask 1 round 0.{i} l1-bn-gamma")
+    _legend(ax)
+    fig.canvas.draw()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    figure = fig.bbox
+    assert figure.x0 <= legend.x0 and legend.x1 <= figure.x1 + 1  # wholly inside the figure (1 px of rounding)
+    assert figure.y0 <= legend.y0 and legend.y1 <= figure.y1 + 1
+    if entries <= LEGEND_INSIDE:
+        assert axes.x0 <= legend.x0 and legend.x1 <= axes.x1  # inside the axes
+    else:
+        assert legend.x0 >= axes.x1  # beside the axes: it covers no data
+        assert axes.width > 0.4 * 7 * fig.dpi  # the axes kept their room: the figure was widened for the legend
+    plt.close(fig)

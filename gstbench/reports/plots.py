@@ -20,6 +20,7 @@ A figure whose results are absent is skipped, and the caller is told which.
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
 from gstbench.reports.stats import correlation, is_number, mean_interval
 
 FORMATS = ("png", "svg", "pdf")
+LEGEND_INSIDE = 12  # more entries than this cover the data: they go beside the axes, in columns
+LEGEND_ROWS = 40  # entries per column beside the axes (a methods suite has 89 configurations)
 
 
 def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
@@ -120,8 +123,24 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, legend: str = "best") -> N
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7, loc=legend)
+    _legend(ax, loc=legend)
     return None
+
+
+def _legend(ax, handles: list | None = None, labels: list[str] | None = None, loc: str = "best") -> None:
+    """The legend: inside the axes when it is short; beside them, in columns, with the figure widened to hold
+    it, when it would cover the data."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if len(labels) <= LEGEND_INSIDE:
+        ax.legend(handles, labels, fontsize=7, loc=loc)
+        return
+    columns = math.ceil(len(labels) / LEGEND_ROWS)
+    rows = math.ceil(len(labels) / columns)
+    width, height = ax.figure.get_size_inches()
+    longest = max(len(label) for label in labels)
+    ax.figure.set_size_inches(width + columns * (0.4 + 0.045 * longest), max(height, 0.8 + 0.11 * rows))
+    ax.legend(handles, labels, fontsize=5.5, ncols=columns, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _pruned(groups):
@@ -225,7 +244,7 @@ def _rate(ax, suite, groups, report) -> str | None:
     ax.set_title("Stability and generalization vs iterative rate (means across seeds)")
     lines = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="best")
+    _legend(ax, lines[0] + more[0], lines[1] + more[1])
     return None
 
 
@@ -244,7 +263,7 @@ def _potential(ax, suite, groups, report) -> str | None:
                 for k, m in zip(names, means)]
         err = [[m - lo for m, lo in zip(means, low)], [hi - m for m, hi in zip(means, high)]]
         ax.bar(np.arange(len(names)) + i * width, means, width, yerr=err, capsize=2,
-               label=f"{row.label['scorer']} {row.label['target']}")
+               label=" ".join(v for v in row.label.values() if v != "-"))  # as the leaderboard labels it
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
                   ["all shifts" if n == "mean" else n.replace("_", " ") for n in names], fontsize=8)
     delta = rows[0].potential["delta"]
