@@ -40,6 +40,7 @@ TEMPORARY = "temporary"  # effector: targeted units come back after a while (zer
 # share among all its units, and the layer's last event makes its pick permanent (``harden``)
 SOFT = "soft"
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
+MAPS_2D = "2d-maps"  # scorer: reads 2-D feature maps (images); refused on 1-D signals
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)
 NEEDS_INDEPENDENT = "needs-independent-parent"  # metric: compares the parent with one trained from another seed

@@ -31,7 +31,7 @@ VARIANTS = {
     "activation-l1, random target": {"prune__scorer": "activation-l1", "prune__target": "random"},
     "zero for 5 steps": {"prune__effector": {"name": "zero", "steps": 5}},
     "noise for 5 steps": {"prune__effector": {"name": "noise", "steps": 5}},
-    "soft filter pruning, hrank": {"prune__effector": "soft", "prune__scorer": {"name": "hrank", "examples": 64}},
+    "soft filter pruning, synflow": {"prune__effector": "soft", "prune__scorer": "synflow"},
     "slimming's penalty, grasp": {"train__regularizer": {"name": "l1-bn-gamma", "strength": 1e-3},
                                   "prune__scorer": {"name": "grasp", "batch_size": 32}},
     "single weights": {"prune__granularity": "weights", "prune__layers": {"conv2": {"fraction": 0.5}}},

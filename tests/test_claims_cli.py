@@ -30,16 +30,17 @@ def runs(tmp_path_factory):
 def test_run_prints_the_claims_table_and_its_json_carries_every_field(runs):
     _, text, data = runs
     assert "\nclaims: " in text and "per-event drops largest for Prune_L" in text
-    assert "\ntargets (GST Fig. 2): " in text  # each claim's source, on its note line
+    assert "\ntargets (GST Fig. 2), runs of scorer " in text  # each claim's source and runs, on its note line
     claim, correlation = data["claims"]
     assert all(FIELDS <= set(c) for c in data["claims"]) and claim["id"] == "targets" and claim["n"] == 3
     assert correlation["test"] == "pearson" and correlation["n"] == 6
-    assert claim["verdict"] in ("reproduced", "smaller than the paper's effect", "contradicted", "inconclusive")
+    assert claim["verdict"] in ("reproduced", "weaker", "inconclusive", "absent", "contradicted")
     assert claim["test"] == "paired t over seeds"
     # the order claim declares 1 point of interest; the correlation declares nothing: no power, and why
     assert claim["effect_tested"] == {"value": 0.01, "kind": "interest", "reason": "1 point of stability"}
     assert correlation["power"] is None and "no effect declared" in correlation["power_note"]
-    assert "tradeoff: no power: no effect declared" in text and "1 point of stability" in text
+    assert "tradeoff, runs of scorer l2, effector mask: no power: no effect declared" in text
+    assert "1 point of stability" in text
 
 
 def test_report_shows_the_same_verdicts(runs):
@@ -48,7 +49,40 @@ def test_report_shows_the_same_verdicts(runs):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["claims"] == data["claims"]
     text = run_cli("report", str(root / "s100")).stdout
-    assert data["claims"][0]["verdict"].upper() in text
+    assert data["claims"][0]["verdict_label"].upper() in text
+
+
+def test_a_plugin_scorers_runs_in_the_same_directory_leave_the_suites_claims_as_they_were(runs, tmp_path):
+    """`--scorer` adds runs of another configuration: the claim keeps testing the suite's own, and the plugin's runs
+    get claim rows of their own that say which scorer they tested."""
+    root, _, _ = runs
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "s0", mixed)
+    before = json.loads(run_cli("report", str(mixed), "--json").stdout)["claims"]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "flipped.py").write_text('''"""l2 with its sign flipped: prunes the largest filters as the smallest."""
+from gstbench import hookimpl
+
+
+class Flipped:
+    def score(self, layer, ctx):
+        return -layer.conv.weight.detach().flatten(1).norm(dim=1).reshape(layer.alive.shape)
+
+
+@hookimpl
+def register_scorers(register):
+    register("flipped", Flipped)
+''')
+    added = run_cli("--plugins-dir", str(plugins), "run", "--suite", str(root / "tiny_claims.toml"), "--scorer",
+                    "flipped:flipped", "--seeds", "3", "--out", str(mixed))
+    assert added.returncode == 0, added.stderr
+    after = json.loads(run_cli("--plugins-dir", str(plugins), "report", str(mixed), "--json").stdout)["claims"]
+    assert [c for c in after if "[" not in c["id"]] == before
+    theirs = {c["id"]: c for c in after if "[" in c["id"]}
+    assert "targets [scorer=flipped]" in theirs
+    assert theirs["targets [scorer=flipped]"]["tested"] == "scorer=flipped"
+    assert theirs["targets [scorer=flipped]"]["n"] == 3
 
 
 def _plant(directory, stability: dict[str, float], noise: float = 0.004) -> None:
@@ -84,26 +118,26 @@ def test_a_reproduced_claim_that_is_lost_is_a_regression_exit_1(runs, tmp_path):
     assert claim["id"] == "targets" and (claim["base"]["verdict"], claim["new"]["verdict"], claim["change"]) == (
         "reproduced", "inconclusive", "regressed")
     back = run_cli("compare", str(new), str(base), "--tolerance", "1")
-    assert back.returncode == 0 and "improved" in back.stdout and "a claim reproduced in BASE" in back.stdout
+    assert back.returncode == 0 and "improved" in back.stdout and "moves down the scale" in back.stdout
     # an export carries the verdicts: the same comparison from a committed baseline file
     assert run_cli("export", str(base), str(tmp_path / "base.json")).returncode == 0
     assert json.loads((tmp_path / "base.json").read_text())["claims"][0]["verdict"] == "reproduced"
     assert run_cli("compare", str(tmp_path / "base.json"), str(new), "--tolerance", "1").returncode == 1
 
 
-def test_a_reproduced_claim_that_becomes_smaller_than_the_papers_effect_is_a_regression_exit_1(runs, tmp_path):
+def test_a_reproduced_claim_that_finds_no_effect_of_the_size_of_interest_is_a_regression_exit_1(runs, tmp_path):
     # the same stability for both targets, measured precisely: the interval excludes the 1 point of interest
     base, new = _base_and_new(runs, tmp_path, {"smallest": 0.70, "largest": 0.70}, noise=0.0002)
     proc = run_cli("compare", str(base), str(new), "--tolerance", "1", "--format", "json")
     assert proc.returncode == 1, proc.stderr
     claim = json.loads(proc.stdout)["claims"][0]
-    assert (claim["base"]["verdict"], claim["new"]["verdict"], claim["change"]) == (
-        "reproduced", "smaller than the paper's effect", "regressed")
+    assert (claim["base"]["verdict"], claim["new"]["verdict"], claim["change"]) == ("reproduced", "absent", "regressed")
     assert claim["new"]["effect_tested"]["value"] == 0.01 and claim["new"]["power"] is not None
     text = run_cli("compare", str(base), str(new), "--tolerance", "1").stdout
-    assert "smaller than the paper's effect" in text and "power" in text
+    assert "no effect of the size of interest" in text and "power" in text
     report = run_cli("report", str(new)).stdout
-    assert "SMALLER THAN THE PAPER'S EFFECT" in report and "+1.00 pts (of interest)" in report
+    assert "NO EFFECT OF THE SIZE OF INTEREST" in report and "+1.00 pts (of interest)" in report
+    assert "the paper's" not in report.split("NO EFFECT")[0].splitlines()[-1]  # a direction-only claim's row
 
 
 def test_claims_puts_seed_sets_side_by_side_and_lists_what_no_run_tests(runs, tmp_path):
@@ -120,8 +154,8 @@ def test_claims_puts_seed_sets_side_by_side_and_lists_what_no_run_tests(runs, tm
     assert "not run" in text and "quick, seeds 100-102" in text
     for line in text.splitlines():  # each column's summary counts the verdicts in one fixed order
         if line.startswith(("quick", "paper")) and ": " in line:
-            words = [w for w in ("reproduced", "smaller than the paper's effect", "contradicted", "inconclusive",
-                                 "not run") if w in line]
+            words = [w for w in ("reproduced", "weaker than the paper's effect", "inconclusive", "no effect of",
+                                 "contradicted", "not run") if w in line]
             assert sorted(words, key=line.index) == words, line
     # by default: every suite directory under ./gstbench-results/
     shutil.copytree(root / "s0", tmp_path / "gstbench-results" / "tinyclaims")

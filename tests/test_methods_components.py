@@ -61,34 +61,30 @@ def test_hrank_2d_is_the_mean_matrix_rank_of_each_examples_feature_map():
     model.eval()
     with torch.no_grad():
         maps = model.bn(model.conv(xb)).relu()
-    expected = torch.tensor([[float(torch.linalg.matrix_rank(maps[n, c].double())) for c in range(5)]
+    expected = torch.tensor([[float(torch.linalg.matrix_rank(maps[n, c])) for c in range(5)]
                              for n in range(16)]).mean(0)
     assert torch.allclose(scores, expected.float())
     assert scores[1] == 0 and scores[3] <= 1 and scores[[0, 2, 4]].min() > 3
     assert model.bn.running_mean.abs().sum() == 0  # eval mode: the statistics stayed put
 
 
-def test_hrank_1d_is_the_rank_of_each_filters_examples_by_positions_matrix():
-    torch.manual_seed(0)
-    model = cnn1d((1, 40), 10)
-    x, y = torch.randn(32, 1, 40), torch.randint(0, 10, (32,))
-    ctx = _ctx(model, x, y, 10)
-    layer = layer_states(model, ["conv2"])["conv2"]
-    with torch.no_grad():
-        layer.conv.weight[:3] = 0  # dead filters rank lowest
-    scores = scorers.hrank(examples=20).score(layer, ctx)
-    xb, _ = ctx.training_batch(20)
-    model.eval()
-    maps = []
-    from gstbench.pruning import get_module
+def test_hrank_keeps_the_float32_rank_tolerance_of_the_papers_code():
+    """A rank-2 map computed in float32 carries float32 rounding: at float64's tolerance it reads full rank."""
+    from gstbench.builtin.impl.scorers import feature_map_ranks
 
-    handle = get_module(model, layer.spec.bn).register_forward_hook(lambda m, i, o: maps.append(o.relu()))
-    with torch.no_grad():
-        model(xb)
-    handle.remove()
-    expected = [float(torch.linalg.matrix_rank(maps[0][:, c, :].double())) for c in range(layer.n_physical)]
-    assert scores.tolist() == expected
-    assert scores[:3].max() == 0 and scores[3:].max() > 1
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(4, 3, 32, 2, generator=g), torch.randn(4, 3, 2, 32, generator=g)
+    maps = (u @ v).float()  # (N, C, 32, 32), each of rank 2
+    assert feature_map_ranks(maps).tolist() == [2.0, 2.0, 2.0]
+    assert float(torch.linalg.matrix_rank(maps.double()).float().mean()) > 2  # the tolerance the paper did not use
+
+
+def test_hrank_is_refused_on_1d_signals_in_one_line_naming_the_key(tmp_path):
+    proc = run_gstbench("run", "--suite", "smoke", "--scorer", "hrank", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "prune.scorer" in lines[0] and "2-D feature maps" in lines[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r" / "cells").exists()
 
 
 def test_the_new_components_meet_the_kit_contracts():

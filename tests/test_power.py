@@ -1,5 +1,6 @@
-"""Power: each claim test's power against a Monte Carlo simulation of the same test on planted data, the n for
-80% power, and the verdict that tells an effect smaller than the paper's from an underpowered null."""
+"""Power: each claim test's power against a Monte Carlo simulation of the same test on planted data (the chance of
+``reproduced``, size included where the paper gives a number), the n for 80% power, and the verdicts that tell a
+weaker effect and an absent one from an underpowered null."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from scipy import stats as sps
 
 from gstbench.reports import power as pw
-from gstbench.reports.claim_stats import SMALLER, Part, bound_part, combine, correlation_part, paired_part, welch_part
+from gstbench.reports.claim_stats import (ABSENT, CONTRADICTED, INCONCLUSIVE, REPRODUCED, WEAKER, EffectTested, Part,
+                                          bound_part, combine, correlation_part, paired_part, welch_part)
 from gstbench.plan.claims import parse_claims
 from gstbench.reports.claims import Run, evaluate_claims, render_claims
 
@@ -34,9 +36,9 @@ def test_correlation_power_matches_a_simulation_of_the_same_test(statistic, rho,
     sign = 1 if rho > 0 else -1
     test = lambda rng: correlation_part("c", *bivariate(rng, rho, n), statistic, sign, "m")  # noqa: E731
     if statistic == "pearson":
-        computed = pw.pearson_power(rho, n)
+        computed = pw.pearson_power(abs(rho), n)
     else:  # a bivariate normal's tau (Greiner's relation)
-        computed = pw.kendall_power(2 / math.pi * math.asin(rho), n)
+        computed = pw.kendall_power(2 / math.pi * math.asin(abs(rho)), n)
     assert simulated(test) == pytest.approx(computed, abs=WITHIN)
 
 
@@ -48,7 +50,7 @@ def test_trend_power_matches_a_simulation_of_the_same_test(positions, runs, slop
     # the planted effect in the test's unit: tau-b's mean over many data sets (x fixed, so S's scale is fixed)
     tau = float(np.mean([sps.kendalltau(x, -slope * x + rng.normal(0, 1, x.size)).statistic for _ in range(4000)]))
     test = lambda rng: correlation_part("t", x, -slope * x + rng.normal(0, 1, x.size), "kendall", -1, "m")  # noqa: E731
-    assert simulated(test) == pytest.approx(pw.trend_power(tau, range(positions), [runs] * positions), abs=WITHIN)
+    assert simulated(test) == pytest.approx(pw.trend_power(-tau, range(positions), [runs] * positions), abs=WITHIN)
 
 
 def test_paired_and_one_sample_t_power_match_simulations():
@@ -56,14 +58,38 @@ def test_paired_and_one_sample_t_power_match_simulations():
     paired = lambda rng: paired_part("d", rng.normal(delta, sd, n), np.zeros(n), 1, "stability")  # noqa: E731
     assert simulated(paired) == pytest.approx(pw.t_power(delta, sd / math.sqrt(n), n - 1), abs=WITHIN)
     bound = lambda rng: bound_part("b", rng.normal(0.02 - 0.01, 0.012, 8), 0.02, -1, "lmc_barrier")  # noqa: E731
-    assert simulated(bound) == pytest.approx(pw.t_power(-0.01, 0.012 / math.sqrt(8), 7), abs=WITHIN)
+    assert simulated(bound) == pytest.approx(pw.t_power(0.01, 0.012 / math.sqrt(8), 7), abs=WITHIN)
 
 
-def test_welch_power_matches_a_simulation():
-    (n_a, sd_a), (n_b, sd_b), delta = (6, 0.01), (9, 0.02), 0.015
+@pytest.mark.parametrize("delta,sd,n", [(0.01, 0.01, 5), (0.02, 0.01, 4), (0.005, 0.004, 12)])
+def test_a_paired_part_powered_at_the_papers_number_must_also_reach_it(delta, sd, n):
+    """With the paper's number, reproduced needs the interval to reach it: at the truth, at most 97.5%."""
+    def test(rng):
+        out = paired_part("d", rng.normal(delta, sd, n), np.zeros(n), 1, "acc")
+        out.tested = EffectTested(delta, "paper")
+        return out
+
+    computed = pw.t_power(delta, sd / math.sqrt(n), n - 1, size=delta)
+    assert computed < pw.t_power(delta, sd / math.sqrt(n), n - 1)
+    assert simulated(test) == pytest.approx(computed, abs=WITHIN)
+
+
+@pytest.mark.parametrize("n_a,sd_a,n_b,sd_b,delta", [(6, 0.01, 9, 0.02, 0.015), (3, 1.0, 3, 1.0, 1.0),
+                                                     (3, 1.0, 3, 1.0, 3.0)])
+def test_welch_power_matches_a_simulation_even_at_three_runs_a_group(n_a, sd_a, n_b, sd_b, delta):
+    """The noncentral t at the true variances' dof ran 5-10 points high at 3 runs a group; the grid is exact."""
     test = lambda rng: welch_part("w", rng.normal(delta, sd_a, n_a), rng.normal(0, sd_b, n_b), 1, "acc")  # noqa: E731
-    se, dof = pw.welch_se_dof(sd_a ** 2, n_a, sd_b ** 2, n_b)
-    assert simulated(test) == pytest.approx(pw.t_power(delta, se, dof), abs=WITHIN)
+    assert simulated(test) == pytest.approx(pw.welch_power(delta, sd_a ** 2, n_a, sd_b ** 2, n_b), abs=WITHIN)
+
+
+def test_the_kendall_interval_covers_with_ties_in_x():
+    """Two positions x 21 runs: the untied variance covered 90%; widened for the ties, 95% within 2 points."""
+    x = np.repeat([0.0, 1.0], 21)
+    rng = np.random.default_rng(3)
+    true = float(np.mean([sps.kendalltau(x, 0.5 * x + rng.normal(0, 1, x.size)).statistic for _ in range(6000)]))
+    parts = [correlation_part("t", x, 0.5 * x + rng.normal(0, 1, x.size), "kendall", 1, "m") for _ in range(2000)]
+    coverage = np.mean([p.low <= true <= p.high for p in parts])
+    assert coverage == pytest.approx(0.95, abs=0.02)
 
 
 @pytest.mark.parametrize("true_difference,margin,sd,n", [(0.0, 0.01, 0.008, 6), (0.0, 0.01, 0.01, 12),
@@ -89,11 +115,13 @@ def test_welch_tost_power_matches_a_simulation():
 
 
 MODELS = {
-    "pearson r = -0.43": pw.pearson_model(-0.43),
-    "kendall tau = -0.28": pw.kendall_model(-0.28, 40),
-    "trend tau = -0.19, 7 x 3": pw.trend_model(-0.19, range(7), [3] * 7),
+    "pearson r = -0.43": pw.pearson_model(0.43),
+    "pearson r = -0.43, the paper's": pw.pearson_model(0.43, size=0.43),
+    "kendall tau = -0.28": pw.kendall_model(0.28, 40),
+    "trend tau = -0.19, 7 x 3": pw.trend_model(0.19, range(7), [3] * 7),
     "paired 1 point, sd 2 points": pw.one_sample_model(0.01, 0.02),
     "welch 0.19 points": pw.welch_model(0.0019, 0.01 ** 2, 5, 0.012 ** 2, 5),
+    "welch 0.19 points, the paper's": pw.welch_model(0.0019, 0.01 ** 2, 5, 0.012 ** 2, 5, size=0.0019),
     "TOST at 0 in ±1 point": pw.one_sample_model(0.0, 0.015, margin=0.01),
 }
 
@@ -107,7 +135,7 @@ def test_the_n_for_80_percent_gives_at_least_80_percent_and_one_less_does_not(na
 
 
 def test_pearson_at_the_papers_effect_needs_40_runs_and_a_simulation_agrees():
-    n = pw.pearson_model(-0.43).n_for()
+    n = pw.pearson_model(0.43, size=0.43).n_for()
     assert n == 40  # 39 runs give 0.798
     test = lambda rng: correlation_part("c", *bivariate(rng, -0.43, n), "pearson", -1, "m")  # noqa: E731
     assert simulated(test, seed=5) >= 0.8 - WITHIN
@@ -137,17 +165,18 @@ def no_correlation(n: int, seed: int = 0) -> list[Run]:
             return runs_with(x, y)
 
 
-def test_a_null_whose_interval_excludes_the_papers_effect_is_smaller_than_the_paper():
+def test_a_null_whose_interval_excludes_the_papers_effect_is_no_effect_of_the_papers_size():
     c = evaluate_claims([claim(CORRELATION, PAPER)], {}, no_correlation(120), {})[0]
-    assert c["verdict"] == SMALLER and c["high"] > 0 > c["low"] > -0.43
+    assert c["verdict"] == ABSENT and c["verdict_label"] == "no effect of the paper's size"
+    assert c["high"] > 0 > c["low"] > -0.43
     assert c["effect_tested"] == {"value": -0.43, "kind": "paper", "reason": "ResNet18"}
-    assert c["power"] == pytest.approx(pw.pearson_power(-0.43, 120)) and c["n_for_power"] == 40
+    assert c["power"] == pytest.approx(pw.pearson_power(0.43, 120, size=0.43)) and c["n_for_power"] == 40
 
 
 def test_a_null_whose_interval_holds_the_papers_effect_is_inconclusive_with_its_power():
     c = evaluate_claims([claim(CORRELATION, PAPER)], {}, no_correlation(12), {})[0]
     assert c["verdict"] == "inconclusive" and c["low"] < -0.43 < 0 < c["high"]
-    assert c["power"] == pytest.approx(pw.pearson_power(-0.43, 12)) and c["power"] < 0.8
+    assert c["power"] == pytest.approx(pw.pearson_power(0.43, 12, size=0.43)) and c["power"] < 0.8
     text = "\n".join(render_claims([c]))
     assert "r = -0.43 (paper)" in text and f"{c['power']:.2f}" in text and " 40 " in text
 
@@ -190,16 +219,21 @@ def part(verdict_effect: float, low: float, high: float, p: float, tested: float
     return out
 
 
-def test_parts_combine_with_the_new_verdict_between_reproduced_and_contradicted():
+def test_parts_combine_on_the_five_step_scale_at_one_level_per_row():
     reproduced = part(0.02, 0.01, 0.03, 0.001, 0.01)
-    smaller = part(0.0, -0.004, 0.004, 0.99, 0.01)
+    weaker = part(0.004, 0.003, 0.005, 1e-6, 0.01)  # significant, short of the paper's 0.01
+    absent = part(0.0, -0.004, 0.004, 0.99, 0.01)
     inconclusive = part(0.0, -0.02, 0.02, 0.99, 0.01)
     contradicted = part(-0.03, -0.04, -0.02, 1e-5, 0.01)
-    assert smaller.verdict() == SMALLER and inconclusive.verdict() == "inconclusive"
-    assert combine([reproduced, smaller])[0] == SMALLER
-    assert combine([smaller, inconclusive])[0] == SMALLER
-    assert combine([smaller, contradicted]) == ("contradicted", contradicted)
-    assert combine([reproduced, inconclusive])[0] == "inconclusive"
+    assert [x.verdict() for x in (reproduced, weaker, absent, inconclusive, contradicted)] == [
+        REPRODUCED, WEAKER, ABSENT, INCONCLUSIVE, CONTRADICTED]
+    assert combine([reproduced, reproduced])[0] == REPRODUCED and combine([reproduced])[2] == 0.05
+    assert combine([reproduced, weaker])[:2] == (WEAKER, weaker) and combine([reproduced, weaker])[2] == 0.025
+    assert combine([weaker, inconclusive])[:2] == (ABSENT, weaker)  # the direction did not hold for every part
+    assert combine([absent, inconclusive])[:2] == (ABSENT, absent)
+    assert combine([absent, contradicted])[:2] == (CONTRADICTED, contradicted)
+    assert combine([reproduced, inconclusive])[0] == INCONCLUSIVE
     # excluded at 95% but not at the Bonferroni level of two parts (97.5%): the claim stays inconclusive
     edge = part(0.0, -0.0095, 0.0095, 0.99, 0.01)
-    assert edge.verdict() == SMALLER and combine([edge, inconclusive])[0] == "inconclusive"
+    assert edge.verdict() == ABSENT and combine([edge, inconclusive])[0] == INCONCLUSIVE
+    assert edge.at_level(0.025)["verdict"] == INCONCLUSIVE and edge.at_level(0.025)["high"] > 0.01

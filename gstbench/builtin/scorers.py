@@ -6,7 +6,7 @@ what they build is in impl/scorers.py.
 
 from __future__ import annotations
 
-from gstbench.components import NEEDS_ACTIVATIONS, WEIGHTS
+from gstbench.components import MAPS_2D, NEEDS_ACTIVATIONS, WEIGHTS
 from gstbench.plugins import hookimpl
 
 
@@ -67,7 +67,7 @@ def synflow():
 
 
 def hrank(examples: int = 500):
-    """HRank (Lin et al. 2020): mean rank of each filter's feature maps over training examples; 1-D: see docs."""
+    """HRank (Lin et al. 2020): mean rank of each filter's 2-D feature maps over training examples (images only)."""
     from gstbench.builtin.impl.scorers import HRankScorer
 
     return HRankScorer(int(examples))
@@ -83,4 +83,4 @@ def register_scorers(register):
     register("snip", snip, capabilities=[WEIGHTS])
     register("grasp", grasp, capabilities=[WEIGHTS])
     register("synflow", synflow, capabilities=[WEIGHTS])
-    register("hrank", hrank)
+    register("hrank", hrank, capabilities=[MAPS_2D])

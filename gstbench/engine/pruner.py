@@ -41,6 +41,7 @@ class Pruner:
         self.before_batch = getattr(self.scorer, "before_train_batch", None)
         self.after_step = getattr(self.effector, "after_step", None)
         self.observes_training = hasattr(self.scorer, "attach") or self.before_batch is not None
+        self._ties = [0, 0]  # tied candidates, candidates: over the current event's rankings
 
     def hooks(self, events: dict[int, list] | None = None,
               on_event: Callable[[int, int], None] | None = None) -> Hooks:
@@ -125,14 +126,15 @@ class Pruner:
             count = sum(c.count for c in cuts)
             cuts = [LayerCut(GLOBAL, count, cuts[0].index, cuts[0].of)]
         record: dict[str, LayerPruned] = {}
-        for cut in cuts:
+        self._ties = [0, 0]  # tied candidates, candidates: over this event's rankings
+        for salt, cut in enumerate(cuts):
             names = list(self.layers) if cut.layer == GLOBAL else [cut.layer]
             count = cut.count
             if self.soft:  # the soft-pruned units compete again: the event picks the whole share so far
                 count += sum(self.layers[n].n_original - self.layers[n].n_alive for n in names)
                 for name in names:
                     self.layers[name].alive.fill_(True)
-            for name, chosen in self._select(names, count).items():
+            for name, chosen in self._select(names, count, salt).items():
                 record[name] = self._apply(self.layers[name], chosen, cut)
             if self.soft and cut.index == cut.of:  # the layer's last event: its pick stays pruned
                 for name in names:
@@ -140,10 +142,19 @@ class Pruner:
         self.timing.add("prune_s", time.perf_counter() - t0)
         t_post, loss_post = evaluate_test()
         instability = (t_pre - t_post) / t_pre if t_pre > 0 else 0.0
-        return PruningEvent(step, t_pre, t_post, loss_pre, loss_post, instability, record, epoch=epoch, round=round)
+        tied = self._ties[0] / self._ties[1] if self._ties[1] else 0.0
+        return PruningEvent(step, t_pre, t_post, loss_pre, loss_post, instability, record, epoch=epoch, round=round,
+                            tied=tied)
 
-    def _select(self, names: list[str], count: int) -> dict[str, torch.Tensor]:
-        """Flat physical indices per layer; one ranking over all ``names`` (a single layer, or global)."""
+    def _select(self, names: list[str], count: int, salt: int = 0) -> dict[str, torch.Tensor]:
+        """Flat physical indices per layer; one ranking over all ``names`` (a single layer, or global).
+
+        Where alive units tie on their score, the target sees them in an order drawn from the
+        cell's seed, the step and ``salt`` (the cut), so a stable ranking breaks the ties at
+        random instead of by index; the draw uses its own generator, leaving the cell's
+        stream (random targets and scorers) as it was. The share of tied candidates is kept
+        for the event's record.
+        """
         scores, alive = [], []
         for name in names:
             layer = self.layers[name]
@@ -155,7 +166,16 @@ class Pruner:
             alive.append(layer.alive_flat)
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
         count = min(count, int(alive_cat.sum()))
-        chosen = self.target.select(scores_cat, alive_cat, count, self.ctx.generator).to("cpu")
+        tied = tied_count(scores_cat[alive_cat])
+        self._ties[0] += tied
+        self._ties[1] += int(alive_cat.sum())
+        if tied:
+            draw = torch.Generator().manual_seed((self.ctx.batch_seed * 1_000_003 + self.ctx.step) * 64 + salt)
+            order = torch.randperm(scores_cat.numel(), generator=draw)
+            chosen = order[self.target.select(scores_cat[order], alive_cat[order], count, self.ctx.generator)
+                           .to("cpu")]
+        else:
+            chosen = self.target.select(scores_cat, alive_cat, count, self.ctx.generator).to("cpu")
         if chosen.numel() != count or not bool(alive_cat[chosen].all()) or chosen.unique().numel() != count:
             raise ValueError(f"target {self.prune.target.id} picked {chosen.numel()} units for {', '.join(names)}: "
                              f"needs {count} distinct alive units")
@@ -172,6 +192,14 @@ class Pruner:
         apply_effector(self.effector, layer, chosen, self.ctx, self.scorer)
         pruned = sorted(original) if layer.granularity == "filters" else None  # single weights would flood events.jsonl
         return LayerPruned(len(original), layer.n_alive, cut.index, cut.of, pruned)
+
+
+def tied_count(scores: torch.Tensor) -> int:
+    """How many of ``scores`` share their value with another."""
+    if scores.numel() < 2:
+        return 0
+    _, counts = torch.unique(scores, return_counts=True)
+    return int(counts[counts > 1].sum())
 
 
 def apply_effector(effector: Any, layer: LayerState, chosen: torch.Tensor, ctx: PruningContext,

@@ -102,3 +102,37 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> di
 def config_label(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> str:
     """A configuration in one line, as the leaderboard labels it: e.g. ``l1 largest mask 1ep``."""
     return " ".join(str(v) for v in describe_config(spec, axes).values() if v != "-")
+
+
+def component_paths(spec: CellSpec | dict[str, Any]) -> list[str]:
+    """The dotted key of every component in a spec (a table with an ``id``: model, dataset, prune.scorer, ...)."""
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                if "id" in value:
+                    out.append(prefix + key)
+                else:
+                    walk(value, f"{prefix}{key}.")
+
+    walk(canonical_of(spec), "")
+    return out
+
+
+def declared_scope(specs: list[CellSpec]) -> dict[str, list[str]]:
+    """Each component key of ``specs`` and the values they use there: what a suite's claims are about (labels as a
+    stored run reads them: its spec's JSON, where option tuples are lists)."""
+    import json
+
+    scope: dict[str, set[str]] = {}
+    for spec in specs:
+        stored = json.loads(json.dumps(canonical_of(spec)))
+        for key in component_paths(stored):
+            scope.setdefault(key, set()).add(label_at(stored, key))
+    return {k: sorted(v) for k, v in sorted(scope.items())}
+
+
+def outside_scope(spec: CellSpec | dict[str, Any], scope: dict[str, list[str]]) -> tuple[tuple[str, str], ...]:
+    """The component keys at which a run uses a value its suite does not declare (empty: the suite's own run)."""
+    return tuple((k, v) for k in scope if (v := label_at(spec, k)) != "-" and v not in scope[k])

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from gstbench.components import LOADS_WEIGHTS, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
+from gstbench.components import LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
 from gstbench.plan.claims import check_claims, parse_claims, parse_groups
 from gstbench.plan.config import CellSpec, cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.names import name_problem
 from gstbench.plan.seeds import count_seeds, parse_seeds
-from gstbench.plan.selection import label_at
+from gstbench.plan.selection import declared_scope, label_at
 from gstbench.plan.log_targets import LogTarget, parse_logging_table
 from gstbench.plugins import Registry
 
@@ -73,12 +73,16 @@ class Suite:
     groups: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # named configurations, at this scale
     axis_labels: dict[str, list[str]] = field(default_factory=dict)  # each axis's values as stored runs label them
     logging: list[LogTarget] = field(default_factory=list)  # [logging]: the experiment trackers every run logs to
+    # each component key and the values the suite file declares there (no command-line override): the runs its
+    # claims test; a run of another value (a scorer added with --scorer) is tested in a claim row of its own
+    scope: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "description": self.description, "scale": self.scale,
                 "scales": self.scales, "seeds": self.seeds, "axes": self.axes, "rank": self.rank,
                 "question": self.question, "columns": self.columns, "correlate": self.correlate, "delta": self.delta,
                 "levels": self.levels, "claims": self.claims, "groups": self.groups, "axis_labels": self.axis_labels,
+                "scope": self.scope,
                 "configurations": len({c.config_hash for c in self.cells}), "cells": len(self.cells)}
 
 
@@ -260,6 +264,7 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
             _set_path(cfg, n, v, source, f"include[{i}].{n}")
         configs.append(cfg)
 
+    as_declared = [dict(cfg) for cfg in configs] if overrides else None  # the claims' scope: the file, not the flags
     for cfg in configs:
         listed = cfg.get("metrics", [])
         if not isinstance(listed, list):
@@ -276,6 +281,8 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
     first = [cell_from_config(cfg, seed_list[0], registry, source, memo) for cfg in configs]
     cells = list({c.hash: c for c in (spec.with_seed(seed) for spec in first for seed in seed_list)}.values())
     validate_cells(cells, registry, source, placeholders)
+    scope = declared_scope(first if as_declared is None else
+                           [cell_from_config(cfg, seed_list[0], registry, source, {}) for cfg in as_declared])
     # each axis value as a stored run's label reads it, in the declared order (trends and splits follow it)
     axis_labels = {n: [label_at(first[next(j for j, c in enumerate(combos) if c[k] == i)].canonical(), n)
                        for i in range(len(axes[n]))] for k, n in enumerate(names)}
@@ -293,7 +300,7 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
     return Suite(name=name, source=source, description=raw.get("description", ""),
                  scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
                  rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
-                 claims=claims, groups=groups, axis_labels=axis_labels, logging=logging,
+                 claims=claims, groups=groups, axis_labels=axis_labels, logging=logging, scope=scope,
                  **_analyses(leaderboard, axes, source))
 
 
@@ -480,6 +487,12 @@ def _check_pruned(spec: CellSpec, registry: Registry, model: Any, data: Any) -> 
                 raise SpecError(f"{kind[:-1]} '{components[kind].id}' works on whole filters only, and "
                                 f"granularity is \"weights\"; pick one that declares the '{WEIGHTS}' capability "
                                 f"(gstbench list {kind})", key=f"prune.{kind[:-1]}")
+    if MAPS_2D in components["scorers"].capabilities and data.x_train.dim() != 4:
+        raise SpecError(f"scorer '{components['scorers'].id}' ranks filters by their 2-D feature maps, and dataset "
+                        f"{spec.dataset.label} holds 1-D signals (examples of shape "
+                        f"{tuple(data.x_train.shape[1:])}), whose 1 x L maps have rank 0 or 1 and cannot rank "
+                        f"filters; pick another scorer (gstbench list scorers) or an image dataset",
+                        key="prune.scorer")
     effector = components["effectors"]
     if prune.rounds:
         if TEMPORARY in effector.capabilities or SOFT in effector.capabilities:

@@ -1,10 +1,27 @@
 """The statistics behind each claim test (scipy): one Part per tested statement, and how parts combine.
 
-A Part holds a test's effect, its 95% interval (90% for an equivalence, two one-sided
-tests), the test's name, p and n, and the claimed sign; with the effect the claim
-declares (the paper's, or an effect of interest), the test's power there and the n for
-80% (power.py). Its verdict follows claims.py's rule. Fewer than 3 values, a constant
-variable or no variance give no test and say so.
+A Part holds a test's effect, its interval at any level (95% by default; 1 - 2 alpha for
+an equivalence's two one-sided tests), the test's name, p and n, and the claimed sign;
+with the effect the claim declares (the paper's, or an effect of interest), the test's
+power there and the n for 80% (power.py). Its verdict follows the scale below
+(docs/definitions.md#claims-and-verdicts). Fewer than 3 values, a constant variable or no
+variance give no test and say so.
+
+The verdict scale, after equivalence testing's outcomes (Lakens, Scheel & Isager 2018),
+for a part at level alpha, with E the effect tested in the claimed direction:
+
+- ``reproduced``: significant in the claimed direction (p < alpha and the (1 - alpha)
+  interval on that side of zero) and, where E is the paper's number, the interval reaches E;
+- ``weaker``: significant in the claimed direction, but the interval excludes the paper's
+  E toward zero: the direction held, the effect is weaker than the paper's (only where
+  the paper gives a number: a direction-only claim claims no size);
+- ``absent``: not significant, and the interval excludes E toward zero: no effect of the
+  paper's size (or of the size of interest);
+- ``contradicted``: significant in the opposite direction;
+- ``inconclusive``: the rest: the interval holds both no effect and E.
+
+An equivalence is reproduced inside its margin, contradicted beyond it, inconclusive
+otherwise; a non-inferiority likewise above -margin or wholly below it.
 """
 
 from __future__ import annotations
@@ -20,8 +37,29 @@ from gstbench.reports import power as pw
 from gstbench.reports.distributions import normal_quantile, t_cdf, t_quantile, t_sf
 
 MIN_RUNS = 3
-SMALLER = "smaller than the paper's effect"
-VERDICTS = ("reproduced", SMALLER, "contradicted", "inconclusive")
+REPRODUCED, WEAKER, ABSENT, CONTRADICTED, INCONCLUSIVE, NOT_RUN = (
+    "reproduced", "weaker", "absent", "contradicted", "inconclusive", "not run")
+# From most to least support for the claim; `compare` calls any step down this list a regression. "not run"
+# is no verdict: a claim whose groups have no finished run.
+VERDICTS = (REPRODUCED, WEAKER, INCONCLUSIVE, ABSENT, CONTRADICTED)
+OLD_VERDICTS = {"smaller than the paper's effect": ABSENT}  # exports written before the scale had five steps
+
+
+def verdict_rank(verdict: str) -> int | None:
+    """A verdict's place on the scale (0: reproduced); None for "not run" or a word the scale does not know."""
+    verdict = OLD_VERDICTS.get(verdict, verdict)
+    return VERDICTS.index(verdict) if verdict in VERDICTS else None
+
+
+def verdict_label(verdict: str, tested_kind: str | None = None) -> str:
+    """The words a table prints: ``weaker`` and ``absent`` name what they are measured against, the paper's effect
+    or an effect of interest (a direction-only claim's)."""
+    verdict = OLD_VERDICTS.get(verdict, verdict)
+    if verdict == WEAKER:
+        return "weaker than the paper's effect"
+    if verdict == ABSENT:
+        return "no effect of the paper's size" if tested_kind == "paper" else "no effect of the size of interest"
+    return verdict
 
 
 @dataclass
@@ -68,49 +106,57 @@ class Part:
     power: float | None = None
     n_for_power: int | None = None  # the n that would give pw.TARGET_POWER
     power_note: str = ""  # why there is no power
+    missing: str = ""  # why the part is not run: a group it compares has no finished run
+    block: Any = None  # the claim_power.Block of parts computed from the same runs, if any
 
     def interval(self, alpha: float = ALPHA) -> tuple[float | None, float | None]:
-        """The effect's (1 - alpha) interval (t, Fisher z or Fieller's z); an equivalence keeps its 90% one."""
+        """The effect's (1 - alpha) interval (t, Fisher z, or Fieller's z widened for ties in x); an equivalence's
+        and a non-inferiority's is the (1 - 2 alpha) one, as their one-sided tests at alpha use it."""
         if self.effect is None:
             return None, None
-        if self.se is not None and self.margin is None:
-            half = float(t_quantile(1 - alpha / 2, self.dof)) * self.se
+        if self.se is not None:
+            half = float(t_quantile(1 - (alpha if self.margin is not None else alpha / 2), self.dof)) * self.se
             return self.effect - half, self.effect + half
         if self.family in ("pearson", "kendall", "trend") and abs(self.effect) < 1:
-            var = 1 / (self.n - 3) if self.family == "pearson" else pw.KENDALL_ALT_VAR / (self.n - 4)
             if self.n > (3 if self.family == "pearson" else 4):
-                z, half = math.atanh(self.effect), float(normal_quantile(1 - alpha / 2)) * math.sqrt(var)
+                sd = 1 / math.sqrt(self.n - 3) if self.family == "pearson" else \
+                    pw.kendall_interval_sd(self.n, [c for _, c in self.x_counts if c > 1])
+                z, half = math.atanh(self.effect), float(normal_quantile(1 - alpha / 2)) * sd
                 return math.tanh(z - half), math.tanh(z + half)
+            return None, None
         return self.low, self.high
 
-    def verdict(self, alpha: float = ALPHA) -> str:
-        if self.effect is None:
-            return "inconclusive"
-        if self.margin is not None:  # two one-sided tests: the (1 - 2 alpha) interval against the margin
-            if self.se is None:
-                return "inconclusive"
-            half = float(t_quantile(1 - alpha, self.dof)) * self.se
-            low, high = self.effect - half, self.effect + half
-            if self.one_sided:  # non-inferiority: the interval above -margin, or wholly below it
-                return "reproduced" if low > -self.margin else "contradicted" if high < -self.margin \
-                    else "inconclusive"
-            if -self.margin < low and high < self.margin:
-                return "reproduced"
-            if low > self.margin or high < -self.margin:
-                return "contradicted"
-            return "inconclusive"
-        if self.p is not None and self.p < alpha and self.effect != 0:
-            return "reproduced" if (self.effect > 0) == (self.sign > 0) else "contradicted"
-        if self.p is not None and self.tested is not None and self.rules_out_tested(alpha):
-            return SMALLER
-        return "inconclusive"
+    def sized(self) -> bool:
+        """The claim states the paper's number for this part: reproducing it needs the size too."""
+        return self.tested is not None and self.tested.kind == "paper" and self.margin is None
 
-    def rules_out_tested(self, alpha: float = ALPHA) -> bool:
-        """The (1 - alpha) interval excludes the effect tested: an effect as large as it is ruled out."""
+    def verdict(self, alpha: float = ALPHA) -> str:
+        """This part's place on the scale at level ``alpha`` (the module docstring)."""
+        if self.missing:
+            return NOT_RUN
+        if self.effect is None:
+            return INCONCLUSIVE
         low, high = self.interval(alpha)
-        if low is None or high is None:
-            return False
-        return high < self.tested.value if self.tested.value > 0 else low > self.tested.value
+        if self.margin is not None:  # two one-sided tests (or one): the (1 - 2 alpha) interval against the margin
+            if low is None:
+                return INCONCLUSIVE
+            if self.one_sided:  # non-inferiority: the interval above -margin, or wholly below it
+                return REPRODUCED if low > -self.margin else CONTRADICTED if high < -self.margin else INCONCLUSIVE
+            if -self.margin < low and high < self.margin:
+                return REPRODUCED
+            return CONTRADICTED if low > self.margin or high < -self.margin else INCONCLUSIVE
+        s = 1 if self.sign >= 0 else -1
+        effect = s * self.effect  # in the claimed direction: positive holds the claim
+        lo, hi = (None, None) if low is None else sorted((s * low, s * high))
+        significant = self.p is not None and self.p < alpha and effect != 0
+        if significant and effect < 0 and (hi is None or hi < 0):
+            return CONTRADICTED
+        tested = None if self.tested is None else s * self.tested.value
+        if significant and effect > 0 and (lo is None or lo > 0):
+            return WEAKER if self.sized() and hi is not None and hi < tested else REPRODUCED
+        if tested is not None and hi is not None and hi < tested:
+            return ABSENT
+        return INCONCLUSIVE
 
     def as_equivalence(self, margin: float) -> None:
         """Turn a difference into an equivalence test (TOST, Schuirmann 1987): its p, and the 90% interval."""
@@ -133,9 +179,25 @@ class Part:
     def as_json(self) -> dict[str, Any]:
         return {"label": self.label, "test": self.test, "statistic": self.statistic, "metric": self.metric,
                 "effect": self.effect, "low": self.low, "high": self.high, "p": self.p, "n": self.n,
-                "verdict": self.verdict(), **({"margin": self.margin} if self.margin is not None else {}),
+                "verdict": self.verdict(), "verdict_label": verdict_label(self.verdict(), self.tested_kind()),
+                "level": self.level(), **({"margin": self.margin} if self.margin is not None else {}),
                 **({"one_sided": True} if self.one_sided else {}),
-                **({"note": self.note} if self.note else {}), **self.power_json()}
+                **({"note": self.note} if self.note else {}), **({"missing": self.missing} if self.missing else {}),
+                **self.power_json()}
+
+    def tested_kind(self) -> str | None:
+        return None if self.tested is None else self.tested.kind
+
+    def level(self, alpha: float = ALPHA) -> float:
+        """The confidence of this part's interval at level ``alpha``: 1 - alpha, or 1 - 2 alpha for one-sided tests."""
+        return 1 - (2 * alpha if self.margin is not None else alpha)
+
+    def at_level(self, alpha: float) -> dict[str, Any]:
+        """This part's row at level ``alpha``: its interval there and its verdict there."""
+        low, high = self.interval(alpha)
+        verdict = self.verdict(alpha)
+        return {**self.as_json(), "low": low, "high": high, "level": self.level(alpha), "verdict": verdict,
+                "verdict_label": verdict_label(verdict, self.tested_kind())}
 
     def power_json(self) -> dict[str, Any]:
         """The effect tested, the power there and the n for 80% (or why there is none)."""
@@ -144,24 +206,44 @@ class Part:
                 **({"power_note": self.power_note} if self.power_note else {})}
 
 
-def combine(parts: list[Part]) -> tuple[str, Part]:
-    """The claim's verdict and the part that decides it (claims.py's module docstring)."""
+def combine(parts: list[Part]) -> tuple[str, Part, float]:
+    """The claim's verdict, the part that decides it and the level its row is shown at (alpha for a reproduced
+    claim, alpha / number of parts otherwise).
+
+    Reproduced when every part is at alpha (an intersection-union test: valid at alpha without
+    correction); otherwise each part is judged at alpha / m (Bonferroni): contradicted when
+    any part is; weaker when every part is significant in the claimed direction at alpha and
+    one is weaker there; absent when a part's interval there excludes the effect tested
+    toward zero; inconclusive otherwise. A part whose group has no finished run makes the
+    claim "not run", unless a part that ran contradicts it.
+    """
+    run = [p for p in parts if not p.missing]
+    if len(run) < len(parts):  # a group without finished runs: no verdict, unless what did run contradicts
+        against = [p for p in run if p.verdict(ALPHA / len(parts)) == CONTRADICTED]
+        if against:
+            return CONTRADICTED, min(against, key=lambda p: 1.0 if p.p is None else p.p), ALPHA / len(parts)
+        return NOT_RUN, next(p for p in parts if p.missing), ALPHA
     m = len(parts)
-    verdicts = [p.verdict() for p in parts]
-    if all(v == "reproduced" for v in verdicts):
-        weakest = max(parts, key=lambda p: -1.0 if p.p is None else p.p)
-        return "reproduced", weakest
-    against = [p for p in parts if p.verdict(ALPHA / m) == "contradicted"]
+    at_alpha = [p.verdict() for p in parts]
+    if all(v == REPRODUCED for v in at_alpha):
+        return REPRODUCED, max(parts, key=lambda p: -1.0 if p.p is None else p.p), ALPHA
+    corrected = ALPHA / m
+    at_corrected = [p.verdict(corrected) for p in parts]
+    against = [p for p, v in zip(parts, at_corrected) if v == CONTRADICTED]
     if against:
-        return "contradicted", min(against, key=lambda p: 1.0 if p.p is None else p.p)
-    smaller = [p for p, v in zip(parts, verdicts) if v != "reproduced" and p.verdict(ALPHA / m) == SMALLER]
-    if smaller:
-        return SMALLER, smaller[0]
-    return "inconclusive", next(p for p, v in zip(parts, verdicts) if v != "reproduced")
+        return CONTRADICTED, min(against, key=lambda p: 1.0 if p.p is None else p.p), corrected
+    weaker = [p for p, v in zip(parts, at_corrected) if v == WEAKER]
+    if weaker and all(v in (REPRODUCED, WEAKER) for v in at_alpha):
+        return WEAKER, weaker[0], corrected
+    absent = [p for p, v in zip(parts, at_corrected) if v in (ABSENT, WEAKER)]
+    if absent:
+        return ABSENT, min(absent, key=lambda p: p.verdict(corrected) != ABSENT), corrected
+    return INCONCLUSIVE, next(p for p, v in zip(parts, at_alpha) if v != REPRODUCED), corrected
 
 
-def attach_power(part: Part, declared: dict[str, Any] | None) -> Part:
-    """The effect the claim declares for this part, in its test's unit, and the test's power there."""
+def attach_power(part: Part, declared: dict[str, Any] | None, with_power: bool = True) -> Part:
+    """The effect the claim declares for this part, in its test's unit, and (``with_power``) the test's power
+    there."""
     if not declared:
         part.power_note = "no effect declared (neither the paper's nor one of interest)"
         return part
@@ -170,7 +252,10 @@ def attach_power(part: Part, declared: dict[str, Any] | None) -> Part:
     if part.family == "kendall" and declared.get("statistic") == "pearson":  # a declared r, tested by Kendall
         value, derived = 2 / math.pi * math.asin(value), "tau = (2/pi) asin r (Greiner's relation)"
     part.tested = EffectTested(value, declared["kind"], declared.get("reason", ""), derived)
-    model = _power_model(part, value)
+    if not with_power:
+        part.power_note = "not computed"
+        return part
+    model = power_model(part)
     if part.effect is None or model is None:
         part.power_note = part.note or "no test, so no power"
         return part
@@ -183,24 +268,35 @@ def attach_power(part: Part, declared: dict[str, Any] | None) -> Part:
     return part
 
 
-def _power_model(part: Part, value: float) -> pw.PowerModel | None:
+def power_model(part: Part, truth: float | None = None, alpha: float = ALPHA) -> pw.PowerModel | None:
+    """How likely ``part``'s test is to come out reproduced at any n, at a true effect ``truth`` (default: the effect
+    tested; both in the test's unit, signed as the effect)."""
+    if part.tested is None:
+        return None
+    s = 1 if part.sign >= 0 else -1
+    value = s * (part.tested.value if truth is None else truth)  # the claimed direction positive
+    size = s * part.tested.value if part.sized() else None
+    if part.margin is not None:  # an equivalence is powered at a difference, not in a direction
+        value = part.tested.value if truth is None else truth
     if part.family == "pearson":
-        return pw.pearson_model(value)
+        return pw.pearson_model(value, alpha, size)
     if part.family == "kendall":
-        return pw.kendall_model(value, part.n, [c for _, c in part.x_counts if c > 1])
+        return pw.kendall_model(value, part.n, [c for _, c in part.x_counts if c > 1], alpha, size)
     if part.family == "trend":
-        return pw.trend_model(value, [x for x, _ in part.x_counts], [c for _, c in part.x_counts])
+        return pw.trend_model(value, [x for x, _ in part.x_counts], [c for _, c in part.x_counts], alpha, size)
     if part.family in ("paired", "one-sample") and part.sd:
-        return pw.one_sample_model(value, part.sd, margin=part.margin, one_sided=part.one_sided)
+        return pw.one_sample_model(value, part.sd, alpha, margin=part.margin, one_sided=part.one_sided, size=size)
     if part.family == "welch" and part.groups:
         var_a, n_a, var_b, n_b = part.groups
-        return pw.welch_model(value, var_a, n_a, var_b, n_b, margin=part.margin, one_sided=part.one_sided)
+        return pw.welch_model(value, var_a, n_a, var_b, n_b, alpha, margin=part.margin, one_sided=part.one_sided,
+                              size=size)
     return None
 
 
 def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statistic: str, sign: int,
                      metric: str) -> Part:
-    """Pearson r (Fisher-z interval) or Kendall tau-b (interval by Fieller et al.'s z variance 0.437/(n-4))."""
+    """Pearson r (Fisher-z interval) or Kendall tau-b (interval by Fieller et al.'s z variance 0.437/(n-4), widened
+    for ties in x)."""
     from scipy import stats  # its import takes a second: only where a test needs it
 
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -213,16 +309,9 @@ def correlation_part(label: str, x: Sequence[float], y: Sequence[float], statist
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         part.note = "a constant variable: no correlation is defined"
         return part
-    if statistic == "pearson":
-        res = stats.pearsonr(a, b)
-        var = 1 / (a.size - 3) if a.size > 3 else None
-    else:
-        res = stats.kendalltau(a, b)
-        var = 0.437 / (a.size - 4) if a.size > 4 else None
+    res = stats.pearsonr(a, b) if statistic == "pearson" else stats.kendalltau(a, b)
     part.effect, part.p = float(res.statistic), float(res.pvalue)
-    if var is not None and abs(part.effect) < 1:
-        z, half = math.atanh(part.effect), float(normal_quantile(1 - ALPHA / 2)) * math.sqrt(var)
-        part.low, part.high = math.tanh(z - half), math.tanh(z + half)
+    part.low, part.high = part.interval()
     return part
 
 
@@ -305,17 +394,22 @@ def _value_format(c: dict[str, Any]) -> tuple[Callable[[float], str], str]:
 
 def format_effect(c: dict[str, Any]) -> str:
     """``r = -0.41 [-0.67, -0.06]``, ``+0.62 pts [+0.10, +1.14]`` or, for an equivalence, its 90% interval
-    and margin ``+0.20 pts [-0.30, +0.70] in ±1.00`` (a non-inferiority: ``> -1.00``); ``-`` when untested."""
+    and margin ``+0.20 pts [-0.30, +0.70] in ±1.00`` (a non-inferiority: ``> -1.00``); an interval at another level
+    than its test's usual one (a claim of several parts, judged at 0.05 / parts) names it: ``[..] 97.5%``;
+    ``-`` when untested."""
     if c["effect"] is None:
         return "-"
+    usual = 0.90 if c.get("margin") is not None else 0.95
+    level = "" if c.get("level") is None or abs(c["level"] - usual) < 1e-9 or c["low"] is None \
+        else f" {100 * c['level']:.4g}%"
     if c["statistic"] in ("r", "tau"):
         interval = "" if c["low"] is None else f" [{c['low']:+.2f}, {c['high']:+.2f}]"
-        return f"{c['statistic']} = {c['effect']:+.2f}{interval}"
+        return f"{c['statistic']} = {c['effect']:+.2f}{interval}{level}"
     fmt, unit = _value_format(c)
     interval = "" if c["low"] is None else f" [{fmt(c['low'])}, {fmt(c['high'])}]"
     margin = "" if c.get("margin") is None else \
         f" > -{fmt(c['margin'])[1:]}" if c.get("one_sided") else f" in ±{fmt(c['margin'])[1:]}"
-    return f"{fmt(c['effect'])}{unit}{interval}{margin}"
+    return f"{fmt(c['effect'])}{unit}{interval}{level}{margin}"
 
 
 def format_tested(c: dict[str, Any]) -> str:

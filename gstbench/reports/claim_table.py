@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gstbench.plan.claims import parse_claims
-from gstbench.reports.claims import VERDICTS, format_effect, format_p, format_power, format_tested
+from gstbench.reports.claim_stats import verdict_rank
+from gstbench.reports.claims import format_effect, format_p, format_power, format_tested, label_of
 from gstbench.errors import GstbenchError
 from gstbench.store.reader import load_results
 from gstbench.reports.report import claims_for
@@ -107,7 +108,7 @@ def describe_result(result: dict[str, Any] | None) -> str:
     80% at n = 41`` or ``not run``."""
     if result is None:
         return NOT_RUN
-    text = (f"{result['verdict'].upper()}: {format_effect(result)}, p = {format_p(result['p'])}, n = {result['n']}, "
+    text = (f"{label_of(result).upper()}: {format_effect(result)}, p = {format_p(result['p'])}, n = {result['n']}, "
             f"seeds {result['seeds']}")
     power, n_needed = format_power(result)
     if result.get("effect_tested") is None:
@@ -125,15 +126,17 @@ def render_claim_table(table: dict[str, Any], tablefmt: str = "simple") -> str:
             for r in table["rows"]]
     widths = [None, None, 36, *([34] * len(table["columns"]))] if wrap else None
     counts: dict[str, dict[str, int]] = {}
+    rank: dict[str, int | None] = {}  # the scale's order, "not run" last
     for c in table["columns"]:
         for r in table["rows"]:
             res = r["results"].get(c)
-            verdict = res["verdict"] if res else NOT_RUN
+            verdict = label_of(res) if res else NOT_RUN
             counts.setdefault(c, {}).setdefault(verdict, 0)
             counts[c][verdict] += 1
+            rank.setdefault(verdict, verdict_rank(res["verdict"]) if res else None)
     lines = [tabulate(body, headers=["claim", "suite", "paper's figure", *table["columns"]], tablefmt=tablefmt,
                       disable_numparse=True, maxcolwidths=widths), ""]
-    lines += [f"{c}: " + ", ".join(f"{counts[c][v]} {v}" for v in (*VERDICTS, NOT_RUN) if v in counts[c])
-              for c in table["columns"]]
+    ordered = lambda c: sorted(counts[c].items(), key=lambda kv: 99 if rank[kv[0]] is None else rank[kv[0]])  # noqa: E731
+    lines += [f"{c}: " + ", ".join(f"{n} {v}" for v, n in ordered(c)) for c in table["columns"]]
     lines += [f"warning: {p}" for p in table["problems"]]
     return "\n".join(lines)

@@ -44,9 +44,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gstbench.reports.claim_stats import (ALPHA, VERDICTS, Part, attach_power, bound_part, combine,
-                                  correlation_part, format_effect, format_p, format_power, format_tested, is_share,
-                                  paired_part, welch_part)
+from gstbench.reports.claim_power import Block, claim_power
+from gstbench.reports.claim_stats import (ALPHA, NOT_RUN, VERDICTS, Part, attach_power, bound_part, combine,
+                                          correlation_part, format_effect, format_p, format_power, format_tested,
+                                          is_share, paired_part, verdict_label, welch_part)
 from gstbench.plan.claims import group_predicate
 from gstbench.plan.selection import label_at
 
@@ -71,22 +72,33 @@ class Run:
 
 
 def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, list[Any]]], runs: list[Run],
-                    axis_labels: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """Every claim's verdict from the finished runs, as plain data (``parts`` holds each tested statement)."""
+                    axis_labels: dict[str, list[str]], power: bool = True) -> list[dict[str, Any]]:
+    """Every claim's verdict from the finished runs, as plain data (``parts`` holds each tested statement at 0.05;
+    the claim's own fields are its deciding part at the level the verdict used, and the whole claim's power).
+    ``power=False`` leaves the claim's power out (a simulation per claim), for callers that judge many planted
+    data sets."""
     out = []
     for claim in claims:
         parts: list[Part] = []
         for test in claim["tests"]:
-            parts += _test_parts(test, groups, runs, axis_labels)
-        verdict, deciding = combine(parts)
+            parts += _test_parts(test, groups, runs, axis_labels, power)
+        verdict, deciding, level = combine(parts)
+        row = deciding.at_level(level)
+        blocks = list({id(p.block): p.block for p in parts if p.block is not None}.values())
+        whole, needed, why = claim_power(parts, blocks, deciding) if power and not deciding.missing else \
+            (None, None, deciding.missing or "not computed")
         out.append({"id": claim["id"], "source": claim["source"], "statement": claim["statement"],
-                    "paper": claim["paper"], "verdict": verdict, "test": deciding.test,
+                    "paper": claim["paper"], "verdict": verdict,
+                    "verdict_label": verdict_label(verdict, deciding.tested_kind()), "test": deciding.test,
                     "statistic": deciding.statistic, "metric": deciding.metric, "effect": deciding.effect,
-                    "low": deciding.low, "high": deciding.high, "p": deciding.p, "n": deciding.n,
-                    "deciding": deciding.label, "parts": [p.as_json() for p in parts],
+                    "low": row["low"], "high": row["high"], "level": row["level"], "p": deciding.p,
+                    "n": deciding.n, "deciding": deciding.label, "parts": [p.as_json() for p in parts],
                     **({"margin": deciding.margin} if deciding.margin is not None else {}),
                     **({"one_sided": True} if deciding.one_sided else {}),
-                    **deciding.power_json()})
+                    **({"missing": deciding.missing} if deciding.missing else {}),
+                    **deciding.power_json(), "power": whole, "n_for_power": needed,
+                    **({"power_note": why} if whole is None or needed is None else {}),
+                    "power_of": "claim" if len(parts) > 1 else "part"})
     return out
 
 
@@ -106,8 +118,11 @@ def _correlation(test, prefix, members, pick, groups, axis_labels, rnd, sign) ->
     pool = pick(test["runs"], members)
     pairs = [(r.value(test["x"], rnd), r.value(test["y"], rnd)) for r in pool]
     pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-    return [correlation_part(f"{prefix}{test['x']} vs {test['y']}", [x for x, _ in pairs], [y for _, y in pairs],
-                             statistic, sign, test["y"]) for statistic in test["statistic"]]
+    parts = [correlation_part(f"{prefix}{test['x']} vs {test['y']}", [x for x, _ in pairs], [y for _, y in pairs],
+                              statistic, sign, test["y"]) for statistic in test["statistic"]]
+    if len(parts) > 1:  # Pearson and Kendall of the same runs: their outcomes move together
+        _join(Block("correlation", parts))
+    return parts
 
 
 def _difference(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
@@ -135,8 +150,25 @@ def _equivalence(test, prefix, members, pick, groups, axis_labels, rnd, sign, on
 def _order(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
     seq = test["groups"]
     pool = pick(test["runs"], members)
-    return [group_difference(f"{prefix}{_name(hi)} - {_name(lo)}", pick(hi, pool), pick(lo, pool), test["metric"],
-                             rnd, sign) for lo, hi in zip(seq, seq[1:])]  # sign positive: rises along the list
+    chosen = [pick(g, pool) for g in seq]
+    parts = [group_difference(f"{prefix}{_name(hi)} - {_name(lo)}", chosen[j + 1], chosen[j], test["metric"], rnd,
+                              sign) for j, (lo, hi) in enumerate(zip(seq, seq[1:]))]  # sign positive: rises
+    if len(parts) > 1 and all(p.effect is not None for p in parts):
+        by_seed = [_by_seed(runs, test["metric"], rnd) for runs in chosen]
+        if all(p.family == "paired" for p in parts) and all(set(b) == set(by_seed[0]) for b in by_seed):
+            seeds = sorted(by_seed[0])
+            means = np.array([[np.mean(b[s]) for b in by_seed] for s in seeds])
+            _join(Block("paired-order", parts, cov=np.atleast_2d(np.cov(np.diff(means, axis=1).T, ddof=1))))
+        elif all(p.family == "welch" for p in parts):
+            values = [[v for vs in b.values() for v in vs] for b in by_seed]
+            _join(Block("welch-order", parts, variances=tuple(float(np.var(v, ddof=1)) for v in values),
+                        sizes=tuple(len(v) for v in values)))
+    return parts
+
+
+def _join(block: Block) -> None:
+    for part in block.parts:
+        part.block = block
 
 
 def _trend(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
@@ -173,18 +205,34 @@ PARTS_OF_KIND = {"correlation": _correlation, "difference": _difference, "equiva
                  "order": _order, "trend": _trend, "bound": _bound}
 
 
-def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels: dict[str, list[str]]) -> list[Part]:
+def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels: dict[str, list[str]],
+                power: bool = True) -> list[Part]:
     kind, rnd = test["kind"], test.get("round")
     sign = 1 if test.get("sign", "positive") == "positive" else -1
     pick = lambda ref, rs: [r for r in rs if group_predicate(ref, groups)(r.spec)]  # noqa: E731
     parts: list[Part] = []
     for split, members in _splits(test, runs, axis_labels):
-        parts += PARTS_OF_KIND[kind](test, f"{split}: " if split else "", members, pick, groups, axis_labels, rnd,
-                                     sign)
+        prefix = f"{split}: " if split else ""
+        empty = [ref for ref in _compared(test) if not pick(ref, members)]
+        if empty:  # no verdict from no runs: the claim says which group and why
+            parts.append(Part(f"{prefix}{_name(empty[0])}", kind, "-", test.get("metric", test.get("y", "")), sign,
+                              missing=f"group '{_name(empty[0])}' has no finished run"))
+            continue
+        parts += PARTS_OF_KIND[kind](test, prefix, members, pick, groups, axis_labels, rnd, sign)
     if not parts:
         parts.append(Part(f"{test.get('within')}: no values", kind, "-", test.get("metric", ""), sign,
-                          note="no finished run has a value at the 'within' key"))
-    return [attach_power(part, test.get("effect")) for part in parts]
+                          missing="no finished run has a value at the 'within' key"))
+    return [attach_power(part, test.get("effect"), power) for part in parts]
+
+
+def _compared(test: dict[str, Any]) -> list[str | list[str]]:
+    """The groups a test draws runs from: each must hold a finished run for the test to run."""
+    refs = [test[k] for k in ("a", "b") if k in test] + list(test.get("groups", []) if test["kind"] == "order" else [])
+    if test["kind"] == "trend" and "groups" in test:
+        refs += list(test["groups"])
+    if "runs" in test and test["runs"] != "all":
+        refs.append(test["runs"])
+    return refs or ["all"]
 
 
 def _name(ref: str | list[str]) -> str:
@@ -192,18 +240,19 @@ def _name(ref: str | list[str]) -> str:
 
 
 # ---- pairing runs by seed -------------------------------------------------------------------
+def _by_seed(runs: list[Run], metric: str, round_index: int | None) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = {}
+    for r in runs:
+        v = r.value(metric, round_index)
+        if v is not None:
+            out.setdefault(r.seed, []).append(v)
+    return out
+
+
 def group_difference(label: str, a: list[Run], b: list[Run], metric: str, round_index: int | None,
                      sign: int) -> Part:
     """a - b on ``metric``: paired over seeds (each group's mean per seed) when both ran the same seeds, else Welch."""
-    def by_seed(runs: list[Run]) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {}
-        for r in runs:
-            v = r.value(metric, round_index)
-            if v is not None:
-                out.setdefault(r.seed, []).append(v)
-        return out
-
-    sa, sb = by_seed(a), by_seed(b)
+    sa, sb = _by_seed(a, metric, round_index), _by_seed(b, metric, round_index)
     if sa and set(sa) == set(sb):
         seeds = sorted(sa)
         return paired_part(label, [float(np.mean(sa[s])) for s in seeds], [float(np.mean(sb[s])) for s in seeds],
@@ -218,24 +267,31 @@ CLAIM_HEADERS = ["claim", "paper's figure", "measured [95% interval]", "test", "
 
 
 def claim_rows(claims: list[dict[str, Any]], mark: Callable[[str], Any] = str.upper) -> list[tuple[str, list[Any]]]:
-    """("claim" or "part", cells) for every claim (its deciding part) and, when it has several, each part;
-    ``mark`` renders a verdict (upper case in text, a badge in HTML)."""
+    """("claim" or "part", cells) for every claim (its deciding part at the verdict's level, the whole claim's
+    power) and, when it has several, each part at 0.05 with its own power; ``mark`` renders a verdict (upper case
+    in text, a badge in HTML)."""
     rows: list[tuple[str, list[Any]]] = []
     for c in claims:
         rows.append(("claim", [c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"],
-                               format_tested(c), *format_power(c), mark(c["verdict"])]))
+                               format_tested(c), *format_power(c), mark(label_of(c))]))
         if len(c["parts"]) > 1:  # each part, the one that decides marked
             for p in c["parts"]:
                 decides = " <- decides" if p["label"] == c["deciding"] and p["test"] == c["test"] else ""
+                why = p.get("missing") or p.get("note")
                 rows.append(("part", ["", f"  · {p['label']}", format_effect(p), p["test"], format_p(p["p"]), p["n"],
                                       format_tested(p), *format_power(p),
-                                      p["verdict"] + decides + (f" ({p['note']})" if p.get("note") else "")]))
+                                      label_of(p) + decides + (f" ({why})" if why else "")]))
     return rows
 
 
+def label_of(c: dict[str, Any]) -> str:
+    """A claim's or part's verdict in words (an export older than the five-step scale holds only ``verdict``)."""
+    return c.get("verdict_label") or verdict_label(c["verdict"], (c.get("effect_tested") or {}).get("kind"))
+
+
 def count_verdicts(claims: list[dict[str, Any]]) -> str:
-    """``1 reproduced, 2 inconclusive``, in the fixed order of VERDICTS."""
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    """``1 reproduced, 2 inconclusive``, in the fixed order of the scale (VERDICTS), "not run" last."""
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in (*VERDICTS, NOT_RUN)}
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
 
 
@@ -245,6 +301,8 @@ def claim_notes(claims: list[dict[str, Any]]) -> list[str]:
     lines = []
     for c in claims:
         name = f"{c['id']} ({c['source']})" if c.get("source") else c["id"]
+        if c.get("tested"):
+            name += f", runs of {c['tested']}"
         tested = [p for p in c["parts"] if p.get("effect_tested")]
         if not tested:
             lines.append(f"{name}: no power: {c['parts'][0].get('power_note', 'no effect declared')}")
@@ -259,15 +317,15 @@ def claim_notes(claims: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-VERDICT_LEGEND = (f"reproduced: the paper's direction at p < {ALPHA} (an equivalence: inside its margin by TOST; "
-                  f"a non-inferiority: above -margin); "
-                  f"smaller than the paper's effect: not significant, and the 95% interval excludes the effect tested; "
-                  f"contradicted: the opposite direction, significant; inconclusive: the interval holds both no effect "
-                  f"and the effect tested (the power says how likely this n was to decide, n for 80% how many runs "
-                  f"would). The effect tested is the paper's number, or an effect of interest where the paper gives "
-                  f"only a direction. A claim of several parts is reproduced when every part is, contradicted or smaller "
-                  f"when a part is at 0.05 / the number of parts; each part's row shows its own verdict at 0.05 "
-                  f"(docs/definitions.md#claims-and-verdicts)")
+VERDICT_LEGEND = (f"reproduced: the claimed direction at p < {ALPHA}, and where the paper gives a number its interval "
+                  f"reaches it (an equivalence: inside its margin by TOST; a non-inferiority: above -margin); "
+                  f"weaker than the paper's effect: the direction significant, the interval short of the paper's "
+                  f"number; no effect of the paper's size (or of the size of interest): not significant, the interval "
+                  f"short of that effect; contradicted: the opposite direction, significant; inconclusive: the "
+                  f"interval holds both no effect and the effect tested; not run: a group has no finished run. "
+                  f"A claim of several parts is reproduced when every part is at {ALPHA}, and otherwise judged at "
+                  f"{ALPHA} / the number of parts, the interval it shows at that level (97.5% for two); its power is "
+                  f"the whole claim's, each part's row its own (docs/definitions.md#claims-and-verdicts)")
 
 
 def render_claims(claims: list[dict[str, Any]], tablefmt: str = "simple") -> list[str]:

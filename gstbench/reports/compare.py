@@ -7,8 +7,11 @@ change counts only when it exceeds the tolerance AND a t-test across seeds finds
 significant (p < 0.05): paired over seeds when both sides ran the same seeds (a seed fixes
 the initialization and the data order, so the pairs differ only by the code), Welch's
 otherwise. One unlucky seed does not fail a build. An export also holds the verdict of
-every claim the suite declares: a claim reproduced in BASE and anything else in NEW
-(smaller than the paper's effect, contradicted or inconclusive) is a regression too.
+every claim the suite declares. Verdicts are ordered by how much they support the claim
+(reproduced, weaker than the paper's effect, inconclusive, no effect of the tested size,
+contradicted: claim_stats.VERDICTS): a claim whose verdict moves down that scale has
+regressed (reproduced turning into anything else included), one that moves up has improved;
+a claim that ran on one side only is missing or new.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tabulate import tabulate
 
 from gstbench import __version__
 from gstbench.reports import ALPHA, DEFAULT_TOLERANCE
-from gstbench.reports.claim_stats import format_effect, format_p, format_power, format_tested
+from gstbench.reports.claim_stats import format_effect, format_p, format_power, format_tested, verdict_label, verdict_rank
 from gstbench.reports.distributions import t_quantile
 from gstbench.errors import GstbenchError
 from gstbench.plan.config import short_hash
@@ -159,25 +162,25 @@ def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None
 
 
 def compare_claims(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each claim's verdict on both sides; a reproduced claim that is no longer reproduced has regressed."""
+    """Each claim's verdict on both sides; a verdict lower on the scale in NEW than in BASE has regressed."""
     b, n = {c["id"]: c for c in base}, {c["id"]: c for c in new}
     rows = []
     for cid in [*b, *(k for k in n if k not in b)]:
         vb, vn = (b[cid]["verdict"] if cid in b else None), (n[cid]["verdict"] if cid in n else None)
-        if vn is None:
+        rb, rn = verdict_rank(vb or ""), verdict_rank(vn or "")
+        if vn is None or (rn is None and rb is not None):
             change = "missing"
-        elif vb is None:
+        elif vb is None or rb is None:
             change = "new"
-        elif vb == vn:
+        elif rb == rn:
             change = "unchanged"
-        elif vb == "reproduced":
-            change = "regressed"
-        elif vn == "reproduced":
-            change = "improved"
         else:
-            change = "changed"
+            change = "regressed" if rn > rb else "improved"
         side = lambda c: None if c is None else {  # noqa: E731
             **{k: c[k] for k in ("verdict", "effect", "low", "high", "p", "n", "statistic", "metric", "test")},
+            "verdict_label": c.get("verdict_label") or verdict_label(c["verdict"],
+                                                                     (c.get("effect_tested") or {}).get("kind")),
+            **{k: c[k] for k in ("level",) if k in c},
             **{k: c.get(k) for k in ("effect_tested", "power", "n_for_power")}}
         rows.append({"id": cid, "base": side(b.get(cid)), "new": side(n.get(cid)), "change": change})
     return rows
@@ -240,7 +243,7 @@ def comparison_tables(result: dict[str, Any]) -> tuple[list[list[str]], list[lis
         if s is None:
             return "-"
         power = "" if s.get("power") is None else f", power {format_power(s)[0]} at {format_tested(s)}"
-        return f"{s['verdict']} ({format_effect(s)}, p={format_p(s['p'])}{power})"
+        return f"{s['verdict_label']} ({format_effect(s)}, p={format_p(s['p'])}{power})"
 
     table = []
     for r in result["rows"]:
@@ -268,5 +271,6 @@ def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
     if claims:
         cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
         lines += ["", tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
-                  f"claims: {cc}; a claim reproduced in BASE and not in NEW is a regression"]
+                  f"claims: {cc}; a claim whose verdict moves down the scale (reproduced, weaker, inconclusive, no effect "
+                  f"of the tested size, contradicted) is a regression"]
     return "\n".join(lines)

@@ -37,8 +37,8 @@ tr.part td:first-child { padding-left: 24px; }
 .reproduced, .improved, .same { background: #dff3e4; color: #17652d; }
 .contradicted, .regressed { background: #fbe1e1; color: #9b1c1c; }
 .inconclusive, .changed { background: #fff1cc; color: #7a5200; }
-.smaller { background: #e3e8f8; color: #2a3f7a; }
-.unchanged, .missing { background: #e9ecf1; color: #3c4450; }
+.weaker, .no { background: #e3e8f8; color: #2a3f7a; }
+.unchanged, .missing, .not { background: #e9ecf1; color: #3c4450; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
 figure { margin: 0; background: #fff; border: 1px solid #d8dce3; border-radius: 6px; padding: 8px; }
 figure img { width: 100%; height: auto; display: block; }
@@ -75,7 +75,7 @@ class _Raw:
 
 
 def _badge(verdict: str) -> _Raw:
-    word = verdict.split(" ")[0].lower()  # the class: reproduced, smaller, contradicted, inconclusive, ...
+    word = verdict.split(" ")[0].lower()  # the class: reproduced, weaker, no (effect of ...), contradicted, ...
     return _Raw(f'<span class="verdict {escape(word)}">{escape(verdict)}</span>')
 
 

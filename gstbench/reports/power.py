@@ -1,27 +1,38 @@
 """Statistical power of each claim test at a given effect, and the n that would give 80% (scipy).
 
-Power here is the probability that the part's own test comes out ``reproduced``: the
-effect in the claimed direction, significant at alpha (two-sided, 0.05), when the true
-effect is the one the claim declares. Each test's own model, checked against Monte
-Carlo simulations of the same test on planted data (tests/test_power.py):
+Power here is the probability that the part's own test comes out ``reproduced``
+(claims.py's rule): the effect in the claimed direction, significant at alpha (two-sided,
+0.05) with its interval on that side of zero, and, where the claim states the paper's
+number (``size``), the interval reaching that number, when the true effect is the one the
+claim declares. Reaching the paper's number caps the power at 1 - alpha / 2 when the truth
+is exactly the paper's effect: its interval misses it from below that often. Each test's
+own model, checked against Monte Carlo simulations of the same test on planted data
+(tests/test_power.py):
 
 - Pearson r: Fisher's z, atanh(r) ~ N(atanh(rho) + rho / (2 (n - 1)), 1 / (n - 3)), the
   mean with Fisher's (1921) small-sample term, without which the power runs 4-9 points
-  low below 12 runs;
+  low below 12 runs; the verdict's thresholds (the t-test's critical r, the interval's
+  ends) are all thresholds on r, so the power is one normal tail;
 - Kendall tau-b between two measured variables: the test rejects beyond its asymptotic
   null critical value (ties in x included; scipy tests exactly below 34 untied runs,
   which the simulations find within 2 points of it), and
-  atanh(tau) ~ N(atanh(tau_true), 0.437 / (n - 4)) under the alternative (Fieller,
-  Hartley & Pearson 1957: a bivariate normal);
+  atanh(tau) ~ N(atanh(tau_true), 0.437 c / (n - 4)) under the alternative (Fieller,
+  Hartley & Pearson 1957: a bivariate normal; c > 1 the ratio of tau-b's null variance
+  with the ties in x to that without, 1 without ties);
 - a Kendall trend along an axis (x: the positions, runs tied at each): y = beta * position
   + normal noise, beta set so that the expected tau-b is the effect; Kendall's S is taken
   as normal with its exact mean and variance under that model (pairs and the covariances
   of pairs that share a run, by bivariate normal orthant probabilities), against the
   tie-corrected null variance;
-- t-tests (paired, one-sample, Welch): the noncentral t with noncentrality effect / se,
-  se from the spread the runs measured (Welch: its Welch-Satterthwaite dof);
-- TOST: both one-sided t-tests at alpha, exact for a t statistic (the distribution of the
-  estimated se integrated out), Welch by its dof.
+- t-tests (paired, one-sample): the estimate is normal and the estimated standard error a
+  scaled chi; the power is the normal tail beyond the verdict's threshold integrated over
+  the chi (without a size, exactly the noncentral t);
+- Welch's t: the same with both groups' variance estimates integrated out (a grid over the
+  two chi-square distributions, each point with its own Welch-Satterthwaite dof), exact
+  where the noncentral t with the dof at the true variances runs 5-10 points high at 3
+  runs a group;
+- TOST and non-inferiority: both (or one) one-sided t-tests at alpha, the estimated se
+  integrated out the same way.
 
 The n for 80% keeps what was measured (the spread, the group proportions, the ties of an
 axis) and grows the runs; it counts what the part's n counts.
@@ -44,15 +55,23 @@ MAX_N = 1_000_000
 KENDALL_ALT_VAR = 0.437  # Fieller et al. 1957: var(atanh tau) ~ 0.437 / (n - 4)
 
 
-def pearson_power(rho: float, n: float, alpha: float = ALPHA) -> float | None:
-    """P(r has the sign of ``rho`` and p < alpha) by Fisher's z; None for n <= 3."""
+def pearson_threshold(n: float, alpha: float = ALPHA, size: float | None = None) -> float:
+    """The atanh(r) above which a Pearson part is reproduced (claimed direction positive): the t-test's critical r,
+    the Fisher-z interval clear of zero and, with ``size`` (the paper's r), the interval reaching it."""
+    t_crit = t_quantile(1 - alpha / 2, n - 2)
+    half = normal_quantile(1 - alpha / 2) / math.sqrt(n - 3)
+    threshold = max(math.atanh(t_crit / math.sqrt(n - 2 + t_crit ** 2)), half)
+    return max(threshold, math.atanh(size) - half) if size is not None else threshold
+
+
+def pearson_power(rho: float, n: float, alpha: float = ALPHA, size: float | None = None) -> float | None:
+    """P(the part is reproduced) at a true ``rho`` (the claimed direction positive) by Fisher's z; None for n <= 3."""
     if n <= 3:
         return None
     if abs(rho) >= 1:
-        return 1.0
-    z_crit = normal_quantile(1 - alpha / 2)
-    mean = abs(math.atanh(rho)) + abs(rho) / (2 * (n - 1))
-    return float(normal_cdf(mean * math.sqrt(n - 3) - z_crit))
+        return 1.0 if rho > 0 else 0.0
+    mean = math.atanh(rho) + rho / (2 * (n - 1))
+    return float(normal_cdf((mean - pearson_threshold(n, alpha, size)) * math.sqrt(n - 3)))
 
 
 def kendall_null_sd(n: float, x_ties: Sequence[float] = ()) -> float:
@@ -63,17 +82,39 @@ def kendall_null_sd(n: float, x_ties: Sequence[float] = ()) -> float:
     return math.sqrt(var_s / ((n0 - n1) * n0))
 
 
-def kendall_power(tau: float, n: float, x_ties: Sequence[float] = (), alpha: float = ALPHA) -> float | None:
-    """P(tau-b beyond the test's critical value on the side of ``tau``); None for n <= 4."""
+def kendall_interval_sd(n: float, x_ties: Sequence[float] = ()) -> float:
+    """The sd of atanh(tau-b) behind its interval: Fieller et al.'s 0.437 / (n - 4), times the ratio of tau-b's null
+    variance with these ties in x to that without (ties widen tau-b's spread; 1 without ties)."""
+    ratio = (kendall_null_sd(n, x_ties) / kendall_null_sd(n)) ** 2 if x_ties else 1.0
+    return math.sqrt(KENDALL_ALT_VAR * ratio / (n - 4))
+
+
+def kendall_threshold(n: float, x_ties: Sequence[float] = (), alpha: float = ALPHA,
+                      size: float | None = None) -> float | None:
+    """The tau-b above which a Kendall part is reproduced (claimed direction positive): the test's critical value,
+    the interval clear of zero and, with ``size``, the interval reaching it; None when no tau-b can reach it."""
+    z_crit = normal_quantile(1 - alpha / 2)
+    critical = z_crit * kendall_null_sd(n, x_ties)
+    if critical >= 1:
+        return None
+    half = z_crit * kendall_interval_sd(n, x_ties)
+    threshold = max(math.atanh(critical), half)
+    if size is not None:
+        threshold = max(threshold, math.atanh(size) - half)
+    return math.tanh(threshold)
+
+
+def kendall_power(tau: float, n: float, x_ties: Sequence[float] = (), alpha: float = ALPHA,
+                  size: float | None = None) -> float | None:
+    """P(the part is reproduced) at a true ``tau`` (the claimed direction positive); None for n <= 4."""
     if n <= 4:
         return None
-    critical = normal_quantile(1 - alpha / 2) * kendall_null_sd(n, x_ties)
-    if critical >= 1:
+    threshold = kendall_threshold(n, x_ties, alpha, size)
+    if threshold is None:
         return 0.0
     if abs(tau) >= 1:
-        return 1.0
-    sd = math.sqrt(KENDALL_ALT_VAR / (n - 4))
-    return float(normal_cdf((abs(math.atanh(tau)) - math.atanh(critical)) / sd))
+        return 1.0 if tau > 0 else 0.0
+    return float(normal_cdf((math.atanh(tau) - math.atanh(threshold)) / kendall_interval_sd(n, x_ties)))
 
 
 def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, rho: float) -> np.ndarray:
@@ -109,33 +150,51 @@ def _trend_s_var(beta: float, positions: np.ndarray, counts: np.ndarray) -> floa
     return float(pairs + np.sum(weight * cov))
 
 
-def trend_power(tau: float, positions: Sequence[float], counts: Sequence[float], alpha: float = ALPHA) -> float | None:
-    """P(a Kendall trend test along ``positions`` (``counts`` runs at each) rejects on the side of ``tau``)."""
+def trend_power(tau: float, positions: Sequence[float], counts: Sequence[float], alpha: float = ALPHA,
+                size: float | None = None) -> float | None:
+    """P(a Kendall trend part along ``positions`` (``counts`` runs at each) is reproduced) at a true ``tau`` (the
+    claimed direction positive)."""
     from scipy import optimize
 
     x, m = np.asarray(positions, dtype=float), np.asarray(counts, dtype=float)
     n = float(m.sum())
     if n <= 4 or x.size < 2:
         return None
+    ties = [c for c in m if c > 1]
+    threshold = kendall_threshold(n, ties, alpha, size)
+    if threshold is None:
+        return 0.0
     n0, n1 = n * (n - 1) / 2, float(np.sum(m * (m - 1) / 2))
     denominator = math.sqrt((n0 - n1) * n0)  # tau-b = S / denominator (no ties in y)
     largest = _trend_s_mean(1e6, x, m) / denominator
     if abs(tau) >= largest:
-        return 1.0
-    beta = optimize.brentq(lambda b: _trend_s_mean(b, x, m) / denominator - abs(tau), 0.0, 1e6, xtol=1e-10)
-    var0 = (n * (n - 1) * (2 * n + 5) - float(np.sum(m * (m - 1) * (2 * m + 5)))) / 18
-    critical = normal_quantile(1 - alpha / 2) * math.sqrt(var0)
-    return float(normal_cdf((_trend_s_mean(beta, x, m) - critical) / math.sqrt(_trend_s_var(beta, x, m))))
+        return 1.0 if tau > 0 else 0.0
+    beta = math.copysign(optimize.brentq(lambda b: _trend_s_mean(b, x, m) / denominator - abs(tau), 0.0, 1e6,
+                                         xtol=1e-10), tau)
+    return float(normal_cdf((_trend_s_mean(beta, x, m) - threshold * denominator) / math.sqrt(_trend_s_var(beta, x, m))))
 
 
-def t_power(effect: float, se: float, dof: float, alpha: float = ALPHA) -> float | None:
-    """P(t beyond the two-sided critical value on the side of ``effect``): the noncentral t."""
+CHI_NODES = 400  # points of each chi-square distribution the t-test powers integrate over (midpoints in probability)
+
+
+def _chi_scale(dof: float, nodes: int = CHI_NODES) -> np.ndarray:
+    """s / sigma at ``nodes`` equally likely points of its distribution (dof s^2 / sigma^2 ~ chi2(dof))."""
+    return np.sqrt(special.chdtri(dof, 1 - (np.arange(nodes) + 0.5) / nodes) / dof)
+
+
+def t_power(effect: float, se: float, dof: float, alpha: float = ALPHA, size: float | None = None) -> float | None:
+    """P(a t-test part is reproduced) at a true ``effect`` (the claimed direction positive): the estimate beyond
+    t se-hat and, with ``size``, its interval reaching ``size``; the estimated se integrated out."""
     from scipy import stats  # its import takes a second: only where a test needs it
 
     if se <= 0 or dof < 1:
         return None
     t_crit = t_quantile(1 - alpha / 2, dof)
-    return float(stats.nct.sf(t_crit, dof, abs(effect) / se))
+    if size is None:  # exactly the noncentral t
+        return float(stats.nct.sf(t_crit, dof, effect / se))
+    se_hat = se * _chi_scale(dof)
+    threshold = np.maximum(t_crit * se_hat, size - t_crit * se_hat)
+    return float(np.mean(special.ndtr((effect - threshold) / se)))
 
 
 def tost_power(true_difference: float, margin: float, se: float, dof: float, alpha: float = ALPHA) -> float | None:
@@ -159,6 +218,35 @@ def tost_power(true_difference: float, margin: float, se: float, dof: float, alp
 
     value, _ = integrate.quad(band, 0, x_max, limit=200)
     return float(min(max(value, 0.0), 1.0))
+
+
+WELCH_NODES = 160  # points of each group's variance estimate (160 x 160 in all)
+
+
+def welch_power(effect: float, var_a: float, n_a: float, var_b: float, n_b: float, alpha: float = ALPHA,
+                size: float | None = None, margin: float | None = None, one_sided: bool = False) -> float | None:
+    """P(a Welch part is reproduced) at a true difference ``effect`` (the claimed direction positive), both groups'
+    variance estimates integrated out: at each point of the grid, Welch's se and dof from the estimates, and the
+    normal estimate's chance to land where the verdict is ``reproduced`` (beyond t se-hat and reaching ``size``; with
+    ``margin``, inside the TOST band, or above -margin + t se-hat for a non-inferiority)."""
+    if n_a < 2 or n_b < 2 or var_a + var_b <= 0:
+        return None
+    va = (var_a / n_a * _chi_scale(n_a - 1, WELCH_NODES) ** 2)[:, None]
+    vb = (var_b / n_b * _chi_scale(n_b - 1, WELCH_NODES) ** 2)[None, :]
+    se_hat = np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    se = math.sqrt(var_a / n_a + var_b / n_b)
+    if margin is None:
+        t_crit = special.stdtrit(dof, 1 - alpha / 2)
+        low = t_crit * se_hat if size is None else np.maximum(t_crit * se_hat, size - t_crit * se_hat)
+        return float(np.mean(special.ndtr((effect - low) / se)))
+    t_crit = special.stdtrit(dof, 1 - alpha)
+    low = -margin + t_crit * se_hat
+    if one_sided:
+        return float(np.mean(special.ndtr((effect - low) / se)))
+    high = margin - t_crit * se_hat
+    band = special.ndtr((high - effect) / se) - special.ndtr((low - effect) / se)
+    return float(np.mean(np.where(high > low, band, 0.0)))
 
 
 def welch_se_dof(var_a: float, n_a: float, var_b: float, n_b: float) -> tuple[float, float]:
@@ -192,19 +280,21 @@ class PowerModel:
         return high
 
 
-def pearson_model(rho: float, alpha: float = ALPHA) -> PowerModel:
-    return PowerModel(lambda n: pearson_power(rho, n, alpha), 4)
+def pearson_model(rho: float, alpha: float = ALPHA, size: float | None = None) -> PowerModel:
+    return PowerModel(lambda n: pearson_power(rho, n, alpha, size), 4)
 
 
-def kendall_model(tau: float, n_now: int, x_ties: Sequence[int] = (), alpha: float = ALPHA) -> PowerModel:
+def kendall_model(tau: float, n_now: int, x_ties: Sequence[int] = (), alpha: float = ALPHA,
+                  size: float | None = None) -> PowerModel:
     """``x_ties``: the sizes of the tied groups of x at ``n_now`` (a trend's positions); they grow with n."""
-    return PowerModel(lambda n: kendall_power(tau, n, [t * n / n_now for t in x_ties], alpha), 5)
+    return PowerModel(lambda n: kendall_power(tau, n, [t * n / n_now for t in x_ties], alpha, size), 5)
 
 
-def trend_model(tau: float, positions: Sequence[float], counts: Sequence[int], alpha: float = ALPHA) -> PowerModel:
+def trend_model(tau: float, positions: Sequence[float], counts: Sequence[int], alpha: float = ALPHA,
+                size: float | None = None) -> PowerModel:
     """A trend along ``positions`` with ``counts`` runs at each today; the counts grow in proportion with n."""
     n_now = sum(counts)
-    return PowerModel(lambda n: trend_power(tau, positions, [c * n / n_now for c in counts], alpha), 5)
+    return PowerModel(lambda n: trend_power(tau, positions, [c * n / n_now for c in counts], alpha, size), 5)
 
 
 def noninferiority_power(true_difference: float, margin: float, se: float, dof: float,
@@ -218,17 +308,17 @@ def noninferiority_power(true_difference: float, margin: float, se: float, dof: 
 
 
 def one_sample_model(effect: float, sd: float, alpha: float = ALPHA, margin: float | None = None,
-                     one_sided: bool = False) -> PowerModel:
+                     one_sided: bool = False, size: float | None = None) -> PowerModel:
     """A paired or one-sample t (n pairs or values, spread ``sd``); with ``margin``, its TOST at ``effect``
     (``one_sided``: its non-inferiority test)."""
     if margin is not None:
         test = noninferiority_power if one_sided else tost_power
         return PowerModel(lambda n: test(effect, margin, sd / math.sqrt(n), n - 1, alpha), 3)
-    return PowerModel(lambda n: t_power(effect, sd / math.sqrt(n), n - 1, alpha), 3)
+    return PowerModel(lambda n: t_power(effect, sd / math.sqrt(n), n - 1, alpha, size), 3)
 
 
 def welch_model(effect: float, var_a: float, n_a: int, var_b: float, n_b: int, alpha: float = ALPHA,
-                margin: float | None = None, one_sided: bool = False) -> PowerModel:
+                margin: float | None = None, one_sided: bool = False, size: float | None = None) -> PowerModel:
     """Welch's t (n: the runs of both groups, in today's proportions); with ``margin``, its TOST at ``effect``
     (``one_sided``: its non-inferiority test)."""
     share = n_a / (n_a + n_b)
@@ -237,9 +327,6 @@ def welch_model(effect: float, var_a: float, n_a: int, var_b: float, n_b: int, a
         a, b = n * share, n * (1 - share)
         if a < 3 or b < 3:
             return None
-        se, dof = welch_se_dof(var_a, a, var_b, b)
-        if margin is None:
-            return t_power(effect, se, dof, alpha)
-        return (noninferiority_power if one_sided else tost_power)(effect, margin, se, dof, alpha)
+        return welch_power(effect, var_a, a, var_b, b, alpha, size, margin, one_sided)
 
     return PowerModel(power, math.ceil(3 / min(share, 1 - share)))

@@ -19,13 +19,14 @@ from typing import Any, Callable
 from tabulate import tabulate
 
 from gstbench.store.cell_result import CellResult, Round
+from gstbench.reports.claim_stats import NOT_RUN
 from gstbench.reports.claims import Run, evaluate_claims, render_claims
 from gstbench.reports.methods import compare_methods, render_methods
 from gstbench.errors import GstbenchError, closest
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.config import short_hash
 from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
-from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at
+from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at, outside_scope
 from gstbench.reports.stats import (INTERVALS, correlation, describe_interval, format_number, format_percent, is_number,
                                     mean_interval, prune_potential, welch_difference)
 
@@ -55,11 +56,12 @@ class Row:
     errors: list[dict[str, Any]] = field(default_factory=list)  # each failed cell: hash, seed, error
     rounds: list[dict[str, Any]] | None = None  # prune-retrain suites: per round
     potential: dict[str, Any] | None = None  # rounds that measured shifted data: prune potential
+    tied: float | None = None  # the mean share of alive units whose scores tied, over its pruning events
 
     def as_json(self) -> dict[str, Any]:
         out = {**self.label, "configuration": self.configuration, "rate": self.rate, "n": self.n,
                "failed": self.failed, "missing": self.missing, "corrupt": self.corrupt, **self.stats,
-               "errors": self.errors}
+               "errors": self.errors, "tied": self.tied}
         if self.rounds is not None:
             out["rounds"] = self.rounds
         if self.potential is not None:
@@ -143,6 +145,8 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
                   metrics[0]["iterative_rate"] if metrics else None, len(metrics), len(failed),
                   len(config.with_status("missing")), len(config.with_status("corrupt")),
                   {s: stat([m[s] for m in metrics]) for s in ROW_STATS}, failed)
+        shares = [e.tied for r in ok for e in r.events if e.tied is not None]
+        row.tied = sum(shares) / len(shares) if shares else None
         if any("lmc_barrier" in m for m in metrics):
             row.stats.update({s: stat([m[s] for m in metrics if s in m]) for s in TWIN_STATS})
         if any(r.rounds for r in ok):
@@ -191,10 +195,35 @@ def _value(row: Row, name: str) -> Any:
     return row.stats[name] if name in row.stats else row.as_json()[name]
 
 
+OWN_COMPONENTS = ("prune.scorer", "prune.effector", "train.regularizer")  # what a claim row says it tested
+
+
 def claims_for(suite: dict[str, Any], finished: list[tuple[dict, CellResult]]) -> list[dict[str, Any]]:
-    """The verdict of every claim the suite declares, from its finished runs (spec, result)."""
+    """The verdict of every claim the suite declares, from its finished runs (spec, result).
+
+    A claim tests the configurations its suite file declares (``scope``): runs of another value
+    at a component key (a scorer added with ``--scorer``, another suite's cells in the same
+    directory) leave its verdict as it was, and each such configuration gets its claim rows of
+    its own, ``gst-targets [scorer=mysnip:mysnip]``, with the runs that have no value at that key
+    (the unpruned baseline); rows whose groups it did not run are left out.
+    """
     runs = [claim_run(spec, result, suite.get("delta", PRUNE_POTENTIAL_DELTA)) for spec, result in finished]
-    return evaluate_claims(suite.get("claims", []), suite.get("groups", {}), runs, suite.get("axis_labels", {}))
+    scope = suite.get("scope") or {}
+    claims, groups, axes = suite.get("claims", []), suite.get("groups", {}), suite.get("axis_labels", {})
+    if not scope:  # a run written before claims had a scope: every run counts, as it did then
+        return evaluate_claims(claims, groups, runs, axes)
+    outside = [outside_scope(r.spec, scope) for r in runs]
+    own = ", ".join(f"{k.rsplit('.', 1)[-1]} {'|'.join(scope[k])}" for k in OWN_COMPONENTS if k in scope)
+    out = [{**c, "tested": own or "the suite's own configurations"}
+           for c in evaluate_claims(claims, groups, [r for r, o in zip(runs, outside) if not o], axes)]
+    for other in dict.fromkeys(o for o in outside if o):
+        keys = dict(other)
+        mine = [r for r, o in zip(runs, outside) if o == other or
+                (not o and all(label_at(r.spec, k) == "-" for k in keys))]
+        name = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in other)
+        out += [{**c, "id": f"{c['id']} [{name}]", "tested": name}
+                for c in evaluate_claims(claims, groups, mine, axes) if c["verdict"] != NOT_RUN]
+    return out
 
 
 def _time_split(results: list[CellResult]) -> dict[str, Any]:
@@ -399,6 +428,7 @@ def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
     lines = [tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True), "",
              f"sorted by {report.rank}; [low, high]: {report.interval}; "
              f"'best test' is the best test accuracy at or after the last pruning event."]
+    lines += tie_warnings(report.rows)
     if c["pearson_r"] is None:
         lines.append(f"stability vs {c['y']}: {c.get('note', 'undefined')} (n = {c['n']})")
     else:
@@ -431,6 +461,20 @@ def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
     for bad in report.corrupt:
         lines.append(f"  corrupt cell {bad['cell']}: {bad['problem']}")
     return "\n".join(lines)
+
+
+TIED_MOST = 0.5  # a scorer that ties on more than half of the alive units per event ranks little of what it prunes
+
+
+def tie_warnings(rows: list[Row]) -> list[str]:
+    """A line for each configuration whose scores tied on most alive units at its pruning events."""
+    out = []
+    for r in rows:
+        if r.tied is not None and r.tied > TIED_MOST:
+            name = " ".join(v for v in r.label.values() if v != "-")
+            out.append(f"ties: {name}: scores tied on {100 * r.tied:.0f}% of the alive units per pruning event "
+                       f"(mean); among tied units the pick is a draw from the cell's seed, not a ranking")
+    return out
 
 
 def _r_interval(c: dict[str, Any]) -> str:

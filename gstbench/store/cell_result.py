@@ -125,12 +125,13 @@ class PruningEvent:
     layers: dict[str, LayerPruned]
     epoch: int | None = None  # an event during training: the epoch it falls in
     round: int | None = None  # an event between prune-retrain rounds: the round it starts
+    tied: float | None = None  # the share of alive units whose score tied with another's (older results: None)
 
     def to_json(self) -> dict[str, Any]:
         out = {"step": self.step, "t_pre": self.t_pre, "t_post": self.t_post, "loss_pre": self.loss_pre,
                "loss_post": self.loss_post, "instability": self.instability,
                "layers": {name: layer.to_json() for name, layer in self.layers.items()}}
-        for key in ("epoch", "round"):
+        for key in ("epoch", "round", "tied"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -141,7 +142,8 @@ class PruningEvent:
         return cls(_get(data, "step", int, where),
                    *(_get(data, k, NUMBER, where) for k in ("t_pre", "t_post", "loss_pre", "loss_post", "instability")),
                    layers={name: LayerPruned.from_json(v, f"layer '{name}' of {where}") for name, v in layers.items()},
-                   epoch=_get(data, "epoch", int, where, None), round=_get(data, "round", int, where, None))
+                   epoch=_get(data, "epoch", int, where, None), round=_get(data, "round", int, where, None),
+                   tied=_get(data, "tied", NUMBER, where, None))
 
 
 @dataclass

@@ -179,7 +179,7 @@ def cell_path(run_dir: Path | str, cell_hash: str) -> Path:
 _SUITE_RECORD = {"name": (str, None), "scale": (str, None), "rank": (str, None), "axes": (dict, list),
                  "axis_labels": (dict, list), "columns": (list, str), "correlate": (list, list), "claims": (list, dict),
                  "groups": (dict, dict), "seeds": (list, int), "question": (dict, None), "delta": ((int, float), None),
-                 "scales": (list, str), "levels": (str, None)}
+                 "scales": (list, str), "levels": (str, None), "scope": (dict, list)}
 
 
 def _check_suite_record(data: dict[str, Any]) -> None:

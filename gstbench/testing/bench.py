@@ -26,8 +26,17 @@ def make_tiny_data(num_samples: int = 400, seed: int = 0) -> TensorData:
     return mnist1d(num_samples=num_samples, train_split=0.5, seed=seed)
 
 
+@functools.lru_cache(maxsize=None)
+def make_tiny_images(num_samples: int = 400, seed: int = 0) -> TensorData:
+    """The same signals as 5 x 8 one-channel images: the bench of components that need 2-D feature maps."""
+    data = make_tiny_data(num_samples, seed)
+    return TensorData(data.x_train.reshape(-1, 1, 5, 8), data.y_train, data.x_test.reshape(-1, 1, 5, 8), data.y_test,
+                      data.num_classes)
+
+
 def make_tiny_model(data: TensorData | None = None, seed: int = 0) -> nn.Module:
-    """The built-in ``cnn1d`` at 8-16 filters per layer (prunable conv1..conv4), seeded, in train mode."""
+    """The built-in ``cnn1d`` at 8-16 filters per layer (prunable conv1..conv4; 2-D convolutions for image data),
+    seeded, in train mode."""
     from gstbench.builtin.models import cnn1d
 
     data = data or make_tiny_data()

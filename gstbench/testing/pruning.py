@@ -13,7 +13,7 @@ from torch import nn
 from gstbench.components import TensorData
 from gstbench.testing.bench import (
     _Bench, _differences, _fail, _hooks, _masked, _outputs, _resolve, _state, make_tiny_data,
-    make_tiny_model)
+    make_tiny_images, make_tiny_model)
 
 
 def check_scorer(scorer: Any, *, options: dict | None = None, capabilities: Iterable[str] | None = None,
@@ -25,12 +25,13 @@ def check_scorer(scorer: Any, *, options: dict | None = None, capabilities: Iter
     scoring leaves the model's parameters, buffers and mode as they were and draws nothing
     from torch's global RNG; two runs from the same seed give equal scores; ``detach``
     removes every hook ``attach`` added. With the ``weights`` capability the same holds
-    for single weights.
+    for single weights. A scorer with the ``2d-maps`` capability runs on the same data as
+    5 x 8 images.
     """
-    from gstbench.components import WEIGHTS
+    from gstbench.components import MAPS_2D, WEIGHTS
 
     label, build, caps = _resolve("scorers", scorer, options, capabilities)
-    data = data or make_tiny_data()
+    data = data or (make_tiny_images() if MAPS_2D in caps else make_tiny_data())
     model = model if model is not None else make_tiny_model(data)
     first: dict[str, torch.Tensor] = {}
     for granularity in ("filters", "weights") if WEIGHTS in caps else ("filters",):

@@ -145,15 +145,18 @@ class GraspScorer:
 
 class SynFlowScorer:
     """SynFlow (Tanaka et al. 2020): |theta * dR/dtheta| with R = 1^T (prod_l |W_l|) 1, the network's output summed
-    on an all-ones input with every parameter made positive (a copy in float64, eval mode)."""
+    on an all-ones input with every entry of the state made positive, buffers included (a copy in float64, eval
+    mode). As the official code's ``linearize`` does (``abs_`` over ``state_dict()``), BatchNorm's running means
+    and variances are made positive too, so an eval-mode BatchNorm stays a positive linear map."""
 
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
         import copy
 
         model = copy.deepcopy(ctx.model).double().eval()
         with torch.no_grad():
-            for p in model.parameters():
-                p.abs_()
+            for value in model.state_dict().values():
+                if value.is_floating_point():
+                    value.abs_()
         weight = get_module(model, layer.spec.conv).weight
         ones = torch.ones((1, *ctx.example_input.shape[1:]), dtype=torch.float64, device=weight.device)
         (grad,) = torch.autograd.grad(model(ones).sum(), weight)
@@ -161,13 +164,11 @@ class SynFlowScorer:
 
 
 class HRankScorer:
-    """HRank (Lin et al. 2020): each filter's score is the rank of its feature maps (after the layer's BatchNorm,
-    or the module the model names as its activation, and a ReLU) on ``examples`` training examples, in eval mode.
-
-    A 2-D map (H x W) is ranked per example and the ranks averaged, as the paper does. A 1-D map is a 1 x L
-    matrix whose rank is 0 or 1, which cannot rank filters; there the score is the rank of the N x L matrix
-    of the filter's maps over the N examples (docs/definitions.md#scorers-and-targets: a declared deviation).
-    """
+    """HRank (Lin et al. 2020): each filter's score is the rank of its 2-D feature maps (after the layer's BatchNorm,
+    or the module the model names as its activation, and a ReLU) on ``examples`` training examples, in eval mode,
+    averaged over the examples as the paper does; the rank in float32 with torch's default tolerance, as the
+    paper's code computes it. Images only: a 1-D signal's 1 x L map has rank 0 or 1, which cannot rank filters,
+    so suites refuse it there (the "2d-maps" capability)."""
 
     def __init__(self, examples: int):
         if examples < 1:
@@ -187,14 +188,11 @@ class HRankScorer:
                 ctx.model(x)
         finally:
             handle.remove()
-        return feature_map_ranks(maps[0].relu().double())
+        return feature_map_ranks(maps[0].relu())
 
 
 def feature_map_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """Per channel of ``maps`` (N, C, H, W) the mean over N of each H x W map's rank; of (N, C, L) the rank of
-    the channel's N x L matrix."""
-    if maps.dim() == 4:
-        return torch.linalg.matrix_rank(maps).double().mean(0).float().cpu()
-    if maps.dim() == 3:
-        return torch.linalg.matrix_rank(maps.transpose(0, 1)).float().cpu()
-    raise ValueError(f"hrank ranks 1-D or 2-D feature maps, got maps of shape {tuple(maps.shape)}")
+    """Per channel of ``maps`` (N, C, H, W) the mean over N of each H x W map's rank, in float32."""
+    if maps.dim() != 4:
+        raise ValueError(f"hrank ranks 2-D feature maps (N, C, H, W), got maps of shape {tuple(maps.shape)}")
+    return torch.linalg.matrix_rank(maps.float()).double().mean(0).float().cpu()
