@@ -16,7 +16,7 @@ from gstbench.plan.selection import canonical_of, in_group, label_at
 SIGNS = ("positive", "negative")
 STATISTICS = ("pearson", "kendall")
 EFFECT_KEYS = {"paper_effect", "effect_of_interest", "effect_reason"}
-CLAIM_KEYS = {"id", "source", "statement", "paper", "test"} | EFFECT_KEYS
+CLAIM_KEYS = {"id", "source", "statement", "paper", "test", "design_check"} | EFFECT_KEYS
 COMMON_TEST_KEYS = {"kind", "within", "round"} | EFFECT_KEYS
 BUILTIN_GROUPS = ("all", "pruned", "unpruned")
 # Core per-run metrics (engine/cell.py) and the report's derived ones; a suite with metric plugins may add others.
@@ -56,7 +56,7 @@ def parse_claims(raw: Any, source: str) -> list[dict[str, Any]]:
         for k in ("id", "statement", "test"):
             if k not in c:
                 raise SpecError(f"missing key '{k}'", source=source, key=f"{where}.{k}")
-        for k in ("id", "source", "statement", "paper"):
+        for k in ("id", "source", "statement", "paper", "design_check"):
             if k in c and not (isinstance(c[k], str) and c[k].strip()):
                 raise SpecError(f"{c[k]!r} is not a non-empty string", source=source, key=f"{where}.{k}")
         if c["id"] in seen:
@@ -78,7 +78,9 @@ def parse_claims(raw: Any, source: str) -> list[dict[str, Any]]:
             _check_effect(test, where_test if own else where, source)
             checked.append(test)
         claims.append({"id": c["id"], "source": c.get("source", ""), "statement": c["statement"],
-                       "paper": c.get("paper", ""), "tests": checked})
+                       "paper": c.get("paper", ""), "tests": checked,
+                       # a claim the suite's design was chosen to meet: a check of the design, not a reproduction
+                       **({"design_check": c["design_check"]} if "design_check" in c else {})})
     return claims
 
 

@@ -98,7 +98,8 @@ def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, li
                     **({"missing": deciding.missing} if deciding.missing else {}),
                     **deciding.power_json(), "power": whole, "n_for_power": needed,
                     **({"power_note": why} if whole is None or needed is None else {}),
-                    "power_of": "claim" if len(parts) > 1 else "part"})
+                    "power_of": "claim" if len(parts) > 1 else "part",
+                    **({"design_check": claim["design_check"]} if claim.get("design_check") else {})})
     return out
 
 
@@ -262,7 +263,7 @@ def group_difference(label: str, a: list[Run], b: list[Run], metric: str, round_
 
 
 # ---- display ------------------------------------------------------------------------------
-CLAIM_HEADERS = ["claim", "paper's figure", "measured [95% interval]", "test", "p", "n", "effect tested", "power",
+CLAIM_HEADERS = ["claim", "paper's figure", "measured [interval]", "test", "p", "n", "effect tested", "power",
                  "n for 80%", "verdict"]
 
 
@@ -272,7 +273,8 @@ def claim_rows(claims: list[dict[str, Any]], mark: Callable[[str], Any] = str.up
     in text, a badge in HTML)."""
     rows: list[tuple[str, list[Any]]] = []
     for c in claims:
-        rows.append(("claim", [c["id"], c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"],
+        name = f"{c['id']} (design check)" if c.get("design_check") else c["id"]
+        rows.append(("claim", [name, c["paper"], format_effect(c), c["test"], format_p(c["p"]), c["n"],
                                format_tested(c), *format_power(c), mark(label_of(c))]))
         if len(c["parts"]) > 1:  # each part, the one that decides marked
             for p in c["parts"]:
@@ -290,9 +292,19 @@ def label_of(c: dict[str, Any]) -> str:
 
 
 def count_verdicts(claims: list[dict[str, Any]]) -> str:
-    """``1 reproduced, 2 inconclusive``, in the fixed order of the scale (VERDICTS), "not run" last."""
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in (*VERDICTS, NOT_RUN)}
-    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    """``1 reproduced, 2 inconclusive``, in the fixed order of the scale (VERDICTS), "not run" last; design checks
+    (claims the suite's design was chosen to meet) counted apart, as they reproduce nothing independently."""
+    def counted(group: list[dict[str, Any]]) -> str:
+        labels: dict[str, int] = {}
+        for v in (*VERDICTS, NOT_RUN):
+            for c in group:
+                if c["verdict"] == v:
+                    labels[label_of(c)] = labels.get(label_of(c), 0) + 1
+        return ", ".join(f"{n} {label}" for label, n in labels.items())
+
+    checks = [c for c in claims if c.get("design_check")]
+    text = counted([c for c in claims if not c.get("design_check")])
+    return text + (f"; design checks: {counted(checks)}" if checks else "")
 
 
 def claim_notes(claims: list[dict[str, Any]]) -> list[str]:
@@ -303,6 +315,8 @@ def claim_notes(claims: list[dict[str, Any]]) -> list[str]:
         name = f"{c['id']} ({c['source']})" if c.get("source") else c["id"]
         if c.get("tested"):
             name += f", runs of {c['tested']}"
+        if c.get("design_check"):
+            name += f", a design check ({c['design_check']})"
         tested = [p for p in c["parts"] if p.get("effect_tested")]
         if not tested:
             lines.append(f"{name}: no power: {c['parts'][0].get('power_note', 'no effect declared')}")
