@@ -85,6 +85,47 @@ def test_synflow_is_the_product_of_absolute_weights_closed_form(granularity):
         torch.testing.assert_close(scorers.synflow().score(layer, ctx).double(), expected, rtol=1e-5, atol=0)
 
 
+class TinyBatchNorm(nn.Module):
+    """TinyLinear with a BatchNorm after conv1: SynFlow's linearisation must make its running mean positive too."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 3, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(3)
+        self.conv2 = nn.Conv1d(3, 4, 1, bias=False)
+        self.fc = nn.Linear(4 * L, 2, bias=False)
+        self.prunable_layers = {"conv1": PrunableLayer("conv1", "bn1"), "conv2": PrunableLayer("conv2")}
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv2(torch.relu(self.bn1(self.conv1(x))))).flatten(1))
+
+
+def test_synflow_makes_batchnorm_running_statistics_positive_as_the_official_linearize_does():
+    """The official code's linearize takes abs_ of every state_dict entry: eval-mode BatchNorm is then
+    (x - |mean|) / sqrt(|var| + eps) * |gamma| + |beta|; the closed form below, on a negative running mean."""
+    torch.manual_seed(4)
+    model = TinyBatchNorm().double()
+    with torch.no_grad():
+        model.bn1.running_mean.copy_(torch.tensor([-0.2, -0.1, -0.05], dtype=torch.float64))
+        model.bn1.running_var.copy_(torch.tensor([0.5, 2.0, 1.5], dtype=torch.float64))
+        model.bn1.weight.copy_(torch.tensor([-1.5, 0.7, 1.1], dtype=torch.float64))
+        model.bn1.bias.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64))
+    ctx = _context(model, torch.randn(4, 2, L, dtype=torch.float64), torch.randint(0, 2, (4,)), 2)
+    w1, w2, fc = (m.weight.detach().abs().numpy() for m in (model.conv1, model.conv2, model.fc))
+    w1, w2 = w1[:, :, 0], w2[:, :, 0]
+    bn = model.bn1
+    mean, var = bn.running_mean.abs().numpy(), bn.running_var.abs().numpy()
+    gamma, beta = bn.weight.detach().abs().numpy(), bn.bias.detach().abs().numpy()
+    a1 = w1.sum(1)
+    h = (a1 - mean) / np.sqrt(var + bn.eps) * gamma + beta
+    assert (h > 0).all()  # every unit active: R is linear in conv2's weights
+    f_c = np.array([sum(fc[o, c * L + l] for o in range(2) for l in range(L)) for c in range(4)])
+    expected = torch.from_numpy(w2 * np.outer(f_c, h)).unsqueeze(-1).flatten(1).sum(1)
+    layer = layer_states(model, ["conv2"])["conv2"]
+    torch.testing.assert_close(scorers.synflow().score(layer, ctx).double(), expected, rtol=1e-5, atol=0)
+    assert model.bn1.running_mean.min() < 0  # the model itself is left as it was
+
+
 @pytest.mark.parametrize("granularity", ["filters", "weights"])
 def test_grasp_is_theta_times_the_explicit_hessian_times_the_gradient(granularity):
     torch.manual_seed(2)
