@@ -76,7 +76,9 @@ def claim_table(registry: Registry, dirs: list[Path] | None = None) -> dict[str,
     catalog = _catalog(registry)
     rows: dict[tuple[str, str], dict[str, Any]] = {
         (suite, c["id"]): {"suite": suite, "id": c["id"], "source": c["source"], "statement": c["statement"],
-                           "paper": c["paper"], "results": {}} for suite, c in catalog.claims}
+                           "paper": c["paper"], "results": {}, **({"design_check": c["design_check"]}
+                                                                   if c.get("design_check") else {})}
+        for suite, c in catalog.claims}
     columns: list[str] = []
     for d in dirs:
         results = load_results(d)
@@ -122,8 +124,8 @@ def render_claim_table(table: dict[str, Any], tablefmt: str = "simple") -> str:
     from tabulate import tabulate
 
     wrap = tablefmt not in ("github", "pipe")  # markdown tables keep one line per row
-    body = [[r["id"], r["suite"], r["paper"], *(describe_result(r["results"].get(c)) for c in table["columns"])]
-            for r in table["rows"]]
+    body = [[r["id"] + (" (design check)" if r.get("design_check") else ""), r["suite"], r["paper"],
+             *(describe_result(r["results"].get(c)) for c in table["columns"])] for r in table["rows"]]
     widths = [None, None, 36, *([34] * len(table["columns"]))] if wrap else None
     counts: dict[str, dict[str, int]] = {}
     rank: dict[str, int | None] = {}  # the scale's order, "not run" last
