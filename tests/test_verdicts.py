@@ -122,3 +122,19 @@ def test_the_calibration_detects_a_miscalibrated_rule(monkeypatch):
     result = calibrate(design, simulations=300, seed=1, truths=(0.0, 1.0))
     assert result.frequencies[0.0][REPRODUCED] > 0.05
     assert not result.goals()["reproduced at 0 <= alpha"]
+
+
+def test_the_calibration_benchmark_runs_as_documented():
+    """`python benchmarks/verdict_calibration.py`, at a tiny budget: every design, a table, exit 0 when goals hold."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "verdict_calibration.py"
+    proc = subprocess.run([sys.executable, str(script), "--simulations", "30", "--seed", "2", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == len(designs()) and all(set(r["frequencies"]) == {"0.0", "0.5", "1.0", "2.0", "-1.0"}
+                                               for r in rows)

@@ -227,6 +227,7 @@ def designs() -> list[Design]:
         correlation_design("pearson, paper r = -0.43, 42 runs", ["pearson"], -0.43, 42, paper=True),
         correlation_design("pearson + kendall, paper r = -0.43, 42 runs", ["pearson", "kendall"], -0.43, 42,
                            paper=True),
+        correlation_design("pearson, paper r = -0.43, 300 runs (size decided)", ["pearson"], -0.43, 300, paper=True),
         correlation_design("kendall, r = 0.3 of interest, 30 runs", ["kendall"], 0.3, 30, paper=False),
         paired_design("paired, 1 pt of interest, sd 1 pt, 7 seeds", 0.01, 0.01, 7, paper=False),
         paired_design("paired, paper +0.5 pts, sd 0.5 pts, 10 seeds", 0.005, 0.005, 10, paper=True),
