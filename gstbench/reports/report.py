@@ -198,6 +198,12 @@ def _value(row: Row, name: str) -> Any:
 OWN_COMPONENTS = ("prune.scorer", "prune.effector", "train.regularizer")  # what a claim row says it tested
 
 
+def _values_of(key: str, values: list[str]) -> str:
+    """``scorer bn-gamma``, ``effector mask|soft``, or ``8 scorers`` where a suite compares many."""
+    name = key.rsplit(".", 1)[-1]
+    return f"{name} {'|'.join(values)}" if len(values) <= 2 else f"{len(values)} {name}s"
+
+
 def claims_for(suite: dict[str, Any], finished: list[tuple[dict, CellResult]]) -> list[dict[str, Any]]:
     """The verdict of every claim the suite declares, from its finished runs (spec, result).
 
@@ -213,7 +219,7 @@ def claims_for(suite: dict[str, Any], finished: list[tuple[dict, CellResult]]) -
     if not scope:  # a run written before claims had a scope: every run counts, as it did then
         return evaluate_claims(claims, groups, runs, axes)
     outside = [outside_scope(r.spec, scope) for r in runs]
-    own = ", ".join(f"{k.rsplit('.', 1)[-1]} {'|'.join(scope[k])}" for k in OWN_COMPONENTS if k in scope)
+    own = ", ".join(_values_of(k, scope[k]) for k in OWN_COMPONENTS if k in scope)
     out = [{**c, "tested": own or "the suite's own configurations"}
            for c in evaluate_claims(claims, groups, [r for r, o in zip(runs, outside) if not o], axes)]
     for other in dict.fromkeys(o for o in outside if o):
