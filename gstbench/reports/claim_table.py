@@ -127,18 +127,23 @@ def render_claim_table(table: dict[str, Any], tablefmt: str = "simple") -> str:
     body = [[r["id"] + (" (design check)" if r.get("design_check") else ""), r["suite"], r["paper"],
              *(describe_result(r["results"].get(c)) for c in table["columns"])] for r in table["rows"]]
     widths = [None, None, 36, *([34] * len(table["columns"]))] if wrap else None
-    counts: dict[str, dict[str, int]] = {}
     rank: dict[str, int | None] = {}  # the scale's order, "not run" last
-    for c in table["columns"]:
-        for r in table["rows"]:
-            res = r["results"].get(c)
+
+    def tally(column: str, rows: list[dict[str, Any]]) -> str:
+        counts: dict[str, int] = {}
+        for r in rows:
+            res = r["results"].get(column)
             verdict = label_of(res) if res else NOT_RUN
-            counts.setdefault(c, {}).setdefault(verdict, 0)
-            counts[c][verdict] += 1
+            counts[verdict] = counts.get(verdict, 0) + 1
             rank.setdefault(verdict, verdict_rank(res["verdict"]) if res else None)
+        ordered = sorted(counts.items(), key=lambda kv: 99 if rank[kv[0]] is None else rank[kv[0]])
+        return ", ".join(f"{n} {v}" for v, n in ordered)
+
     lines = [tabulate(body, headers=["claim", "suite", "paper's figure", *table["columns"]], tablefmt=tablefmt,
                       disable_numparse=True, maxcolwidths=widths), ""]
-    ordered = lambda c: sorted(counts[c].items(), key=lambda kv: 99 if rank[kv[0]] is None else rank[kv[0]])  # noqa: E731
-    lines += [f"{c}: " + ", ".join(f"{n} {v}" for v, n in ordered(c)) for c in table["columns"]]
+    checks = [r for r in table["rows"] if r.get("design_check")]  # counted apart: the design was chosen to meet them
+    for c in table["columns"]:
+        lines.append(f"{c}: {tally(c, [r for r in table['rows'] if not r.get('design_check')])}"
+                     + (f"; design checks: {tally(c, checks)}" if checks else ""))
     lines += [f"warning: {p}" for p in table["problems"]]
     return "\n".join(lines)
