@@ -237,3 +237,12 @@ def test_parts_combine_on_the_five_step_scale_at_one_level_per_row():
     edge = part(0.0, -0.0095, 0.0095, 0.99, 0.01)
     assert edge.verdict() == ABSENT and combine([edge, inconclusive])[0] == INCONCLUSIVE
     assert edge.at_level(0.025)["verdict"] == INCONCLUSIVE and edge.at_level(0.025)["high"] > 0.01
+
+
+def test_tost_power_stays_right_at_large_n():
+    """A quadrature over chi2's density missed its narrow peak at large dof (power 0 at 100 pairs); the
+    equally likely points of the grid do not."""
+    powers = [pw.tost_power(0.0, 0.01, 0.001 / math.sqrt(n), n - 1) for n in (3, 10, 100, 1000, 100_000)]
+    assert powers == pytest.approx([1.0] * 5, abs=1e-6)
+    rising = [pw.tost_power(0.0, 0.01, 0.046 / math.sqrt(n), n - 1) for n in (3, 100, 1000, 100_000)]
+    assert rising == sorted(rising) and rising[-1] == pytest.approx(1.0)
