@@ -41,7 +41,6 @@ class Pruner:
         self.before_batch = getattr(self.scorer, "before_train_batch", None)
         self.after_step = getattr(self.effector, "after_step", None)
         self.observes_training = hasattr(self.scorer, "attach") or self.before_batch is not None
-        self._ties = [0, 0]  # tied candidates, candidates: over the current event's rankings
 
     def hooks(self, events: dict[int, list] | None = None,
               on_event: Callable[[int, int], None] | None = None) -> Hooks:
@@ -126,7 +125,7 @@ class Pruner:
             count = sum(c.count for c in cuts)
             cuts = [LayerCut(GLOBAL, count, cuts[0].index, cuts[0].of)]
         record: dict[str, LayerPruned] = {}
-        self._ties = [0, 0]  # tied candidates, candidates: over this event's rankings
+        tied, candidates = 0, 0  # over this event's rankings
         for salt, cut in enumerate(cuts):
             names = list(self.layers) if cut.layer == GLOBAL else [cut.layer]
             count = cut.count
@@ -134,7 +133,9 @@ class Pruner:
                 count += sum(self.layers[n].n_original - self.layers[n].n_alive for n in names)
                 for name in names:
                     self.layers[name].alive.fill_(True)
-            for name, chosen in self._select(names, count, salt).items():
+            picks, cut_tied, cut_candidates = self._select(names, count, salt)
+            tied, candidates = tied + cut_tied, candidates + cut_candidates
+            for name, chosen in picks.items():
                 record[name] = self._apply(self.layers[name], chosen, cut)
             if self.soft and cut.index == cut.of:  # the layer's last event: its pick stays pruned
                 for name in names:
@@ -142,18 +143,17 @@ class Pruner:
         self.timing.add("prune_s", time.perf_counter() - t0)
         t_post, loss_post = evaluate_test()
         instability = (t_pre - t_post) / t_pre if t_pre > 0 else 0.0
-        tied = self._ties[0] / self._ties[1] if self._ties[1] else 0.0
         return PruningEvent(step, t_pre, t_post, loss_pre, loss_post, instability, record, epoch=epoch, round=round,
-                            tied=tied)
+                            tied=tied / candidates if candidates else 0.0)
 
-    def _select(self, names: list[str], count: int, salt: int = 0) -> dict[str, torch.Tensor]:
-        """Flat physical indices per layer; one ranking over all ``names`` (a single layer, or global).
+    def _select(self, names: list[str], count: int, salt: int) -> tuple[dict[str, torch.Tensor], int, int]:
+        """Flat physical indices per layer, one ranking over all ``names`` (a single layer, or global); and how many
+        alive units tied, of how many.
 
         Where alive units tie on their score, the target sees them in an order drawn from the
         cell's seed, the step and ``salt`` (the cut), so a stable ranking breaks the ties at
         random instead of by index; the draw uses its own generator, leaving the cell's
-        stream (random targets and scorers) as it was. The share of tied candidates is kept
-        for the event's record.
+        stream (random targets and scorers) as it was.
         """
         scores, alive = [], []
         for name in names:
@@ -167,8 +167,6 @@ class Pruner:
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
         count = min(count, int(alive_cat.sum()))
         tied = tied_count(scores_cat[alive_cat])
-        self._ties[0] += tied
-        self._ties[1] += int(alive_cat.sum())
         if tied:
             draw = torch.Generator().manual_seed((self.ctx.batch_seed * 1_000_003 + self.ctx.step) * 64 + salt)
             order = torch.randperm(scores_cat.numel(), generator=draw)
@@ -185,7 +183,7 @@ class Pruner:
             offset += s.numel()
             if mine.numel():
                 out[name] = mine
-        return out
+        return out, tied, int(alive_cat.sum())
 
     def _apply(self, layer: LayerState, chosen: torch.Tensor, cut: LayerCut) -> LayerPruned:
         original = layer.original_index[chosen].tolist()

@@ -174,18 +174,7 @@ def order_design(name: str, step: float, sd: float, seeds: int, paired: bool) ->
 def trend_design(name: str, tau: float, positions: int, runs: int) -> Design:
     """y = beta * position + N(0, 1), beta set so that tau-b's expectation is the planted multiple of ``tau``."""
     labels = [str(i) for i in range(positions)]
-    x, m = np.arange(positions, dtype=float), np.full(positions, float(runs))
-    n = positions * runs
-    denominator = math.sqrt((n * (n - 1) / 2 - positions * runs * (runs - 1) / 2) * n * (n - 1) / 2)
-
-    def beta_for(target: float) -> float:
-        from scipy import optimize
-
-        if target == 0:
-            return 0.0
-        b = optimize.brentq(lambda b: pw._trend_s_mean(b, x, m) / denominator - abs(target), 0.0, 50.0)
-        return math.copysign(b, target)
-
+    beta_for = lambda target: pw.trend_beta(target, range(positions), [runs] * positions)  # noqa: E731
     betas = {k: beta_for(k * tau) for k in TRUTHS}
 
     def plant(rng, multiple, exact):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from scipy import special
@@ -48,7 +48,7 @@ SEED = 20261206
 class Block:
     """Parts of one test at one value of ``within``: computed from the same runs, so not independent."""
 
-    kind: str  # "correlation", "paired-order" or "welch-order"
+    kind: str  # "correlation", "paired-order", "welch-order", or "single" (a part alone)
     parts: list[Part] = field(default_factory=list)
     cov: np.ndarray | None = None  # paired-order: the covariance of the adjacent differences over seeds
     variances: tuple[float, ...] = ()  # welch-order: each group's variance, in the order of the claim
@@ -58,22 +58,14 @@ class Block:
         return self.parts[0].n
 
 
-def claim_power(parts: list[Part], blocks: Sequence[Block], unit: Part) -> tuple[float | None, int | None, str]:
+def claim_power(parts: list[Part], unit: Part) -> tuple[float | None, int | None, str]:
     """(power, n for 80%, why there is none) of the whole claim, with ``unit``'s n as the claim's n."""
     if any(p.tested is None for p in parts):
         return None, None, "no effect declared for every part"
-    joined = {id(p) for b in blocks for p in b.parts}
-    factors: list[Callable[[float], float | None]] = []
-    for b in blocks:
-        if any(p.effect is None or power_model(p) is None for p in b.parts):
-            return None, None, "a part has no test, so the claim has no power"
-        factors.append(_block_power(b))
-    for p in parts:
-        if id(p) not in joined:
-            model = power_model(p)
-            if model is None or p.effect is None:
-                return None, None, "a part has no test, so the claim has no power"
-            factors.append(_scaled(model, p.n))
+    if any(p.effect is None or power_model(p) is None for p in parts):
+        return None, None, "a part has no test, so the claim has no power"
+    blocks = {id(p.block or p): p.block or Block("single", [p]) for p in parts}.values()
+    factors = [_block_power(b) for b in blocks]
     n_unit = unit.n
 
     def power(n: float) -> float | None:
@@ -92,32 +84,28 @@ def claim_power(parts: list[Part], blocks: Sequence[Block], unit: Part) -> tuple
     return now, needed, "" if needed is not None else f"80% needs more than {pw.MAX_N:,} runs"
 
 
-def _scaled(model: pw.PowerModel, n: int) -> Callable[[float], float | None]:
-    return lambda factor: model.power(n * factor)
-
-
 def _block_power(block: Block) -> Callable[[float], float | None]:
-    """The block's power at its n times a factor."""
+    """The block's power at its n times a factor: a part alone by its closed form, several by simulation."""
     if len(block.parts) == 1:
-        return _scaled(power_model(block.parts[0]), block.n())
+        model, n = power_model(block.parts[0]), block.n()
+        return lambda factor: model.power(n * factor)
     simulate = {"correlation": _correlation_block, "paired-order": _paired_block, "welch-order": _welch_block}[
         block.kind]
     return functools.lru_cache(maxsize=None)(lambda factor: simulate(block, factor))
 
 
-def _claimed(part: Part) -> tuple[float, float | None]:
-    """The effect tested and the size to reach (the paper's number, else None), in the claimed direction."""
-    s = 1 if part.sign >= 0 else -1
-    return s * part.tested.value, (s * part.tested.value if part.sized() else None)
+def _size(part: Part) -> float | None:
+    """The size a reproduced part must reach (the paper's number, in the claimed direction), else None."""
+    return (1 if part.sign >= 0 else -1) * part.tested.value if part.sized() else None
 
 
 # ---- correlation: Pearson and Kendall of the same runs ------------------------------------------
-def _correlation_block(block: Block, factor: float, alpha: float = ALPHA) -> float | None:
+def _correlation_block(block: Block, factor: float) -> float | None:
     n = int(round(block.n() * factor))
     if n <= 4:
         return None
     if n <= DIRECT_RUNS:
-        return float(np.mean(np.all(_correlation_draws(block, n, alpha), axis=0)))
+        return float(np.mean(np.all(_correlation_draws(block, n), axis=0)))
     marginals = [power_model(p).power(n) for p in block.parts]
     if any(m is None for m in marginals):
         return None
@@ -137,8 +125,9 @@ def _planted_r(block: Block) -> float:
     return math.sin(math.pi / 2 * tau)  # Greiner's relation, inverted
 
 
-def _draw_pairs(block: Block, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    rho = _planted_r(block)
+def _draw_pairs(rho: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """SIMULATIONS planted data sets of n runs from a bivariate normal at ``rho`` (the fixed seed)."""
+    rng = np.random.default_rng(SEED)
     x = rng.standard_normal((SIMULATIONS, n))
     y = rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal((SIMULATIONS, n))
     return x, y
@@ -160,31 +149,26 @@ def _kendall_tau(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out / (n * (n - 1) / 2)
 
 
-def _correlation_draws(block: Block, n: int, alpha: float) -> np.ndarray:
+def _correlation_draws(block: Block, n: int) -> np.ndarray:
     """(parts, simulations): whether each part is reproduced on each planted data set."""
-    x, y = _draw_pairs(block, n, np.random.default_rng(SEED))
+    x, y = _draw_pairs(_planted_r(block), n)
     out = []
     for part in block.parts:
         s = 1 if part.sign >= 0 else -1
-        _, size = _claimed(part)
         if part.family == "pearson":
             r = s * _pearson_r(x, y)
-            out.append(np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15)) > pw.pearson_threshold(n, alpha, size))
+            out.append(np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15)) > pw.pearson_threshold(n, ALPHA, _size(part)))
         else:
             tau = s * _kendall_tau(x, y)
-            out.append(tau > kendall_reproduce_threshold(n, alpha, size))
+            out.append(tau > kendall_reproduce_threshold(n, _size(part)))
     return np.array(out)
 
 
-def kendall_reproduce_threshold(n: int, alpha: float = ALPHA, size: float | None = None) -> float:
+def kendall_reproduce_threshold(n: int, size: float | None = None) -> float:
     """The tau above which an untied Kendall part is reproduced, with scipy's exact test below 34 runs."""
-    threshold = pw.kendall_threshold(n, (), alpha, size)
-    threshold = 1.0 if threshold is None else threshold
-    if n > 33:
-        return threshold
-    half = float(special.ndtri(1 - alpha / 2)) * pw.kendall_interval_sd(n)
-    interval = math.tanh(max(half, math.atanh(size) - half if size is not None else half))
-    return max(_kendall_exact_critical(n, alpha), interval)
+    exact = _kendall_exact_critical(n, ALPHA) if n <= 33 else None
+    threshold = pw.kendall_threshold(n, (), ALPHA, size, critical=exact)
+    return 1.0 if threshold is None else threshold
 
 
 @functools.lru_cache(maxsize=None)
@@ -222,9 +206,7 @@ def _with_inversions(n: int, inversions: int) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def _copula_rho(rho: float) -> float:
     """The correlation of atanh r and atanh tau over runs of a bivariate normal at ``rho``, simulated at DIRECT_RUNS."""
-    rng = np.random.default_rng(SEED)
-    x = rng.standard_normal((SIMULATIONS, DIRECT_RUNS))
-    y = rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal((SIMULATIONS, DIRECT_RUNS))
+    x, y = _draw_pairs(rho, DIRECT_RUNS)
     r, tau = _pearson_r(x, y), _kendall_tau(x, y)
     return float(np.corrcoef(np.arctanh(np.clip(r, -0.999999, 0.999999)), np.arctanh(np.clip(tau, -0.999999, 0.999999)))[0, 1])
 
@@ -246,41 +228,40 @@ def _wishart_bartlett(cov: np.ndarray, dof: float, rng: np.random.Generator) -> 
     return la @ np.transpose(la, (0, 2, 1)) / dof
 
 
-def _reproduced_t(part: Part, estimate: np.ndarray, se: np.ndarray, dof: np.ndarray | float,
-                  alpha: float) -> np.ndarray:
+def _reproduced_t(part: Part, estimate: np.ndarray, se: np.ndarray, dof: np.ndarray | float) -> np.ndarray:
     """Whether a t-test part is reproduced: beyond t se-hat in the claimed direction, reaching the paper's size."""
     s = 1 if part.sign >= 0 else -1
-    _, size = _claimed(part)
-    t_crit = special.stdtrit(dof, 1 - alpha / 2)
+    size = _size(part)
+    t_crit = special.stdtrit(dof, 1 - ALPHA / 2)
     low = t_crit * se if size is None else np.maximum(t_crit * se, size - t_crit * se)
     return s * estimate > low
 
 
-def _paired_block(block: Block, factor: float, alpha: float = ALPHA) -> float | None:
+def _paired_block(block: Block, factor: float) -> float | None:
     n = block.n() * factor
     k = len(block.parts)
     if n < 3 or block.cov is None or n - 1 < k:
         return None
     rng = np.random.default_rng(SEED)
-    mean = np.array([p.sign * _claimed(p)[0] for p in block.parts])
+    mean = np.array([p.tested.value for p in block.parts])  # the effects tested, signed as the effects
     chol = np.linalg.cholesky(block.cov / n + 1e-12 * np.trace(block.cov) * np.eye(k))
     estimates = mean[None] + rng.standard_normal((SIMULATIONS, k)) @ chol.T
     spreads = _wishart_bartlett(block.cov, n - 1, rng)
     ok = np.ones(SIMULATIONS, dtype=bool)
     for j, part in enumerate(block.parts):
         se = np.sqrt(np.maximum(spreads[:, j, j], 0) / n)
-        ok &= _reproduced_t(part, estimates[:, j], se, n - 1, alpha)
+        ok &= _reproduced_t(part, estimates[:, j], se, n - 1)
     return float(np.mean(ok))
 
 
-def _welch_block(block: Block, factor: float, alpha: float = ALPHA) -> float | None:
+def _welch_block(block: Block, factor: float) -> float | None:
     sizes = np.array(block.sizes, dtype=float) * factor
     if np.any(sizes < 2):
         return None
     rng = np.random.default_rng(SEED)
     variances = np.array(block.variances)
     # group means rising along the claim by each adjacent difference tested
-    steps = np.array([p.sign * _claimed(p)[0] for p in block.parts])
+    steps = np.array([p.tested.value for p in block.parts])
     means = np.concatenate([[0.0], np.cumsum(steps)])
     drawn_means = means[None] + rng.standard_normal((SIMULATIONS, means.size)) * np.sqrt(variances / sizes)[None]
     drawn_vars = variances[None] * rng.chisquare(sizes - 1, (SIMULATIONS, means.size)) / (sizes - 1)[None]
@@ -289,5 +270,5 @@ def _welch_block(block: Block, factor: float, alpha: float = ALPHA) -> float | N
         va, vb = drawn_vars[:, j + 1] / sizes[j + 1], drawn_vars[:, j] / sizes[j]
         se = np.sqrt(va + vb)
         dof = (va + vb) ** 2 / np.maximum(va ** 2 / (sizes[j + 1] - 1) + vb ** 2 / (sizes[j] - 1), 1e-300)
-        ok &= _reproduced_t(part, drawn_means[:, j + 1] - drawn_means[:, j], se, dof, alpha)
+        ok &= _reproduced_t(part, drawn_means[:, j + 1] - drawn_means[:, j], se, dof)
     return float(np.mean(ok))

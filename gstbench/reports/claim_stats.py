@@ -165,8 +165,7 @@ class Part:
             return
         t_low, t_high = (self.effect + margin) / self.se, (self.effect - margin) / self.se
         self.p = float(max(t_sf(t_low, self.dof), t_cdf(t_high, self.dof)))
-        half = float(t_quantile(1 - ALPHA, self.dof)) * self.se
-        self.low, self.high = self.effect - half, self.effect + half
+        self.low, self.high = self.interval()
 
     def as_noninferiority(self, margin: float) -> None:
         """Turn a difference a - b into a non-inferiority test (a - b > -margin, one-sided t at 0.05): its p, and the
@@ -268,16 +267,15 @@ def attach_power(part: Part, declared: dict[str, Any] | None, with_power: bool =
     return part
 
 
-def power_model(part: Part, truth: float | None = None, alpha: float = ALPHA) -> pw.PowerModel | None:
-    """How likely ``part``'s test is to come out reproduced at any n, at a true effect ``truth`` (default: the effect
-    tested; both in the test's unit, signed as the effect)."""
+def power_model(part: Part) -> pw.PowerModel | None:
+    """How likely ``part``'s test is to come out reproduced at any n, at the effect tested."""
     if part.tested is None:
         return None
     s = 1 if part.sign >= 0 else -1
-    value = s * (part.tested.value if truth is None else truth)  # the claimed direction positive
+    # the claimed direction positive; an equivalence is powered at a difference, not in a direction
+    value = part.tested.value if part.margin is not None else s * part.tested.value
     size = s * part.tested.value if part.sized() else None
-    if part.margin is not None:  # an equivalence is powered at a difference, not in a direction
-        value = part.tested.value if truth is None else truth
+    alpha = ALPHA
     if part.family == "pearson":
         return pw.pearson_model(value, alpha, size)
     if part.family == "kendall":
@@ -371,8 +369,7 @@ def bound_part(label: str, values: Sequence[float], bound: float, sign: int, met
 def _with_t_interval(part: Part, se: float, dof: float, p: float) -> Part:
     """A t-test's p and the effect's 95% t interval (se and dof kept for an equivalence)."""
     part.se, part.dof, part.p = se, dof, float(p)
-    half = float(t_quantile(1 - ALPHA / 2, dof)) * se
-    part.low, part.high = part.effect - half, part.effect + half
+    part.low, part.high = part.interval()
     return part
 
 

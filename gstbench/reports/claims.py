@@ -84,8 +84,7 @@ def evaluate_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, li
             parts += _test_parts(test, groups, runs, axis_labels, power)
         verdict, deciding, level = combine(parts)
         row = deciding.at_level(level)
-        blocks = list({id(p.block): p.block for p in parts if p.block is not None}.values())
-        whole, needed, why = claim_power(parts, blocks, deciding) if power and not deciding.missing else \
+        whole, needed, why = claim_power(parts, deciding) if power and not deciding.missing else \
             (None, None, deciding.missing or "not computed")
         out.append({"id": claim["id"], "source": claim["source"], "statement": claim["statement"],
                     "paper": claim["paper"], "verdict": verdict,

@@ -90,11 +90,12 @@ def kendall_interval_sd(n: float, x_ties: Sequence[float] = ()) -> float:
 
 
 def kendall_threshold(n: float, x_ties: Sequence[float] = (), alpha: float = ALPHA,
-                      size: float | None = None) -> float | None:
-    """The tau-b above which a Kendall part is reproduced (claimed direction positive): the test's critical value,
-    the interval clear of zero and, with ``size``, the interval reaching it; None when no tau-b can reach it."""
+                      size: float | None = None, critical: float | None = None) -> float | None:
+    """The tau-b above which a Kendall part is reproduced (claimed direction positive): the test's critical value
+    (``critical``, or the asymptotic one), the interval clear of zero and, with ``size``, the interval reaching it;
+    None when no tau-b can reach it."""
     z_crit = normal_quantile(1 - alpha / 2)
-    critical = z_crit * kendall_null_sd(n, x_ties)
+    critical = z_crit * kendall_null_sd(n, x_ties) if critical is None else critical
     if critical >= 1:
         return None
     half = z_crit * kendall_interval_sd(n, x_ties)
@@ -154,8 +155,6 @@ def trend_power(tau: float, positions: Sequence[float], counts: Sequence[float],
                 size: float | None = None) -> float | None:
     """P(a Kendall trend part along ``positions`` (``counts`` runs at each) is reproduced) at a true ``tau`` (the
     claimed direction positive)."""
-    from scipy import optimize
-
     x, m = np.asarray(positions, dtype=float), np.asarray(counts, dtype=float)
     n = float(m.sum())
     if n <= 4 or x.size < 2:
@@ -164,14 +163,33 @@ def trend_power(tau: float, positions: Sequence[float], counts: Sequence[float],
     threshold = kendall_threshold(n, ties, alpha, size)
     if threshold is None:
         return 0.0
-    n0, n1 = n * (n - 1) / 2, float(np.sum(m * (m - 1) / 2))
-    denominator = math.sqrt((n0 - n1) * n0)  # tau-b = S / denominator (no ties in y)
-    largest = _trend_s_mean(1e6, x, m) / denominator
-    if abs(tau) >= largest:
+    beta = trend_beta(tau, x, m)
+    if beta is None:
         return 1.0 if tau > 0 else 0.0
-    beta = math.copysign(optimize.brentq(lambda b: _trend_s_mean(b, x, m) / denominator - abs(tau), 0.0, 1e6,
+    return float(normal_cdf((_trend_s_mean(beta, x, m) - threshold * _trend_denominator(m))
+                            / math.sqrt(_trend_s_var(beta, x, m))))
+
+
+def _trend_denominator(counts: np.ndarray) -> float:
+    """tau-b = S / this, with ``counts`` runs tied at each position (no ties in y)."""
+    n = float(counts.sum())
+    n0, n1 = n * (n - 1) / 2, float(np.sum(counts * (counts - 1) / 2))
+    return math.sqrt((n0 - n1) * n0)
+
+
+def trend_beta(tau: float, positions: Sequence[float], counts: Sequence[float]) -> float | None:
+    """The slope beta of y = beta * position + N(0, 1) whose expected tau-b is ``tau``; None beyond the largest
+    tau-b the positions allow."""
+    from scipy import optimize
+
+    x, m = np.asarray(positions, dtype=float), np.asarray(counts, dtype=float)
+    denominator = _trend_denominator(m)
+    if tau == 0:
+        return 0.0
+    if abs(tau) >= _trend_s_mean(1e6, x, m) / denominator:
+        return None
+    return math.copysign(optimize.brentq(lambda b: _trend_s_mean(b, x, m) / denominator - abs(tau), 0.0, 1e6,
                                          xtol=1e-10), tau)
-    return float(normal_cdf((_trend_s_mean(beta, x, m) - threshold * denominator) / math.sqrt(_trend_s_var(beta, x, m))))
 
 
 CHI_NODES = 400  # points of each chi-square distribution the t-test powers integrate over (midpoints in probability)
