@@ -200,6 +200,22 @@ def test_a_live_lease_is_left_to_its_run_and_a_dead_or_expired_one_is_taken_over
     assert "1 cell is being trained by another run" in text.stderr
 
 
+def test_a_killed_writers_temp_files_in_trainings_and_parents_go_even_when_every_cell_has_finished(finished,
+                                                                                                      tmp_path):
+    out = _copy(finished, tmp_path)
+    host = socket.gethostname()
+    dead, live = _dead_pid(), os.getpid()
+    holders = [next((out / "trainings").iterdir()), *(out / "parents").iterdir()]
+    assert len(holders) >= 2  # the tiny run stores trainings and a parent
+    for d in holders:
+        (d / f".events.jsonl.{dead}@{host}.abcd1234.tmp").write_text("killed mid-write")
+        (d / f".result.json.{live}@{host}.abcd1234.tmp").write_text("a live writer's")
+    proc = run_cli("run", "--suite", TINY, "--seeds", "1", "--out", str(out), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["run"]["ran"] == 0, proc.stderr
+    for d in holders:
+        assert [t.name for t in d.glob(".*.tmp")] == [f".result.json.{live}@{host}.abcd1234.tmp"]
+
+
 def test_two_runs_into_one_directory_train_each_cell_once(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}

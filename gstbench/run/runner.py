@@ -21,7 +21,7 @@ from gstbench.errors import GstbenchError, StorageError, closest
 from gstbench.run.leases import DEFAULT_TIMEOUT_S, Leases
 from gstbench.store.parents import ParentCache
 from gstbench.store.store import Store, cell_path, remove_dead_temps
-from gstbench.store.trainings import Trainings
+from gstbench.store.trainings import TRAININGS, Trainings
 from gstbench.plan.suite import Suite
 from gstbench.engine.tracking import build_tracker, logged_run
 from gstbench.plan.log_targets import LogTarget, merge_targets
@@ -170,11 +170,13 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str =
             corrupt.append(files)
         if to_run(files.result):
             pending.append(spec)
+    # what a killed process of this host half-wrote, even where every cell has finished since (its
+    # training or parent was being stored when it died)
+    for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*")]:
+        remove_dead_temps(entry)
     if pending or not store.suite_is(summary):
         store.check_writable()  # before any training: one line naming the directory
         with _storing(store.root):
-            for entry in (store.root / "parents").glob("*"):  # half-written by a killed process of this host
-                remove_dead_temps(entry)
             for files in corrupt:
                 store.set_aside(files)
             store.write_suite(summary)

@@ -18,6 +18,7 @@ moves the file aside (``<name>.corrupt-<UTC time>``, never deleted) and recomput
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -69,13 +70,15 @@ def _temp_file(path: Path) -> tuple[int, str]:
 
 
 def remove_dead_temps(directory: Path) -> int:
-    """Remove the temp files in ``directory`` whose writer, a process of this host, is gone; how many."""
+    """Remove the temp files in ``directory`` whose writer, a process of this host, is gone; how many.
+    One that cannot be removed (a read-only results directory) stays: it is never read."""
     removed = 0
     for temp in directory.glob(".*.tmp"):
         m = _TEMP.match(temp.name)
         if m and m.group(2) == HOST and not pid_alive(int(m.group(1))):
-            temp.unlink(missing_ok=True)
-            removed += 1
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+                removed += 1
     return removed
 
 
