@@ -20,6 +20,7 @@ import time
 import torch
 
 from gstbench.engine import run_cell
+from gstbench.engine.order import TRAIN, WorkOrder
 from gstbench.plugins import get_registry
 from gstbench.plan.suite import load_suite
 
@@ -40,7 +41,7 @@ def main() -> None:
             cell = dataclasses.replace(spec, train=dataclasses.replace(spec.train, checkpoint_every=every))
             with tempfile.TemporaryDirectory() as d:
                 t0 = time.perf_counter()
-                result = run_cell(cell, registry, checkpoint_dir=d)
+                result = run_cell(WorkOrder(cell, TRAIN, cell_dir=d), registry)
                 times[every].append(time.perf_counter() - t0)
             assert result.ok, result.error
             metrics = {k: v for k, v in result.metrics.items() if k != "metric_wall_s"}

@@ -196,7 +196,7 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
     from gstbench.plan.selection import config_label
     from gstbench.reports.report import build_report, render_leaderboard
     from gstbench import stopping
-    from gstbench.run.runner import build_executor, run_suite
+    from gstbench.run.runner import RunCallbacks, RunOptions, build_executor, run_suite
     from gstbench.names import inside
     from gstbench.plan.suite import MAX_CELLS, load_suite
     from gstbench.plan.log_targets import LogTarget
@@ -247,10 +247,10 @@ def run(suite_name, scale, seeds, scorer, metrics, executor, workers, threads, a
 
     try:
         with stopping.installed():
-            summary = run_suite(suite, out, registry, executor=executor, device=device, retry_failed=retry_failed,
-                                on_start=on_start, on_cell_done=on_cell_done, on_epoch=on_epoch,
-                                executor_options=executor_options, lease_timeout=lease_timeout, loggers=loggers,
-                                threads=threads, reuse=list(reuse_dirs))
+            options = RunOptions(executor=executor, executor_options=executor_options or {}, device=device,
+                                 threads=threads, retry_failed=retry_failed, lease_timeout=lease_timeout,
+                                 loggers=tuple(loggers), reuse=tuple(reuse_dirs))
+            summary = run_suite(suite, out, registry, options, RunCallbacks(on_start, on_epoch, on_cell_done))
     except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
@@ -301,7 +301,7 @@ def measure_cmd(directory, metrics, device, threads) -> None:
     except GstbenchError as exc:
         raise click.BadParameter(getattr(exc, "message", str(exc)), param_hint="--metric") from None
     summary = measure_run(directory, refs, registry, device=device, threads=threads)
-    for line in summary.without_model:
+    for line in summary.without_model + summary.failed:
         click.echo(line, err=True)
     parts = [f"{_cells(summary.measured)} measured ({', '.join(ref.label for ref in refs)}; "
              f"`gstbench report {directory}` shows them)" if summary.measured else "0 cells measured"]
@@ -309,10 +309,12 @@ def measure_cmd(directory, metrics, device, threads) -> None:
         parts.append(f"{_cells(summary.already)} had every metric already")
     if summary.without_model:
         parts.append(f"{_cells(len(summary.without_model))} skipped: no stored model (above)")
+    if summary.failed:
+        parts.append(f"{_cells(len(summary.failed))} failed and kept as they were (above)")
     if summary.unfinished:
         parts.append(f"{_cells(summary.unfinished)} not finished, left alone")
     click.echo(f"{directory}: " + "; ".join(parts), err=True)
-    if summary.without_model and not summary.measured:
+    if (summary.without_model or summary.failed) and not summary.measured:
         sys.exit(1)
 
 
@@ -324,7 +326,7 @@ def _say_which_cells_have_no_model(suite, out: Path) -> None:
     """--save-models stores models of cells it trains; cells finished before it are not trained again."""
     from gstbench.engine.artifacts import MODEL
     from gstbench.store.store import Store
-    from gstbench.store.trainings import cell_model
+    from gstbench.store.store import cell_model
 
     store = Store(out)
     without = [spec for spec in suite.cells if cell_model(out, spec) is None

@@ -15,6 +15,7 @@ import torch
 from conftest import DATA, changed, run_cli
 from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
+from gstbench.engine.order import RESUME, TRAIN, WorkOrder
 from gstbench.testing import stored_results
 from gstbench.testing.forkserver import popen_gstbench
 
@@ -63,12 +64,12 @@ def test_a_cell_stopped_mid_way_resumes_to_the_same_numbers(registry, tmp_path, 
     straight = run_cell(spec, registry)
     assert straight.status == "ok", straight.traceback
     with pytest.raises(Stop):  # stopped in epoch 4: the checkpoint of epoch 3 is there
-        run_cell(spec, registry, progress=_stop_after(4), checkpoint_dir=tmp_path)
+        run_cell(WorkOrder(spec, TRAIN, cell_dir=tmp_path), registry, progress=_stop_after(4))
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 3 * straight.steps_per_epoch and len(saved["curves"]["epoch"]) == 3
     torch.manual_seed(12345)  # the resumed run must not depend on the state it finds
     seen: list[int] = []
-    resumed = run_cell(spec, registry, checkpoint_dir=tmp_path, progress=lambda done, planned: seen.append(done))
+    resumed = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry, progress=lambda done, planned: seen.append(done))
     assert seen[0] == 3  # it went on from the checkpoint, not from the first step
     assert resumed.status == "ok", resumed.traceback
     assert _computed(resumed) == _computed(straight)
@@ -96,10 +97,10 @@ def test_a_rounds_cell_stopped_mid_way_goes_on_with_the_next_round_to_the_same_n
     straight = run_cell(spec, registry)
     assert straight.status == "ok", straight.traceback
     with pytest.raises(Stop):
-        run_cell(spec, registry, progress=_stop_after(stop_at), checkpoint_dir=tmp_path)
+        run_cell(WorkOrder(spec, TRAIN, cell_dir=tmp_path), registry, progress=_stop_after(stop_at))
     assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["rounds"]) == rounds_done
     seen: list[int] = []
-    resumed = run_cell(spec, registry, checkpoint_dir=tmp_path, progress=lambda d, n: seen.append(d))
+    resumed = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry, progress=lambda d, n: seen.append(d))
     assert resumed.status == "ok", resumed.traceback
     assert seen[0] == epochs_done  # it went on from the checkpoint
     assert _computed(resumed) == _computed(straight)
@@ -122,7 +123,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_the_cell_starts_over(regist
     spec = cell_from_config(CELL, 0, registry)
     (tmp_path / "checkpoint.pt").write_bytes(b"cut short")
     with pytest.warns(UserWarning, match="could not be read"):
-        result = run_cell(spec, registry, checkpoint_dir=tmp_path)
+        result = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry)
     assert result.status == "ok" and list(tmp_path.glob("checkpoint.pt.corrupt-*"))
     assert _computed(result) == _computed(run_cell(spec, registry))
 

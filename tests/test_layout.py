@@ -72,6 +72,14 @@ def test_no_import_runs_back_up_the_data_path():
     assert _violations() == []
 
 
+def test_the_engine_executes_orders_and_never_reads_the_training_cache():
+    """The run stage decides (run/orders.py); the engine imports nothing of store/trainings.py."""
+    found = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in sorted((PACKAGE / "engine").rglob("*.py"))
+             for line, names in _imports(ast.parse(path.read_text(), str(path)))
+             if any(name.startswith("gstbench.store.trainings") for name in names)]
+    assert found == []
+
+
 def test_the_check_sees_an_import_up_the_path(tmp_path, monkeypatch):
     """The check itself can fail: a planted upward import in a copy of the tree is found."""
     import shutil

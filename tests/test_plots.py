@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DATA, run_cli
 from gstbench.plugins import Registry
-from gstbench.run.runner import run_suite
+from gstbench.run.runner import RunOptions, run_suite
 from gstbench.plan.suite import load_suite
 
 FIGURES = {"stability_vs_generalization", "test_accuracy_over_training", "rate_sweep", "prune_potential", "stability_vs_ood_acc_mean",
@@ -23,7 +23,7 @@ def results(tmp_path_factory):
     dirs = {}
     for name in ("tiny_rates", "tiny_ood", "tiny_rounds"):
         summary = run_suite(load_suite(registry, str(DATA / f"{name}.toml")), root / name, registry,
-                            executor="sequential")
+                            RunOptions(executor="sequential"))
         assert summary.failed == 0
         dirs[name] = root / name
     return dirs

@@ -12,6 +12,7 @@ import time
 from gstbench.builtin.executors import PoolExecutor
 from gstbench.plugins import get_registry
 from gstbench.run.progress import RunProgress
+from gstbench.run.orders import TRAIN, WorkOrder
 from gstbench.run.runner import CellWork
 from gstbench.plan.suite import load_suite
 
@@ -62,9 +63,9 @@ def test_pool_workers_send_their_epochs_while_their_cells_train(tmp_path):
     registry = get_registry()
     cells = load_suite(registry, str(suite)).cells
     seen: list[tuple] = []
-    work = CellWork(registry=registry, on_epoch=lambda spec, done, planned: seen.append((spec.hash, done, planned)))
+    work = CellWork(registry=registry, on_epoch=lambda cell, done, planned: seen.append((cell.hash, done, planned)))
     order = []
-    for cell, result in PoolExecutor(workers=2, retries=0).map(iter(cells), work):
+    for cell, result in PoolExecutor(workers=2, retries=0).map(iter([WorkOrder(c, TRAIN) for c in cells]), work):
         assert result.ok, result.error
         order.append((cell.hash, len(seen)))
     first_done, seen_then = order[0]

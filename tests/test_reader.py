@@ -8,14 +8,14 @@ from gstbench.plugins import Registry
 from gstbench.reports.plots import _groups
 from gstbench.store.reader import load_results
 from gstbench.reports.report import build_report
-from gstbench.run.runner import run_suite
+from gstbench.run.runner import RunOptions, run_suite
 from gstbench.plan.suite import load_suite
 
 
 def test_configurations_that_print_alike_stay_apart_everywhere(tmp_path):
     registry = Registry()
     suite = load_suite(registry, str(DATA / "tiny_same_label.toml"))
-    assert run_suite(suite, tmp_path / "run", registry, executor="sequential").failed == 0
+    assert run_suite(suite, tmp_path / "run", registry, RunOptions(executor="sequential")).failed == 0
     results = load_results(tmp_path / "run")
     # the key is the one the suite computed before the run, for every reader
     assert sorted(c.key for c in results.configurations) == sorted({cell.config_hash for cell in suite.cells})

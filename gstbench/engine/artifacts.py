@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from gstbench.engine.pruner import Pruner
     from gstbench.engine.state import Cell
 
-from gstbench.store.trainings import MODEL, cell_model, link_or_copy, round_model
+from gstbench.store.store import MODEL, cell_model, link_or_copy, round_model
 FORMAT = "gstbench-model-1"
 KEPT = "gstbench.kept."
 

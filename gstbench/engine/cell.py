@@ -2,16 +2,17 @@
 
 The nesting, top to bottom:
 
-    run_cell(spec)                        never raises for the cell's own errors: a 'failed' result
+    run_cell(order)                       never raises for the cell's own errors: a 'failed' result
       _train_cell                         seeds, data, model, Trainer, Pruner
         run_schedule | rounds.run_rounds  pruning during one training run | prune-retrain rounds
           Checkpoints.resume              a killed run's state, when there is one (checkpoint.py)
           Trainer.train                   the step loop (loop.py)
             Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
             Hooks.after_epoch             every N epochs: Checkpoints.save
-        keep_model                        with train.save_model: the model(s) with its training (store/trainings.py)
+        keep_model                        with train.save_model: the model(s) in order.models
+        sink.store_training               the training's result, before the metrics (run/orders.py)
         evaluate (train set), measure     the final metrics (evaluation.py)
-      measure_stored                      instead, when the training is stored: its model(s), measure
+      measure_stored                      instead, for a MEASURE order: the stored model(s), measure
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gstbench.engine.artifacts import MODEL, keep_last_round, keep_model, load_model
-from gstbench.store.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent
+from gstbench.store.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent, StoredTraining
 from gstbench.components import Evaluated, PruningContext
 from gstbench.plan.config import CellSpec
 from gstbench.engine.checkpoint import Checkpoints
@@ -40,37 +40,37 @@ from gstbench.store.parents import ParentCache
 from gstbench.plan.schedule import iterative_rate
 from gstbench.engine.state import Cell
 from gstbench.engine.tracking import CellTracker, LoggedRun
-from gstbench.errors import StoreWarning
 from gstbench.plugins import Registry
-from gstbench.store.trainings import StoredTraining, Trainings, training_result
+from gstbench.engine.order import MEASURE, TRAIN, TrainingSink, WorkOrder
 
 
-def run_cell(spec: CellSpec, registry: Registry, device: str = "cpu", progress: Progress | None = None,
-             parents: ParentCache | None = None, checkpoint_dir: Path | str | None = None,
-             tracker: CellTracker | None = None, logged: LoggedRun | None = None,
-             trainings: Trainings | None = None) -> CellResult:
-    """Train one cell; never raises for the cell's own errors: returns a 'failed' result instead.
+def run_cell(order: WorkOrder | CellSpec, registry: Registry, device: str = "cpu", progress: Progress | None = None,
+             parents: ParentCache | None = None, tracker: CellTracker | None = None,
+             logged: LoggedRun | None = None, sink: TrainingSink | None = None) -> CellResult:
+    """Execute one cell's work order (engine/order.py); never raises for the cell's own errors: returns a
+    'failed' result instead.
 
     ``parents`` shares unpruned parents between cells (the run directory's cache); without
-    it, a cell trains its parent itself when it needs one. ``checkpoint_dir`` (the cell's
-    directory) holds its checkpoint every ``train.checkpoint_every`` epochs, and a cell that
-    finds one there goes on from it. ``tracker`` sends curves, events and final metrics to the
-    run's experiment trackers (``logged`` names the run there). ``trainings`` are the stored
-    trainings: a cell whose training is stored there, with the models its metrics need, computes
-    only its metrics; one that trains stores its training in the first of them.
+    it, a cell trains its parent itself when it needs one. A cell that trains saves its
+    checkpoint in ``order.cell_dir`` every ``train.checkpoint_every`` epochs (a RESUME order
+    goes on from the one there), keeps its models in ``order.models`` and gives its training
+    to ``sink`` before its metrics run; a MEASURE order computes only the metrics, on
+    ``order.stored``. ``tracker`` sends curves, events and final metrics to the run's
+    experiment trackers (``logged`` names the run there). A ``CellSpec`` alone is the order to train it
+    from its first step, keeping nothing (what tests, benchmarks and notebooks ask for).
     """
+    if isinstance(order, CellSpec):
+        order = WorkOrder(order, TRAIN)
+    spec = order.spec
     started = time.perf_counter()
     tracker = tracker if tracker is not None else CellTracker()
     if logged is not None:
         tracker.start(logged)
     try:
-        stored = trainings.find(spec) if trainings is not None else None
-        if stored is not None and stored.serves(spec):
-            result = measure_stored(spec, registry, torch.device(device), parents, tracker, stored)
-            trainings.adopt(stored, spec)
+        if order.action == MEASURE:
+            result = measure_stored(spec, registry, torch.device(device), parents, tracker, order.stored)
         else:
-            result = _train_cell(spec, registry, torch.device(device), progress, parents, checkpoint_dir, tracker,
-                                 trainings)
+            result = _train_cell(order, registry, torch.device(device), progress, parents, tracker, sink)
         result.wall_s = round(time.perf_counter() - started, 3)
     except Exception as exc:  # a failed cell is data, not a crash of the whole matrix
         result = CellResult.failed(spec, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=20), device,
@@ -79,17 +79,15 @@ def run_cell(spec: CellSpec, registry: Registry, device: str = "cpu", progress: 
     return result
 
 
-def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progress: Progress | None,
-                parents: ParentCache | None, checkpoint_dir: Path | str | None, tracker: CellTracker,
-                trainings: Trainings | None) -> CellResult:
+def _train_cell(order: WorkOrder, registry: Registry, device: torch.device, progress: Progress | None,
+                parents: ParentCache | None, tracker: CellTracker, sink: TrainingSink | None) -> CellResult:
+    spec = order.spec
     data_seed, prune_seed = seed_everything(spec.seed)
     if fast_path(device):  # cuDNN's autotuner gives up bitwise reproducibility, which GPUs do not promise anyway
         torch.backends.cudnn.benchmark = True
     data = registry.load_data(spec.dataset).to(device, channels_last=fast_path(device))
-    keeping = trainings is not None and spec.train.save_model
     cell = Cell(spec, registry, data, device, parents,
-                Checkpoints(checkpoint_dir, spec.hash, spec.train.checkpoint_every), tracker,
-                models=trainings.model_dir(spec) if keeping else None)
+                Checkpoints(order.cell_dir, spec.hash, spec.train.checkpoint_every), tracker, models=order.models)
     timing = cell.timing
     torch.manual_seed(spec.seed)
     model = place(registry.build_model(spec.model, data), device)
@@ -136,10 +134,8 @@ def _train_cell(spec: CellSpec, registry: Registry, device: torch.device, progre
                         steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps)
     if rounds:
         keep_last_round(cell, rounds)
-    if trainings is not None:
-        # the metrics dict holds the engine's numbers alone until the metrics run below
-        store_training(trainings, spec, training_result(dataclasses.replace(result, timing=timing.as_json()), spec,
-                                                        own=metrics))
+    if sink is not None:  # the metrics dict holds the engine's numbers alone until the metrics run below
+        sink.store_training(spec, dataclasses.replace(result, timing=timing.as_json()), dict(metrics))
     if rounds:
         metrics.update(trained.rounds[-1].metrics or {})
     elif spec.metrics:
@@ -187,19 +183,6 @@ def measure_stored(spec: CellSpec, registry: Registry, device: torch.device, par
     environment = Environment.here(str(device), plugin_versions(spec, registry))
     return dataclasses.replace(training, hash=spec.hash, seed=spec.seed, environment=environment, metrics=metrics,
                                rounds=rounds, timing=timing, training_from=str(stored.directory.resolve()))
-
-
-def store_training(trainings: Trainings, spec: CellSpec, training: CellResult) -> None:
-    """Write the training's result beside its models (result.json last: then it serves other cells). A write
-    that fails (a full disk) costs only the reuse: the cell goes on, and its own result is stored as ever."""
-    store = trainings.target
-    try:
-        store.begin(spec.training_spec, clean=False)  # cells sharing a training may write it at once
-        store.finish(spec.training_spec, training)
-    except OSError as exc:
-        warnings.warn(f"could not store the training of cell {spec.short_hash} in {store.cell_dir(spec.training_spec)} "
-                      f"({exc.strerror or exc}); a metric added to it later trains it again", StoreWarning,
-                      stacklevel=2)
 
 
 def plugin_versions(spec: CellSpec, registry: Registry) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """`gstbench measure`: add metrics to every finished cell of a run directory, on its stored models, without training.
 
-Each finished cell's training is found as `gstbench run` finds it (store/trainings.py); the
+Each finished cell's training is found as `gstbench run` finds it (run/orders.py); the
 new metrics run on its model(s) exactly as a cell that had them from the start would run
 them (same seeds, one thread), and their values join the cell's result.json, with each
 metric's name and numeric keys in its ``measured_later`` (the leaderboard shows those keys
@@ -22,8 +22,9 @@ from gstbench.plan.suite import matrix_key, validate_cells
 from gstbench.plugins import Registry
 from gstbench.store.cell_result import CellResult
 from gstbench.store.parents import ParentCache
-from gstbench.store.store import Store, atomic_write_json
-from gstbench.store.trainings import Trainings
+from gstbench.store.store import Store, atomic_write_json, training_path
+from gstbench.run.orders import MEASURE, resolve
+from gstbench.store.trainings import Trainings, TrainingStore
 
 
 @dataclass
@@ -32,6 +33,7 @@ class MeasureSummary:
     already: int = 0  # cells that had every metric asked for
     unfinished: int = 0  # cells not finished (or failed): left alone
     without_model: list[str] = field(default_factory=list)  # one line per cell whose model is not stored
+    failed: list[str] = field(default_factory=list)  # one line per cell whose metric raised: left as it was
 
 
 def metric_refs(registry: Registry, texts: list[str]) -> list[ComponentRef]:
@@ -75,22 +77,31 @@ def measure_run(directory: Path | str, refs: list[ComponentRef], registry: Regis
             others = f" (and {len(cells) - 1} more cells on the same data)" if len(cells) > 1 else ""
             raise GstbenchError(f"{cells[0][0]}{others}: {exc.message}; measure only the metrics that apply "
                                 f"(`gstbench list metrics` describes each)") from None
+    damaged = {d.directory.name: d for d in TrainingStore(directory).set_aside_damage()} if work else {}
     trainings = Trainings([directory])
     parents = ParentCache(directory / "parents")
     run_name = suite.get("name", "SUITE")
     for cell_dir, spec, result, adding in work:
-        stored = trainings.find(spec)
-        if stored is None or not stored.serves(adding):
+        order = resolve(adding, None, trainings).order
+        if order.action != MEASURE:
             label = config_label(spec.canonical(), list(suite.get("axes", {})))
+            damage = damaged.get(training_path(directory, spec.training_hash).name)
+            why = (f"its stored training was damaged ({damage.why}; moved aside)" if damage is not None else
+                   "keeps no model (stored before models were kept, or with --no-models)")
             summary.without_model.append(
-                f"{cell_dir}: {label} seed {spec.seed} keeps no model (stored before models were kept, or with "
-                f"--no-models); train it with the metrics in another directory: gstbench run --suite {run_name} "
-                + " ".join(f"--metric {ref.label}" for ref in adding.metrics) + f" --reuse {directory} --out NEWDIR")
+                f"{cell_dir}: {label} seed {spec.seed} {why}; train it with the metrics in another directory: "
+                f"gstbench run --suite {run_name} " + " ".join(f"--metric {ref.label}" for ref in adding.metrics)
+                + f" --reuse {directory} --out NEWDIR")
             continue
         keys: dict[str, list[str]] = {}
         started = time.perf_counter()
-        with cpu_threads(threads):  # all at once: work metrics share is done once, as in a run
-            added = measure_stored(adding, registry, torch.device(device), parents, CellTracker(), stored, keys)
+        stored = order.stored
+        try:
+            with cpu_threads(threads):  # all at once: work metrics share is done once, as in a run
+                added = measure_stored(adding, registry, torch.device(device), parents, CellTracker(), stored, keys)
+        except Exception as exc:  # a cell whose metric fails is reported, as a run stores a failed cell
+            summary.failed.append(f"{cell_dir}: {type(exc).__name__}: {exc}".replace("\n", " "))
+            continue
         added.wall_s = time.perf_counter() - started
         if spec.prune is not None and spec.prune.rounds:
             values = added.rounds[-1].metrics or {}

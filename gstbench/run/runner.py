@@ -21,7 +21,9 @@ from gstbench.errors import GstbenchError, StorageError, closest
 from gstbench.run.leases import DEFAULT_TIMEOUT_S, Leases
 from gstbench.store.parents import ParentCache
 from gstbench.store.store import Store, cell_path, remove_dead_temps
-from gstbench.store.trainings import TRAININGS, Trainings
+from gstbench.store.store import TRAININGS
+from gstbench.store.trainings import Trainings, TrainingStore
+from gstbench.run.orders import MEASURE, StoredTrainings, WorkOrder, resolve
 from gstbench.plan.suite import Suite
 from gstbench.engine.tracking import build_tracker, logged_run
 from gstbench.plan.log_targets import LogTarget, merge_targets
@@ -46,7 +48,7 @@ CellDone = Callable[[CellSpec, CellResult], None]
 
 @dataclass
 class CellWork:
-    """How to run one cell, anywhere: ``work(spec, device=None) -> CellResult``.
+    """How to run one cell's work order, anywhere: ``work(order, device=None) -> CellResult``.
 
     It pickles without the registry and the progress callback, so an executor can send it
     to another process or machine; there it loads the installed plugins (entry points), and
@@ -73,36 +75,38 @@ class CellWork:
     registry: Registry = field(default=None, repr=False, compare=False)
     on_epoch: Callable[[CellSpec, int, int], None] | None = field(default=None, repr=False, compare=False)
 
-    def cell_dir(self, spec: CellSpec) -> Path | None:
+    def cell_dir(self, cell: CellSpec | WorkOrder) -> Path | None:
         """The cell's directory, where its checkpoint goes (None without the run's cell directories)."""
-        return cell_path(self.run_dir, spec.hash) if self.run_dir else None
+        return cell_path(self.run_dir, cell.hash) if self.run_dir else None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "registry": None, "on_epoch": None}
 
-    def __call__(self, spec: CellSpec, device: str | None = None,
+    def __call__(self, order: WorkOrder, device: str | None = None,
                  progress: Callable[[int, int], None] | None = None) -> CellResult:
-        """``progress(epochs_done, epochs_planned)``: a worker's channel back to the driver's bar
-        (the executor's); in the driver's own process ``on_epoch`` is called directly."""
+        """Execute ``order`` (run/orders.py). ``progress(epochs_done, epochs_planned)``: a worker's channel back
+        to the driver's bar (the executor's); in the driver's own process ``on_epoch`` is called directly."""
         from gstbench.plugins import get_registry
 
         if self.data_dir:
             os.environ[DATA_DIR_ENV] = self.data_dir
         on_epoch = self.on_epoch
         if progress is None and on_epoch is not None:
-            progress = lambda e, n: on_epoch(spec, e, n)  # noqa: E731
+            progress = lambda e, n: on_epoch(order, e, n)  # noqa: E731
         parents = (ParentCache(Path(self.parents), tuple(Path(d) / "parents" for d in self.reuse))
                    if self.parents else None)
-        trainings = Trainings([self.run_dir, *self.reuse]) if self.run_dir else None
-        checkpoint_dir = self.cell_dir(spec)
+        sink = StoredTrainings(Trainings([self.run_dir, *self.reuse])) if self.run_dir else None
         registry = self.registry or get_registry()
         tracker, logged = None, None
         if self.loggers:
             tracker = build_tracker(registry, list(self.loggers))
-            logged = logged_run(spec, self.suite, self.scale, self.run_dir or ".")
+            logged = logged_run(order.spec, self.suite, self.scale, self.run_dir or ".")
         with cpu_threads(self.threads):
-            return run_cell(spec, registry, device=device or self.device, progress=progress, parents=parents,
-                            checkpoint_dir=checkpoint_dir, tracker=tracker, logged=logged, trainings=trainings)
+            result = run_cell(order, registry, device=device or self.device, progress=progress, parents=parents,
+                              tracker=tracker, logged=logged, sink=sink)
+        if sink is not None and result.ok:
+            sink.measured(order)
+        return result
 
 
 @contextlib.contextmanager
@@ -138,30 +142,53 @@ def build_executor(registry: Registry, name: str, options: dict[str, Any] | None
 RUN_FLAGS = ("workers", "address", "gpus_per_cell")  # executor options that `gstbench run` has flags for
 
 
-def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str = "auto", device: str = "cpu",
-              retry_failed: bool = False, on_start: Callable[[list[CellSpec], int, int], None] | None = None,
-              on_cell_done: CellDone | None = None,
-              on_epoch: Callable[[CellSpec, int, int], None] | None = None,
-              executor_options: dict[str, Any] | None = None, lease_timeout: float = DEFAULT_TIMEOUT_S,
-              loggers: list[LogTarget] = (), threads: int | None = 1, reuse: list[Path | str] = ()) -> RunSummary:
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``run_suite`` runs: the executor (and its options), the device, each cell's CPU threads (None:
+    the executor's choice), whether failed cells run again, the lease timeout, the trackers, and the
+    ``--reuse`` directories whose stored trainings (and parents) cells may use."""
+
+    executor: str = "auto"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    threads: int | None = 1
+    retry_failed: bool = False
+    lease_timeout: float = DEFAULT_TIMEOUT_S
+    loggers: tuple[LogTarget, ...] = ()
+    reuse: tuple[Path | str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunCallbacks:
+    """What the caller hears: ``on_start(pending, reused, retrained)`` once the cells are resolved,
+    ``on_epoch(spec, done, planned)`` and ``on_cell_done(spec, result)``."""
+
+    on_start: Callable[[list[CellSpec], int, int], None] | None = None
+    on_epoch: Callable[[CellSpec, int, int], None] | None = None
+    on_cell_done: CellDone | None = None
+
+
+def run_suite(suite: Suite, out: Path | str, registry: Registry, options: RunOptions = RunOptions(),
+              callbacks: RunCallbacks = RunCallbacks()) -> RunSummary:
     """Run the missing cells of ``suite`` into ``out``; finished cells (by hash) and cells that another
     run holds the lease of are skipped. Writes nothing when nothing is missing (read-only storage works).
-    ``loggers`` (with the suite's ``[logging]``) receive every cell that runs (engine/tracking.py). Each cell
-    trains on ``threads`` CPU threads (None: the executor's choice), so that by default every executor,
-    and every machine's core count, gives the same numbers. A cell whose training is stored, in ``out`` or
-    in a ``reuse`` directory, computes only its metrics (store/trainings.py)."""
-    reuse = [Path(d).resolve() for d in reuse]
+    ``options.loggers`` (with the suite's ``[logging]``) receive every cell that runs (engine/tracking.py).
+    Each cell trains on ``options.threads`` CPU threads, so that by default every executor, and every
+    machine's core count, gives the same numbers. Each cell is resolved once into a work order
+    (run/orders.py): one whose training is stored, in ``out`` or in a reuse directory, computes only its
+    metrics."""
+    reuse = [Path(d).resolve() for d in options.reuse]
     for d in reuse:
         check_reusable(d, Path(out))
-    runner = build_executor(registry, executor, executor_options)
-    loggers = merge_targets(suite.logging, list(loggers))
+    runner = build_executor(registry, options.executor, options.executor_options)
+    loggers = merge_targets(suite.logging, list(options.loggers))
     for target in loggers:  # an unknown logger fails before any training
         registry.get("loggers", target.name)
     store = Store(out)
     summary = suite.summary()
 
     def to_run(result: CellResult | None) -> bool:
-        return result is None or (retry_failed and not result.ok)
+        return result is None or (options.retry_failed and not result.ok)
 
     pending, corrupt = [], []
     for spec in suite.cells:
@@ -174,55 +201,61 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, executor: str =
     # training or parent was being stored when it died)
     for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*")]:
         remove_dead_temps(entry)
-    if pending or not store.suite_is(summary):
+    damaged = list(TrainingStore(store.root).damaged())
+    if pending or not store.suite_is(summary) or damaged:
         store.check_writable()  # before any training: one line naming the directory
         with _storing(store.root):
+            TrainingStore(store.root).set_aside_damage()
             for files in corrupt:
                 store.set_aside(files)
             store.write_suite(summary)
             for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
                 store.begin(spec, clean=False)
     trainings = Trainings([store.root, *reuse])
-    found = [trainings.find(spec) for spec in pending]
-    reused = sum(1 for spec, stored in zip(pending, found) if stored is not None and stored.serves(spec))
-    retrained = sum(1 for spec, stored in zip(pending, found) if stored is not None and not stored.serves(spec))
-    if on_start is not None:
-        on_start(pending, reused, retrained)
+    resolved = {spec.hash: resolve(spec, store.root, trainings) for spec in pending}
+    reused = sum(r.order.action == MEASURE for r in resolved.values())
+    retrained = sum(r.retrains for r in resolved.values())
+    if callbacks.on_start is not None:
+        callbacks.on_start(pending, reused, retrained)
 
-    leases = Leases(lease_timeout)
+    leases = Leases(options.lease_timeout)
     counts = {"elsewhere": 0, "meanwhile": 0, "ran": 0, "failed": 0}
 
-    def leased() -> Iterator[CellSpec]:  # lazily, as the executor asks for the next cell to start
+    def leased() -> Iterator[WorkOrder]:  # lazily, as the executor asks for the next cell to start
         for spec in pending:
             taken = leases.take(store.cell_dir(spec), lambda spec=spec: not to_run(store.load_result(spec)))
             if taken == "taken":
                 with _storing(store.root):
                     store.begin(spec)
-                yield spec
+                yield resolved[spec.hash].order
             else:
                 counts["elsewhere" if taken == "elsewhere" else "meanwhile"] += 1
 
-    work = CellWork(device, str((store.root / "parents").resolve()), os.environ.get(DATA_DIR_ENV),
-                    tuple(loggers), suite.name, suite.scale,
-                    str(store.root.resolve()), threads, leases.me["run"], lease_timeout, tuple(map(str, reuse)),
-                    registry, on_epoch)
+    on_epoch = callbacks.on_epoch
+    work = CellWork(device=options.device, parents=str((store.root / "parents").resolve()),
+                    data_dir=os.environ.get(DATA_DIR_ENV), loggers=tuple(loggers), suite=suite.name,
+                    scale=suite.scale, run_dir=str(store.root.resolve()), threads=options.threads,
+                    lease_run=leases.me["run"], lease_timeout=options.lease_timeout,
+                    reuse=tuple(map(str, reuse)), registry=registry,
+                    on_epoch=None if on_epoch is None else lambda order, e, n: on_epoch(order.spec, e, n))
     results = runner.map(leased(), work)
     try:
-        for spec, result in results:
+        for order, result in results:
+            spec = order.spec
             with _storing(store.cell_dir(spec)):
                 store.finish(spec, result)
             leases.drop(store.cell_dir(spec))
             counts["ran"] += 1
             counts["failed"] += not result.ok
-            if on_cell_done is not None:
-                on_cell_done(spec, result)
+            if callbacks.on_cell_done is not None:
+                callbacks.on_cell_done(spec, result)
     finally:
         close = getattr(results, "close", None)
         if close is not None:
             close()  # stops the executor's workers now, not after their cells
         leases.drop_all()
     return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending) + counts["meanwhile"],
-                      counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", executor),
+                      counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", options.executor),
                       reused, retrained)
 
 

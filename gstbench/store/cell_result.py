@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from gstbench.plan.config import CellSpec
 
 MetricValues = dict[str, Any]  # metric key -> number, list of numbers, or table (dict) of them
 CORE_METRICS = ("best_test_acc", "final_test_acc", "stability", "train_acc", "gap", "iterative_rate")  # every ok cell
@@ -346,3 +350,22 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
     return out
+
+
+@dataclass
+class StoredTraining:
+    """A training found on disk (store/trainings.py finds it): its result (of the training's spec) and the
+    models kept with it; what a work order to measure a cell carries to the engine."""
+
+    directory: Path
+    result: CellResult
+    final_model: Path | None
+    round_models: list[Path] | None  # round 0 .. R; None when any is missing (or the cell has no rounds)
+
+    def serves(self, spec: CellSpec) -> bool:
+        """Whether ``spec``'s metrics can be computed from what is stored (a cell without metrics needs no model)."""
+        if not spec.metrics:
+            return True
+        if spec.prune is not None and spec.prune.rounds:
+            return self.round_models is not None
+        return self.final_model is not None

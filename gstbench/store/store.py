@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -36,6 +37,8 @@ from gstbench.errors import GstbenchError, StoreWarning
 from gstbench.names import inside
 
 CHECKPOINT = "checkpoint.pt"  # engine/checkpoint.py writes it while a cell trains
+MODEL = "model.safetensors"  # engine/artifacts.py writes and reads it
+TRAININGS = "trainings"
 
 
 HOST = socket.gethostname()
@@ -175,6 +178,60 @@ class CellFiles:
 def cell_path(run_dir: Path | str, cell_hash: str) -> Path:
     """Where a cell lives in a run directory: ``cells/<its short hash>`` (the one place that says so)."""
     return Path(run_dir) / "cells" / short_hash(cell_hash)
+
+
+def training_path(run_dir: Path | str, training_hash: str) -> Path:
+    """Where a training lives in a run directory: ``trainings/<its short hash>`` (store/trainings.py)."""
+    return Path(run_dir) / TRAININGS / short_hash(training_hash)
+
+
+def round_model(r: int) -> str:
+    """A prune-retrain cell's model after round ``r``, beside its training's ``model.safetensors``."""
+    return f"round-{r}.safetensors"
+
+
+def cell_model(run_dir: Path | str, spec: CellSpec) -> Path | None:
+    """A finished cell's final model: in its own directory (``--save-models`` before trainings were kept)
+    or with its training."""
+    for path in (cell_path(run_dir, spec.hash) / MODEL, training_path(run_dir, spec.training_hash) / MODEL):
+        if path.is_file():
+            return path
+    return None
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where links cannot be made), replaced atomically."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}@{HOST}.{os.urandom(4).hex()}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_damage(path: Path) -> str | None:
+    """Why a safetensors model file cannot be whole (cut short, or not safetensors at all), or None.
+    Reads its header only: 8 bytes of length, the JSON table of tensors, then exactly their bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "shorter than a safetensors header"
+            length = int.from_bytes(head, "little")
+            size = os.fstat(fh.fileno()).st_size
+            if length > size - 8:
+                return f"its header claims {length} bytes, the file has {size}"
+            table = json.loads(fh.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in table.items() if key != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        return f"not a safetensors file ({_why(exc)})"
+    if 8 + length + max(ends, default=0) != size:
+        return f"cut short: {size} bytes where its tensors need {8 + length + max(ends, default=0)}"
+    return None
 
 
 # What the readers take from suite.json, by key: its JSON type (an absent or null key is allowed), and for

@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from gstbench.errors import StoreWarning
-from gstbench.plan.config import CellSpec, short_hash, stored_spec
-from gstbench.store.cell_result import CellResult
-from gstbench.store.store import Store, cell_path
+from gstbench.plan.config import CellSpec, stored_spec
+from gstbench.store.cell_result import CellResult, StoredTraining
+from gstbench.store.store import (MODEL, TRAININGS, Store, link_or_copy, model_damage, round_model, set_aside,
+                                  training_path)
 
-MODEL = "model.safetensors"  # engine/artifacts.py writes and reads it
-TRAININGS = "trainings"
 # The engine's own metrics (engine/cell.py) in results stored before trainings were kept: what training gave,
 # told by name from the values of the cell's metrics.
 ENGINE_METRICS = frozenset({
@@ -41,14 +38,6 @@ ENGINE_METRICS = frozenset({
     "mean_instability", "stability", "iterative_rate", "params", "params_nonzero", "sparsity",
     "best_test_acc_by_round", "sparsity_by_round", "lmc_barrier", "weight_distance", "lmc_barrier_by_round"})
 ENGINE_PREFIXES = ("remaining_", "targeted_")  # Pruner.unit_counts: remaining_filters, targeted_weights, ...
-
-
-def round_model(r: int) -> str:
-    return f"round-{r}.safetensors"
-
-
-def training_path(run_dir: Path | str, training_hash: str) -> Path:
-    return Path(run_dir) / TRAININGS / short_hash(training_hash)
 
 
 class TrainingStore(Store):
@@ -63,6 +52,44 @@ class TrainingStore(Store):
     def model_dir(self, spec: CellSpec) -> Path:
         """Where the cell ``spec``'s models go while it trains: its training's directory."""
         return self.cell_dir(spec.training_spec)
+
+    def damaged(self) -> Iterator[Damage]:
+        """Each stored training whose record cannot be read or whose model file is cut short."""
+        trainings = self.root / TRAININGS
+        for d in sorted(trainings.iterdir()) if trainings.is_dir() else ():
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            files = self.read_dir(d)
+            if files.problem is not None:
+                yield Damage(d, files.bad_files, files.problem)
+            for model in sorted(d.glob("*.safetensors")):
+                why = model_damage(model)
+                if why is not None:
+                    yield Damage(d, (model,), f"{model.name}: {why}")
+
+    def set_aside_damage(self) -> list[Damage]:
+        """Move every damaged training's unreadable files aside (``<name>.corrupt-<UTC time>``), one warning
+        each: its cells then train it again (or, without its model, measure nothing new on it)."""
+        moved = []
+        for damage in self.damaged():
+            for path in damage.files:
+                try:
+                    target = set_aside(path)
+                except FileNotFoundError:
+                    continue  # never written, or another run moved it first
+                warnings.warn(f"{path} could not be read ({damage.why}); moved it to {target.name}: the cells of "
+                              f"this training train it again", StoreWarning, stacklevel=2)
+            moved.append(damage)
+        return moved
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A stored training that cannot serve: its directory, the files at fault, and why."""
+
+    directory: Path
+    files: tuple[Path, ...]
+    why: str
 
 
 def training_result(result: CellResult, spec: CellSpec, own: dict | None = None) -> CellResult:
@@ -88,48 +115,6 @@ def training_result(result: CellResult, spec: CellSpec, own: dict | None = None)
     return dataclasses.replace(result, hash=spec.training_hash, metrics=keep, rounds=rounds, timing=timing)
 
 
-@dataclass
-class StoredTraining:
-    """A training found on disk: its result (of the training's spec) and the models kept with it."""
-
-    directory: Path
-    result: CellResult
-    final_model: Path | None
-    round_models: list[Path] | None  # round 0 .. R; None when any is missing (or the cell has no rounds)
-
-    def serves(self, spec: CellSpec) -> bool:
-        """Whether ``spec``'s metrics can be computed from what is stored (a cell without metrics needs no model)."""
-        if not spec.metrics:
-            return True
-        if spec.prune is not None and spec.prune.rounds:
-            return self.round_models is not None
-        return self.final_model is not None
-
-    def copy_to(self, run_dir: Path | str, spec: CellSpec) -> None:
-        """Make ``run_dir`` hold this training too (hard links where the filesystem allows): its cells then
-        keep their models when the directory they were reused from goes."""
-        target = TrainingStore(run_dir)
-        d = target.cell_dir(spec.training_spec)
-        d.mkdir(parents=True, exist_ok=True)
-        for source in [self.final_model, *(self.round_models or [])]:
-            if source is not None:
-                name = MODEL if source == self.final_model else source.name
-                link_or_copy(source, d / name)
-        target.begin(spec.training_spec, clean=False)
-        target.finish(spec.training_spec, self.result)
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """``target`` as a hard link to ``source`` (a copy where links cannot be made), replaced atomically."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # another filesystem, or links not allowed
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 class Trainings:
     """Where a run looks for stored trainings: its own directory first (where it stores the trainings it
     does), then each ``--reuse`` directory."""
@@ -145,10 +130,16 @@ class Trainings:
     def adopt(self, stored: StoredTraining, spec: CellSpec) -> None:
         """Keep a training found elsewhere (another run, or a cell stored before trainings were kept) in this
         run's ``trainings/`` too, so that this directory alone holds what its cells were measured on."""
-        if stored.directory.resolve() == self.target.cell_dir(spec.training_spec).resolve():
+        d = self.target.cell_dir(spec.training_spec)
+        if stored.directory.resolve() == d.resolve():
             return
         try:
-            stored.copy_to(self.target.root, spec)
+            d.mkdir(parents=True, exist_ok=True)
+            for source in [stored.final_model, *(stored.round_models or [])]:
+                if source is not None:  # hard links where the filesystem allows
+                    link_or_copy(source, d / (MODEL if source == stored.final_model else source.name))
+            self.target.begin(spec.training_spec, clean=False)
+            self.target.finish(spec.training_spec, stored.result)
         except OSError as exc:  # a full disk: the cell's result is stored all the same
             warnings.warn(f"could not keep the training {stored.directory} in {self.target.root / TRAININGS} "
                           f"({exc.strerror or exc}); this directory's cell {spec.short_hash} still names it",
@@ -178,11 +169,12 @@ class Trainings:
 
     @staticmethod
     def _stored(d: Path, result: CellResult, spec: CellSpec) -> StoredTraining:
-        final = d / MODEL if (d / MODEL).is_file() else None
+        """What ``d`` holds; a model file cut short counts as absent (the run's own are set aside before)."""
+        final = d / MODEL if _whole(d / MODEL) else None
         rounds = None
         if spec.prune is not None and spec.prune.rounds:
             paths = [d / round_model(r) for r in range(spec.prune.rounds + 1)]
-            rounds = paths if all(p.is_file() for p in paths) else None
+            rounds = paths if all(_whole(p) for p in paths) else None
         return StoredTraining(d, result, final, rounds)
 
     def _legacy_cells(self, run_dir: Path) -> dict[str, Path]:
@@ -205,10 +197,11 @@ class Trainings:
         return self._legacy[run_dir]
 
 
-def cell_model(run_dir: Path | str, spec: CellSpec) -> Path | None:
-    """A finished cell's final model: in its own directory (``--save-models`` before trainings were kept)
-    or with its training."""
-    for path in (cell_path(run_dir, spec.hash) / MODEL, training_path(run_dir, spec.training_hash) / MODEL):
-        if path.is_file():
-            return path
-    return None
+def _whole(model: Path) -> bool:
+    if not model.is_file():
+        return False
+    why = model_damage(model)
+    if why is not None:
+        warnings.warn(f"{model} is damaged ({why}); its cells train again instead of reading it", StoreWarning,
+                      stacklevel=3)
+    return why is None
