@@ -167,6 +167,29 @@ def test_a_damaged_result_directory_is_read_or_refused_naming_the_file(finished,
         _clean(exc, path)
 
 
+@settings(max_examples=max(400, EXAMPLES), deadline=None, derandomize="GSTBENCH_FUZZ_EXAMPLES" not in os.environ,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(how=st.sampled_from(["retype", "delete"]), pick=st.integers(0, 10_000), value=values)
+def test_a_retyped_suite_record_is_read_or_refused_naming_it(finished, tmp_path_factory, how, pick, value):
+    """suite.json at the budget that once found a traceback (its axes, scope, question and claims, entry by
+    entry); reading and reporting only, so that 400 examples take seconds."""
+    from gstbench.reports.compare import collect
+    from gstbench.reports.report import render_leaderboard, report_of
+    from gstbench.store.reader import load_results
+
+    out = tmp_path_factory.mktemp("suite-record") / "run"
+    shutil.copytree(finished, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    path = out / "suite.json"
+    path.write_text(_damage(path.read_text(), False, how, 0.0, pick, value))
+    try:
+        render_leaderboard(report_of(load_results(out, warn=False)))
+        collect(out)
+    except GstbenchError as exc:
+        _clean(exc, path)
+    finally:
+        shutil.rmtree(out.parent)
+
+
 COMMANDS = st.sampled_from([["report"], ["export"], ["claims"], ["plot"], ["compare"], ["suites", "show"],
                             ["suites"], ["list"], ["plugins"], ["run", "--suite"]])
 ARGS = st.lists(st.one_of(st.sampled_from(["--format", "--rank", "--interval", "--seeds", "--scale", "--metric",

@@ -84,6 +84,35 @@ def parse_claims(raw: Any, source: str) -> list[dict[str, Any]]:
     return claims
 
 
+def check_stored_claims(stored: Any, source: str) -> None:
+    """Claims as suite.json stores them (``parse_claims``' output) pass ``parse_claims`` again once turned back
+    into the declared form; SpecError names the first key at fault (a damaged record, never a traceback)."""
+    if not isinstance(stored, list) or not all(isinstance(c, dict) for c in stored):
+        raise SpecError("must be a list of tables", source=source, key="claims")
+    declared = []
+    for i, c in enumerate(stored):
+        tests = c.get("tests")
+        if not isinstance(tests, list) or not tests or not all(isinstance(t, dict) for t in tests):
+            raise SpecError("must be a non-empty list of tables", source=source, key=f"claims[{i}].tests")
+        declared.append({**{k: v for k, v in c.items() if k != "tests" and v != ""},
+                         "test": [_declared_test(t, f"claims[{i}].tests[{j}]", source) for j, t in enumerate(tests)]})
+    parse_claims(declared, source)
+
+
+def _declared_test(test: dict[str, Any], where: str, source: str) -> dict[str, Any]:
+    out = {k: v for k, v in test.items() if k != "effect"}
+    effect = test.get("effect")
+    if effect is None:
+        return out
+    if not (isinstance(effect, dict) and effect.get("kind") in ("paper", "interest") and "value" in effect):
+        raise SpecError(f"{effect!r} is not an effect table (kind paper or interest, value)", source=source,
+                        key=f"{where}.effect")
+    out["paper_effect" if effect["kind"] == "paper" else "effect_of_interest"] = effect["value"]
+    if effect.get("reason"):
+        out["effect_reason"] = effect["reason"]
+    return out
+
+
 def _effect(table: dict[str, Any], where: str, source: str) -> dict[str, Any] | None:
     """``paper_effect`` or ``effect_of_interest`` (with its ``effect_reason``) of a claim or a test, or None."""
     given = [k for k in ("paper_effect", "effect_of_interest") if k in table]

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 from gstbench.store.cell_result import CellResult, ResultFormatError
 from gstbench.plan.config import CellSpec, digest, short_hash
-from gstbench.errors import GstbenchError, StoreWarning
+from gstbench.errors import GstbenchError, SpecError, StoreWarning
 from gstbench.names import inside
 
 CHECKPOINT = "checkpoint.pt"  # engine/checkpoint.py writes it while a cell trains
@@ -234,26 +234,70 @@ def model_damage(path: Path) -> str | None:
     return None
 
 
-# What the readers take from suite.json, by key: its JSON type (an absent or null key is allowed), and for
-# tables and lists the type of each entry.
-_SUITE_RECORD = {"name": (str, None), "scale": (str, None), "rank": (str, None), "axes": (dict, list),
-                 "axis_labels": (dict, list), "columns": (list, str), "correlate": (list, list), "claims": (list, dict),
-                 "groups": (dict, dict), "seeds": (list, int), "question": (dict, None), "delta": ((int, float), None),
-                 "scales": (list, str), "levels": (str, None), "scope": (dict, list)}
+class _Table:
+    """A JSON object with these keys: ``required`` ones and ``optional`` ones (absent or null allowed)."""
+
+    def __init__(self, required: dict[str, Any], optional: dict[str, Any] = None):
+        self.required, self.optional = required, optional or {}
+
+
+ANY = object()  # any JSON value: an axis's values are the suite's own
+NUMBER = (int, float)
+# What the readers take from suite.json, down to each entry: a type (a number is never a bool), ``[S]`` a list of
+# S, ``{str: S}`` a table of S by name, ``(S1, S2)`` a list of exactly those, a _Table named keys.
+_QUESTION_GROUP = (str, {str: [ANY]})
+_SUITE_RECORD = _Table({}, {
+    "name": str, "scale": str, "rank": str, "axes": {str: [ANY]}, "axis_labels": {str: [str]}, "columns": [str],
+    "correlate": [[str]], "claims": [dict], "groups": {str: {str: [ANY]}}, "seeds": [int],
+    "question": _Table({"question": str, "groups": [_QUESTION_GROUP]}, {"split": str}), "delta": NUMBER,
+    "scales": [str], "levels": str, "scope": {str: [str]}})
+
+
+def _check(value: Any, schema: Any, where: str) -> None:
+    """Raise ValueError naming the first place in ``value`` that ``schema`` does not describe."""
+    if schema is ANY:
+        return
+    if isinstance(schema, _Table):
+        if not isinstance(value, dict):
+            raise ValueError(f"'{where}' is {type(value).__name__}, not the table a run writes")
+        for key, inner in schema.required.items():
+            if key not in value:
+                raise ValueError(f"'{where}' lacks '{key}'")
+            _check(value[key], inner, f"{where}.{key}".lstrip("."))
+        for key, inner in schema.optional.items():
+            if value.get(key) is not None:
+                _check(value[key], inner, f"{where}.{key}".lstrip("."))
+    elif isinstance(schema, list):
+        if not isinstance(value, list):
+            raise ValueError(f"'{where}' is {type(value).__name__}, not the list a run writes")
+        for i, entry in enumerate(value):
+            _check(entry, schema[0], f"{where}[{i}]")
+    elif isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"'{where}' is {type(value).__name__}, not the table a run writes")
+        for key, entry in value.items():
+            _check(entry, schema[str], f"{where}.{key}")
+    elif isinstance(schema, tuple) and not all(isinstance(t, type) for t in schema):
+        if not isinstance(value, list) or len(value) != len(schema):
+            raise ValueError(f"'{where}' is not the list of {len(schema)} a run writes")
+        for i, (entry, inner) in enumerate(zip(value, schema)):
+            _check(entry, inner, f"{where}[{i}]")
+    elif not isinstance(value, schema) or isinstance(value, bool):
+        name = getattr(schema, "__name__", "number")
+        raise ValueError(f"'{where}' is {type(value).__name__}, not the {name} a run writes")
 
 
 def _check_suite_record(data: dict[str, Any]) -> None:
-    """suite.json's keys the readers use have their types (a damaged one is refused, never a traceback)."""
-    for key, (kind, entry) in _SUITE_RECORD.items():
-        value = data.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"'{key}' is {type(value).__name__}, not the {getattr(kind, '__name__', 'number')} "
-                             f"a run writes")
-        entries = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        if entry is not None and not all(isinstance(e, entry) and not isinstance(e, bool) for e in entries):
-            raise ValueError(f"an entry of '{key}' is not a {entry.__name__}")
+    """suite.json's keys the readers use have their types, entry by entry (a damaged one is refused in one
+    line, never a traceback)."""
+    _check(data, _SUITE_RECORD, "")
+    if data.get("claims"):
+        from gstbench.plan.claims import check_stored_claims
+
+        try:
+            check_stored_claims(data["claims"], "suite.json")
+        except SpecError as exc:
+            raise ValueError(f"at '{exc.key}': {exc.message}") from None
 
 
 class Store:
