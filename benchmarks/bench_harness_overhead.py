@@ -30,20 +30,37 @@ from gstbench.plugins import get_registry
 from gstbench.plan.schedule import build_schedule
 from gstbench.plan.suite import load_suite
 
+import tiny
+
 EVAL = EVAL_BATCH["cpu"]  # the engine's CPU evaluation batch: the same work
 
 
-def quick_cell(registry, target: str, period: str):
-    suite = load_suite(registry, "tradeoff", seeds=1)
+def quick_cell(registry, target: str, period: str, small: bool = False):
+    suite = load_suite(registry, "tradeoff", seeds=1, overrides=tiny.overrides(small))
     for spec in suite.cells:
         if spec.prune and spec.prune.target.id.endswith(f":{target}") and spec.prune.layers[0][1].period == period:
             return spec
     raise SystemExit(f"no tradeoff cell with target {target} and period {period}")
 
 
-def bare_loop(spec, registry) -> list[float]:
+def pick(scores, alive, count, target, prune_gen, tie_seed):
+    """The target's units: ties among alive scores broken by a permutation drawn from ``tie_seed`` (gstbench's
+    rule), then the smallest, the largest, or a random draw from the cell's pruning generator."""
+    _, counts = torch.unique(scores[alive], return_counts=True)
+    order = (torch.randperm(scores.numel(), generator=torch.Generator().manual_seed(tie_seed))
+             if bool((counts > 1).any()) else torch.arange(scores.numel()))
+    candidates = alive[order].nonzero().flatten()
+    if target == "random":
+        chosen = candidates[torch.randperm(candidates.numel(), generator=prune_gen)[:count]]
+    else:
+        ranked = torch.argsort(scores[order][candidates], descending=target == "largest", stable=True)
+        chosen = candidates[ranked[:count]]
+    return order[chosen]
+
+
+def bare_loop(spec, registry, target: str) -> list[float]:
     """The same cell written as a plain PyTorch script; returns the per-epoch test accuracies."""
-    data_seed, _ = seed_everything(spec.seed)
+    data_seed, prune_seed = seed_everything(spec.seed)
     data = registry.load_data(spec.dataset)
     torch.manual_seed(spec.seed)
     model = registry.build_model(spec.model, data)
@@ -80,6 +97,7 @@ def bare_loop(spec, registry) -> list[float]:
         return acc
 
     gen = torch.Generator().manual_seed(data_seed)
+    prune_gen = torch.Generator().manual_seed(prune_seed)
     accs, step = [], 0
     for epoch in range(spec.train.epochs):
         order = torch.randperm(n, generator=gen)
@@ -87,13 +105,13 @@ def bare_loop(spec, registry) -> list[float]:
             if step in schedule:
                 if not (b == 0 and accs):  # at an epoch boundary t_pre is the epoch's accuracy, as in gstbench
                     test_acc()
-                for cut in schedule[step]:
+                for salt, cut in enumerate(schedule[step]):
                     alive = torch.ones(convs[cut.layer].weight.shape[0], dtype=torch.bool)
                     alive[dead[cut.layer]] = False
-                    cand = alive.nonzero().flatten()
-                    scores = bns[cut.layer].weight.detach().abs()
-                    pick = cand[torch.argsort(scores[cand], stable=True)[:cut.count]]
-                    dead[cut.layer] = torch.cat([dead[cut.layer], pick]).sort().values
+                    scores = bns[cut.layer].weight.detach().abs().float()
+                    chosen = pick(scores, alive, cut.count, target, prune_gen,
+                                  (prune_seed * 1_000_003 + step) * 64 + salt)
+                    dead[cut.layer] = torch.cat([dead[cut.layer], chosen]).sort().values
                 zero_dead()
                 test_acc()
             if step in milestones:
@@ -118,17 +136,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target", default="smallest")
     parser.add_argument("--period", default="1ep")
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats = 1
     registry = get_registry()
-    spec = quick_cell(registry, args.target, args.period)
+    spec = quick_cell(registry, args.target, args.period, args.tiny)
     registry.load_data(spec.dataset)  # generate the data once, outside the timings
+    run_cell(copy.deepcopy(spec), registry)  # first calls import what both loops use (torch._dynamo, torch-pruning)
+    bare_loop(spec, registry, args.target)
     gst_times, bare_times = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         result = run_cell(copy.deepcopy(spec), registry)
         gst_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        accs = bare_loop(spec, registry)
+        accs = bare_loop(spec, registry, args.target)
         bare_times.append(time.perf_counter() - t0)
         assert result.status == "ok", result.error
         same = max(abs(a - b) for a, b in zip(accs, result.curves.test_acc))
@@ -136,7 +159,7 @@ def main() -> None:
             raise SystemExit(f"the bare loop did different work: test accuracies differ by {same:.4f}")
     gst, bare = statistics.median(gst_times), statistics.median(bare_times)
     print(f"cell: tradeoff quick, target {args.target}, period {args.period}, "
-          f"{result['metrics']['n_events']} events, {len(accs)} epochs, torch threads {torch.get_num_threads()}")
+          f"{result.metrics['n_events']} events, {len(accs)} epochs, torch threads {torch.get_num_threads()}")
     print(f"gstbench run_cell : median {gst:.3f} s  ({', '.join(f'{t:.3f}' for t in gst_times)})")
     print(f"bare PyTorch loop : median {bare:.3f} s  ({', '.join(f'{t:.3f}' for t in bare_times)})")
     print(f"ratio gstbench / bare = {gst / bare:.3f} of medians (overhead {100 * (gst / bare - 1):+.1f}%), "

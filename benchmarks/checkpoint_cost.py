@@ -24,14 +24,19 @@ from gstbench.engine.order import TRAIN, WorkOrder
 from gstbench.plugins import get_registry
 from gstbench.plan.suite import load_suite
 
+import tiny
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats = 1
     torch.set_num_threads(1)
     registry = get_registry()
-    suite = load_suite(registry, "tradeoff", seeds=1)
+    suite = load_suite(registry, "tradeoff", seeds=1, overrides=tiny.overrides(args.tiny))
     spec = next(s for s in suite.cells if s.prune is not None and s.prune.target.id.endswith("largest"))
     times: dict[int, list[float]] = {0: [], 1: [], 5: []}
     outcomes = {}

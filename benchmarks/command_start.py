@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import tiny
+
 STORED = Path(__file__).resolve().parents[1] / "tests" / "data" / "stored-eb9532a" / "schedule"
 
 COMMANDS = {  # name -> (argv after gstbench, goal in seconds)
@@ -44,7 +46,10 @@ def timed(argv: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats = 1
     gstbench = shutil.which("gstbench") or sys.exit("gstbench is not installed in this environment")
     times: dict[str, list[float]] = {"python -c pass": [], **{name: [] for name in COMMANDS}}
     names = list(times)

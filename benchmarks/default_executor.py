@@ -24,6 +24,8 @@ from pathlib import Path
 from gstbench.builtin.executors import usable_cores
 from gstbench.testing import stored_results
 
+import tiny
+
 ENV = {k: v for k, v in os.environ.items() if k not in ("GSTBENCH_EXECUTOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -42,7 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="tradeoff")
     parser.add_argument("--seeds", default=None, help="override the suite's seeds (default: the suite's)")
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.suite = str(Path(tempfile.mkdtemp()) / "tiny.toml")
+        Path(args.suite).write_text(tiny.TINY_SUITE)
+        args.seeds = "1"
     seeds = ["--seeds", args.seeds] if args.seeds else []
     torch_default = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                                        env=ENV, capture_output=True, text=True, check=True).stdout)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from gstbench.testing import stored_results
 
+import tiny
+
 SUITE = """
 name = "scaling"
 seeds = 4
@@ -53,12 +55,15 @@ def run(suite: Path, executor: str, workers: int) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per cell, at least 6 (pruning from epoch 2 to 4 before the end)")
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.epochs < 6:
+        parser.error(f"--epochs {args.epochs}: at least 6 (the cells prune from epoch 2 to 4 epochs before the end)")
     suite = Path(tempfile.mkdtemp()) / "scaling.toml"
-    suite.write_text(SUITE.format(epochs=args.epochs, end=args.epochs - 4))
-    executors = ["pool"] + (["ray"] if importlib.util.find_spec("gstbench_ray") else [])
-    print(f"{os.cpu_count()} CPU cores; 8 cells of {args.epochs} epochs; one thread per cell; "
+    suite.write_text(tiny.TINY_SUITE if args.tiny else SUITE.format(epochs=args.epochs, end=args.epochs - 4))
+    executors = ["pool"] + (["ray"] if importlib.util.find_spec("gstbench_ray") and not args.tiny else [])
+    print(f"{os.cpu_count()} CPU cores; {'4 tiny cells' if args.tiny else f'8 cells of {args.epochs} epochs'}; one thread per cell; "
           f"wall time of the whole `gstbench run` (start-up included)")
     reference = None
     for executor in executors:

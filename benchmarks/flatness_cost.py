@@ -28,6 +28,8 @@ from gstbench.store.parents import ParentCache
 from gstbench.plugins import get_registry
 from gstbench.plan.suite import load_suite
 
+import tiny
+
 FLATNESS = ["hessian-trace", "hessian-topk", "grad-second-moment", "grad-covariance-trace", "tic-proxy",
             "eps-sharpness"]
 
@@ -36,18 +38,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=3, help="quick tradeoff cells to time")
     parser.add_argument("--seeds", type=int, default=5, help="probe seeds for the estimator comparison")
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.cells, args.seeds = 1, 2
     registry = get_registry()
     metrics = tuple(component_ref(registry, "metrics", m, "metrics", None) for m in FLATNESS)
-    cells = [dataclasses.replace(c, metrics=metrics) for c in load_suite(registry, "tradeoff", seeds=1).cells]
+    cells = [dataclasses.replace(c, metrics=metrics) for c in load_suite(registry, "tradeoff", seeds=1, overrides=tiny.overrides(args.tiny)).cells]
     print(f"{'cell':<28} {'wall s':>7} {'metrics s':>9} {'share':>6}")
     shares = []
     for spec in cells[:args.cells]:
         result = run_cell(spec, registry)
-        share = result["timing"]["metrics_s"] / result["wall_s"]
+        assert result.ok, result.error
+        share = result.timing["metrics_s"] / result.wall_s
         shares.append(share)
         label = f"{spec.prune.target.label} {spec.prune.layers[0][1].period}" if spec.prune else "unpruned"
-        print(f"{label:<28} {result['wall_s']:7.2f} {result['timing']['metrics_s']:9.2f} {100 * share:5.1f}%")
+        print(f"{label:<28} {result.wall_s:7.2f} {result.timing['metrics_s']:9.2f} {100 * share:5.1f}%")
     print(f"flatness metrics: {100 * statistics.mean(shares):.1f}% of a quick cell on average "
           f"(max {100 * max(shares):.1f}%; budget 15%)")
 

@@ -29,6 +29,8 @@ from gstbench.plan.config import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.plugins import Registry, hookimpl
 
+import tiny
+
 # Dense peak TFLOP/s (TF32 tensor core, bf16 tensor core) from NVIDIA's data sheets.
 PEAKS = {"H100 PCIe": (378.0, 756.0), "H100": (494.7, 989.4), "H200": (494.7, 989.4), "A100": (156.0, 312.0),
          "L40S": (183.0, 362.0), "A10": (62.5, 125.0), "V100": (15.7, 125.0)}
@@ -111,7 +113,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--peak-tflops", type=float, nargs=2, metavar=("TF32", "BF16"), default=None)
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.epochs, args.batches = 2, [128]
     if not torch.cuda.is_available():
         print("no CUDA GPU on this machine: nothing to measure (this benchmark needs one)")
         return

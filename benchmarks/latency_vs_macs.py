@@ -25,6 +25,8 @@ from gstbench.builtin.models import cnn1d, vgg11_bn
 from gstbench.builtin.impl.metrics import device_name
 from gstbench.pruning import layer_states, remove_filters
 
+import tiny
+
 MODELS = {"vgg11-bn (3x32x32)": (vgg11_bn, (3, 32, 32), 10, 64),
           "cnn1d (1x40)": (cnn1d, (1, 40), 10, 256)}
 
@@ -43,7 +45,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats, args.warmup, args.threads = 2, 1, [1]
     rows = []
     for label, (factory, shape, classes, large) in MODELS.items():
         torch.manual_seed(0)

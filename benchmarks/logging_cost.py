@@ -27,27 +27,33 @@ from gstbench.plan.suite import load_suite
 from gstbench.engine.tracking import build_tracker, logged_run
 from gstbench.plan.log_targets import LogTarget
 
+import tiny
+
 SETTINGS = ("none", "tensorboard", "mlflow", "wandb")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    settings = SETTINGS[:2] if args.tiny else SETTINGS  # mlflow's and wandb's own start-up: minutes, not seconds
+    if args.tiny:
+        args.repeats = 1
     torch.set_num_threads(1)
     registry = get_registry()
-    suite = load_suite(registry, "tradeoff", seeds=1)
+    suite = load_suite(registry, "tradeoff", seeds=1, overrides=tiny.overrides(args.tiny))
     spec = next(s for s in suite.cells if s.prune is not None and s.prune.target.id.endswith("largest"))
-    times: dict[str, list[float]] = {s: [] for s in SETTINGS}
-    inside: dict[str, list[float]] = {s: [] for s in SETTINGS}  # seconds in the logger's own calls, per cell
+    times: dict[str, list[float]] = {s: [] for s in settings}
+    inside: dict[str, list[float]] = {s: [] for s in settings}  # seconds in the logger's own calls, per cell
     outcomes = {}
     with tempfile.TemporaryDirectory() as root:
-        dirs = {s: Path(root) / s for s in SETTINGS}
+        dirs = {s: Path(root) / s for s in settings}
         for d in dirs.values():
             d.mkdir()
         for repeat in range(args.repeats):
-            k = repeat % len(SETTINGS)
-            for setting in SETTINGS[k:] + SETTINGS[:k]:  # rotated: no setting always runs first
+            k = repeat % len(settings)
+            for setting in settings[k:] + settings[:k]:  # rotated: no setting always runs first
                 tracker, logged = None, None
                 t0 = time.perf_counter()
                 if setting != "none":

@@ -62,6 +62,8 @@ from gstbench.plan.suite import load_suite
 sys.path.insert(0, str(Path(__file__).parent))
 from scorer_removal_cost import seed_drops, summarize  # noqa: E402 (same folder)
 
+import tiny
+
 MIN_SHARE_AT_FIRST_EVENT = 0.8
 MIN_GAP = 0.05
 RECOVERED_WITHIN = 0.01  # a point of test accuracy
@@ -120,9 +122,9 @@ def slim_spec(registry, unpruned, pruned: list) -> tuple[Any, list[int]] | None:
         channels
 
 
-def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
+def criteria(suite_name: str, seeds: list[int], overrides: dict | None = None) -> dict[str, Any]:
     registry = get_registry()
-    suite = load_suite(registry, suite_name, seeds=seeds)
+    suite = load_suite(registry, suite_name, seeds=seeds, overrides=overrides)
     n_suite_seeds = len(load_suite(registry, suite_name).seeds)
     unpruned = [s for s in suite.cells if s.prune is None]
     slim = slim_spec(registry, unpruned[0], [s for s in suite.cells if s.prune is not None])
@@ -130,12 +132,12 @@ def criteria(suite_name: str, seeds: list[int]) -> dict[str, Any]:
         if slim else []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_worker_init) as pool:
-        removal = [pool.submit(seed_drops, suite_name, seed) for seed in seeds]
+        removal = [pool.submit(seed_drops, suite_name, seed, overrides) for seed in seeds]
         base_jobs = [pool.submit(_run, spec) for spec in unpruned + slim_specs]
         costs = summarize(suite_name, seeds, [f.result() for f in removal])
         scorer = costs["chosen"]
         design = load_suite(registry, suite_name, seeds=seeds,
-                            overrides={"prune.scorer": scorer} if scorer else None)
+                            overrides={**(overrides or {}), **({"prune.scorer": scorer} if scorer else {})} or None)
         pruned_specs = [spec for spec in design.cells if spec.prune is not None]
         pruned_jobs = [pool.submit(_run, spec) for spec in pruned_specs]
         done = [job.result() for job in base_jobs + pruned_jobs]
@@ -301,9 +303,12 @@ def main() -> None:
     parser.add_argument("--suite", default="tradeoff", help="built-in suite name or .toml path (quick scale)")
     parser.add_argument("--seeds", default="1000-1002", help="criteria seeds, disjoint from reported ones")
     parser.add_argument("--json", action="store_true")
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.seeds = "1000-1001"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = criteria(args.suite, parse_seed_range(args.seeds))
+    result = criteria(args.suite, parse_seed_range(args.seeds), tiny.overrides(args.tiny))
     print(json.dumps(result, indent=1) if args.json else render(result))
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 from gstbench.testing.files import stored_results
 
+import tiny
+
 GOALS = {"flatness after tradeoff / flatness from scratch": 0.2, "tradeoff + hessian-trace / cold tradeoff": 0.15}
 
 
@@ -68,17 +70,24 @@ def main() -> None:
     parser.add_argument("--seeds", default=None, help="gstbench run --seeds (default: the suites' 7)")
     parser.add_argument("--scale", default="quick")
     parser.add_argument("--workdir", type=Path, default=None, help="where the run directories go (default: a temp dir)")
+    tiny.add_flag(parser)
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gstbench-reuse-"))
     work.mkdir(parents=True, exist_ok=True)
+    suites = {"tradeoff": "tradeoff", "flatness": "flatness"}
+    if args.tiny:  # the same two-suite shape on tiny data: the second is the first with a flatness metric
+        args.seeds = "1"
+        suites = {name: str(work / f"{name}.toml") for name in suites}
+        Path(suites["tradeoff"]).write_text(tiny.TINY_SUITE)
+        Path(suites["flatness"]).write_text(tiny.TINY_SUITE.replace("[axes]", "metrics = [\"hessian-trace\"]\n[axes]"))
     common = ["--scale", args.scale, *(["--seeds", args.seeds] if args.seeds else []), "--json"]
     print(f"{datetime.date.today()}, {os.cpu_count()} CPUs, runs in {work}")
-    tradeoff = gstbench("run", "--suite", "tradeoff", *common, "--out", str(work / "tradeoff"))
+    tradeoff = gstbench("run", "--suite", suites["tradeoff"], *common, "--out", str(work / "tradeoff"))
     shutil.copytree(work / "tradeoff", work / "measured", copy_function=shutil.copy2)
-    flat_reuse = gstbench("run", "--suite", "flatness", *common, "--reuse", str(work / "tradeoff"),
+    flat_reuse = gstbench("run", "--suite", suites["flatness"], *common, "--reuse", str(work / "tradeoff"),
                           "--out", str(work / "flatness-reused"))
-    flat_scratch = gstbench("run", "--suite", "flatness", *common, "--out", str(work / "flatness-scratch"))
-    metric_run = gstbench("run", "--suite", "tradeoff", *common, "--metric", "hessian-trace",
+    flat_scratch = gstbench("run", "--suite", suites["flatness"], *common, "--out", str(work / "flatness-scratch"))
+    metric_run = gstbench("run", "--suite", suites["tradeoff"], *common, "--metric", "hessian-trace",
                           "--reuse", str(work / "tradeoff"), "--out", str(work / "tradeoff-hessian"))
     metric_measure = gstbench("measure", str(work / "measured"), "--metric", "hessian-trace")
     same = stored_results(work / "flatness-reused") == stored_results(work / "flatness-scratch")

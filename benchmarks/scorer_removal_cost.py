@@ -31,6 +31,8 @@ from gstbench.plan.schedule import build_schedule
 from gstbench.plan.seeds import parse_seed_range
 from gstbench.plan.suite import load_suite
 
+import tiny
+
 TARGETS = ("smallest", "random", "largest")
 SCORERS = ("l2", "l1", "activation-l1", "bn-gamma")  # the paper's L2 first, then the closest to it
 RANDOM_DRAWS = 5
@@ -68,10 +70,10 @@ def pruning_window(suite) -> tuple[int, int, list[str]]:
     return min(steps), max(steps), layers
 
 
-def seed_drops(suite_name: str, seed: int) -> dict[str, Any]:
+def seed_drops(suite_name: str, seed: int, overrides: dict | None = None) -> dict[str, Any]:
     """One seed's relative test-accuracy drops per (point, layer, scorer, target), and the two event steps."""
     registry = get_registry()
-    suite = load_suite(registry, suite_name, seeds=[seed])
+    suite = load_suite(registry, suite_name, seeds=[seed], overrides=overrides)
     first, last, layers = pruning_window(suite)
     spec = next((s for s in suite.cells if s.prune is None), None) or suite.cells[0]
     drops: dict[tuple[str, str, str, str], list[float]] = {}
@@ -127,9 +129,9 @@ def summarize(suite_name: str, seeds: list[int], per_seed: list[dict[str, Any]])
             "chosen": next((sc for sc in SCORERS if ordered[sc]), None)}
 
 
-def removal_costs(suite_name: str, seeds: list[int]) -> dict[str, Any]:
+def removal_costs(suite_name: str, seeds: list[int], overrides: dict | None = None) -> dict[str, Any]:
     """Relative test-accuracy drop per (point, layer, scorer, target), each the mean over ``seeds``."""
-    return summarize(suite_name, seeds, [seed_drops(suite_name, seed) for seed in seeds])
+    return summarize(suite_name, seeds, [seed_drops(suite_name, seed, overrides) for seed in seeds])
 
 
 def render(result: dict[str, Any]) -> str:
@@ -149,8 +151,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="tradeoff", help="built-in suite name or .toml path (quick scale)")
     parser.add_argument("--seeds", default="1000-1002", help="seeds, e.g. 1000-1002 or 3")
+    tiny.add_flag(parser)
     args = parser.parse_args()
-    print(render(removal_costs(args.suite, parse_seed_range(args.seeds))))
+    if args.tiny:
+        args.seeds = "1000-1000"
+    print(render(removal_costs(args.suite, parse_seed_range(args.seeds), tiny.overrides(args.tiny))))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import time
 from gstbench.reports.calibration import TRUTHS, calibrate, designs
 from gstbench.reports.claim_stats import NOT_RUN, VERDICTS
 
+import tiny
+
 SHORT = {"reproduced": "repr", "weaker": "weak", "inconclusive": "inc", "absent": "abs", "contradicted": "contra"}
 
 
@@ -28,7 +30,10 @@ def main() -> int:
     parser.add_argument("--simulations", type=int, default=2000, help="planted data sets per design and truth")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the frequencies as JSON")
+    tiny.add_flag(parser)
     args = parser.parse_args()
+    if args.tiny:
+        args.simulations = 20
     started = time.time()
     results = [calibrate(d, args.simulations, args.seed) for d in designs()]
     if args.json:
@@ -61,6 +66,9 @@ def main() -> int:
           f"{time.time() - started:.0f} s")
     for line in failed:
         print(f"goal missed: {line}")
+    if args.tiny:
+        print("--tiny: 20 data sets per cell, too few to judge the goals")
+        return 0
     return 1 if failed else 0
 
 
