@@ -16,6 +16,7 @@ from gstbench._doubles import DyingWork, StubCell
 from gstbench.testing import descendants, running, stored_results
 from gstbench_ray import RayExecutor
 from gstbench.testing.forkserver import popen_gstbench, run_gstbench
+from gstbench.testing.terminal import TerminalProcess
 
 SUITE = """
 name = "ray-tiny"
@@ -50,11 +51,11 @@ def test_a_local_ray_instance_stores_the_same_results_as_sequential(tmp_path):
     # Ray gives each task one CPU thread: compare with a one-thread sequential run (bitwise equal).
     seq = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "seq"), "--json", threads="1")
     assert seq.returncode == 0, seq.stderr
-    ray = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray",
-                   "--workers", "2")
-    assert ray.returncode == 0, ray.stderr
-    # the tasks' epochs reach the driver's bar while they train (a Ray queue actor)
-    assert re.search(r"0/4 cells:.*epoch [123]/3", ray.stderr.replace("\r", "\n")), ray.stderr[-2000:]
+    # on a terminal, the tasks' epochs reach the driver's bar while they train (a Ray queue actor)
+    ray = TerminalProcess("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray",
+                          "--workers", "2", env={**os.environ, "GSTBENCH_LOAD_PLUGINS": "ray", "RAY_ADDRESS": ""})
+    assert ray.wait(timeout=600) == 0, ray.text()[-2000:]
+    assert re.search(r"0/4 cells:.*epoch [123]/3", ray.text().replace("\r", "\n")), ray.text()[-2000:]
     ours, theirs = stored_results(tmp_path / "ray"), stored_results(tmp_path / "seq")
     assert len(ours) == 4 and ours == theirs
     again = gstbench("run", "--suite", str(suite), "--out", str(tmp_path / "ray"), "--executor", "ray", "--json")

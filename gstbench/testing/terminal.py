@@ -1,0 +1,48 @@
+"""A gstbench command run with its stderr on a pseudo-terminal of a given width: what a user's terminal shows."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import threading
+
+
+class TerminalProcess:
+    """``python -m gstbench ARGS`` with stderr on a pty ``columns`` wide (stdout as given); ``text()`` is what the
+    terminal received so far. ``sigint_default``: the child takes Ctrl-C even when the tests run in a background
+    job, which ignores SIGINT."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, columns: int = 200,
+                 stdout: int | None = subprocess.DEVNULL, sigint_default: bool = False):
+        from gstbench.testing.forkserver import _take_sigint
+
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        self.proc = subprocess.Popen([sys.executable, "-m", "gstbench", *args], stdout=stdout, stderr=slave,
+                                     env=env, preexec_fn=_take_sigint if sigint_default else None)
+        os.close(slave)
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, args=(master,), daemon=True)
+        self._reader.start()
+
+    def _read(self, master: int) -> None:
+        try:
+            while chunk := os.read(master, 4096):
+                self._chunks.append(chunk)
+        except OSError:  # EIO: every writer closed the terminal
+            pass
+        finally:
+            os.close(master)
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
