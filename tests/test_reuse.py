@@ -116,6 +116,8 @@ def test_measure_adds_a_metric_that_report_claims_plots_the_page_and_results_see
     assert proc.stderr.strip().endswith(f"6 cells measured (hessian-trace; `gstbench report {out}` shows them)")
     report = json.loads(run_cli("report", str(out), "--json").stdout)  # a measured metric is a column
     assert all(row["hessian_trace"]["n"] == 2 for row in report["rows"])
+    named = run_cli("report", str(out), "--metric", "hessian-trace")  # its component name, as measure took it
+    assert named.returncode == 0 and "hessian_trace" in named.stdout, named.stderr
     after = json.loads(run_cli("claims", str(out), "--json").stdout)
     def tested(table):  # the claim's one result (this directory's scale and seeds)
         (result,) = next(row for row in table["rows"] if row["id"] == "curvature")["results"].values()
@@ -139,6 +141,10 @@ def test_measure_adds_a_metric_that_report_claims_plots_the_page_and_results_see
     by_cell = {(c.spec.training_hash): c.result.metrics["hessian_trace"] for c in cells}
     again = {(c.spec.training_hash): c.result.metrics["hessian_trace"] for c in load_results(fresh).cells}
     assert by_cell == again
+    from_start = run_cli("report", str(fresh), "--metric", "hessian-trace", "--json")  # in the spec from the start
+    assert from_start.returncode == 0 and all("hessian_trace" in row for row in json.loads(from_start.stdout)["rows"])
+    compared = run_cli("compare", str(out), str(fresh), "--metric", "hessian-trace", "--format", "json")
+    assert {row["metric"] for row in json.loads(compared.stdout)["rows"]} == {"hessian_trace"}, compared.stderr
     proc = run_cli("measure", str(out), "--metric", "hessian-trace")
     assert proc.returncode == 0 and "0 cells measured; 6 cells had every metric already" in proc.stderr
 

@@ -115,6 +115,19 @@ def _values(entry: dict[str, Any] | None, metric: str) -> dict[int, float]:
             if r["status"] == "ok" and metric in r.get("metrics", {})}
 
 
+def _metric_keys(names: list[str], configurations: list[dict[str, Any]]) -> list[str]:
+    """``--metric`` values as keys: a key the runs report stays; a metric's component name (``hessian-trace``)
+    becomes the numeric keys named after it (``hessian_trace``, its standard error left out)."""
+    known = {k for e in configurations for r in e["runs"] if r["status"] == "ok"
+             for k, v in r.get("metrics", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = []
+    for name in names:
+        stem = name.replace("-", "_")
+        named = sorted(k for k in known if k.startswith(stem) and not k.endswith("_se"))
+        out += [name] if name in known or not named else named
+    return list(dict.fromkeys(out))
+
+
 def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None = None,
             tolerances: dict[str, float] | None = None, default_tolerance: float = DEFAULT_TOLERANCE,
             better: dict[str, str] | None = None) -> dict:
@@ -129,6 +142,8 @@ def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None
         suite = new["suite"] if new["configurations"] else base["suite"]
         metrics = list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc",
                                       *(suite.get("columns") or [])]))
+    else:
+        metrics = _metric_keys(metrics, [*base["configurations"], *new["configurations"]])
     b = {e["key"]: e for e in base["configurations"]}
     n = {e["key"]: e for e in new["configurations"]}
     rows = []

@@ -128,6 +128,7 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
     suite = results.suite
     measured = [key for _, result in results.finished for keys in result.measured_later.values() for key in keys
                 if not key.endswith("_se")]  # an estimate's standard error goes with it, not in a column of its own
+    columns = [key for name in columns for key in results.metric_keys(name)]  # a metric's name: all its keys
     suite["columns"] = list(dict.fromkeys([*suite.get("columns", []), *measured, *columns]))  # measure's too
     asked = [list(pair) for pair in suite.get("correlate", [])]
     suite["correlate"] = asked + [["stability", key] for key in dict.fromkeys(measured) if ["stability", key] not in asked]

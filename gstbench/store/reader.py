@@ -78,6 +78,24 @@ class RunResults:
                   if c.problem is not None]
         return placed + [(str(c.directory), c.problem) for c in self.unplaced]
 
+    def metric_keys(self, name: str) -> list[str]:
+        """What ``--metric NAME`` means here: NAME itself where a finished run has that key, else every key of the
+        metric component NAME (or its label, ``name(k=v)``): as ``gstbench measure`` recorded them, or, for a
+        metric a run had from the start, its numeric keys named after it (``hessian-trace``: ``hessian_trace*``).
+        A name that is neither comes back as it is (the caller refuses it, naming the keys there are)."""
+        finished = self.finished
+        if any(name in result.metrics for _, result in finished):
+            return [name]
+        keys = [key for _, result in finished for label, recorded in result.measured_later.items()
+                if label == name or label.startswith(name + "(") for key in recorded if not key.endswith("_se")]
+        if not keys and any(ref.label == name or ref.label.startswith(name + "(")
+                            for spec, _ in finished for ref in spec.metrics):
+            stem = name.replace("-", "_")
+            keys = sorted({key for _, result in finished for key, value in result.metrics.items()
+                           if key.startswith(stem) and isinstance(value, (int, float)) and not isinstance(value, bool)
+                           and not key.endswith("_se")})
+        return list(dict.fromkeys(keys)) or [name]
+
     def warn_corrupt(self) -> None:
         """One warning per corrupt cell (reading commands count them and go on)."""
         for directory, problem in self.corrupt:
