@@ -97,10 +97,13 @@ def test_a_forked_popen_is_read_signalled_and_waited_for_as_a_fresh_one(tmp_path
                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, sigint_default=True)
         assert isinstance(proc, ForkedProcess) == (kind == "forked")
         seen = ""
-        while "/30000]" not in seen:  # the bar, read from the pipe while the run trains
+        while "to run, results in" not in seen:  # the run's first line, read from the pipe: it has started
             char = proc.stderr.read(1)
             assert char, f"{kind}: the run ended: {seen[-2000:]}"
             seen += char
+        deadline = time.time() + 60
+        while not list((tmp_path / f"run-{kind}").glob("cells/*/lease.json")) and time.time() < deadline:
+            time.sleep(0.1)  # its first cell is leased: it trains
         assert proc.poll() is None
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(0.05)

@@ -61,6 +61,19 @@ def test_svg_and_pdf_and_the_skipped_figures_are_said(results, tmp_path):
         assert fh.read(5) == b"%PDF-"
 
 
+def test_ticks_read_as_people_write_them(results):
+    from gstbench.reports.plots import figures, tick_label
+    from gstbench.reports.report import report_of
+    from gstbench.store.reader import load_results
+
+    assert [tick_label(v) for v in (2.64706, 12.8571, 32.768, 100.0, 2.0, 0.5, 0.123)] == \
+        ["2.6", "13", "33", "100", "2", "0.5", "0.12"]
+    loaded = load_results(results["tiny_rates"])
+    figure = next(fig for name, fig, _ in figures(loaded, report_of(loaded)) if name == "rate_sweep")
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels and all(label.endswith("%") and len(label) <= 4 for label in labels), labels
+
+
 @pytest.mark.parametrize("entries", [5, 89])
 def test_a_short_legend_sits_in_the_axes_and_a_long_one_beside_them_inside_the_figure(entries):
     import matplotlib

@@ -236,7 +236,7 @@ def _rate(ax, suite, groups, report) -> str | None:
                   label=f"{target}: best test accuracy")
     ax.set_xscale("log")
     rates = sorted({p[0] for points in by_target.values() for p in points})
-    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.set_xticks(rates, [f"{tick_label(r)}%" for r in rates])
     ax.minorticks_off()
     ax.set_xlabel("iterative pruning rate (% of the layer's filters per event, log scale)")
     ax.set_ylabel("stability (%, solid)")
@@ -287,13 +287,22 @@ def _lmc(ax, suite, groups, report) -> str | None:
                    "Linear mode connectivity in the last round (mean across seeds)")
 
 
+def tick_label(value: float) -> str:
+    """A tick as people write it: 2.6, not 2.64706; 13, not 12.8571; 0.25 below 1."""
+    if value >= 10:
+        return f"{value:.0f}"
+    if value >= 1:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.2g}"
+
+
 def _log_x(ax) -> None:
-    """A log x axis whose ticks read as plain numbers (50, not 5 x 10^1)."""
+    """A log x axis whose ticks read as plain numbers (50, not 5 x 10^1; 33, not 32.768)."""
     from matplotlib.ticker import FuncFormatter
 
     ax.set_xscale("log")
     for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-        set_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        set_formatter(FuncFormatter(lambda v, _: tick_label(v)))
 
 
 def _remaining(ax, suite, groups, report) -> str | None:
