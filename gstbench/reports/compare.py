@@ -33,7 +33,7 @@ from gstbench.plan.config import short_hash
 from gstbench.plan.selection import describe_config
 from gstbench.reports.report import claims_for
 from gstbench.store.cell_result import ENGINE_BETTER
-from gstbench.store.reader import load_results
+from gstbench.store.reader import keys_named_after, load_results
 from gstbench.reports.stats import is_number, welch_difference
 from gstbench.store.store import atomic_write_json, atomic_write_text
 
@@ -117,14 +117,12 @@ def _values(entry: dict[str, Any] | None, metric: str) -> dict[int, float]:
 
 def _metric_keys(names: list[str], configurations: list[dict[str, Any]]) -> list[str]:
     """``--metric`` values as keys: a key the runs report stays; a metric's component name (``hessian-trace``)
-    becomes the numeric keys named after it (``hessian_trace``, its standard error left out)."""
-    known = {k for e in configurations for r in e["runs"] if r["status"] == "ok"
-             for k, v in r.get("metrics", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    becomes the numeric keys named after it (``keys_named_after``, as the report reads it)."""
+    metrics = [r.get("metrics", {}) for e in configurations for r in e["runs"] if r["status"] == "ok"]
     out = []
     for name in names:
-        stem = name.replace("-", "_")
-        named = sorted(k for k in known if k.startswith(stem) and not k.endswith("_se"))
-        out += [name] if name in known or not named else named
+        named = keys_named_after(name, metrics)
+        out += [name] if any(is_number(m.get(name)) for m in metrics) or not named else named
     return list(dict.fromkeys(out))
 
 

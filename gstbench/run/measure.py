@@ -77,7 +77,9 @@ def measure_run(directory: Path | str, refs: list[ComponentRef], registry: Regis
             others = f" (and {len(cells) - 1} more cells on the same data)" if len(cells) > 1 else ""
             raise GstbenchError(f"{cells[0][0]}{others}: {exc.message}; measure only the metrics that apply "
                                 f"(`gstbench list metrics` describes each)") from None
-    damaged = {d.directory.name: d for d in TrainingStore(directory).set_aside_damage()} if work else {}
+    found = list(TrainingStore(directory).damaged()) if work else []
+    TrainingStore(directory).set_aside(found)
+    damaged = {d.directory.name: d for d in found}
     trainings = Trainings([directory])
     parents = ParentCache(directory / "parents")
     run_name = suite.get("name", "SUITE")

@@ -4,7 +4,7 @@
 through ``resolve``: a cell whose training is stored, here or in a ``--reuse`` directory,
 with the models its metrics need, is measured; one whose cell directory holds a killed
 run's checkpoint goes on from it; any other trains from its first step. Damaged trainings
-are moved aside before anything resolves (``TrainingStore.set_aside_damage``), so a cut
+are moved aside before anything resolves (``TrainingStore.damaged``, ``set_aside``), so a cut
 model or record is never measured.
 """
 

@@ -201,11 +201,12 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, options: RunOpt
     # training or parent was being stored when it died)
     for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*")]:
         remove_dead_temps(entry)
-    damaged = list(TrainingStore(store.root).damaged())
+    trainings_here = TrainingStore(store.root)
+    damaged = list(trainings_here.damaged())
     if pending or not store.suite_is(summary) or damaged:
         store.check_writable()  # before any training: one line naming the directory
         with _storing(store.root):
-            TrainingStore(store.root).set_aside_damage()
+            trainings_here.set_aside(damaged)
             for files in corrupt:
                 store.set_aside(files)
             store.write_suite(summary)

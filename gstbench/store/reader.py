@@ -52,6 +52,14 @@ class Configuration:
         return [c for c in self.cells if c.status == status]
 
 
+def keys_named_after(name: str, metrics: list[dict[str, Any]]) -> list[str]:
+    """The numeric keys of ``metrics`` (each a run's) named after the metric component ``name``
+    (``hessian-trace``: ``hessian_trace``, ``hessian_trace_by_round``), its standard errors left out."""
+    stem = name.replace("-", "_")
+    return sorted({key for values in metrics for key, value in values.items() if key.startswith(stem)
+                   and isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith("_se")})
+
+
 @dataclass
 class RunResults:
     """A run directory as read once: its suite record, every cell, and the cells grouped by configuration."""
@@ -90,10 +98,7 @@ class RunResults:
                 if label == name or label.startswith(name + "(") for key in recorded if not key.endswith("_se")]
         if not keys and any(ref.label == name or ref.label.startswith(name + "(")
                             for spec, _ in finished for ref in spec.metrics):
-            stem = name.replace("-", "_")
-            keys = sorted({key for _, result in finished for key, value in result.metrics.items()
-                           if key.startswith(stem) and isinstance(value, (int, float)) and not isinstance(value, bool)
-                           and not key.endswith("_se")})
+            keys = keys_named_after(name, [result.metrics for _, result in finished])
         return list(dict.fromkeys(keys)) or [name]
 
     def warn_corrupt(self) -> None:

@@ -67,11 +67,10 @@ class TrainingStore(Store):
                 if why is not None:
                     yield Damage(d, (model,), f"{model.name}: {why}")
 
-    def set_aside_damage(self) -> list[Damage]:
-        """Move every damaged training's unreadable files aside (``<name>.corrupt-<UTC time>``), one warning
-        each: its cells then train it again (or, without its model, measure nothing new on it)."""
-        moved = []
-        for damage in self.damaged():
+    def set_aside(self, damages: list[Damage]) -> None:
+        """Move the damaged trainings' unreadable files aside (``<name>.corrupt-<UTC time>``), one warning
+        each: their cells then train them again (or, without a model, measure nothing new on them)."""
+        for damage in damages:
             for path in damage.files:
                 try:
                     target = set_aside(path)
@@ -79,8 +78,6 @@ class TrainingStore(Store):
                     continue  # never written, or another run moved it first
                 warnings.warn(f"{path} could not be read ({damage.why}); moved it to {target.name}: the cells of "
                               f"this training train it again", StoreWarning, stacklevel=2)
-            moved.append(damage)
-        return moved
 
 
 @dataclass(frozen=True)
