@@ -76,8 +76,8 @@ class TrainingStore(Store):
                     target = set_aside(path)
                 except FileNotFoundError:
                     continue  # never written, or another run moved it first
-                warnings.warn(f"{path} could not be read ({damage.why}); moved it to {target.name}: the cells of "
-                              f"this training train it again", StoreWarning, stacklevel=2)
+                warnings.warn(f"{path} could not be read ({damage.why}); moved it to {target.name}: a cell that "
+                              f"needs this training will train it again", StoreWarning, stacklevel=2)
 
 
 @dataclass(frozen=True)
