@@ -27,8 +27,16 @@ def runs(tmp_path_factory):
     return root, first.stdout, json.loads(fresh.stdout)
 
 
-def test_run_prints_the_claims_table_and_its_json_carries_every_field(runs):
-    _, text, data = runs
+def test_run_prints_a_line_per_claim_report_the_claims_table_and_the_json_every_field(runs):
+    root, screen, data = runs
+    lines = screen.splitlines()
+    assert max(map(len, lines)) <= 100
+    start = next(i for i, line in enumerate(lines) if line.startswith("claims: "))
+    assert lines[start + 1].split()[:5] == ["claim", "verdict", "measured", "[interval]", "power"]
+    rows = lines[start + 3:lines.index("", start)]
+    assert [row.split()[0] for row in rows] == ["targets", "tradeoff"]
+    assert all(any(word.isupper() for word in row.split()) for row in rows)  # each with its verdict
+    text = run_cli("report", str(root / "s0")).stdout
     assert "\nclaims: " in text and "per-event drops largest for Prune_L" in text
     assert "\ntargets (GST Fig. 2), runs of scorer " in text  # each claim's source and runs, on its note line
     claim, correlation = data["claims"]

@@ -29,9 +29,19 @@ def test_run_prints_leaderboard_stores_cells_and_rerun_skips_everything(tmp_path
     assert first.returncode == 0, first.stderr
     assert "tiny (quick): 6 cells, 6 to run" in first.stderr
     assert "6/6 cells, 18/18 epochs (100%)" in first.stderr  # progress counts epochs (in a pipe: plain lines)
-    for header in ("scorer", "target", "stability %", "best test %", "Pearson r", "Kendall tau"):
-        assert header in first.stdout
+    # the last screen: a line per configuration, the totals, and the command that prints every table
+    lines = first.stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    header = next(i for i, line in enumerate(lines) if line.startswith("configuration"))
+    assert "stability %" in lines[header] and "best test %" in lines[header]
+    rows = lines[header + 2:lines.index("", header)]
+    assert sorted(row.split("  ")[0].strip() for row in rows) == ["l2 largest mask 1ep", "l2 smallest mask 1ep",
+                                                                   "unpruned"]
     assert "cells: 6 ok, 0 failed, 0 missing" in first.stdout
+    assert f"  gstbench report {out}" in lines
+    full = run_cli("report", str(out)).stdout
+    for header in ("scorer", "target", "stability %", "best test %", "Pearson r", "Kendall tau"):
+        assert header in full
     stored = results(out)
     assert len(stored) == 6
     for cell in (out / "cells").iterdir():
@@ -161,9 +171,11 @@ def test_every_axis_of_a_suite_gets_a_leaderboard_column(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("run", "--suite", str(suite), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    header = proc.stdout.splitlines()[0]
+    assert "l2 smallest mask 1ep 0.003" in proc.stdout  # run's own line per configuration names the axis value
+    full = run_cli("report", str(out)).stdout
+    header = full.splitlines()[0]
     assert "train.lr" in header
-    assert sorted(line.split()[4] for line in proc.stdout.splitlines()[2:5]) == ["0.001", "0.001", "0.003"]
+    assert sorted(line.split()[4] for line in full.splitlines()[2:5]) == ["0.001", "0.001", "0.003"]
 
 
 def test_separate_processes_with_the_same_seeds_store_the_same_numbers(tmp_path):
@@ -194,7 +206,7 @@ def test_a_rounds_suite_reports_accuracy_and_stability_per_round(tmp_path):
     assert run.returncode == 0, run.stderr
     for text in ("2 rounds", "LMC barrier %", "final test accuracy % per round", "r0 (0.0%)", "r1 (50.0%)",
                  "r2 (75.0%)", "weights@1ep", "lr@1ep", "cells: 6 ok, 0 failed, 0 missing"):
-        assert text in run.stdout, text
+        assert text in run_cli("report", str(out)).stdout, text
     data = json.loads(run_cli("report", str(out), "--json").stdout)
     rows = {(r["target"], r["rewind"]): r for r in data["rows"]}
     assert set(rows) == {("smallest", "weights@1ep"), ("smallest", "lr@1ep"), ("random", "weights@1ep")}
@@ -216,7 +228,8 @@ def test_a_suite_question_is_answered_per_group_and_split(tmp_path):
     out = tmp_path / "out"
     run = run_cli("run", "--suite", str(DATA / "tiny_question.toml"), "--out", str(out))
     assert run.returncode == 0, run.stderr
-    assert "Does it need permanent removal?" in run.stdout and "temporary - permanent" in run.stdout
+    full = run_cli("report", str(out)).stdout
+    assert "Does it need permanent removal?" in full and "temporary - permanent" in full
     assert answer_order(out) == ["temporary", "permanent", "unpruned"]  # the suite's order, not sorted
     answer = json.loads(run_cli("report", str(out), "--json").stdout)["answer"]
     assert [r["split"] for r in answer["rows"]] == ["all", "largest", "smallest"]

@@ -150,7 +150,8 @@ def test_a_damaged_result_directory_is_read_or_refused_naming_the_file(finished,
     from gstbench.reports.compare import collect
     from gstbench.reports.plots import plot_all
     from gstbench.store.reader import load_results
-    from gstbench.reports.report import render_leaderboard, report_of
+    from gstbench.reports.report import report_of
+    from gstbench.reports.report_text import render_leaderboard
 
     out = tmp_path_factory.mktemp("damaged") / "run"
     shutil.copytree(finished, out)
@@ -174,7 +175,8 @@ def test_a_retyped_suite_record_is_read_or_refused_naming_it(finished, tmp_path_
     """suite.json at the budget that once found a traceback (its axes, scope, question and claims, entry by
     entry); reading and reporting only, so that 400 examples take seconds."""
     from gstbench.reports.compare import collect
-    from gstbench.reports.report import render_leaderboard, report_of
+    from gstbench.reports.report import report_of
+    from gstbench.reports.report_text import render_leaderboard
     from gstbench.store.reader import load_results
 
     out = tmp_path_factory.mktemp("suite-record") / "run"

@@ -24,7 +24,9 @@ def test_a_methods_run_ranks_a_plugin_scorer_and_draws_its_figures(tmp_path):
     run = run_cli("--plugins-dir", str(plugins), "run", "--suite", str(DATA / "tiny_methods.toml"),
                   "--scorer", "mysnip:mysnip", "--out", str(out))
     assert run.returncode == 0, run.stderr
-    text = run.stdout
+    assert max(map(len, run.stdout.splitlines())) <= 100  # run's last screen; the tables are report's
+    assert "tiny-random-worse" in run.stdout and "tiny-scratch-not-worse" in run.stdout
+    text = run_cli("--plugins-dir", str(plugins), "report", str(out)).stdout
     assert "prune.fraction = 0.3: 6 methods ranked by final_test_acc" in text  # 3 scorers x 2 regimes
     assert "prune.fraction = 0.6: 7 methods ranked by final_test_acc" in text  # + the scratch control
     assert "rank summary over 4 blocks (prune.fraction x seed" in text and "Friedman chi2 = " in text

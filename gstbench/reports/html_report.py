@@ -138,7 +138,7 @@ def _environment_section(results: RunResults) -> list[str]:
 def report_html(results: RunResults, report: Leaderboard) -> str:
     """The run's page: suite, claims, leaderboard, figures, failed and corrupt cells, environment."""
     from gstbench.reports.plots import figures
-    from gstbench.reports.report import leaderboard_table, render_leaderboard
+    from gstbench.reports.report_text import leaderboard_table, render_leaderboard
 
     import matplotlib.pyplot as plt
 

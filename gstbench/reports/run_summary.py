@@ -1,0 +1,120 @@
+"""What ``gstbench run`` prints at its end: one line per leaderboard row and one per claim, fitted to a width.
+
+The full tables (every column, each claim's parts, the correlations, the legend) are ``gstbench report``'s and
+the HTML page's; this screen says what a run found and where to read more, and no line is wider than the
+terminal (100 columns when stdout is not one).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from gstbench.plan.config import short_hash
+from gstbench.reports.claim_stats import format_effect, format_power
+from gstbench.reports.claims import count_verdicts, label_of
+from gstbench.reports.report import TABLE_STATS, Leaderboard, Row
+from gstbench.reports.report_text import tie_warnings
+from gstbench.reports.stats import format_number, format_percent
+
+WIDTH = 100
+MIN_LABEL = 16  # a configuration's label is shortened (with …) before a statistic's column is dropped below this
+
+
+def render_run_summary(report: Leaderboard, out: Path, width: int = WIDTH) -> str:
+    """The end of ``run``: the leaderboard's rows, the claims' verdicts, the cells' totals and where the full
+    report is; no line longer than ``width``."""
+    lines = [*_leaderboard_lines(report, width), *_claim_lines(report.claims, width)]
+    prose = [*tie_warnings(report.rows), _totals(report),
+             *(f"failed cell {short_hash(err['hash'])} (seed {err['seed']}): {err['error']}"
+               for r in report.rows for err in r.errors),
+             *(f"corrupt cell {bad['cell']}: {bad['problem']}" for bad in report.corrupt)]
+    lines += [textwrap.fill(text, width=width, subsequent_indent="  ", break_long_words=True) for text in prose]
+    lines += ["full tables, each claim's parts, the legend (a page: add --format html --output report.html):",
+              f"  gstbench report {out}"]  # never wrapped: a path cut in two cannot be pasted
+    return "\n".join(lines)
+
+
+def _leaderboard_lines(report: Leaderboard, width: int) -> list[str]:
+    """The rows in rank order: configuration, seeds, stability, the rank's metric, then each other statistic of
+    the table while the line fits."""
+    if not report.rows:
+        return []
+    wanted = list(dict.fromkeys(["stability", report.rank, *TABLE_STATS, *report.columns]))
+    shown: list[str] = []
+    for stat in wanted:
+        table = _table(report.rows, [*shown, stat], width)
+        if shown and table is None and stat != report.rank:
+            continue  # too wide: the report has it
+        shown.append(stat)
+    table = _table(report.rows, shown, width) or _table(report.rows, shown, width, squeeze=True)
+    rank = TABLE_STATS.get(report.rank, report.rank)
+    return [f"leaderboard, by {rank}; mean [95% interval] over seeds", table, ""]
+
+
+def _table(rows: list[Row], stats: list[str], width: int, squeeze: bool = False) -> str | None:
+    """The table with these statistics, configuration labels shortened to fit ``width``; None if it cannot."""
+    headers = ["configuration", "n", *(TABLE_STATS.get(s, s) for s in stats)]
+    body = [[_label(r), _count(r), *(_stat(r, s) for s in stats)] for r in rows]
+    rest = max(map(len, tabulate([row[1:] for row in body], headers=headers[1:],
+                                 disable_numparse=True).splitlines()))
+    room = width - rest - 2
+    if room < MIN_LABEL and not squeeze:
+        return None
+    body = [[_shorten(row[0], max(room, 1)), *row[1:]] for row in body]
+    text = tabulate(body, headers=headers, disable_numparse=True)
+    return text if squeeze or max(map(len, text.splitlines())) <= width else None
+
+
+def _label(row: Row) -> str:
+    return " ".join(v for v in row.label.values() if v != "-")
+
+
+def _count(row: Row) -> str:
+    extra = {"failed": row.failed, "missing": row.missing, "corrupt": row.corrupt}
+    return f"{row.n}" + "".join(f" +{n} {what}" for what, n in extra.items() if n)
+
+
+def _stat(row: Row, name: str) -> str:
+    stat = row.stats.get(name)
+    if stat is None:
+        return "-"
+    return format_percent(stat) if name in TABLE_STATS or name.endswith("_acc") else format_number(stat)
+
+
+def _shorten(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:room - 1] + "…"
+
+
+def _claim_lines(claims: list[dict[str, Any]], width: int) -> list[str]:
+    """One line per claim: its id, verdict, measured effect with the interval its verdict used, and power."""
+    if not claims:
+        return []
+    rows = []
+    for c in claims:
+        power, n80 = format_power(c)
+        name = c["id"] + (" *" if c.get("design_check") else "")
+        rows.append([name, label_of(c).upper(), format_effect(c), power, n80])
+    headers = ["claim", "verdict", "measured [interval]", "power", "n for 80%"]
+    table = tabulate(rows, headers=headers, disable_numparse=True)
+    if max(map(len, table.splitlines())) > width:  # the runs 80% power needs are in the report
+        table = tabulate([r[:4] for r in rows], headers=headers[:4], disable_numparse=True)
+    if max(map(len, table.splitlines())) > width:
+        cut = [[_shorten(r[0], 20), _shorten(r[1], 24), _shorten(r[2], 36), r[3]] for r in rows]
+        table = tabulate(cut, headers=headers[:4], disable_numparse=True)
+    lines = [f"claims: {count_verdicts(claims)}", table]
+    if any(c.get("design_check") for c in claims):
+        lines.append("* a design check: the suite's design was chosen to meet it, so it reproduces nothing alone")
+    return [*lines, ""]
+
+
+def _totals(report: Leaderboard) -> str:
+    t = report.totals
+    text = f"cells: {t['ok']} ok, {t['failed']} failed, " + (f"{t['corrupt']} corrupt, " if t["corrupt"] else "") \
+        + f"{t['missing']} missing"
+    if report.time and report.time["wall_s"]:
+        text += f"; {report.time['wall_s']:.1f} s in {report.time['cells']} cells"
+    return text
