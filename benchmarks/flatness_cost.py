@@ -22,7 +22,7 @@ import torch
 from gstbench.builtin import flatness
 from gstbench.engine.evaluation import eval_mode
 from gstbench.builtin.metrics import LANCZOS_ITERATIONS, PROBES, SAMPLES
-from gstbench.plan.config import component_ref
+from gstbench.plan.parse import component_ref
 from gstbench.engine import run_cell
 from gstbench.store.parents import ParentCache
 from gstbench.plugins import get_registry

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from gstbench.builtin.models import vgg11_bn
 from gstbench.components import TensorData
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.plugins import Registry, hookimpl
 

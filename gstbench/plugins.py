@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: the plan's types, and torch, load when a 
     from torch import nn
 
     from gstbench.plan.config import ComponentRef
+    from gstbench.shapes import DataShape, ModelShape
 
 hookimpl = pluggy.HookimplMarker("gstbench")
 
@@ -346,6 +347,18 @@ class Registry:
         if placeholder and hasattr(factory, "placeholder"):
             return factory.placeholder()
         return self.build("datasets", ref)
+
+    def data_shape(self, ref: ComponentRef) -> DataShape | None:
+        """A dataset's sizes from its factory's ``shape`` (gstbench/shapes.py), without loading it; None if it
+        declares none."""
+        shape = getattr(self.component("datasets", ref).factory, "shape", None)
+        return None if shape is None else shape(**ref.kwargs)
+
+    def model_shape(self, ref: ComponentRef, data: DataShape) -> ModelShape | None:
+        """A model's prunable layers and MACs from its factory's ``shapes``, without building it; None if it
+        declares none."""
+        shapes = getattr(self.component("models", ref).factory, "shapes", None)
+        return None if shapes is None else shapes(data.input_shape, data.num_classes, **ref.kwargs)
 
     def build_model(self, ref: ComponentRef, data: TensorData) -> nn.Module:
         """A model for ``data``'s input shape and classes."""

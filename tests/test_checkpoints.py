@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import DATA, changed, run_cli
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.engine.order import RESUME, TRAIN, WorkOrder
 from gstbench.testing import stored_results

@@ -121,7 +121,7 @@ def test_augmentation_is_a_seeded_padded_crop_and_flip_of_each_image(data_dir):
 
 
 def test_augmentation_draws_per_step_so_training_is_reproducible(data_dir, registry):
-    from gstbench.plan.config import cell_from_config
+    from gstbench.plan.parse import cell_from_config
     from gstbench.engine import run_cell
 
     config = {"model": "resnet20", "dataset": {"name": "cifar10", "augment": True}, "prune": False,

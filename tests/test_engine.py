@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.engine.evaluation import evaluate
 from gstbench.plugins import Registry, hookimpl

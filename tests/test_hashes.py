@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from gstbench.plan.config import ADDED_LATER, CellSpec, cell_from_config, spec_from_canonical
+from gstbench.plan.config import ADDED_LATER, CellSpec, spec_from_canonical
+from gstbench.plan.parse import cell_from_config
 
 BASE = {
     "model": "cnn1d",

@@ -120,10 +120,35 @@ def _modules_after(args: list[str]) -> dict:
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list", "scorers"], ["plugins"], ["suites"], ["run", "--help"]])
+STORED = str(Path(__file__).parent / "data" / "stored-eb9532a")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list", "scorers"], ["plugins"], ["suites"], ["run", "--help"],
+                                  ["suites", "show", "methods", "--scale", "paper"], ["report", STORED],
+                                  ["claims", STORED], ["compare", STORED, STORED]])
 def test_light_commands_load_no_torch(args):
+    """Whatever only lists, plans or reads: the listings, a suite's matrix and cost, a stored run's tables."""
     assert "torch" not in _modules_after(args)
 
 
 def test_help_loads_no_numerics():
     assert _modules_after(["--help"]) == {}
+
+
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 80
+
+
+def test_every_module_fits_450_lines_and_every_function_80_unless_a_comment_says_why():
+    """DESIGN.md's size rule: a longer function carries a ``# long:`` comment on its first line saying why."""
+    long_modules = [f"{p.relative_to(PACKAGE.parent)}: {n} lines" for p in sorted(PACKAGE.rglob("*.py"))
+                    if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    long_functions = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and "# long:" not in lines[node.lineno - 1]:
+                    long_functions.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {length}")
+    assert long_modules == [] and long_functions == []

@@ -16,7 +16,7 @@ from gstbench.builtin.impl.effectors import SoftEffector
 from gstbench.builtin.models import cnn1d
 from gstbench.components import PrunableLayer, PruningContext, TensorData
 from gstbench.engine import run_cell
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.plugins import Registry
 from gstbench.pruning import layer_states
 from gstbench.testing import check_effector, check_regularizer, check_scorer

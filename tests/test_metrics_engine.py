@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import DATA, changed, run_cli
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.errors import SpecError
 from gstbench.store.parents import ParentCache

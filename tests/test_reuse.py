@@ -224,3 +224,41 @@ def test_reuse_refuses_what_is_not_another_run_directory(tmp_path):
     proc = run_cli("run", "--suite", TINY, "--reuse", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"))
     assert proc.returncode != 0 and "--reuse" in proc.stderr and "no suite.json" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_training_another_run_is_training_is_waited_for_and_measured_not_trained_twice(tmp_path):
+    """Runs that share a training train it once: while run A holds its trainings' leases (it is training them),
+    run B (--reuse A) waits, then measures what A stored."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gstbench.run.leases import Leases
+    from gstbench.run.orders import training_lease_dir
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _run(TINY, a)
+    (a / "trainings").rename(tmp_path / "stored-later")  # A as it was while training: nothing stored yet
+    held = Leases()
+    for cell in load_results(a).cells:
+        assert held.take(training_lease_dir(a, cell.spec), lambda: False) == "taken"
+    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "1", "--out",
+                             str(b), "--reuse", str(a), "--metric", "cost"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(b.glob("cells/*/lease.json")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(2.0)  # B has its cells: were it not waiting, it would be training them now
+        assert proc.poll() is None, proc.communicate()
+        (tmp_path / "stored-later").rename(a / "trainings")  # A stores its trainings and drops its leases
+        held.drop_all()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    results = [json.loads(p.read_text()) for p in b.glob("cells/*/result.json")]
+    assert len(results) == 3 and all("macs" in r["metrics"] for r in results)
+    assert all(r["training_from"].startswith(str((a / "trainings").resolve())) for r in results)

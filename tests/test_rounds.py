@@ -8,7 +8,7 @@ import torch
 
 from gstbench.builtin.impl.scorers import NormScorer
 from gstbench.components import WEIGHTS, PruningContext
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.engine.evaluation import evaluate
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
@@ -16,7 +16,7 @@ from gstbench.engine.pruner import Pruner
 from gstbench.engine.state import Cell
 from gstbench.errors import SpecError
 from gstbench.plugins import Registry, hookimpl
-from gstbench.plan.suite import validate_cells
+from gstbench.plan.checks import validate_cells
 
 from conftest import changed
 

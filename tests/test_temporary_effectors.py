@@ -8,7 +8,7 @@ import torch
 from gstbench.builtin.impl.effectors import NoiseEffector, ZeroEffector, _unit_tensors
 from gstbench.builtin.models import cnn1d
 from gstbench.components import PruningContext
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.engine import run_cell
 from gstbench.pruning import layer_states
 

@@ -9,7 +9,7 @@ import torch
 
 from gstbench.engine import run_cell
 from gstbench.engine.pruner import tied_count
-from gstbench.plan.config import cell_from_config
+from gstbench.plan.parse import cell_from_config
 from gstbench.plugins import Registry, hookimpl
 from gstbench.testing.forkserver import run_gstbench
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from gstbench.components import TensorData
 from gstbench.plugins import hookimpl
+from gstbench.shapes import DataShape
 
 
 def cifar10(augment: bool = False, download: bool = True) -> TensorData:
@@ -32,6 +33,12 @@ def _placeholder(name: str, num_classes: int) -> TensorData:
 
 
 # What `gstbench suites show` checks a suite against when it is not to read the files.
+def _shape(num_classes: int, augment: bool = False, download: bool = True) -> DataShape:
+    return DataShape((3, 32, 32), num_classes, 50_000, 10_000)
+
+
+cifar10.shape = functools.partial(_shape, 10)
+cifar100.shape = functools.partial(_shape, 100)
 cifar10.placeholder = functools.partial(_placeholder, "cifar10", 10)
 cifar100.placeholder = functools.partial(_placeholder, "cifar100", 100)
 

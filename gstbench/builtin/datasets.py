@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gstbench.components import TensorData
 from gstbench.plugins import hookimpl
+from gstbench.shapes import DataShape
 
 
 def mnist1d(num_samples: int = 5000, train_split: float = 0.8, seed: int = 42) -> TensorData:
@@ -17,6 +18,18 @@ def mnist1d(num_samples: int = 5000, train_split: float = 0.8, seed: int = 42) -
     if num_samples < 20 or not 0 < train_split < 1:
         raise ValueError("mnist1d needs num_samples >= 20 and 0 < train_split < 1")
     return _generate(int(num_samples), float(train_split), int(seed))
+
+
+def _mnist1d_shape(num_samples: int = 5000, train_split: float = 0.8, seed: int = 42) -> DataShape:
+    """The generator's sizes without generating: it keeps a whole number of examples per class, then splits."""
+    if num_samples < 20 or not 0 < train_split < 1:
+        raise ValueError("mnist1d needs num_samples >= 20 and 0 < train_split < 1")
+    total = int(num_samples) // 10 * 10
+    n_train = int(total * float(train_split))
+    return DataShape((1, 40), 10, n_train, total - n_train)
+
+
+mnist1d.shape = _mnist1d_shape
 
 
 @hookimpl

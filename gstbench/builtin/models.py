@@ -7,6 +7,7 @@ what they build is in impl/models.py.
 from __future__ import annotations
 
 from gstbench.plugins import hookimpl
+from gstbench.shapes import ConvNetShape, ModelShape
 
 
 def cnn1d(input_shape, num_classes, channels=(32, 64, 64, 64), pool_after=(2, 3)):
@@ -49,6 +50,55 @@ def resnet56(input_shape, num_classes):
     from gstbench.builtin.impl.models import ResNet
 
     return ResNet(input_shape, num_classes, (16, 32, 64), 9)
+
+
+def _net(input_shape) -> ConvNetShape:
+    if len(input_shape) - 1 not in (1, 2):
+        raise ValueError(f"inputs of shape {tuple(input_shape)}: need (channels, length) or (channels, height, width)")
+    return ConvNetShape(input_shape[0], list(input_shape[1:]))
+
+
+def vgg_shape(input_shape, num_classes, channels, pool_after) -> ModelShape:
+    """impl/models.py's VGG, as shapes (gstbench/shapes.py)."""
+    net = _net(input_shape)
+    for i, c_out in enumerate(channels, start=1):
+        net.conv(f"features.block{i}.conv", c_out, 3).batchnorm().relu()
+        net.prunable(f"conv{i}", f"features.block{i}.conv")
+        if i in pool_after:
+            net.maxpool(2)
+    if min(net.spatial) < 1:
+        raise ValueError(f"inputs of shape {tuple(input_shape)} are too small for {len(pool_after)} poolings")
+    return net.linear("classifier", net.numel, num_classes).model()
+
+
+def resnet_shape(input_shape, num_classes, channels, blocks) -> ModelShape:
+    """impl/models.py's ResNet, as shapes: each block's 1x1 projection where its stride or width changes."""
+    net = _net(input_shape)
+    net.conv("stem.0", channels[0], 3).batchnorm().relu()
+    for s, c_out in enumerate(channels, start=1):
+        for b in range(1, int(blocks) + 1):
+            stride, prefix = (2 if (b == 1 and s > 1) else 1), f"layer{s}.{b - 1}"
+            entry = ConvNetShape(net.channels, list(net.spatial))
+            net.conv(f"{prefix}.conv1", c_out, 3, stride=stride).batchnorm()
+            net.prunable(f"layer{s}.{b}.conv1", f"{prefix}.conv1")
+            net.conv(f"{prefix}.conv2", c_out, 3).batchnorm()
+            net.prunable(f"layer{s}.{b}.conv2", f"{prefix}.conv2")
+            if stride != 1 or entry.channels != c_out:
+                entry.conv(f"{prefix}.shortcut.0", c_out, 1, stride=stride, padding=0).batchnorm()
+                net.macs += entry.macs
+                net.weights.update(entry.weights)
+    return net.linear("fc", net.channels, num_classes).model()
+
+
+cnn1d.shapes = lambda input_shape, num_classes, channels=(32, 64, 64, 64), pool_after=(2, 3): vgg_shape(
+    input_shape, num_classes, tuple(channels), tuple(pool_after))
+resnet1d.shapes = lambda input_shape, num_classes, channels=(32, 64), blocks=1: resnet_shape(
+    input_shape, num_classes, tuple(channels), int(blocks))
+vgg11_bn.shapes = lambda input_shape, num_classes: vgg_shape(
+    input_shape, num_classes, (64, 128, 256, 256, 512, 512, 512, 512), (1, 2, 4, 6, 8))
+resnet18_cifar.shapes = lambda input_shape, num_classes: resnet_shape(input_shape, num_classes, (64, 128, 256, 512), 2)
+resnet20.shapes = lambda input_shape, num_classes: resnet_shape(input_shape, num_classes, (16, 32, 64), 3)
+resnet56.shapes = lambda input_shape, num_classes: resnet_shape(input_shape, num_classes, (16, 32, 64), 9)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ The cell's metrics run at the end of every round, so one cell gives a whole prun
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
@@ -67,11 +68,7 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
         rounds.append(_round_summary(0, pruner, curves, 0, True))
         if prune.data_order_stability:
             _twin(rounds[-1], trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points)
-        parent = None
-        if spec.metrics:
-            subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
-            parent = subject if needs_parent else None
-            rounds[-1].metrics = measure(cell, subject, parent, 0, independent)
+        parent = _measure_round_zero(cell, rounds[-1], model, needs_parent, independent)
         keep_model(cell, round_model(0), model, pruner)
 
     def save_round() -> None:
@@ -108,13 +105,28 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
         ctx.optimizer = trainer.optimizer
         save_round()
     pruner.detach()
-    last = rounds[-1]
+    return Trained(curves, events, rounds[-1].best_test_acc, "cached" if cached else "trained", rounds,
+                   _by_round(rounds, prune.data_order_stability))
+
+
+def _measure_round_zero(cell: Cell, round_zero: Round, model: torch.nn.Module, needs_parent: bool,
+                        independent: Evaluated | None) -> Evaluated | None:
+    """Round 0's metrics (the trained parent's); the parent itself, copied, when later rounds' metrics need it."""
+    if not cell.spec.metrics:
+        return None
+    subject = Evaluated(copy.deepcopy(model) if needs_parent else model)
+    round_zero.metrics = measure(cell, subject, subject if needs_parent else None, 0, independent)
+    return subject if needs_parent else None
+
+
+def _by_round(rounds: list[Round], twins: bool) -> dict[str, Any]:
+    """The cell's metrics across rounds (and the last round's mode connectivity, with two data orders)."""
     metrics = {"best_test_acc_by_round": [x.best_test_acc for x in rounds],
                "sparsity_by_round": [x.sparsity for x in rounds]}
-    if prune.data_order_stability:
-        metrics.update(lmc_barrier=last.lmc.barrier, weight_distance=last.weight_distance,
+    if twins:
+        metrics.update(lmc_barrier=rounds[-1].lmc.barrier, weight_distance=rounds[-1].weight_distance,
                        lmc_barrier_by_round=[x.lmc.barrier for x in rounds])
-    return Trained(curves, events, last.best_test_acc, "cached" if cached else "trained", rounds, metrics)
+    return metrics
 
 
 def _round_summary(r: int, pruner: Pruner, curves: Curves, start: int, replay_lr: bool) -> Round:

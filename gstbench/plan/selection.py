@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from gstbench.components import id_parts
-from gstbench.plan.config import LAYER_KEYS, CellSpec, component_label
+from gstbench.plan.config import CellSpec, component_label
+from gstbench.plan.parse import LAYER_KEYS
 
 MISSING = object()
 # The axes every leaderboard row shows; any other axis of a suite gets its own column. An axis of whole

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from gstbench.components import LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
+from gstbench.plan.checks import validate_cells
 from gstbench.plan.claims import check_claims, parse_claims, parse_groups
-from gstbench.plan.config import CellSpec, cell_from_config
+from gstbench.plan.config import CellSpec
+from gstbench.plan.parse import cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.names import name_problem
 from gstbench.plan.seeds import count_seeds, parse_seeds
@@ -172,7 +173,7 @@ def _merged_base(registry: Registry, raw: dict, scale: str, source: str, seen: t
 
 def load_suite(registry: Registry, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: Any = None,
                overrides: dict[str, Any] | None = None, metrics: list[str] = (), placeholders: bool = False,
-               max_cells: int = MAX_CELLS) -> Suite:
+               max_cells: int = MAX_CELLS, build_models: bool = True) -> Suite:
     """Read, merge and validate a suite; raises SpecError naming the file, key and value at fault.
 
     ``overrides`` (dotted key -> value, e.g. ``{"prune.scorer": "l2"}``) are set in every
@@ -181,10 +182,12 @@ def load_suite(registry: Registry, name_or_path: str, scale: str = DEFAULT_SCALE
     ``seeds`` replaces the suite's seeds: a count, a "low-high" range or a list
     (gstbench.plan.seeds). ``metrics`` are added to every configuration (``gstbench run --metric``).
     ``placeholders`` checks against the datasets' stand-ins where they offer one (no files needed).
-    A suite of more than ``max_cells`` cells is refused before any cell is built.
+    A suite of more than ``max_cells`` cells is refused before any cell is built. ``build_models=False`` checks
+    the models on their declared shapes, without torch (plan/checks.py; ``gstbench suites show``).
     """
     with collector_paused():
-        return _load_suite(registry, name_or_path, scale, seeds, overrides, metrics, placeholders, max_cells)
+        return _load_suite(registry, name_or_path, scale, seeds, overrides, metrics, placeholders, max_cells,
+                           build_models)
 
 
 @contextlib.contextmanager
@@ -202,8 +205,50 @@ def collector_paused() -> Iterator[None]:
 
 
 def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, overrides: dict[str, Any] | None,
-                metrics: list[str], placeholders: bool, max_cells: int) -> Suite:
+                metrics: list[str], placeholders: bool, max_cells: int, build_models: bool) -> Suite:
     path = find_suite(registry, name_or_path)
+    source = str(path)
+    raw, name = _read_suite_file(path)
+    scales, sc = _scale_table(raw, scale, name, path)
+    base = _merged_base(registry, raw, scale, source)
+    axes, overrides = _axes(raw, sc, overrides, source)
+    includes = sc.get("include", raw.get("include", []))
+    if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
+        raise SpecError("must be a list of tables ([[include]])", source=source, key="include")
+    seed_key = "--seeds" if seeds is not None else f"scales.{scale}.seeds" if "seeds" in sc else "seeds"
+    seed_value = seeds if seeds is not None else sc.get("seeds", raw.get("seeds", 1))
+    _check_size(axes, includes, count_seeds(seed_value), max_cells, source, seed_key)
+    seed_list = parse_seeds(seed_value, seed_key, None if seeds is not None else source)
+    leaderboard = raw.get("leaderboard", {})
+    _check(leaderboard, LEADERBOARD_KEYS, "leaderboard", source)
+
+    configs, combos = _expand(base, axes, includes, source)
+    as_declared = [dict(cfg) for cfg in configs] if overrides else None  # the claims' scope: the file, not the flags
+    _add_metrics_and_overrides(configs, metrics, overrides, source)
+    memo: dict = {}
+    first = [cell_from_config(cfg, seed_list[0], registry, source, memo) for cfg in configs]
+    cells = list({c.hash: c for c in (spec.with_seed(seed) for spec in first for seed in seed_list)}.values())
+    validate_cells(cells, registry, source, placeholders, build_models)
+    scope = declared_scope(first if as_declared is None else
+                           [cell_from_config(cfg, seed_list[0], registry, source, {}) for cfg in as_declared])
+    # each axis value as a stored run's label reads it, in the declared order (trends and splits follow it)
+    axis_labels = {n: [label_at(first[next(j for j, c in enumerate(combos) if c[k] == i)].canonical(), n)
+                       for i in range(len(axes[n]))] for k, n in enumerate(axes)}
+    groups = parse_groups(raw.get("groups", {}), "groups", source)
+    groups.update(parse_groups(sc.get("groups", {}), f"scales.{scale}.groups", source))
+    claims = parse_claims(raw.get("claims", []), source)
+    check_claims(claims, groups, [c.canonical() for c in first], axis_labels, source, scale,
+                 has_plugin_metrics=any(c.metrics for c in first))
+    logging = _logging(registry, raw, source)
+    return Suite(name=name, source=source, description=raw.get("description", ""),
+                 scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
+                 rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
+                 claims=claims, groups=groups, axis_labels=axis_labels, logging=logging, scope=scope,
+                 **_analyses(leaderboard, axes, source))
+
+
+def _read_suite_file(path: Path) -> tuple[dict, str]:
+    """The file's tables, its keys checked, and the suite's name (a directory's name, never a path)."""
     source = str(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -215,6 +260,12 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
     if problem:  # the name picks the result directory: never a path
         raise SpecError(f"{problem}; it names the result directory", source=source,
                         key="name" if "name" in raw else "name (absent: the file's name; set name = \"...\")")
+    return raw, name
+
+
+def _scale_table(raw: dict, scale: str, name: str, path: Path) -> tuple[dict, dict]:
+    """Every scale of the file, and the table of the one asked for (refused if absent or unavailable)."""
+    source = str(path)
     scales = raw.get("scales", {})
     _check(scales, set(scales), "scales", source)
     if scale not in scales:
@@ -225,34 +276,33 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
     if "unavailable" in sc:
         raise GstbenchError(f"scale '{scale}' of suite '{name}' is not available yet: "
                             f"{sc['unavailable']} (its settings, as far as written: [scales.{scale}] in {path})")
-    base = _merged_base(registry, raw, scale, source)
+    return scales, sc
+
+
+def _axes(raw: dict, sc: dict, overrides: dict[str, Any] | None, source: str) -> tuple[dict, dict]:
+    """The axes (the scale's replace the file's) and the overrides left to apply: a scorer named with --scorer
+    joins a suite's axis of scorers (methods) instead of replacing every configuration's."""
     axes = dict(raw.get("axes", {}))
     axes.update(sc.get("axes", {}))
     overrides = dict(overrides or {})
     joining = overrides.get("prune.scorer")
     if joining is not None and isinstance(axes.get("prune.scorer"), list):
-        # a suite that compares scorers (methods): the scorer named with --scorer joins them instead
         del overrides["prune.scorer"]
         if joining not in axes["prune.scorer"]:
             axes["prune.scorer"] = [*axes["prune.scorer"], joining]
-    includes = sc.get("include", raw.get("include", []))
-    seed_key = "--seeds" if seeds is not None else f"scales.{scale}.seeds" if "seeds" in sc else "seeds"
-    seed_value = seeds if seeds is not None else sc.get("seeds", raw.get("seeds", 1))
     for k, values in axes.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"{values!r} must be a non-empty list of values", source=source, key=f"axes.{k}")
-    if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
-        raise SpecError("must be a list of tables ([[include]])", source=source, key="include")
-    _check_size(axes, includes, count_seeds(seed_value), max_cells, source, seed_key)
-    seed_list = parse_seeds(seed_value, seed_key, None if seeds is not None else source)
-    leaderboard = raw.get("leaderboard", {})
-    _check(leaderboard, LEADERBOARD_KEYS, "leaderboard", source)
+    return axes, overrides
 
+
+def _expand(base: dict, axes: dict, includes: list, source: str) -> tuple[list[dict], list[tuple[int, ...]]]:
+    """One configuration per point of the axes' product (and the index of each value it took), then one per
+    include. Configurations share every table that no axis changes (_set_path copies the tables on its way), and
+    nothing after this changes a config in place: a 10,000-cell matrix is not 10,000 copies of its base."""
     configs: list[dict] = []
     names = list(axes)
     combos = list(itertools.product(*(range(len(axes[n])) for n in names)))
-    # Configurations share every table that no axis changes (_set_path copies the tables on its way),
-    # and nothing below changes a config in place: a 10,000-cell matrix is not 10,000 copies of its base.
     for combo in combos:
         cfg = dict(base)
         for n, i in zip(names, combo):
@@ -263,8 +313,13 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
         for n, v in inc.items():
             _set_path(cfg, n, v, source, f"include[{i}].{n}")
         configs.append(cfg)
+    return configs, combos
 
-    as_declared = [dict(cfg) for cfg in configs] if overrides else None  # the claims' scope: the file, not the flags
+
+def _add_metrics_and_overrides(configs: list[dict], metrics: list[str], overrides: dict[str, Any],
+                               source: str) -> None:
+    """--metric joins every configuration's metrics; the other flags' keys are set (a prune.* key only where the
+    configuration prunes)."""
     for cfg in configs:
         listed = cfg.get("metrics", [])
         if not isinstance(listed, list):
@@ -274,34 +329,19 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
         added = [m for m in metrics if m not in present]
         if added or "metrics" not in cfg:
             cfg["metrics"] = listed + added
-        for n, v in (overrides or {}).items():
+        for n, v in overrides.items():
             if cfg.get("prune", False) is not False or not n.startswith("prune."):
                 _set_path(cfg, n, v, source, n)
-    memo: dict = {}
-    first = [cell_from_config(cfg, seed_list[0], registry, source, memo) for cfg in configs]
-    cells = list({c.hash: c for c in (spec.with_seed(seed) for spec in first for seed in seed_list)}.values())
-    validate_cells(cells, registry, source, placeholders)
-    scope = declared_scope(first if as_declared is None else
-                           [cell_from_config(cfg, seed_list[0], registry, source, {}) for cfg in as_declared])
-    # each axis value as a stored run's label reads it, in the declared order (trends and splits follow it)
-    axis_labels = {n: [label_at(first[next(j for j, c in enumerate(combos) if c[k] == i)].canonical(), n)
-                       for i in range(len(axes[n]))] for k, n in enumerate(names)}
-    groups = parse_groups(raw.get("groups", {}), "groups", source)
-    groups.update(parse_groups(sc.get("groups", {}), f"scales.{scale}.groups", source))
-    claims = parse_claims(raw.get("claims", []), source)
-    check_claims(claims, groups, [c.canonical() for c in first], axis_labels, source, scale,
-                 has_plugin_metrics=any(c.metrics for c in first))
+
+
+def _logging(registry: Registry, raw: dict, source: str) -> list[LogTarget]:
     logging = parse_logging_table(raw.get("logging", {}), source)
     for target in logging:
         try:
             registry.get("loggers", target.name)
         except UnknownComponent as exc:
             raise SpecError(str(exc), source=source, key=f"logging.{target.name}") from None
-    return Suite(name=name, source=source, description=raw.get("description", ""),
-                 scale=scale, scales=list(scales), seeds=list(seed_list), axes=axes, cells=cells,
-                 rank=leaderboard.get("rank", "best_test_acc"), question=_question(leaderboard, source),
-                 claims=claims, groups=groups, axis_labels=axis_labels, logging=logging, scope=scope,
-                 **_analyses(leaderboard, axes, source))
+    return logging
 
 
 def _check_size(axes: dict[str, list], includes: list, seeds: int | None, max_cells: int, source: str,
@@ -360,159 +400,3 @@ def _question(leaderboard: dict[str, Any], source: str) -> dict[str, Any] | None
     if split is not None and not isinstance(split, str):
         raise SpecError(f"{split!r} is not a dotted key", source=source, key="leaderboard.split")
     return {"question": str(leaderboard.get("question", "")), "groups": out, "split": split}
-
-
-def validate_cells(cells: list[CellSpec], registry: Registry, source: str | None = None,
-                   placeholders: bool = False) -> None:
-    """Checks that need the model or data: layer names, schedules, rewind steps, component combinations."""
-
-    checked: set = set()  # each check once per distinct input: a large matrix repeats them
-    models: dict = {}
-    for spec in cells:
-        rewind_key = matrix_key((spec.rewind, spec.prune is not None and spec.prune.rounds))
-        if rewind_key not in checked:
-            checked.add(rewind_key)
-            rewind = registry.component("rewinds", spec.rewind)
-            if (spec.prune is None or not spec.prune.rounds) and rewind.name != "none":
-                raise SpecError(f"rewind '{spec.rewind.label}' acts between prune-retrain rounds, and this "
-                                f"configuration has none; set prune.rounds, or drop the rewind", source=source,
-                                key="rewind")
-        try:
-            mkey = matrix_key((spec.model, spec.dataset))
-            if mkey not in models:
-                data = _built("dataset", spec.dataset, lambda: registry.load_data(spec.dataset, placeholders))
-                models[mkey] = data, _built("model", spec.model,
-                                            lambda: _forward(registry.build_model(spec.model, data), data))
-            data, model = models[mkey]
-            if matrix_key((mkey, spec.metrics)) not in checked:
-                checked.add(matrix_key((mkey, spec.metrics)))
-                _check_metrics(spec, registry, model, data)
-            if spec.train.regularizer is not None and matrix_key((mkey, spec.train.regularizer)) not in checked:
-                checked.add(matrix_key((mkey, spec.train.regularizer)))
-                _check_regularizer(spec.train.regularizer, registry, model)
-            # the schedule needs the steps (epochs, batch size), not the rest of training
-            pruned = matrix_key((mkey, spec.prune, spec.rewind, spec.train.epochs, spec.train.batch_size))
-            if spec.prune is not None and pruned not in checked:
-                checked.add(pruned)
-                _check_pruned(spec, registry, model, data)
-        except SpecError as exc:
-            raise SpecError(exc.message, source=source, key=exc.key) from None
-
-
-def matrix_key(parts: tuple) -> Any:
-    """``parts`` as a set or dict key: themselves (frozen), or their repr where an option's value is a list."""
-    try:
-        hash(parts)
-        return parts
-    except TypeError:
-        return repr(parts)
-
-
-def _forward(model: Any, data: Any) -> Any:
-    """A model that builds must also run on two of the dataset's examples."""
-    import torch
-
-    with torch.no_grad():
-        model.eval()
-        model(data.x_train[:2])
-    model.train()
-    return model
-
-
-def _built(kind: str, ref: Any, build: Any) -> Any:
-    """A plugin's factory raising on its options is the suite's bad value, named with its key."""
-    try:
-        return build()
-    except GstbenchError:
-        raise
-    except Exception as exc:
-        options = ", ".join(f"{k} = {v!r}" for k, v in sorted(ref.kwargs.items())) or "no options"
-        first_line = (str(exc).strip().splitlines() or [""])[0]  # torch appends its C++ stack
-        raise SpecError(f"{kind} '{ref.id}' cannot be built with {options}: {type(exc).__name__}: {first_line}",
-                        key=kind) from None
-
-
-def _check_metrics(spec: CellSpec, registry: Registry, model: Any, data: Any) -> None:
-    """Each metric builds with its options and applies to this model and data (its own ``check``)."""
-
-    for i, ref in enumerate(spec.metrics):
-        comp = registry.component("metrics", ref)
-        try:
-            metric = comp.factory(**ref.kwargs)
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"metric '{comp.id}': {exc}", key=f"metrics[{i}]") from None
-        check = getattr(metric, "check", None)
-        problem = check(data, model) if check else None
-        if problem:
-            raise SpecError(f"metric '{comp.id}' cannot apply to dataset {spec.dataset.label}: {problem}",
-                            key=f"metrics[{i}]")
-
-
-def _check_regularizer(ref: Any, registry: Registry, model: Any) -> None:
-    """The regularizer builds with its options and gives a finite scalar penalty on this model."""
-    import torch
-
-    comp = registry.component("regularizers", ref)
-    try:
-        value = comp.factory(**ref.kwargs).penalty(model)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"regularizer '{comp.id}': {exc}", key="train.regularizer") from None
-    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not bool(torch.isfinite(value).all()):
-        raise SpecError(f"regularizer '{comp.id}' returned {value!r} as its penalty; it must be a finite scalar "
-                        f"tensor", key="train.regularizer")
-
-
-def _check_pruned(spec: CellSpec, registry: Registry, model: Any, data: Any) -> None:
-    from gstbench.pruning import layer_states, weight_layer
-    from gstbench.plan.schedule import build_schedule
-
-    prune = spec.prune
-    declared = getattr(model, "prunable_layers", {})
-    by_weights = prune.granularity == "weights"
-    for lname, _ in prune.layers:
-        if by_weights and weight_layer(model, lname) is None:
-            raise SpecError(f"model {spec.model.id} has no prunable layer or conv/linear module '{lname}'"
-                            f"{closest(lname, declared)}; its prunable layers: {', '.join(declared) or 'none'}",
-                            key=f"prune.layers.{lname}")
-        if not by_weights and lname not in declared:
-            raise SpecError(f"model {spec.model.id} has no prunable layer '{lname}'{closest(lname, declared)}; "
-                            f"its prunable layers: {', '.join(declared) or 'none'}", key=f"prune.layers.{lname}")
-    steps_per_epoch = spec.train.steps_per_epoch(data.x_train.shape[0])
-    total_steps = spec.train.epochs * steps_per_epoch
-    components = {kind: registry.component(kind, ref) for kind, ref in
-                  (("scorers", prune.scorer), ("effectors", prune.effector), ("rewinds", spec.rewind))}
-    if by_weights:
-        for kind in ("scorers", "effectors"):
-            if WEIGHTS not in components[kind].capabilities:
-                raise SpecError(f"{kind[:-1]} '{components[kind].id}' works on whole filters only, and "
-                                f"granularity is \"weights\"; pick one that declares the '{WEIGHTS}' capability "
-                                f"(gstbench list {kind})", key=f"prune.{kind[:-1]}")
-    if MAPS_2D in components["scorers"].capabilities and data.x_train.dim() != 4:
-        raise SpecError(f"scorer '{components['scorers'].id}' ranks filters by their 2-D feature maps, and dataset "
-                        f"{spec.dataset.label} holds 1-D signals (examples of shape "
-                        f"{tuple(data.x_train.shape[1:])}), whose 1 x L maps have rank 0 or 1 and cannot rank "
-                        f"filters; pick another scorer (gstbench list scorers) or an image dataset",
-                        key="prune.scorer")
-    effector = components["effectors"]
-    if prune.rounds:
-        if TEMPORARY in effector.capabilities or SOFT in effector.capabilities:
-            raise SpecError(f"effector '{effector.id}' lets pruned units come back, so rounds would never "
-                            f"make the network sparser; use mask or remove", key="prune.effector")
-        if REMOVES_UNITS in effector.capabilities and LOADS_WEIGHTS in components["rewinds"].capabilities:
-            raise SpecError(f"rewind '{spec.rewind.label}' loads weights of the unpruned shapes, which "
-                            f"'{effector.id}' has cut away; use the mask effector", key="prune.effector")
-        try:
-            registry.build("rewinds", spec.rewind).checkpoint_step(steps_per_epoch, total_steps)
-        except ValueError as exc:
-            raise SpecError(str(exc), key="rewind") from None
-    else:
-        n_units = {n: s.n_original for n, s in layer_states(model, [n for n, _ in prune.layers],
-                                                             prune.granularity).items()}
-        build_schedule(prune, n_units, steps_per_epoch, total_steps)
-    if REMOVES_UNITS in effector.capabilities:
-        instance = registry.build("effectors", prune.effector)
-        check = getattr(instance, "check_layer", None)
-        for lname, _ in prune.layers:
-            problem = check and check(model, lname, declared[lname], data.x_train[:2])
-            if problem:
-                raise SpecError(problem, key=f"prune.layers.{lname}")

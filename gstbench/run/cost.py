@@ -3,8 +3,10 @@
 Counted: every training step (3 x the forward FLOPs: forward, and backward at twice the
 forward), the test-set pass after every epoch, and the two passes of every pruning event.
 Parents that cells share (the parent cache) are counted once. Metrics (flatness, shifted
-test sets) are not counted. FLOPs per image come from torch-pruning's counter on the
-unpruned model, so pruned training is over-counted a little.
+test sets) are not counted. FLOPs per image are twice the unpruned model's MACs, so pruned
+training is over-counted a little: from the model's and the dataset's declared shapes
+(gstbench/shapes.py, the count torch-pruning's counter gives; no torch is imported), else
+from torch-pruning's counter on the model built once.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from gstbench.plan.config import CellSpec
 from gstbench.store.parents import parent_key
 from gstbench.plan.schedule import build_schedule
-from gstbench.plan.suite import Suite, collector_paused, matrix_key
+from gstbench.plan.checks import matrix_key
+from gstbench.plan.suite import Suite, collector_paused
 from gstbench.plugins import Registry
 
 # An assumed achieved rate, not a measurement: CIFAR-sized convnets at batch 128 keep a GPU's
@@ -36,12 +37,17 @@ class _Shape:
 def _shape(registry: Registry, spec: CellSpec, cache: dict, placeholders: bool) -> _Shape:
     key = f"{spec.model.canonical()}{spec.dataset.canonical()}"
     if key not in cache:
-        import torch_pruning as tp
+        data = registry.data_shape(spec.dataset)
+        model = registry.model_shape(spec.model, data) if data is not None else None
+        if model is not None:
+            cache[key] = _Shape(data.n_train, data.n_test, 2.0 * model.macs)
+        else:  # a plugin's component that declares no shapes: built once, and counted
+            import torch_pruning as tp
 
-        data = registry.load_data(spec.dataset, placeholders)
-        model = registry.build_model(spec.model, data).eval()
-        macs, _ = tp.utils.count_ops_and_params(model, example_inputs=data.x_train[:1].clone())
-        cache[key] = _Shape(data.x_train.shape[0], data.x_test.shape[0], 2.0 * float(macs))
+            data = registry.load_data(spec.dataset, placeholders)
+            model = registry.build_model(spec.model, data).eval()
+            macs, _ = tp.utils.count_ops_and_params(model, example_inputs=data.x_train[:1].clone())
+            cache[key] = _Shape(data.x_train.shape[0], data.x_test.shape[0], 2.0 * float(macs))
     return cache[key]
 
 
@@ -75,7 +81,7 @@ def _estimate(suite: Suite, registry: Registry, tflops: float, placeholders: boo
         rounds = prune.rounds if prune else 0
         runs: list[float] = []  # training runs, in steps
         if prune is None or rounds:  # the parent cache trains each parent once
-            key = parent_key(spec, torch.device("cpu"))
+            key = parent_key(spec, "cpu")
             if key not in parents:
                 parents.add(key)
                 runs.append(total)

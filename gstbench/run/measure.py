@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gstbench.errors import GstbenchError, SpecError
-from gstbench.plan.config import CellSpec, ComponentRef, component_ref, stored_spec
+from gstbench.plan.config import CellSpec, ComponentRef, stored_spec
+from gstbench.plan.parse import component_ref
 from gstbench.plan.selection import config_label
-from gstbench.plan.suite import matrix_key, validate_cells
+from gstbench.plan.checks import matrix_key, validate_cells
 from gstbench.plugins import Registry
 from gstbench.store.cell_result import CellResult
 from gstbench.store.parents import ParentCache

@@ -23,7 +23,7 @@ from gstbench.store.parents import ParentCache
 from gstbench.store.store import Store, cell_path, remove_dead_temps
 from gstbench.store.store import TRAININGS
 from gstbench.store.trainings import Trainings, TrainingStore
-from gstbench.run.orders import MEASURE, StoredTrainings, WorkOrder, resolve
+from gstbench.run.orders import MEASURE, StoredTrainings, WorkOrder, resolve, training_leased
 from gstbench.plan.suite import Suite
 from gstbench.engine.tracking import build_tracker, logged_run
 from gstbench.plan.log_targets import LogTarget, merge_targets
@@ -101,7 +101,9 @@ class CellWork:
         if self.loggers:
             tracker = build_tracker(registry, list(self.loggers))
             logged = logged_run(order.spec, self.suite, self.scale, self.run_dir or ".")
-        with cpu_threads(self.threads):
+        leased = training_leased(order, self.run_dir, self.reuse, self.lease_run, self.lease_timeout) \
+            if self.run_dir else contextlib.nullcontext(order)
+        with leased as order, cpu_threads(self.threads):
             result = run_cell(order, registry, device=device or self.device, progress=progress, parents=parents,
                               tracker=tracker, logged=logged, sink=sink)
         if sink is not None and result.ok:
@@ -185,33 +187,11 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, options: RunOpt
     for target in loggers:  # an unknown logger fails before any training
         registry.get("loggers", target.name)
     store = Store(out)
-    summary = suite.summary()
 
     def to_run(result: CellResult | None) -> bool:
         return result is None or (options.retry_failed and not result.ok)
 
-    pending, corrupt = [], []
-    for spec in suite.cells:
-        files = store.read_cell(spec)
-        if files.problem is not None:
-            corrupt.append(files)
-        if to_run(files.result):
-            pending.append(spec)
-    # what a killed process of this host half-wrote, even where every cell has finished since (its
-    # training or parent was being stored when it died)
-    for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*")]:
-        remove_dead_temps(entry)
-    trainings_here = TrainingStore(store.root)
-    damaged = list(trainings_here.damaged())
-    if pending or not store.suite_is(summary) or damaged:
-        store.check_writable()  # before any training: one line naming the directory
-        with _storing(store.root):
-            trainings_here.set_aside(damaged)
-            for files in corrupt:
-                store.set_aside(files)
-            store.write_suite(summary)
-            for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
-                store.begin(spec, clean=False)
+    pending = _pending(suite, store, to_run)
     trainings = Trainings([store.root, *reuse])
     resolved = {spec.hash: resolve(spec, store.root, trainings) for spec in pending}
     reused = sum(r.order.action == MEASURE for r in resolved.values())
@@ -258,6 +238,35 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, options: RunOpt
     return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending) + counts["meanwhile"],
                       counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", options.executor),
                       reused, retrained)
+
+
+def _pending(suite: Suite, store: Store, to_run: Callable[[CellResult | None], bool]) -> list[CellSpec]:
+    """The cells to run, with the directory made ready for them: corrupt cells and damaged trainings set aside,
+    what a killed process of this host half-wrote removed, suite.json and each pending cell's spec.json written.
+    Nothing is written when nothing is missing (read-only storage works)."""
+    summary = suite.summary()
+    pending, corrupt = [], []
+    for spec in suite.cells:
+        files = store.read_cell(spec)
+        if files.problem is not None:
+            corrupt.append(files)
+        if to_run(files.result):
+            pending.append(spec)
+    # even where every cell has finished since (its training or parent was being stored when it died)
+    for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*")]:
+        remove_dead_temps(entry)
+    trainings_here = TrainingStore(store.root)
+    damaged = list(trainings_here.damaged())
+    if pending or not store.suite_is(summary) or damaged:
+        store.check_writable()  # before any training: one line naming the directory
+        with _storing(store.root):
+            trainings_here.set_aside(damaged)
+            for files in corrupt:
+                store.set_aside(files)
+            store.write_suite(summary)
+            for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
+                store.begin(spec, clean=False)
+    return pending
 
 
 def check_reusable(directory: Path, out: Path) -> None:

@@ -15,9 +15,7 @@ import json
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from gstbench.store.cell_result import Curves
 from gstbench.plan.config import CellSpec, digest, short_hash
@@ -25,13 +23,17 @@ from gstbench.errors import StoreWarning
 from gstbench.store.store import atomic_torch_save, atomic_write_json, set_aside
 from gstbench.names import inside
 
+if TYPE_CHECKING:
+    import torch
+
 FORMAT = 1
 
 
-def parent_key(spec: CellSpec, device: torch.device) -> str:
+def parent_key(spec: CellSpec, device: torch.device | str) -> str:
+    """What identifies a cell's parent: its model, data, training and seed, on a kind of device (cpu, cuda)."""
     c = spec.canonical()
     ident = {k: c[k] for k in ("model", "dataset", "train", "seed")}
-    ident.update(device=device.type, format=FORMAT)
+    ident.update(device=device if isinstance(device, str) else device.type, format=FORMAT)
     return digest(ident)
 
 
@@ -62,6 +64,8 @@ class ParentCache:
             if meta["key"] != parent_key(spec, device) or not steps <= set(meta["steps"]):
                 return None
             curves = Curves.from_json(meta["curves"])  # a ResultFormatError is a ValueError
+            import torch  # here: planning (the cost estimate) keys parents without torch
+
             states = torch.load(d / "states.pt", map_location=device, weights_only=True)
             kept = {int(k): v for k, v in states["kept"].items()}
             final = states["final"]

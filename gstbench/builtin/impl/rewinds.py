@@ -5,8 +5,6 @@ Registered, with their options, in gstbench/builtin/rewinds.py; imported only wh
 
 from __future__ import annotations
 
-import torch
-
 from gstbench.components import Resume, RewindContext
 from gstbench.plan.config import steps_to_int
 
@@ -36,9 +34,11 @@ class WeightRewind:
     def checkpoint_step(self, steps_per_epoch, total_steps):
         return _step(self.at, steps_per_epoch, total_steps, "weights")
 
-    @torch.no_grad()
     def rewind(self, ctx: RewindContext) -> Resume:
-        ctx.model.load_state_dict(ctx.checkpoint)
+        import torch  # here, not at the top: building a rewind to plan its steps loads no torch
+
+        with torch.no_grad():
+            ctx.model.load_state_dict(ctx.checkpoint)
         return Resume(step=self.resume_step(ctx.steps_per_epoch, ctx.total_steps))
 
     def resume_step(self, steps_per_epoch, total_steps):
@@ -64,9 +64,11 @@ class Reinitialize:
     def checkpoint_step(self, steps_per_epoch, total_steps):
         return None
 
-    @torch.no_grad()
     def rewind(self, ctx: RewindContext) -> Resume:
-        ctx.model.load_state_dict(ctx.fresh_state())
+        import torch
+
+        with torch.no_grad():
+            ctx.model.load_state_dict(ctx.fresh_state())
         return Resume(step=0)
 
     def resume_step(self, steps_per_epoch, total_steps):
