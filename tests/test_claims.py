@@ -198,3 +198,47 @@ def test_claim_table_columns_line_a_replication_up_beside_the_suites_own_seeds()
     assert column_of("quick", [100, 101, 102], (0, 1, 2)) == "quick, fresh seeds"
     assert column_of("quick", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], own) == "quick, seeds 0-9"
     assert column_of("paper", [3, 7], None) == "paper, seeds 3, 7"
+
+
+# One declared test per claim kind: a kind registered without an example here fails the test below.
+KIND_EXAMPLES = {
+    "correlation": {"x": "stability", "y": "best_test_acc", "sign": "negative", "statistic": ["pearson", "kendall"],
+                    "paper_effect": -0.4},
+    "difference": {"metric": "best_test_acc", "a": "small", "b": "large", "sign": "positive",
+                   "effect_of_interest": 0.01, "effect_reason": "a point"},
+    "order": {"metric": "best_test_acc", "groups": ["large", "rand", "small"], "sign": "positive",
+              "effect_of_interest": 0.01, "effect_reason": "a point"},
+    "trend": {"metric": "best_test_acc", "groups": ["large", "rand", "small"], "sign": "positive",
+              "effect_of_interest": 0.3, "effect_reason": "a moderate tau"},
+    "equivalence": {"metric": "best_test_acc", "a": "small", "b": "rand", "margin": 0.05,
+                    "effect_of_interest": 0.0, "effect_reason": "equal"},
+    "noninferiority": {"metric": "best_test_acc", "a": "small", "b": "rand", "margin": 0.05,
+                       "effect_of_interest": 0.0, "effect_reason": "equal"},
+    "bound": {"metric": "best_test_acc", "above": 0.5, "effect_of_interest": 0.05, "effect_reason": "five points"},
+}
+
+
+def test_every_registered_claim_kind_declares_evaluates_renders_and_has_power():
+    """The kind registry is the only list of kinds: each one parses, gives a verdict on planted runs, renders in the
+    claims table and run's screen, and has power at its declared effect."""
+    from gstbench.plan.claim_kinds import CLAIM_KINDS
+    from gstbench.reports.claim_stats import VERDICTS
+    from gstbench.reports.claims import _test_parts, render_claims
+
+    assert set(KIND_EXAMPLES) == set(CLAIM_KINDS)
+    rng = np.random.default_rng(5)
+    groups = {"small": {"prune.target": ["smallest"]}, "rand": {"prune.target": ["random"]},
+              "large": {"prune.target": ["largest"]}}
+    means = {"smallest": 0.9, "random": 0.89, "largest": 0.85}
+    runs = [Run(spec(t), s, {"best_test_acc": m + rng.normal(0, 0.01), "stability": 1 - m + rng.normal(0, 0.01)})
+            for t, m in means.items() for s in range(8)]
+    for name, example in KIND_EXAMPLES.items():
+        claims = parse_claims([{"id": f"k-{name}", "statement": "s", "test": {"kind": name, **example}}], "k.toml")
+        c = evaluate_claims(claims, groups, runs, {})[0]
+        assert c["verdict"] in VERDICTS and not c.get("missing"), (name, c)
+        assert c["effect"] is not None and c["low"] is not None, name
+        assert c["power"] is not None and 0 < c["power"] <= 1 and c["n_for_power"], (name, c.get("power_note"))
+        text = "\n".join(render_claims([c]))
+        assert f"k-{name}" in text and c["verdict_label"].upper() in text, name
+        families = {p.family for p in _test_parts(claims[0]["tests"][0], groups, runs, {})}
+        assert families <= set(CLAIM_KINDS[name].families), (name, families)

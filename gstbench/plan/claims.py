@@ -1,20 +1,19 @@
 """Claims as a suite declares them: ``[[claims]]`` and ``[groups]`` parsed and checked before anything runs.
 
-A claim is a paper's finding written as a test on stored runs (REFERENCE.md section 4); one
-class per test kind holds its keys and its own checks. What the tests compute, and the
-verdicts, are in reports/claims.py.
+A claim is a paper's finding written as a test on stored runs (REFERENCE.md section 4); each
+kind of test is one class in plan/claim_kinds.py (its keys, checks, effect and parts). What the
+tests compute, and the verdicts, are in reports/claims.py.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 from gstbench.errors import SpecError, closest
-from gstbench.plan.selection import canonical_of, in_group, label_at
+from gstbench.plan.claim_kinds import CLAIM_KINDS, SIGNS, is_group_ref
+from gstbench.plan.selection import group_predicate, label_at
 
-SIGNS = ("positive", "negative")
-STATISTICS = ("pearson", "kendall")
 EFFECT_KEYS = {"paper_effect", "effect_of_interest", "effect_reason"}
 CLAIM_KEYS = {"id", "source", "statement", "paper", "test", "design_check"} | EFFECT_KEYS
 COMMON_TEST_KEYS = {"kind", "within", "round"} | EFFECT_KEYS
@@ -140,130 +139,25 @@ def _effect(table: dict[str, Any], where: str, source: str) -> dict[str, Any] | 
 
 
 def _check_effect(test: dict[str, Any], where: str, source: str) -> None:
-    """The declared effect fits the test: the claimed sign, |r| or |tau| < 1, inside an equivalence's margin."""
+    """The declared effect fits the test (its kind says how: the claimed sign, |r| or |tau| < 1, a margin)."""
     effect = test["effect"]
     if effect is None:
         return
-    key = f"{where}.{'paper_effect' if effect['kind'] == 'paper' else 'effect_of_interest'}"
-    value, kind = effect["value"], test["kind"]
-    if kind == "noninferiority":
-        if not value > -test["margin"]:
-            raise SpecError(f"{value:g} is not above -{test['margin']:g}: a non-inferiority test is powered at a true "
-                            f"difference above -margin (0: the two are equal)", source=source, key=key)
-        return
-    if kind == "equivalence":
-        if not abs(value) < test["margin"]:
-            raise SpecError(f"{value:g} is not inside the margin ±{test['margin']:g}: an equivalence is powered at a "
-                            f"true difference inside it (0: the two are equal)", source=source, key=key)
-        return
-    claimed = {"below": -1, "above": 1}[next(k for k in ("below", "above") if k in test)] if kind == "bound" \
-        else (1 if test["sign"] == "positive" else -1)
-    if value == 0 or (value > 0) != (claimed > 0):
-        raise SpecError(f"{value:g} does not have the claimed direction "
-                        f"({'positive' if claimed > 0 else 'negative'}{', mean - bound' if kind == 'bound' else ''})",
-                        source=source, key=key)
-    if kind in ("correlation", "trend") and abs(value) >= 1:
-        raise SpecError(f"{value:g} is not a correlation (|r| or |tau| < 1)", source=source, key=key)
-    effect["statistic"] = {"correlation": "pearson", "trend": "kendall"}.get(kind, "")
-
-
-class TestKind:
-    """One kind of claim test as a suite declares it: its keys, and the checks and defaults only it has."""
-
-    name = ""
-    required: frozenset[str] = frozenset()
-    optional: frozenset[str] = frozenset()
-
-    def check(self, t: dict[str, Any], out: dict[str, Any], need: Callable[[bool, str, str], None]) -> None:
-        """Kind-specific checks of the declared test ``t``; defaults go into ``out``."""
-
-
-class CorrelationTest(TestKind):
-    name, required, optional = "correlation", frozenset({"x", "y", "sign"}), frozenset({"runs", "statistic"})
-
-    def check(self, t, out, need):
-        chosen = t.get("statistic", "pearson")
-        chosen = chosen if isinstance(chosen, list) else [chosen]
-        for s in chosen:
-            need(s in STATISTICS, "statistic", f"{s!r} must be one of {', '.join(STATISTICS)}"
-                 f"{closest(str(s), STATISTICS)} (or a list of them)")
-        out["statistic"] = chosen
-        out.setdefault("runs", "pruned")
-
-
-class DifferenceTest(TestKind):
-    name, required, optional = "difference", frozenset({"sign"}), frozenset({"metric", "a", "b", "metrics", "runs"})
-
-    def check(self, t, out, need):
-        by_groups, by_metrics = "a" in t or "b" in t or "metric" in t, "metrics" in t
-        need(by_groups != by_metrics, "metrics", "a difference compares one metric between groups a and b "
-             "(metric, a, b) or two metrics of the same runs (metrics = [m1, m2], runs); give one form")
-        if by_groups:
-            for k in ("metric", "a", "b"):
-                need(k in t, k, f"a difference between groups needs '{k}'")
-            need("runs" not in t, "runs", "'runs' goes with metrics = [m1, m2]; groups a and b choose the runs")
-        else:
-            need(isinstance(t["metrics"], list) and len(t["metrics"]) == 2
-                 and all(isinstance(m, str) for m in t["metrics"]), "metrics",
-                 f"{t['metrics']!r} is not a list of two metric names")
-            out.setdefault("runs", "pruned")
-
-
-class OrderTest(TestKind):
-    name, required, optional = "order", frozenset({"metric", "groups", "sign"}), frozenset({"runs"})
-
-    def check(self, t, out, need):
-        if "groups" in t:
-            need(isinstance(t["groups"], list) and len(t["groups"]) >= 2 and all(_is_group_ref(g) for g in t["groups"]),
-                 "groups", f"{t['groups']!r} is not a list of at least two group names")
-        out.setdefault("runs", "all")
-
-
-class TrendTest(OrderTest):
-    name, required, optional = "trend", frozenset({"metric", "sign"}), frozenset({"axis", "groups", "runs"})
-
-    def check(self, t, out, need):
-        need(("axis" in t) != ("groups" in t), "axis", "a trend runs along one axis (axis = KEY) or one "
-             "ordered list of groups (groups = [...]); give one")
-        super().check(t, out, need)
-
-
-class EquivalenceTest(TestKind):
-    name, required = "equivalence", frozenset({"metric", "a", "b", "margin"})
-
-    def check(self, t, out, need):
-        m = t["margin"]
-        need(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0, "margin",
-             f"{m!r} must be a number > 0 (the largest difference that counts as equal, in the metric's units)")
-
-
-class NoninferiorityTest(EquivalenceTest):
-    """a is not worse than b by more than ``margin``: one side of an equivalence (a paper's "comparable or better")."""
-
-    name = "noninferiority"
-
-
-class BoundTest(TestKind):
-    name, required, optional = "bound", frozenset({"metric"}), frozenset({"below", "above", "runs"})
-
-    def check(self, t, out, need):
-        need(("below" in t) != ("above" in t), "below", "a bound needs one of below = VALUE or above = VALUE")
-        value = t.get("below", t.get("above"))
-        need(isinstance(value, (int, float)) and not isinstance(value, bool), "below" if "below" in t else "above",
-             f"{value!r} is not a number")
-        out.setdefault("runs", "all")
-
-
-TEST_KINDS: dict[str, TestKind] = {k.name: k() for k in (CorrelationTest, DifferenceTest, OrderTest, TrendTest,
-                                                          EquivalenceTest, NoninferiorityTest, BoundTest)}
+    kind = CLAIM_KINDS[test["kind"]]
+    problem = kind.effect_problem(effect["value"], test)
+    if problem:
+        raise SpecError(problem, source=source,
+                        key=f"{where}.{'paper_effect' if effect['kind'] == 'paper' else 'effect_of_interest'}")
+    if kind.effect_statistic is not None:
+        effect["statistic"] = kind.effect_statistic
 
 
 def _check_test(t: dict[str, Any], where: str, source: str) -> dict[str, Any]:
     kind = t.get("kind")
-    if not isinstance(kind, str) or kind not in TEST_KINDS:
-        raise SpecError(f"{kind!r} is not a test kind{closest(str(kind), TEST_KINDS)}; kinds: "
-                        f"{', '.join(TEST_KINDS)}", source=source, key=f"{where}.kind")
-    declared = TEST_KINDS[kind]
+    if not isinstance(kind, str) or kind not in CLAIM_KINDS:
+        raise SpecError(f"{kind!r} is not a test kind{closest(str(kind), CLAIM_KINDS)}; kinds: "
+                        f"{', '.join(CLAIM_KINDS)}", source=source, key=f"{where}.kind")
+    declared = CLAIM_KINDS[kind]
     allowed = declared.required | declared.optional | COMMON_TEST_KEYS
     for k in t:
         if k not in allowed:
@@ -288,18 +182,13 @@ def _check_test(t: dict[str, Any], where: str, source: str) -> dict[str, Any]:
             need(isinstance(t[k], str) and bool(t[k]), k, f"{t[k]!r} is not a {'group' if k == 'runs' else 'key'}")
     for k in ("a", "b"):
         if k in t:
-            need(_is_group_ref(t[k]), k, f"{t[k]!r} is not a group name (or a list of names: their intersection)")
+            need(is_group_ref(t[k]), k, f"{t[k]!r} is not a group name (or a list of names: their intersection)")
     if "round" in t:
         need(isinstance(t["round"], int) and not isinstance(t["round"], bool), "round",
              f"{t['round']!r} is not a round number (0: the parent; -1: the last round)")
     out = dict(t)
     declared.check(t, out, need)
     return out
-
-
-def _is_group_ref(ref: Any) -> bool:
-    return (isinstance(ref, str) and bool(ref)) or (isinstance(ref, list) and bool(ref)
-                                                    and all(isinstance(g, str) for g in ref))
 
 
 def _group_names(test: dict[str, Any]) -> list[tuple[str, str]]:
@@ -343,17 +232,3 @@ def check_claims(claims: list[dict[str, Any]], groups: dict[str, dict[str, list[
                         raise SpecError(f"unknown metric '{test[key]}'{closest(test[key], CORE_METRICS)}; "
                                         f"this suite's runs report: {', '.join(sorted(CORE_METRICS))}",
                                         source=source, key=f"{where}.{key}")
-
-
-def group_predicate(ref: str | list[str], groups: dict[str, dict[str, list[Any]]]) -> Callable[[dict], bool]:
-    """A group name (built-in or declared), or a list of names meaning their intersection."""
-    names = ref if isinstance(ref, list) else [ref]
-
-    def one(name: str, spec: dict[str, Any]) -> bool:
-        if name == "all":
-            return True
-        if name in ("pruned", "unpruned"):
-            return (canonical_of(spec).get("prune") is not None) == (name == "pruned")
-        return in_group(spec, groups[name])
-
-    return lambda spec: all(one(n, spec) for n in names)

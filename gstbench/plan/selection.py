@@ -10,7 +10,7 @@ the layers' schedules when they all agree. Groups (a suite's ``[groups]`` and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from gstbench.components import id_parts
 from gstbench.plan.config import CellSpec, component_label
@@ -137,3 +137,17 @@ def declared_scope(specs: list[CellSpec]) -> dict[str, list[str]]:
 def outside_scope(spec: CellSpec | dict[str, Any], scope: dict[str, list[str]]) -> tuple[tuple[str, str], ...]:
     """The component keys at which a run uses a value its suite does not declare (empty: the suite's own run)."""
     return tuple((k, v) for k in scope if (v := label_at(spec, k)) != "-" and v not in scope[k])
+
+
+def group_predicate(ref: str | list[str], groups: dict[str, dict[str, list[Any]]]) -> Callable[[dict], bool]:
+    """A group name (built-in or declared), or a list of names meaning their intersection."""
+    names = ref if isinstance(ref, list) else [ref]
+
+    def one(name: str, spec: dict[str, Any]) -> bool:
+        if name == "all":
+            return True
+        if name in ("pruned", "unpruned"):
+            return (canonical_of(spec).get("prune") is not None) == (name == "pruned")
+        return in_group(spec, groups[name])
+
+    return lambda spec: all(one(n, spec) for n in names)

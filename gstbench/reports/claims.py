@@ -1,7 +1,8 @@
 """Claims: a paper's finding written as a test on stored runs, and its verdict (REFERENCE.md section 4).
 
-What a suite declares is parsed and checked in plan/claims.py; this module computes each
-test's parts from the finished runs, one function per test kind, and renders the verdicts.
+What a suite declares is parsed and checked in plan/claims.py; each kind of test is one class
+in plan/claim_kinds.py, which computes its parts from the runs of a split through this module's
+``_Split`` (the statistics of each test family); this module combines them into verdicts and renders them.
 A suite declares ``[[claims]]`` (id, source, statement, the paper's figure, one or more
 ``test`` tables) and ``[groups]`` (named sets of configurations, replaced per scale under
 ``[scales.<scale>.groups]``, so the quick and paper scales share one declaration). Test
@@ -36,7 +37,6 @@ runs (or pairs, or runs in a group) give no test.
 
 from __future__ import annotations
 
-import functools
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -48,8 +48,8 @@ from gstbench.reports.claim_power import Block, claim_power
 from gstbench.reports.claim_stats import (ALPHA, NOT_RUN, VERDICTS, Part, attach_power, bound_part, combine,
                                           correlation_part, format_effect, format_p, format_power, format_tested,
                                           is_share, paired_part, verdict_label, welch_part)
-from gstbench.plan.claims import group_predicate
-from gstbench.plan.selection import label_at
+from gstbench.plan.claim_kinds import CLAIM_KINDS, name_of
+from gstbench.plan.selection import group_predicate, label_at
 
 # ---- evaluation ---------------------------------------------------------------------------
 @dataclass
@@ -114,47 +114,46 @@ def _splits(test: dict[str, Any], runs: list[Run], axis_labels: dict[str, list[s
     return [(f"{name}={v}", [r for r in runs if label_at(r.spec, within) in (v, "-")]) for v in ordered]
 
 
-def _correlation(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
-    pool = pick(test["runs"], members)
-    pairs = [(r.value(test["x"], rnd), r.value(test["y"], rnd)) for r in pool]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-    parts = [correlation_part(f"{prefix}{test['x']} vs {test['y']}", [x for x, _ in pairs], [y for _, y in pairs],
-                              statistic, sign, test["y"]) for statistic in test["statistic"]]
-    if len(parts) > 1:  # Pearson and Kendall of the same runs: their outcomes move together
+@dataclass
+class _Split:
+    """The runs of one split of a test (all of them, or one value of its ``within`` key) and the statistics a claim
+    kind computes its parts with (plan/claim_kinds.py's ``Split``): each family with its interval and power model."""
+
+    prefix: str
+    runs: list[Run]
+    round: int | None
+    sign: int
+    axis_labels: dict[str, list[str]]
+    groups: dict[str, dict[str, list[Any]]]
+
+    def pick(self, ref: str | list[str], runs: list[Run] | None = None) -> list[Run]:
+        return [r for r in (self.runs if runs is None else runs) if group_predicate(ref, self.groups)(r.spec)]
+
+    def correlation(self, label, x, y, statistic, metric) -> Part:
+        return correlation_part(label, x, y, statistic, self.sign, metric)
+
+    def paired(self, label, a, b, metric, how, sign) -> Part:
+        return paired_part(label, a, b, sign, metric, how)
+
+    def difference(self, label, a, b, metric, sign) -> Part:
+        return group_difference(label, a, b, metric, self.round, sign)
+
+    def bound(self, label, values, bound, sign, metric) -> Part:
+        return bound_part(label, values, bound, sign, metric)
+
+    def within_margin(self, part: Part, margin: float, one_sided: bool) -> None:
+        """An equivalence (TOST inside ±margin) or, ``one_sided``, a non-inferiority (a - b > -margin)."""
+        (part.as_noninferiority if one_sided else part.as_equivalence)(margin)
+        width = f"{100 * part.margin:g} pts" if is_share(part.metric) else f"{part.margin:g}"
+        part.test = (f"non-inferiority > -{width} ({part.test}; one-sided, 90% interval)" if one_sided
+                     else f"TOST ±{width} ({part.test}; 90% interval)")
+
+    def joint_correlations(self, parts: list[Part]) -> None:
         _join(Block("correlation", parts))
-    return parts
 
-
-def _difference(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
-    if "metrics" in test:
-        m1, m2 = test["metrics"]
-        pool = pick(test["runs"], members)
-        pairs = [(r.value(m1, rnd), r.value(m2, rnd)) for r in pool]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-        return [paired_part(f"{prefix}{m1} - {m2}", [a for a, _ in pairs], [b for _, b in pairs], sign, m1,
-                            "per run")]
-    return [group_difference(f"{prefix}{_name(test['a'])} - {_name(test['b'])}", pick(test["a"], members),
-                             pick(test["b"], members), test["metric"], rnd, sign)]
-
-
-def _equivalence(test, prefix, members, pick, groups, axis_labels, rnd, sign, one_sided=False) -> list[Part]:
-    """TOST inside (-margin, margin); ``one_sided``: the non-inferiority test a - b > -margin."""
-    part = _difference(test, prefix, members, pick, groups, axis_labels, rnd, 1 if one_sided else 0)[0]
-    (part.as_noninferiority if one_sided else part.as_equivalence)(float(test["margin"]))
-    width = f"{100 * part.margin:g} pts" if is_share(test["metric"]) else f"{part.margin:g}"
-    part.test = (f"non-inferiority > -{width} ({part.test}; one-sided, 90% interval)" if one_sided
-                 else f"TOST ±{width} ({part.test}; 90% interval)")
-    return [part]
-
-
-def _order(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
-    seq = test["groups"]
-    pool = pick(test["runs"], members)
-    chosen = [pick(g, pool) for g in seq]
-    parts = [group_difference(f"{prefix}{_name(hi)} - {_name(lo)}", chosen[j + 1], chosen[j], test["metric"], rnd,
-                              sign) for j, (lo, hi) in enumerate(zip(seq, seq[1:]))]  # sign positive: rises
-    if len(parts) > 1 and all(p.effect is not None for p in parts):
-        by_seed = [_by_seed(runs, test["metric"], rnd) for runs in chosen]
+    def joint_order(self, parts: list[Part], chosen: list[list[Run]], metric: str) -> None:
+        """An order's adjacent differences share runs: simulated together for the claim's power."""
+        by_seed = [_by_seed(runs, metric, self.round) for runs in chosen]
         if all(p.family == "paired" for p in parts) and all(set(b) == set(by_seed[0]) for b in by_seed):
             seeds = sorted(by_seed[0])
             means = np.array([[np.mean(b[s]) for b in by_seed] for s in seeds])
@@ -163,7 +162,6 @@ def _order(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[
             values = [[v for vs in b.values() for v in vs] for b in by_seed]
             _join(Block("welch-order", parts, variances=tuple(float(np.var(v, ddof=1)) for v in values),
                         sizes=tuple(len(v) for v in values)))
-    return parts
 
 
 def _join(block: Block) -> None:
@@ -171,72 +169,24 @@ def _join(block: Block) -> None:
         part.block = block
 
 
-def _trend(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
-    pool = pick(test["runs"], members)
-    if "axis" in test:
-        order = axis_labels.get(test["axis"], [])
-        position = lambda r: (order.index(label_at(r.spec, test["axis"]))  # noqa: E731
-                              if label_at(r.spec, test["axis"]) in order else None)
-        along = test["axis"].rsplit(".", 1)[-1]  # prune.period -> period
-    else:
-        preds = [group_predicate(g, groups) for g in test["groups"]]
-        position = lambda r: next((i for i, p in enumerate(preds) if p(r.spec)), None)  # noqa: E731
-        along = " < ".join(_name(g) for g in test["groups"])
-    pairs = [(position(r), r.value(test["metric"], rnd)) for r in pool]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-    part = correlation_part(f"{prefix}{test['metric']} along {along}", [x for x, _ in pairs], [y for _, y in pairs],
-                            "kendall", sign, test["metric"])
-    part.test, part.family = "kendall trend", "trend"
-    return [part]
-
-
-def _bound(test, prefix, members, pick, groups, axis_labels, rnd, sign) -> list[Part]:
-    pool = pick(test["runs"], members)
-    values = [v for v in (r.value(test["metric"], rnd) for r in pool) if v is not None]
-    bound, below = test.get("below", test.get("above")), "below" in test
-    return [bound_part(f"{prefix}{test['metric']} {'<' if below else '>'} {bound:g}"
-                       + (f" ({_name(test['runs'])})" if test["runs"] != "all" else ""),
-                       values, float(bound), -1 if below else 1, test["metric"])]
-
-
-# What each test kind (plan/claims.py TEST_KINDS) computes from the runs of one split.
-PARTS_OF_KIND = {"correlation": _correlation, "difference": _difference, "equivalence": _equivalence,
-                 "noninferiority": functools.partial(_equivalence, one_sided=True),
-                 "order": _order, "trend": _trend, "bound": _bound}
-
-
 def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels: dict[str, list[str]],
                 power: bool = True) -> list[Part]:
-    kind, rnd = test["kind"], test.get("round")
+    kind, rnd = CLAIM_KINDS[test["kind"]], test.get("round")
     sign = 1 if test.get("sign", "positive") == "positive" else -1
-    pick = lambda ref, rs: [r for r in rs if group_predicate(ref, groups)(r.spec)]  # noqa: E731
     parts: list[Part] = []
-    for split, members in _splits(test, runs, axis_labels):
-        prefix = f"{split}: " if split else ""
-        empty = [ref for ref in _compared(test) if not pick(ref, members)]
+    for name, members in _splits(test, runs, axis_labels):
+        split = _Split(f"{name}: " if name else "", members, rnd, sign, axis_labels, groups)
+        empty = [ref for ref in kind.compared(test) if not split.pick(ref)]
         if empty:  # no verdict from no runs: the claim says which group and why
-            parts.append(Part(f"{prefix}{_name(empty[0])}", kind, "-", test.get("metric", test.get("y", "")), sign,
-                              missing=f"group '{_name(empty[0])}' has no finished run"))
+            parts.append(Part(f"{split.prefix}{name_of(empty[0])}", kind.name, "-",
+                              test.get("metric", test.get("y", "")), sign,
+                              missing=f"group '{name_of(empty[0])}' has no finished run"))
             continue
-        parts += PARTS_OF_KIND[kind](test, prefix, members, pick, groups, axis_labels, rnd, sign)
+        parts += kind.parts(test, split)
     if not parts:
-        parts.append(Part(f"{test.get('within')}: no values", kind, "-", test.get("metric", ""), sign,
+        parts.append(Part(f"{test.get('within')}: no values", kind.name, "-", test.get("metric", ""), sign,
                           missing="no finished run has a value at the 'within' key"))
     return [attach_power(part, test.get("effect"), power) for part in parts]
-
-
-def _compared(test: dict[str, Any]) -> list[str | list[str]]:
-    """The groups a test draws runs from: each must hold a finished run for the test to run."""
-    refs = [test[k] for k in ("a", "b") if k in test] + list(test.get("groups", []) if test["kind"] == "order" else [])
-    if test["kind"] == "trend" and "groups" in test:
-        refs += list(test["groups"])
-    if "runs" in test and test["runs"] != "all":
-        refs.append(test["runs"])
-    return refs or ["all"]
-
-
-def _name(ref: str | list[str]) -> str:
-    return "&".join(ref) if isinstance(ref, list) else ref
 
 
 # ---- pairing runs by seed -------------------------------------------------------------------
