@@ -65,8 +65,10 @@ def test_a_cell_stopped_mid_way_resumes_to_the_same_numbers(registry, tmp_path, 
     assert straight.status == "ok", straight.traceback
     with pytest.raises(Stop):  # stopped in epoch 4: the checkpoint of epoch 3 is there
         run_cell(WorkOrder(spec, TRAIN, cell_dir=tmp_path), registry, progress=_stop_after(4))
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert saved["step"] == 3 * straight.steps_per_epoch and len(saved["curves"]["epoch"]) == 3
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["parts"]
+    assert set(saved) == ({"trainer", "progress"} if variant == "unpruned" else {"pruner", "trainer", "progress"})
+    progress = saved["progress"]
+    assert progress["step"] == 3 * straight.steps_per_epoch and len(progress["curves"]["epoch"]) == 3
     torch.manual_seed(12345)  # the resumed run must not depend on the state it finds
     seen: list[int] = []
     resumed = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry, progress=lambda done, planned: seen.append(done))
@@ -98,7 +100,7 @@ def test_a_rounds_cell_stopped_mid_way_goes_on_with_the_next_round_to_the_same_n
     assert straight.status == "ok", straight.traceback
     with pytest.raises(Stop):
         run_cell(WorkOrder(spec, TRAIN, cell_dir=tmp_path), registry, progress=_stop_after(stop_at))
-    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["rounds"]) == rounds_done
+    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["parts"]["rounds"]["rounds"]) == rounds_done
     seen: list[int] = []
     resumed = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry, progress=lambda d, n: seen.append(d))
     assert resumed.status == "ok", resumed.traceback
@@ -122,8 +124,21 @@ def test_checkpoints_do_not_change_the_hash(registry):
 def test_an_unreadable_checkpoint_is_moved_aside_and_the_cell_starts_over(registry, tmp_path):
     spec = cell_from_config(CELL, 0, registry)
     (tmp_path / "checkpoint.pt").write_bytes(b"cut short")
-    with pytest.warns(UserWarning, match="could not be read"):
+    with pytest.warns(UserWarning, match="could not be used"):
         result = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry)
+    assert result.status == "ok" and list(tmp_path.glob("checkpoint.pt.corrupt-*"))
+    assert _computed(result) == _computed(run_cell(spec, registry))
+
+
+def test_a_checkpoint_of_the_old_format_is_refused_in_one_line_and_the_cell_trains_again(registry, tmp_path):
+    """Format 1 (one dictionary per phase, before parts were registered), as 0.1 wrote it mid-cell."""
+    spec = cell_from_config(CELL, 0, registry)
+    torch.save({"format": 1, "hash": spec.hash, "phase": "schedule", "step": 4, "trainer": {}, "pruner": {},
+                "events": [], "curves": {}, "rng": {}}, tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning) as caught:
+        result = run_cell(WorkOrder(spec, RESUME, cell_dir=tmp_path), registry)
+    message = str(caught[0].message)
+    assert "\n" not in message and "checkpoint format 1" in message and "starting the cell from its first step" in message
     assert result.status == "ok" and list(tmp_path.glob("checkpoint.pt.corrupt-*"))
     assert _computed(result) == _computed(run_cell(spec, registry))
 
@@ -155,7 +170,7 @@ def test_a_run_killed_mid_cell_resumes_from_its_checkpoint_and_removes_it(tmp_pa
     proc.wait()
     checkpoints = list(out.glob("cells/*/checkpoint.pt"))
     assert checkpoints, "the run should have been killed mid-cell"
-    step = torch.load(checkpoints[0], weights_only=True)["step"]
+    step = torch.load(checkpoints[0], weights_only=True)["parts"]["progress"]["step"]
     again = run_cli("run", "--suite", str(suite), "--out", str(out), "--json")
     assert again.returncode == 0, again.stderr
     assert stored_results(out) == stored_results(tmp_path / "straight")

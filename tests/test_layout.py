@@ -80,6 +80,16 @@ def test_the_engine_executes_orders_and_never_reads_the_training_cache():
     assert found == []
 
 
+def test_the_checkpoint_code_names_no_engine_class():
+    """Checkpoints save and load registered parts by name: engine/checkpoint.py imports nothing of the engine."""
+    path = PACKAGE / "engine" / "checkpoint.py"
+    tree = ast.parse(path.read_text(), str(path))
+    imported = [name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for name in ([node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])]
+    assert not [name for name in imported if name.startswith("gstbench.engine")]
+    assert not {"Trainer", "Pruner"} & {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
 def test_the_check_sees_an_import_up_the_path(tmp_path, monkeypatch):
     """The check itself can fail: a planted upward import in a copy of the tree is found."""
     import shutil

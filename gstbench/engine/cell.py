@@ -5,10 +5,10 @@ The nesting, top to bottom:
     run_cell(order)                       never raises for the cell's own errors: a 'failed' result
       _train_cell                         seeds, data, model, Trainer, Pruner
         run_schedule | rounds.run_rounds  pruning during one training run | prune-retrain rounds
-          Checkpoints.resume              a killed run's state, when there is one (checkpoint.py)
+          Checkpoints.phase               its parts registered; a killed run's state, if any (checkpoint.py)
           Trainer.train                   the step loop (loop.py)
             Hooks.on_event -> Pruner.event  t_pre -> score -> select -> effector -> t_post
-            Hooks.after_epoch             every N epochs: Checkpoints.save
+            Hooks.after_epoch             every N epochs: Phase.save
         keep_model                        with train.save_model: the model(s) in order.models
         sink.store_training               the training's result, before the metrics (run/orders.py)
         evaluate (train set), measure     the final metrics (evaluation.py)
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from gstbench.engine.artifacts import MODEL, keep_last_round, keep_model, load_model
-from gstbench.store.cell_result import CellResult, Curves, Environment, MetricValues, PruningEvent, StoredTraining
+from gstbench.store.cell_result import CellResult, Curves, Environment, MetricValues, StoredTraining
 from gstbench.components import Evaluated, PruningContext
 from gstbench.plan.config import CellSpec
 from gstbench.engine.checkpoint import Checkpoints
 from gstbench.engine.evaluation import compares_with_parent, evaluate, measure
-from gstbench.engine.loop import Progress, Trained, Trainer
+from gstbench.engine.loop import Progress, Trained, Trainer, TrainingProgress
 from gstbench.engine.parent import independent_parent, parent_model, train_parent
 from gstbench.engine.pruner import Pruner
 from gstbench.engine.rounds import run_rounds
@@ -200,8 +200,11 @@ def run_schedule(cell: Cell, trainer: Trainer, pruner: Pruner | None, data_seed:
     if pruner is None:
         curves, _, cached = train_parent(cell, trainer, data_seed, set(), resumable=True)
         return Trained(curves, [], max(curves.test_acc), "cached" if cached else "trained")
-    events: list[PruningEvent] = []
     schedule = pruner.schedule(trainer.steps_per_epoch, trainer.total_steps)
+    progress = TrainingProgress()
+    events = progress.events
+    phase = checkpoints.phase("schedule", trainer.data.x_train.device, pruner=pruner, trainer=trainer,
+                              progress=progress)
 
     def on_event(step: int, epoch: int) -> None:
         events.append(pruner.event(step, schedule[step], trainer.evaluate_test, epoch=epoch))
@@ -209,17 +212,12 @@ def run_schedule(cell: Cell, trainer: Trainer, pruner: Pruner | None, data_seed:
 
     def after_epoch(step: int, curves: Curves) -> None:
         if checkpoints.due(step // trainer.steps_per_epoch):
-            checkpoints.save("schedule", {"step": step, "trainer": trainer.state_dict(), "pruner": pruner.state_dict(),
-                                          "events": [e.to_json() for e in events], "curves": curves.to_json()})
+            progress.step, progress.curves = step, curves
+            phase.save()
 
-    start, curves = 0, None
-    saved = checkpoints.resume("schedule", trainer, pruner)
-    if saved is not None:
-        events += [PruningEvent.from_json(e) for e in saved["events"]]
-        start, curves = saved["step"], Curves.from_json(saved["curves"])
     hooks = pruner.hooks(schedule, on_event)
     hooks.after_epoch = after_epoch
-    curves, _ = trainer.train(start, data_seed, hooks=hooks, curves=curves)
+    curves, _ = trainer.train(progress.step, data_seed, hooks=hooks, curves=progress.curves)
     pruner.detach()
     # Generalization: the best test accuracy at or after the last pruning event (the paper's code).
     last = max(schedule) if schedule else -1

@@ -55,6 +55,25 @@ def clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
+@dataclass
+class TrainingProgress:
+    """Where a training run is, as its checkpoint keeps it (a registered part, checkpoint.py): the step reached,
+    the curves so far and the pruning events so far."""
+
+    step: int = 0
+    curves: Curves | None = None
+    events: list[PruningEvent] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "curves": None if self.curves is None else self.curves.to_json(),
+                "events": [e.to_json() for e in self.events]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.curves = None if state["curves"] is None else Curves.from_json(state["curves"])
+        self.events[:] = [PruningEvent.from_json(e) for e in state["events"]]
+
+
 class Trainer:
     """Trains one model over a range of schedule steps; the learning rate and data order are the schedule's."""
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from gstbench.store.cell_result import Curves
 from gstbench.components import Evaluated
-from gstbench.engine.loop import Hooks, Trainer, clone_state
+from gstbench.engine.loop import Hooks, Trainer, TrainingProgress, clone_state
 from gstbench.engine.setup import independent_seed, place, seed_everything
 from gstbench.engine.state import Cell, Timing
 
@@ -42,19 +42,18 @@ def train_parent(cell: Cell, trainer: Trainer, data_seed: int, keep: set[int], p
             return entry["curves"], entry["kept"], True
     torch.random.set_rng_state(trainer.start_rng)
     hooks = pruner.hooks() if pruner else Hooks()
-    start, curves = 0, None
+    progress = TrainingProgress()
     if resumable and pruner is None and not keep:
         checkpoints = cell.checkpoints
-        saved = checkpoints.resume("parent", trainer)
-        if saved is not None:
-            start, curves = saved["step"], Curves.from_json(saved["curves"])
+        phase = checkpoints.phase("parent", device, trainer=trainer, progress=progress)
 
         def after_epoch(step: int, curves: Curves) -> None:
             if checkpoints.due(step // trainer.steps_per_epoch):
-                checkpoints.save("parent", {"step": step, "trainer": trainer.state_dict(), "curves": curves.to_json()})
+                progress.step, progress.curves = step, curves
+                phase.save()
 
         hooks.after_epoch = after_epoch
-    curves, kept = trainer.train(start, data_seed, hooks=hooks, keep=keep, curves=curves)
+    curves, kept = trainer.train(progress.step, data_seed, hooks=hooks, keep=keep, curves=progress.curves)
     if cacheable:
         parents.save(spec, device, curves, clone_state(trainer.model.state_dict()), kept)
     return curves, kept, False

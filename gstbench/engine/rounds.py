@@ -27,6 +27,37 @@ from gstbench.engine.setup import place
 from gstbench.engine.state import Cell
 
 
+class RoundsProgress:
+    """Where a prune-retrain cell is, as its checkpoint keeps it (a registered part, checkpoint.py): the curves and
+    events so far, each finished round, the weights a rewind goes back to, whether round 0 came from the parent
+    cache, and the parent the metrics compare with (rebuilt on load: before the RNGs, as building draws from them)."""
+
+    def __init__(self, cell: Cell):
+        self.cell = cell
+        self.curves: Curves | None = None
+        self.events: list[PruningEvent] = []
+        self.rounds: list[Round] = []
+        self.rewind_weights: dict[str, torch.Tensor] | None = None
+        self.cached = False
+        self.parent: Evaluated | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"curves": self.curves.to_json(), "events": [e.to_json() for e in self.events],
+                "rounds": [x.to_json() for x in self.rounds], "rewind_weights": self.rewind_weights,
+                "cached": self.cached, "parent_model": None if self.parent is None else self.parent.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        spec, data = self.cell.spec, self.cell.data
+        self.curves = Curves.from_json(state["curves"])
+        self.events = [PruningEvent.from_json(e) for e in state["events"]]
+        self.rounds = [Round.from_json(x, f"round {i} of the checkpoint") for i, x in enumerate(state["rounds"])]
+        self.rewind_weights, self.cached = state["rewind_weights"], state["cached"]
+        self.parent = None
+        if state["parent_model"] is not None:
+            self.parent = Evaluated(place(self.cell.registry.build_model(spec.model, data), data.x_train.device))
+            self.parent.model.load_state_dict(state["parent_model"])
+
+
 def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext, data_seed: int,
                needs_parent: bool) -> Trained:
     """Train; then R times: prune a fraction of what remains, rewind, retrain.
@@ -34,50 +65,29 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
     With the cell's checkpoints on (``train.checkpoint_every`` > 0) the state after every
     round is saved, and a killed cell goes on with the next round.
     """
-    spec, registry, data, checkpoints = cell.spec, cell.registry, cell.data, cell.checkpoints
+    spec, registry, data = cell.spec, cell.registry, cell.data
     prune, model = spec.prune, trainer.model
-    device = data.x_train.device
     rewind = registry.build("rewinds", spec.rewind)
     k = rewind.checkpoint_step(trainer.steps_per_epoch, trainer.total_steps)
     fork = k if k is not None else 0  # where round 0's second copy starts
     twin_seed = derived_seed(spec.seed, TWIN_DATA_ORDER)
-    keep = {k} if k is not None else set()
-    if prune.data_order_stability:
-        keep.add(fork)
-    events: list[PruningEvent] = []
-    rounds: list[Round] = []
     independent = independent_parent(cell) if spec.metrics else None
-    restored: list[Evaluated | None] = []
-
-    def restore_parent(saved: dict) -> None:  # before the RNGs: building the model draws from them
-        parent = None
-        if saved["parent_model"] is not None:
-            parent = Evaluated(place(registry.build_model(spec.model, data), device))
-            parent.model.load_state_dict(saved["parent_model"])
-        restored.append(parent)
-
-    saved = checkpoints.resume("rounds", trainer, pruner, then=restore_parent)
-    if saved is not None:
-        events += [PruningEvent.from_json(e) for e in saved["events"]]
-        rounds += [Round.from_json(x, f"round {i} of the checkpoint") for i, x in enumerate(saved["rounds"])]
-        curves, checkpoint, cached = Curves.from_json(saved["curves"]), saved["rewind_point"], saved["cached"]
-        parent = restored[0]
-    else:
-        curves, kept, cached = train_parent(cell, trainer, data_seed, keep, pruner)
-        checkpoint = kept[k]["model"] if k is not None else None
-        rounds.append(_round_summary(0, pruner, curves, 0, True))
+    state = RoundsProgress(cell)
+    phase = cell.checkpoints.phase("rounds", data.x_train.device, pruner=pruner, trainer=trainer, rounds=state)
+    rounds = state.rounds
+    if not phase.resumed:
+        keep = {k, fork} if prune.data_order_stability else {k}
+        state.curves, kept, state.cached = train_parent(cell, trainer, data_seed, keep - {None}, pruner)
+        state.rewind_weights = kept[k]["model"] if k is not None else None
+        rounds.append(_round_summary(0, pruner, state.curves, 0, True))
         if prune.data_order_stability:
             _twin(rounds[-1], trainer, pruner, kept[fork], fork, True, twin_seed, prune.lmc_points)
-        parent = _measure_round_zero(cell, rounds[-1], model, needs_parent, independent)
+        state.parent = _measure_round_zero(cell, rounds[-1], model, needs_parent, independent)
         keep_model(cell, round_model(0), model, pruner)
 
     def save_round() -> None:
-        if checkpoints.path is not None and len(rounds) <= prune.rounds:
-            checkpoints.save("rounds", {
-                "trainer": trainer.state_dict(), "pruner": pruner.state_dict(), "curves": curves.to_json(),
-                "events": [e.to_json() for e in events], "rounds": [x.to_json() for x in rounds],
-                "rewind_point": checkpoint, "cached": cached,
-                "parent_model": parent.model.state_dict() if parent is not None else None})
+        if phase.saving and len(rounds) <= prune.rounds:
+            phase.save()
 
     def fresh_state(r: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(derived_seed(spec.seed, REINIT, r))
@@ -85,28 +95,28 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
 
     save_round()
     for r in range(len(rounds), prune.rounds + 1):
-        events.append(pruner.event(trainer.total_steps, pruner.round_cuts(), trainer.evaluate_test, round=r))
-        trainer.tracker.event(trainer.steps_run, events[-1])
-        resume = rewind.rewind(RewindContext(model, checkpoint, lambda r=r: fresh_state(r),
-                                             trainer.steps_per_epoch, trainer.total_steps, r))
+        state.events.append(pruner.event(trainer.total_steps, pruner.round_cuts(), trainer.evaluate_test, round=r))
+        trainer.tracker.event(trainer.steps_run, state.events[-1])
+        retrain = rewind.rewind(RewindContext(model, state.rewind_weights, lambda r=r: fresh_state(r),
+                                              trainer.steps_per_epoch, trainer.total_steps, r))
         trainer.forget_evaluation()
         if pruner.after_step is not None:
             pruner.after_step()  # the masks again: a rewind reloads pruned weights too
         ctx.optimizer = trainer.new_optimizer()
         if prune.data_order_stability:  # the second copy starts here too
             start = {"model": clone_state(model.state_dict()), "optimizer": None}
-        curves, _ = trainer.train(resume.step, data_seed, resume.replay_lr, hooks=pruner.hooks())
-        rounds.append(_round_summary(r, pruner, curves, resume.step, resume.replay_lr))
+        state.curves, _ = trainer.train(retrain.step, data_seed, retrain.replay_lr, hooks=pruner.hooks())
+        rounds.append(_round_summary(r, pruner, state.curves, retrain.step, retrain.replay_lr))
         if prune.data_order_stability:
-            _twin(rounds[-1], trainer, pruner, start, resume.step, resume.replay_lr, twin_seed, prune.lmc_points)
+            _twin(rounds[-1], trainer, pruner, start, retrain.step, retrain.replay_lr, twin_seed, prune.lmc_points)
         if spec.metrics:
-            rounds[-1].metrics = measure(cell, Evaluated(model), parent, r, independent)
+            rounds[-1].metrics = measure(cell, Evaluated(model), state.parent, r, independent)
         keep_model(cell, round_model(r), model, pruner)
         ctx.optimizer = trainer.optimizer
         save_round()
     pruner.detach()
-    return Trained(curves, events, rounds[-1].best_test_acc, "cached" if cached else "trained", rounds,
-                   _by_round(rounds, prune.data_order_stability))
+    return Trained(state.curves, state.events, rounds[-1].best_test_acc, "cached" if state.cached else "trained",
+                   rounds, _by_round(rounds, prune.data_order_stability))
 
 
 def _measure_round_zero(cell: Cell, round_zero: Round, model: torch.nn.Module, needs_parent: bool,
