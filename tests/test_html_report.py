@@ -109,3 +109,24 @@ def test_the_comparison_page_has_a_row_per_configuration_and_metric(tmp_path, br
     assert errors == [] and all(url.startswith(("file:", "data:")) for url in requests)
     assert page.locator("#comparison tbody tr").count() == len(expected["rows"]) > 0
     assert "no regression" in page.locator("h1").inner_text()
+
+
+def test_the_claims_table_fits_a_1280_pixel_window_power_and_runs_for_80_percent_in_view(tmp_path, browser):
+    """The claims of the replication runs (tradeoff, methods, rewind; seeds 0-6 and 0-2, as `gstbench report` gave
+    them): the table scrolls no sideways, and power and the runs 80% needs are within the window."""
+    from gstbench.reports.html_report import _claims_section, _page
+
+    stored = json.loads((Path(__file__).parent / "data" / "replication-claims.json").read_text())
+    for suite, claims in stored.items():
+        page_file = tmp_path / f"claims-{suite}.html"
+        page_file.write_text(_page(suite, _claims_section(claims)))
+        page, errors, _ = load(browser, page_file, tmp_path / f"claims-{suite}.png")
+        assert errors == []
+        scroll, client = page.evaluate("(() => { const s = document.querySelector('#claims').parentElement; "
+                                       "return [s.scrollWidth, s.clientWidth]; })()")
+        assert scroll <= client, (suite, scroll, client)
+        edges = dict(page.evaluate("Array.from(document.querySelectorAll('#claims thead th'))"
+                                   ".map(th => [th.innerText.replace(/\\s+/g, ' '), th.getBoundingClientRect().right])"))
+        assert max(edges["power"], edges["n for 80%"]) <= 1280 and max(edges.values()) <= 1280, (suite, edges)
+        rows = page.locator("#claims tbody tr.claim").count()
+        assert rows == len(claims)

@@ -171,9 +171,25 @@ def test_measure_refusals_are_one_line_naming_the_cell_and_the_fix(tmp_path):
     proc = run_cli("measure", str(tmp_path / "bare"), "--metric", "cost", env=env)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 2 and "keeps no model" in lines[0]
-    assert f"--metric cost --reuse {tmp_path / 'bare'} --out NEWDIR" in lines[0]
+    # the suite as it ran: its file (not a built-in's name) and its seeds
+    assert f"gstbench run --suite {suite} --seeds 1 --metric cost --reuse {tmp_path / 'bare'} --out NEWDIR" in lines[0]
     assert lines[1].endswith("0 cells measured; 1 cell skipped: no stored model (above)")
     assert result.read_bytes() == before  # nothing stored was touched
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1, 2], [7], [100, 101, 102], [1, 5, 9], [3, 4]])
+def test_the_rerun_advice_names_a_builtin_by_name_a_file_by_path_and_exactly_the_seeds(seeds):
+    from gstbench.plan.seeds import parse_seeds
+    from gstbench.plan.suite import find_suite
+    from gstbench.run.measure import rerun_command
+
+    registry = get_registry()
+    builtin = {"name": "tradeoff", "source": str(find_suite(registry, "tradeoff")), "scale": "paper", "seeds": seeds}
+    command = rerun_command(builtin, registry).split()
+    assert command[:4] == ["gstbench", "run", "--suite", "tradeoff"] and command[4:6] == ["--scale", "paper"]
+    assert parse_seeds(command[-1]) == tuple(seeds)
+    file_suite = {"name": "tradeoff", "source": "/some where/tradeoff.toml", "scale": "quick", "seeds": seeds}
+    assert rerun_command(file_suite, registry).startswith("gstbench run --suite '/some where/tradeoff.toml' --seeds")
 
 
 def test_no_models_keeps_no_model_and_says_what_is_lost(tmp_path):

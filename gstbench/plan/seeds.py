@@ -86,6 +86,17 @@ def describe_seeds(seeds: list[int] | tuple[int, ...]) -> str:
     return ", ".join(str(s) for s in seeds)
 
 
+def seeds_flag(seeds: list[int] | tuple[int, ...]) -> str:
+    """The ``--seeds`` value that names exactly ``seeds``: a count from 0, a range, or a list (a lone seed S as
+    the range S-S, since a bare number is a count)."""
+    seeds = list(seeds)
+    if seeds == list(range(len(seeds))):
+        return str(len(seeds))
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(str(s) for s in seeds)
+
+
 # Every seed a cell derives from its own, by purpose: SeedSequence([seed, PURPOSE, ...]). The numbers
 # are part of every stored result: never change or reuse one.
 CELL = ()  # the cell's own two streams: data order, then pruning draws

@@ -30,6 +30,8 @@ p.meta { color: #5a6472; margin: 0 0 4px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid #eceef2; vertical-align: top; white-space: nowrap; }
 td.wrap { white-space: normal; min-width: 260px; max-width: 420px; }
+#claims th, #claims td { padding: 5px 7px; } #claims th { white-space: normal; }
+#claims td.wrap { min-width: 110px; max-width: 210px; } #claims .verdict { display: inline-block; white-space: normal; }
 th { background: #eef1f5; font-weight: 600; position: sticky; top: 0; }
 tr.part td { color: #5a6472; font-size: 13px; background: #fbfbfc; }
 tr.part td:first-child { padding-left: 24px; }
@@ -99,20 +101,22 @@ def _svg_data_uri(fig) -> str:
 def _claims_section(claims: list[dict[str, Any]]) -> list[str]:
     if not claims:
         return ["<h2>Claims</h2><p class=note>This suite declares no claims.</p>"]
-    # the verdict beside the claim and the paper's figure (a part's label), then the measure, its power, the test
-    order = [0, 9, 1, 2, 4, 5, 6, 7, 8, 3]
+    # what says whether a verdict could have come out otherwise first: the claim (a part: its label), the verdict,
+    # the measure, its power and the runs 80% needs; then p, n, the effect tested, the paper's figure and the test,
+    # the long ones wrapped, so that the table fits a 1280-pixel window
+    order = [0, 9, 2, 7, 8, 4, 5, 6, 1, 3]
     rows, classes = [], []
     for kind, cells in claim_rows(claims, mark=lambda v: v.upper()):
-        if kind == "part":  # the part's label, "decides" in words
-            cells[1] = cells[1].strip().removeprefix("· ")
+        if kind == "part":  # the part's label in the claim's column, "decides" in words
+            cells[0], cells[1] = cells[1].strip().removeprefix("· "), ""
             if " <- decides" in cells[9]:
-                cells[9], cells[1] = cells[9].replace(" <- decides", ""), cells[1] + " (decides)"
+                cells[9], cells[0] = cells[9].replace(" <- decides", ""), cells[0] + " (decides)"
         cells[9] = _badge(cells[9])
         rows.append([cells[i] for i in order])
         classes.append(kind)
     notes = "".join(f"<p class=note>{escape(line)}</p>" for line in claim_notes(claims))
     return ["<h2>Claims</h2>", f"<p>{escape(count_verdicts(claims))}</p>",
-            _table([CLAIM_HEADERS[i] for i in order], rows, "claims", classes, wrap={2}), notes,
+            _table([CLAIM_HEADERS[i] for i in order], rows, "claims", classes, wrap={0, 1, 7, 8, 9}), notes,
             f"<p class=note>{escape(VERDICT_LEGEND)}</p>"]
 
 

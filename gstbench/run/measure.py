@@ -14,10 +14,12 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gstbench.errors import GstbenchError, SpecError
 from gstbench.plan.config import CellSpec, ComponentRef, stored_spec
 from gstbench.plan.parse import component_ref
+from gstbench.plan.seeds import seeds_flag
 from gstbench.plan.selection import config_label
 from gstbench.plan.checks import matrix_key, validate_cells
 from gstbench.plugins import Registry
@@ -35,6 +37,24 @@ class MeasureSummary:
     unfinished: int = 0  # cells not finished (or failed): left alone
     without_model: list[str] = field(default_factory=list)  # one line per cell whose model is not stored
     failed: list[str] = field(default_factory=list)  # one line per cell whose metric raised: left as it was
+
+
+def rerun_command(suite: dict[str, Any], registry: Registry) -> str:
+    """``gstbench run`` of a stored run's suite as it ran: the built-in's name, or the suite file; the scale and
+    the seeds when they are not the defaults."""
+    import shlex
+
+    name, source = str(suite.get("name", "SUITE")), str(suite.get("source", ""))
+    try:
+        builtin = Path(registry.get("suites", name).factory).resolve() == Path(source).resolve()
+    except GstbenchError:
+        builtin = False
+    command = f"gstbench run --suite {name if builtin else shlex.quote(source or name + '.toml')}"
+    if suite.get("scale") not in (None, "quick"):
+        command += f" --scale {suite['scale']}"
+    if suite.get("seeds"):
+        command += f" --seeds {seeds_flag(suite['seeds'])}"
+    return command
 
 
 def metric_refs(registry: Registry, texts: list[str]) -> list[ComponentRef]:
@@ -83,7 +103,7 @@ def measure_run(directory: Path | str, refs: list[ComponentRef], registry: Regis
     damaged = {d.directory.name: d for d in found}
     trainings = Trainings([directory])
     parents = ParentCache(directory / "parents")
-    run_name = suite.get("name", "SUITE")
+    again = rerun_command(suite, registry)
     for cell_dir, spec, result, adding in work:
         order = resolve(adding, None, trainings).order
         if order.action != MEASURE:
@@ -93,7 +113,7 @@ def measure_run(directory: Path | str, refs: list[ComponentRef], registry: Regis
                    "keeps no model (stored before models were kept, or with --no-models)")
             summary.without_model.append(
                 f"{cell_dir}: {label} seed {spec.seed} {why}; train it with the metrics in another directory: "
-                f"gstbench run --suite {run_name} " + " ".join(f"--metric {ref.label}" for ref in adding.metrics)
+                f"{again} " + " ".join(f"--metric {ref.label}" for ref in adding.metrics)
                 + f" --reuse {directory} --out NEWDIR")
             continue
         keys: dict[str, list[str]] = {}
