@@ -25,6 +25,7 @@ class MaskEffector:
     def __init__(self):
         self.graph = None
         self.slices: dict[str, list] = {}
+        self.masked: dict[str, torch.Tensor] = {}  # each layer's units whose slices are in self.slices
         self.weight_masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
@@ -36,8 +37,13 @@ class MaskEffector:
         if self.graph is None:  # masking never changes shapes: one graph serves the whole cell
             self.graph = dependency_graph(ctx.model, ctx.example_input)
         dead = (~layer.alive).nonzero().flatten()
-        self.slices[layer.name] = removal_slices(self.graph, layer, dead)
-        zero_slices(self.slices[layer.name])
+        masked = self.masked.get(layer.name, torch.zeros(0, dtype=torch.long))
+        new = dead[~torch.isin(dead, masked)]
+        if new.numel():  # the slices of the units newly dead only: torch-pruning's mapping costs per index
+            self.slices[layer.name] = _merged(self.slices.get(layer.name, []),
+                                              removal_slices(self.graph, layer, new))
+            self.masked[layer.name] = dead
+        zero_slices(self.slices.get(layer.name, []))
         return None
 
     @torch.no_grad()
@@ -46,6 +52,15 @@ class MaskEffector:
             zero_slices(slices)
         for weight, keep in self.weight_masks.values():
             weight.mul_(keep)
+
+
+def _merged(slices: list, more: list) -> list:
+    """One (parameter, dim, indices) per parameter and dim: the union of both lists' indices, sorted."""
+    out: dict[tuple[int, int], tuple] = {}
+    for param, dim, idx in [*slices, *more]:
+        key = (id(param), dim)
+        out[key] = (param, dim, idx if key not in out else torch.cat([out[key][2], idx]).unique())
+    return list(out.values())
 
 
 class RemoveEffector:
