@@ -3,7 +3,6 @@ finished cells without training)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
@@ -122,6 +121,7 @@ class _RunScreen:
 
     def __init__(self, suite, out: Path, quiet: bool) -> None:
         self.suite, self.out, self.quiet, self.bar = suite, out, quiet, None
+        self.labels: dict[str, str] = {}
 
     def run(self, reg, options):
         from gstbench import stopping
@@ -154,11 +154,12 @@ class _RunScreen:
                            f"their metrics need (stored before models were kept, or with --no-models)", err=True)
         self.bar = RunProgress(pending, self.cell_label, disable=self.quiet)
 
-    @functools.lru_cache(maxsize=None)
-    def cell_label(self, spec) -> str:  # once per cell, not per epoch
+    def cell_label(self, spec) -> str:
         from gstbench.plan.selection import config_label
 
-        return config_label(spec.canonical(), list(self.suite.axes))
+        if spec.hash not in self.labels:  # once per cell, not per epoch
+            self.labels[spec.hash] = config_label(spec.canonical(), list(self.suite.axes))
+        return self.labels[spec.hash]
 
     def on_epoch(self, spec, epoch, epochs) -> None:
         self.bar.epoch(spec, epoch, epochs)
