@@ -278,3 +278,19 @@ def test_a_training_another_run_is_training_is_waited_for_and_measured_not_train
     results = [json.loads(p.read_text()) for p in b.glob("cells/*/result.json")]
     assert len(results) == 3 and all("macs" in r["metrics"] for r in results)
     assert all(r["training_from"].startswith(str((a / "trainings").resolve())) for r in results)
+
+
+def test_two_cells_of_one_run_sharing_a_training_in_flight_together_train_it_once(tmp_path):
+    """Cells that differ only in their metrics, started at once on two workers: one trains the training, the other
+    waits on its lease and measures what it stored."""
+    suite = tmp_path / "share.toml"
+    suite.write_text('name = "share"\nseeds = 1\n[base]\nmodel = { name = "cnn1d", channels = [8, 16, 16, 16] }\n'
+                     'dataset = { name = "mnist1d", num_samples = 600, train_split = 0.5 }\n'
+                     'train = { epochs = 3, batch_size = 64 }\n[axes]\nmetrics = [[], ["cost"]]\n[scales.quick]\n')
+    out = tmp_path / "out"
+    _run(str(suite), out, "--executor", "pool", "--workers", "2")
+    assert len(list((out / "trainings").iterdir())) == 1
+    results = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
+    measured = [r for r in results if r.get("training_from")]
+    assert len(results) == 2 and len(measured) == 1
+    assert results[0]["metrics"]["final_test_acc"] == results[1]["metrics"]["final_test_acc"]
