@@ -99,6 +99,11 @@ def is_group_ref(ref: Any) -> bool:
                                                     and all(isinstance(g, str) for g in ref))
 
 
+def _correlation_problem(value: float) -> str | None:
+    """An effect given as r or tau must be one."""
+    return f"{value:g} is not a correlation (|r| or |tau| < 1)" if abs(value) >= 1 else None
+
+
 def _values(split: Split, runs: list[Any], *metrics: str) -> list[tuple[float, ...]]:
     """Each run's values of ``metrics`` at the split's round, where it has them all."""
     rows = [tuple(r.value(m, split.round) for m in metrics) for r in runs]
@@ -122,9 +127,7 @@ class Correlation(ClaimKind):
         out.setdefault("runs", "pruned")
 
     def effect_problem(self, value, test):
-        if abs(value) >= 1:
-            return f"{value:g} is not a correlation (|r| or |tau| < 1)"
-        return super().effect_problem(value, test)
+        return _correlation_problem(value) or ClaimKind.effect_problem(self, value, test)
 
     def parts(self, test, split):
         pairs = _values(split, split.pick(test["runs"]), test["x"], test["y"])
@@ -211,9 +214,7 @@ class Trend(Order):
         super().check(t, out, need)
 
     def effect_problem(self, value, test):
-        if abs(value) >= 1:
-            return f"{value:g} is not a correlation (|r| or |tau| < 1)"
-        return ClaimKind.effect_problem(self, value, test)
+        return _correlation_problem(value) or ClaimKind.effect_problem(self, value, test)
 
     def parts(self, test, split):
         pool = split.pick(test["runs"])

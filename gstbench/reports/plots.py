@@ -263,7 +263,7 @@ def _potential(ax, suite, groups, report) -> str | None:
                 for k, m in zip(names, means)]
         err = [[m - lo for m, lo in zip(means, low)], [hi - m for m, hi in zip(means, high)]]
         ax.bar(np.arange(len(names)) + i * width, means, width, yerr=err, capsize=2,
-               label=" ".join(v for v in row.label.values() if v != "-"))  # as the leaderboard labels it
+               label=row.title)  # as the leaderboard labels it
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
                   ["all shifts" if n == "mean" else n.replace("_", " ") for n in names], fontsize=8)
     delta = rows[0].potential["delta"]

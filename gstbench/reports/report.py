@@ -55,6 +55,11 @@ class Row:
     potential: dict[str, Any] | None = None  # rounds that measured shifted data: prune potential
     tied: float | None = None  # the mean share of alive units whose scores tied, over its pruning events
 
+    @property
+    def title(self) -> str:
+        """The configuration in words: its label's values, "-" left out (``bn-gamma smallest mask 1ep``)."""
+        return " ".join(v for v in self.label.values() if v != "-")
+
     def as_json(self) -> dict[str, Any]:
         out = {**self.label, "configuration": self.configuration, "rate": self.rate, "n": self.n,
                "failed": self.failed, "missing": self.missing, "corrupt": self.corrupt, **self.stats,

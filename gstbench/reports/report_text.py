@@ -125,9 +125,7 @@ def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
     if report.answer:
         lines += _render_answer(report.answer, tablefmt)
     lines += render_claims(report.claims, tablefmt)
-    t = report.totals
-    lines.append(f"cells: {t['ok']} ok, {t['failed']} failed, " + (f"{t['corrupt']} corrupt, " if t["corrupt"] else "")
-                 + f"{t['missing']} missing")
+    lines.append(totals_line(report))
     time_split = report.time
     if time_split and time_split["wall_s"]:
         def part(name: str, v: dict) -> str:
@@ -137,12 +135,21 @@ def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
         if time_split["metrics"]:
             lines.append("  metrics: " + ", ".join(part(k, v) for k, v in time_split["metrics"].items())
                          + " (shared work counts for the first metric that needs it)")
-    for r in report.rows:
-        for err in r.errors:
-            lines.append(f"  failed cell {short_hash(err['hash'])} (seed {err['seed']}): {err['error']}")
-    for bad in report.corrupt:
-        lines.append(f"  corrupt cell {bad['cell']}: {bad['problem']}")
+    lines += [f"  {line}" for line in problem_lines(report)]
     return "\n".join(lines)
+
+
+def totals_line(report: Leaderboard) -> str:
+    t = report.totals
+    return (f"cells: {t['ok']} ok, {t['failed']} failed, " + (f"{t['corrupt']} corrupt, " if t["corrupt"] else "")
+            + f"{t['missing']} missing")
+
+
+def problem_lines(report: Leaderboard) -> list[str]:
+    """A line per failed cell (its error) and per corrupt one (what is wrong with it)."""
+    return [*(f"failed cell {short_hash(err['hash'])} (seed {err['seed']}): {err['error']}"
+              for r in report.rows for err in r.errors),
+            *(f"corrupt cell {bad['cell']}: {bad['problem']}" for bad in report.corrupt)]
 
 
 TIED_MOST = 0.5  # a scorer that ties on more than half of the alive units per event ranks little of what it prunes
@@ -153,8 +160,7 @@ def tie_warnings(rows: list[Row]) -> list[str]:
     out = []
     for r in rows:
         if r.tied is not None and r.tied > TIED_MOST:
-            name = " ".join(v for v in r.label.values() if v != "-")
-            out.append(f"ties: {name}: scores tied on {100 * r.tied:.0f}% of the alive units per pruning event "
+            out.append(f"ties: {r.title}: scores tied on {100 * r.tied:.0f}% of the alive units per pruning event "
                        f"(mean); among tied units the pick is a draw from the cell's seed, not a ranking")
     return out
 

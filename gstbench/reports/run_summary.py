@@ -13,11 +13,10 @@ from typing import Any
 
 from tabulate import tabulate
 
-from gstbench.plan.config import short_hash
 from gstbench.reports.claim_stats import format_effect, format_power
 from gstbench.reports.claims import count_verdicts, label_of
 from gstbench.reports.report import TABLE_STATS, Leaderboard, Row
-from gstbench.reports.report_text import tie_warnings
+from gstbench.reports.report_text import problem_lines, tie_warnings, totals_line
 from gstbench.reports.stats import format_number, format_percent
 
 WIDTH = 100
@@ -28,10 +27,7 @@ def render_run_summary(report: Leaderboard, out: Path, width: int = WIDTH) -> st
     """The end of ``run``: the leaderboard's rows, the claims' verdicts, the cells' totals and where the full
     report is; no line longer than ``width``."""
     lines = [*_leaderboard_lines(report, width), *_claim_lines(report.claims, width)]
-    prose = [*tie_warnings(report.rows), _totals(report),
-             *(f"failed cell {short_hash(err['hash'])} (seed {err['seed']}): {err['error']}"
-               for r in report.rows for err in r.errors),
-             *(f"corrupt cell {bad['cell']}: {bad['problem']}" for bad in report.corrupt)]
+    prose = [*tie_warnings(report.rows), _totals(report), *problem_lines(report)]
     lines += [textwrap.fill(text, width=width, subsequent_indent="  ", break_long_words=True) for text in prose]
     lines += ["full tables, each claim's parts, the legend (a page: add --format html --output report.html):",
               f"  gstbench report {out}"]  # never wrapped: a path cut in two cannot be pasted
@@ -58,7 +54,7 @@ def _leaderboard_lines(report: Leaderboard, width: int) -> list[str]:
 def _table(rows: list[Row], stats: list[str], width: int, squeeze: bool = False) -> str | None:
     """The table with these statistics, configuration labels shortened to fit ``width``; None if it cannot."""
     headers = ["configuration", "n", *(TABLE_STATS.get(s, s) for s in stats)]
-    body = [[_label(r), _count(r), *(_stat(r, s) for s in stats)] for r in rows]
+    body = [[r.title, _count(r), *(_stat(r, s) for s in stats)] for r in rows]
     rest = max(map(len, tabulate([row[1:] for row in body], headers=headers[1:],
                                  disable_numparse=True).splitlines()))
     room = width - rest - 2
@@ -67,10 +63,6 @@ def _table(rows: list[Row], stats: list[str], width: int, squeeze: bool = False)
     body = [[_shorten(row[0], max(room, 1)), *row[1:]] for row in body]
     text = tabulate(body, headers=headers, disable_numparse=True)
     return text if squeeze or max(map(len, text.splitlines())) <= width else None
-
-
-def _label(row: Row) -> str:
-    return " ".join(v for v in row.label.values() if v != "-")
 
 
 def _count(row: Row) -> str:
@@ -82,7 +74,7 @@ def _stat(row: Row, name: str) -> str:
     stat = row.stats.get(name)
     if stat is None:
         return "-"
-    return format_percent(stat) if name in TABLE_STATS or name.endswith("_acc") else format_number(stat)
+    return format_percent(stat) if name in TABLE_STATS else format_number(stat)  # as the leaderboard has them
 
 
 def _shorten(text: str, room: int) -> str:
@@ -112,9 +104,7 @@ def _claim_lines(claims: list[dict[str, Any]], width: int) -> list[str]:
 
 
 def _totals(report: Leaderboard) -> str:
-    t = report.totals
-    text = f"cells: {t['ok']} ok, {t['failed']} failed, " + (f"{t['corrupt']} corrupt, " if t["corrupt"] else "") \
-        + f"{t['missing']} missing"
+    text = totals_line(report)
     if report.time and report.time["wall_s"]:
         text += f"; {report.time['wall_s']:.1f} s in {report.time['cells']} cells"
     return text
