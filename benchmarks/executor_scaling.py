@@ -63,7 +63,7 @@ def main() -> None:
     suite = Path(tempfile.mkdtemp()) / "scaling.toml"
     suite.write_text(tiny.TINY_SUITE if args.tiny else SUITE.format(epochs=args.epochs, end=args.epochs - 4))
     executors = ["pool"] + (["ray"] if importlib.util.find_spec("gstbench_ray") and not args.tiny else [])
-    print(f"{os.cpu_count()} CPU cores; {'4 tiny cells' if args.tiny else f'8 cells of {args.epochs} epochs'}; one thread per cell; "
+    print(f"{os.cpu_count()} CPU cores; {'3 tiny cells' if args.tiny else f'8 cells of {args.epochs} epochs'}; one thread per cell; "
           f"wall time of the whole `gstbench run` (start-up included)")
     reference = None
     for executor in executors:

@@ -75,12 +75,14 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gstbench-reuse-"))
     work.mkdir(parents=True, exist_ok=True)
     suites = {"tradeoff": "tradeoff", "flatness": "flatness"}
-    if args.tiny:  # the same two-suite shape on tiny data: the second is the first with a flatness metric
-        args.seeds = "1"
+    executor = []
+    if args.tiny:  # the same two-suite shape on tiny data (the second is the first with a flatness metric), in
+        # one process: a worker pool's start would be most of each command's seconds
         suites = {name: str(work / f"{name}.toml") for name in suites}
         Path(suites["tradeoff"]).write_text(tiny.TINY_SUITE)
         Path(suites["flatness"]).write_text(tiny.TINY_SUITE.replace("[axes]", "metrics = [\"hessian-trace\"]\n[axes]"))
-    common = ["--scale", args.scale, *(["--seeds", args.seeds] if args.seeds else []), "--json"]
+        executor = ["--executor", "sequential"]
+    common = ["--scale", args.scale, *(["--seeds", args.seeds] if args.seeds else []), *executor, "--json"]
     print(f"{datetime.date.today()}, {os.cpu_count()} CPUs, runs in {work}")
     tradeoff = gstbench("run", "--suite", suites["tradeoff"], *common, "--out", str(work / "tradeoff"))
     shutil.copytree(work / "tradeoff", work / "measured", copy_function=shutil.copy2)

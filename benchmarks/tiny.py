@@ -11,7 +11,7 @@ DATA = {"dataset.num_samples": 240, "train.epochs": 10, "train.milestones": [], 
         "prune.layers.conv3.end": "4ep", "prune.layers.conv4.start": "1ep", "prune.layers.conv4.end": "8ep"}
 TINY_SUITE = """
 name = "tiny-benchmark"
-seeds = 2
+seeds = 1
 [base]
 model = { name = "cnn1d", channels = [8, 16, 16, 16] }
 dataset = { name = "mnist1d", num_samples = 240, train_split = 0.5 }

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DATA
 from gstbench.testing import descendants, running, stored_results
-from gstbench.testing.forkserver import FRESH, ForkedProcess, popen_gstbench, run_gstbench
+from gstbench.testing.forkserver import FRESH, ForkedProcess, popen_gstbench, run_gstbench, run_script
 
 ENV = {**os.environ, "GSTBENCH_LOAD_PLUGINS": ""}
 
@@ -30,6 +30,25 @@ def test_a_forked_command_prints_and_exits_as_a_fresh_interpreter_does(args):
     cwd = DATA / "stored-eb9532a"  # a relative path resolves against the child's own directory
     forked, expected = run_gstbench(*args, env=ENV, cwd=cwd), fresh(*args, cwd=cwd)
     assert (forked.returncode, forked.stdout, forked.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+
+
+SCRIPT = """import sys, helper
+print(__name__, sys.argv[1:], sys.path[0], helper.NAME)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", ["0", "3"])
+def test_a_forked_script_sees_its_argv_name_directory_and_exits_as_a_fresh_interpreter_does(tmp_path, code):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "bench.py").write_text(SCRIPT)
+    (tmp_path / "scripts" / "helper.py").write_text("NAME = 'beside the script'\n")
+    script = tmp_path / "scripts" / "bench.py"
+    forked = run_script(script, code, env=ENV, cwd=tmp_path)
+    expected = subprocess.run([sys.executable, str(script), code], capture_output=True, text=True, env=ENV,
+                              cwd=tmp_path)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+    assert forked.returncode == int(code) and "__main__ ['%s']" % code in forked.stdout
 
 
 def test_a_forked_run_stores_what_a_fresh_one_stores_and_sees_the_tests_environment(tmp_path):

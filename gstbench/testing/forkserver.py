@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 WARM = ("numpy", "scipy.stats", "torch", "torch._dynamo", "torch_pruning", "mnist1d.data")
@@ -156,8 +157,19 @@ def run_gstbench(*args: str, env: dict[str, str] | None = None, cwd: str | os.Pa
                  timeout: float | None = 300) -> subprocess.CompletedProcess:
     """``subprocess.run([python, "-m", "gstbench", *args], capture_output=True, text=True, ...)``, forked from a
     warm interpreter where the environment allows (the module's docstring says when)."""
+    return _run([sys.executable, "-m", "gstbench", *args], env, cwd, timeout)
+
+
+def run_script(script: str | os.PathLike, *args: str, env: dict[str, str] | None = None,
+               cwd: str | os.PathLike | None = None, timeout: float | None = 300) -> subprocess.CompletedProcess:
+    """``subprocess.run([python, script, *args], capture_output=True, text=True, ...)`` for a Python script
+    (a benchmark), forked like ``run_gstbench``: its module search path starts with the script's directory."""
+    return _run([sys.executable, str(Path(script).resolve()), *args], env, cwd, timeout)
+
+
+def _run(argv: list[str], env: dict[str, str] | None, cwd: str | os.PathLike | None, timeout: float | None
+         ) -> subprocess.CompletedProcess:
     full_env = dict(os.environ if env is None else env)
-    argv = [sys.executable, "-m", "gstbench", *args]
     server = _server_for(full_env)
     if server is not None:
         return server.run(argv, full_env, None if cwd is None else str(cwd), timeout)
@@ -343,8 +355,9 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _become_gstbench(request: dict) -> None:
-    """In the child: the test's environment, directory and argv, then `python -m gstbench` as the interpreter runs it."""
+def _become_child(request: dict) -> None:
+    """In the child: the test's environment, directory and argv, then `python -m gstbench` (or the script) as the
+    interpreter runs it."""
     import importlib
     import runpy
 
@@ -354,10 +367,17 @@ def _become_gstbench(request: dict) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
-    sys.path.insert(0, os.getcwd())  # as `python -m` sets it
-    importlib.invalidate_caches()
-    sys.argv = ["-m", *request["argv"][3:]]
-    runpy.run_module("gstbench", run_name="__main__", alter_sys=True)
+    argv = request["argv"]
+    if argv[1] == "-m":
+        sys.path.insert(0, os.getcwd())  # as `python -m` sets it
+        importlib.invalidate_caches()
+        sys.argv = ["-m", *argv[3:]]
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    else:
+        sys.path.insert(0, os.path.dirname(argv[1]))  # as `python script.py` sets it
+        importlib.invalidate_caches()
+        sys.argv = argv[1:]
+        runpy.run_path(argv[1], run_name="__main__")
 
 
 if __name__ == "__main__":
@@ -368,4 +388,4 @@ if __name__ == "__main__":
         importlib.import_module(name)
     child_request = _serve(sys.argv[1])
     if child_request is not None:
-        _become_gstbench(child_request)
+        _become_child(child_request)
