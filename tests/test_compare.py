@@ -88,9 +88,52 @@ def test_missing_and_new_configurations_are_reported(smoke, tmp_path):
     added = copy.deepcopy(gone)
     added["key"], added["label"]["period"] = "0" * 16, "9ep"
     moved["configurations"].append(added)
-    code, result, _ = compare_json(str(root / "base.json"), _write(tmp_path / "moved.json", moved))
-    assert code == 0
+    moved_file = _write(tmp_path / "moved.json", moved)
+    code, result, _ = compare_json(str(root / "base.json"), moved_file)
+    assert code == 1 and result["missing_fails"]  # a configuration that went away fails the gate
     assert result["counts"]["missing"] == 2 and result["counts"]["new"] == 2  # two metrics each
+    code, result, _ = compare_json(str(root / "base.json"), moved_file, "--allow-missing")
+    assert code == 0 and result["counts"]["missing"] == 2 and not result["regressed"]
+    plain = run_cli("compare", str(root / "base.json"), moved_file)
+    assert plain.returncode == 1 and "a configuration only in BASE fails the gate" in plain.stdout
+
+
+def _changed_lr(data: dict, drop: list[float]) -> dict:
+    """The export as a run with train.lr 0.0005 would store it: new configuration keys, the accuracy moved."""
+    out = copy.deepcopy(data)
+    for config in out["configurations"]:
+        config["config"]["train"]["lr"] = 0.0005
+        config["key"] = config["key"][::-1]
+        for run, d in zip(config["runs"], drop):
+            run["metrics"]["best_test_acc"] += d
+    return out
+
+
+def test_a_changed_configuration_is_matched_across_the_change_and_its_regression_fails(smoke, tmp_path):
+    root, data = smoke
+    changed = _write(tmp_path / "lr.json", _changed_lr(data, [-0.30, -0.27, -0.29]))
+    code, result, _ = compare_json(str(root / "base.json"), changed)
+    assert code == 1 and result["counts"]["missing"] == 6 and result["counts"]["new"] == 6  # unmatched: all moved
+    code, result, _ = compare_json(str(root / "base.json"), changed, "--match", "train.lr=0.003:0.0005")
+    assert code == 1 and result["counts"]["missing"] == 0 and result["counts"]["new"] == 0
+    rows = [r for r in result["rows"] if r["metric"] == "best_test_acc"]
+    assert len(rows) == 3 and all(r["verdict"] == "regressed" and r["matched"] for r in rows)
+    assert all(r["verdict"] == "unchanged" for r in result["rows"] if r["metric"] == "stability")
+    code, bare, _ = compare_json(str(root / "base.json"), changed, "--match", "train.lr")  # the axis left out
+    assert code == 1 and bare["rows"] == result["rows"]
+    plain = run_cli("compare", str(root / "base.json"), changed, "--match", "train.lr=3e-3:5e-4")
+    assert plain.returncode == 1 and "(base: bn-gamma smallest mask 4ep)" in plain.stdout
+    code, result, _ = compare_json(str(root / "base.json"), changed, "--match", "train.lr=0.1:0.0005")
+    assert code == 1 and result["counts"]["missing"] == 6  # OLD matches nothing: nothing is paired
+
+
+def test_labels_read_back_from_an_export_print_in_one_order(smoke, tmp_path):
+    root, data = smoke
+    resorted = copy.deepcopy(data)
+    for config in resorted["configurations"]:
+        config["label"] = dict(sorted(config["label"].items()))  # as a JSON writer that sorts keys leaves it
+    proc = run_cli("compare", _write(tmp_path / "sorted.json", resorted), str(root / "run"))
+    assert proc.returncode == 0 and "bn-gamma largest mask 4ep" in proc.stdout and "mask 4ep bn-gamma" not in proc.stdout
 
 
 def test_bad_input_exits_2_and_names_it(smoke, tmp_path):
@@ -98,12 +141,18 @@ def test_bad_input_exits_2_and_names_it(smoke, tmp_path):
     other = _write(tmp_path / "other.json", {"hello": 1})
     proc = run_cli("compare", str(root / "base.json"), other)
     assert proc.returncode == 2 and "other.json is not a gstbench export" in proc.stderr
-    future = _write(tmp_path / "future.json", {**data, "version": 99})
+    future = _write(tmp_path / "future.json", {**data, "version": 99, "gstbench": "9.1.0"})
     proc = run_cli("compare", future, str(root / "run"))
-    assert proc.returncode == 2 and "version 99" in proc.stderr
-    proc = run_cli("compare", str(root / "base.json"), str(root / "run"), "--tolerance", "much")
-    assert proc.returncode == 2 and "--tolerance" in proc.stderr
-    assert run_cli("compare", str(root / "base.json"), str(tmp_path / "absent")).returncode == 2
+    assert proc.returncode == 2 and "version 99" in proc.stderr and "upgrade gstbench to 9.1.0" in proc.stderr
+    base, run = str(root / "base.json"), str(root / "run")
+    for extra, said in ((["--tolerance", "much"], "--tolerance"), (["--tolerance", "-0.1"], "--tolerance"),
+                        (["--tolerance", "foo=0.1"], "foo is not a compared metric"),
+                        (["--metric", "stabilty"], "did you mean: stability"),
+                        (["--match", "train.lr=0.003"], "--match"), (["--match", "=1:2"], "--match")):
+        proc = run_cli("compare", base, run, *extra)
+        assert proc.returncode == 2 and said in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            (extra, proc.stderr)
+    assert run_cli("compare", base, str(tmp_path / "absent")).returncode == 2
 
 
 def test_csv_export_has_one_row_per_cell_and_a_column_per_axis_and_metric(smoke, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from gstbench.errors import GstbenchError
 from gstbench.cli.common import directory_argument, echo_json, json_option, output_option, registry
 from gstbench.reports import DEFAULT_TOLERANCE
 
@@ -126,9 +127,15 @@ def export_model_cmd(cell, file, masked) -> None:
               help="Compare this metric (repeatable) [default: stability, the suite's rank and columns].")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]VALUE",
               help=f"Smallest change that counts (absolute; default {DEFAULT_TOLERANCE}), for all metrics or one.")
-def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
-    """Compare two result sets (directories or exports); exit 1 if anything regressed, 2 on bad input."""
-    from gstbench.reports.compare import compare, load, render_comparison
+@click.option("--match", "matches", multiple=True, metavar="AXIS=OLD:NEW",
+              help="Compare BASE's configurations with OLD at AXIS with NEW's that have NEW there, all else equal "
+                   "(e.g. train.lr=0.003:0.0005); a bare AXIS leaves it out of the matching (repeatable).")
+@click.option("--allow-missing", is_flag=True,
+              help="Report configurations only in BASE without failing [default: they fail the gate].")
+def compare_cmd(base, new, tablefmt, output, metrics, tolerances, matches, allow_missing) -> None:
+    """Compare two result sets (directories or exports); exit 1 if anything regressed or a configuration of BASE
+    is missing from NEW, 2 on bad input."""
+    from gstbench.reports.compare import compare, load, parse_match, render_comparison
 
     default, per_metric = DEFAULT_TOLERANCE, {}
     for t in tolerances:
@@ -136,7 +143,10 @@ def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
         try:
             number = float(value)
         except ValueError:
-            raise click.BadParameter(f"{t!r} is not VALUE or METRIC=VALUE", param_hint="--tolerance") from None
+            number = float("nan")
+        if not 0 <= number < float("inf"):
+            raise GstbenchError(f"--tolerance {t!r}: write VALUE or METRIC=VALUE with VALUE a number >= 0 "
+                                f"(e.g. --tolerance stability=0.02)")
         if name:
             per_metric[name] = number
         else:
@@ -144,7 +154,7 @@ def compare_cmd(base, new, tablefmt, output, metrics, tolerances) -> None:
     from gstbench.reports.html_report import comparison_html, write_page
 
     result = compare(load(base), load(new), list(metrics) or None, per_metric, default,
-                     registry().better_directions())
+                     registry().better_directions(), [parse_match(m) for m in matches], allow_missing)
     if tablefmt == "html":
         page = comparison_html(result, str(base), str(new))
     elif tablefmt == "json":

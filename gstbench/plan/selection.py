@@ -66,7 +66,7 @@ def matches(spec: CellSpec | dict[str, Any], dotted: str, allowed: list[Any]) ->
     if node is MISSING or node is None:
         return (False in allowed) if (node is None or dotted == "prune") else False
     if isinstance(node, dict) and "id" in node:
-        return id_parts(node["id"])[1] in allowed or short_label(node) in allowed
+        return id_parts(node["id"])[1] in allowed or short_label(node) in allowed or node["id"] in allowed
     return node in allowed or str(node) in [str(a) for a in allowed]
 
 
@@ -100,9 +100,19 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> di
     return row
 
 
+LABEL_ORDER = ("scorer", "target", "effector", "period")
+
+
+def label_text(row: dict[str, Any]) -> str:
+    """A ``describe_config`` row in one line, its parts in one order wherever it is printed (a row read back from
+    JSON may have its keys sorted): scorer, target, effector, period, then the others as they come."""
+    ordered = [*(k for k in LABEL_ORDER if k in row), *(k for k in row if k not in LABEL_ORDER)]
+    return " ".join(str(row[k]) for k in ordered if row[k] != "-")
+
+
 def config_label(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> str:
     """A configuration in one line, as the leaderboard labels it: e.g. ``l1 largest mask 1ep``."""
-    return " ".join(str(v) for v in describe_config(spec, axes).values() if v != "-")
+    return label_text(describe_config(spec, axes))
 
 
 def component_paths(spec: CellSpec | dict[str, Any]) -> list[str]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,11 @@ from tabulate import tabulate
 from gstbench import __version__
 from gstbench.reports import ALPHA, DEFAULT_TOLERANCE
 from gstbench.reports.claim_stats import format_effect, format_p, format_power, format_tested, verdict_label, verdict_rank
-from gstbench.reports.distributions import t_quantile
-from gstbench.errors import GstbenchError
+from gstbench.reports.distributions import t_quantile, t_sf
+from gstbench.reports.power import detectable_change
+from gstbench.errors import GstbenchError, closest
 from gstbench.plan.config import short_hash
-from gstbench.plan.selection import describe_config
+from gstbench.plan.selection import describe_config, label_text, matches
 from gstbench.reports.report import claims_for
 from gstbench.store.cell_result import ENGINE_BETTER
 from gstbench.store.reader import keys_named_after, load_results
@@ -39,6 +42,16 @@ from gstbench.store.store import atomic_write_json, atomic_write_text
 
 FORMAT = "gstbench-results"
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class Match:
+    """``--match``: BASE's configurations with ``old`` at ``axis`` compared with NEW's with ``new`` there, everything
+    else equal (``old`` and ``new`` None: the axis is left out when matching)."""
+
+    axis: str
+    old: Any
+    new: Any
 
 
 def collect(directory: Path | str) -> dict[str, Any]:
@@ -52,7 +65,9 @@ def collect(directory: Path | str) -> dict[str, Any]:
             if cell.status == "ok":
                 run["metrics"] = {k: v for k, v in cell.result.metrics.items() if is_number(v)}
             runs.append(run)
-        configs.append({"key": short_hash(config.key), "label": describe_config(config.spec, results.axes), "runs": runs})
+        settings = {k: v for k, v in config.spec.canonical().items() if k != "seed"}
+        configs.append({"key": short_hash(config.key), "label": describe_config(config.spec, results.axes),
+                        "config": settings, "runs": runs})
     suite = results.suite
     return {"format": FORMAT, "version": VERSION, "gstbench": __version__,
             "suite": {k: suite.get(k) for k in ("name", "scale", "seeds", "rank", "columns")},
@@ -102,8 +117,13 @@ def load(path: Path | str) -> dict[str, Any]:
         raise GstbenchError(f"{p} is neither a result directory nor a readable export: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise GstbenchError(f"{p} is not a gstbench export (no \"format\": \"{FORMAT}\")")
-    if data.get("version") != VERSION:
-        raise GstbenchError(f"{p} is export version {data.get('version')}; this gstbench reads version {VERSION}")
+    version, writer = data.get("version"), data.get("gstbench", "an unknown version")
+    if isinstance(version, int) and version > VERSION:
+        raise GstbenchError(f"{p} is export version {version}, written by gstbench {writer}; gstbench {__version__} "
+                            f"reads version {VERSION}: upgrade gstbench to {writer} or later to compare it")
+    if version != VERSION:
+        raise GstbenchError(f"{p} is export version {version!r}; gstbench {__version__} reads version {VERSION}: "
+                            f"export its result directory again (gstbench export DIR FILE)")
     return data
 
 
@@ -117,61 +137,173 @@ def _values(entry: dict[str, Any] | None, metric: str) -> dict[int, float]:
 
 def _metric_keys(names: list[str], configurations: list[dict[str, Any]]) -> list[str]:
     """``--metric`` values as keys: a key the runs report stays; a metric's component name (``hessian-trace``)
-    becomes the numeric keys named after it (``keys_named_after``, as the report reads it)."""
+    becomes the numeric keys named after it (``keys_named_after``, as the report reads it). A name that is neither
+    is bad input (GstbenchError)."""
     metrics = [r.get("metrics", {}) for e in configurations for r in e["runs"] if r["status"] == "ok"]
+    reported = sorted({k for m in metrics for k, v in m.items() if is_number(v)})
     out = []
     for name in names:
-        named = keys_named_after(name, metrics)
-        out += [name] if any(is_number(m.get(name)) for m in metrics) or not named else named
+        if name in reported:
+            out.append(name)
+        elif named := keys_named_after(name, metrics):
+            out += named
+        else:
+            raise GstbenchError(f"compare --metric {name}: no run on either side reports it{closest(name, reported)}; "
+                                f"name a metric the runs report (`gstbench report DIR --format json` lists them)")
     return list(dict.fromkeys(out))
+
+
+def parse_match(text: str) -> Match:
+    """``--match AXIS=OLD:NEW`` (BASE's configurations with OLD at AXIS are compared with NEW's with NEW there, all
+    else equal) or ``--match AXIS`` (AXIS is left out when configurations are matched). OLD and NEW are values as
+    a table shows them (``bn-gamma``, ``0.003``) or full ids (``gstbench:bn-gamma:myplugin:flipped``)."""
+    axis, eq, values = text.partition("=")
+    if not axis or (eq and not values):
+        raise GstbenchError(f"--match {text!r}: write AXIS=OLD:NEW (e.g. train.lr=0.003:0.0005) or AXIS")
+    if not eq:
+        return Match(axis, None, None)
+    parts = values.split(":")
+    if len(parts) % 2:
+        raise GstbenchError(f"--match {text!r}: OLD:NEW must split into two values of as many parts each "
+                            f"(name:name, or plugin:name:plugin:name)")
+    half = len(parts) // 2
+    return Match(axis, _literal(":".join(parts[:half])), _literal(":".join(parts[half:])))
+
+
+def _literal(text: str) -> Any:
+    """A value as TOML reads it (0.003, 16, true), else the text itself (a name)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _without(config: dict[str, Any], axes: list[str]) -> str:
+    """The configuration's settings, the matched axes left out, as one comparable string."""
+    config = json.loads(json.dumps(config))
+    for axis in axes:
+        *path, last = axis.split(".")
+        node: Any = config
+        for part in path:
+            node = _into(node, part)
+            node = node.get(part) if isinstance(node, dict) else None
+        node = _into(node, last)
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(config, sort_keys=True)
+
+
+def _into(node: Any, part: str) -> Any:
+    """Where ``part`` lives under ``node``: a component's options hold what the component itself does not (as
+    ``selection.value_at`` reads a dotted key)."""
+    if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
+        return node["options"]
+    return node
+
+
+def _pair(base: dict[str, dict], new: dict[str, dict], rules: list[Match]) -> dict[str, str]:
+    """BASE key -> NEW key: the same configuration, or one the ``--match`` rules map onto another."""
+    pairs = {k: k for k in base if k in new}
+    if not rules:
+        return pairs
+    axes = [r.axis for r in rules]
+    for side, entries in (("BASE", base), ("NEW", new)):
+        if any("config" not in e for e in entries.values()):
+            raise GstbenchError(f"--match needs each configuration's settings, which {side}'s export lacks (written "
+                                f"before gstbench kept them): export its result directory again")
+    free = {k: _without(e["config"], axes) for k, e in new.items() if k not in pairs.values()}
+    for key, entry in base.items():
+        if key in pairs:
+            continue
+        if not all(r.old is None or matches(entry["config"], r.axis, [r.old]) for r in rules):
+            continue
+        stripped = _without(entry["config"], axes)
+        for other, text in free.items():
+            if text == stripped and all(r.new is None or matches(new[other]["config"], r.axis, [r.new])
+                                        for r in rules):
+                pairs[key] = other
+                del free[other]
+                break
+    return pairs
+
+
+def _default_metrics(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    suite = new["suite"] if new["configurations"] else base["suite"]
+    return list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc", *(suite.get("columns") or [])]))
 
 
 def compare(base: dict[str, Any], new: dict[str, Any], metrics: list[str] | None = None,
             tolerances: dict[str, float] | None = None, default_tolerance: float = DEFAULT_TOLERANCE,
-            better: dict[str, str] | None = None) -> dict:
-    """One row per configuration and metric, with base and new means, the delta, its Welch interval and a verdict.
+            better: dict[str, str] | None = None, match: list[Match] = (), allow_missing: bool = False) -> dict:
+    """One row per configuration and metric, with base and new means, the delta, its interval, a verdict and the
+    smallest change the seeds could detect. A configuration only in BASE fails the gate unless ``allow_missing``.
 
     ``better`` maps a metric to "higher" or "lower" (``Registry.better_directions``), added to the engine's own;
     a metric with no direction that changed beyond noise is "changed", neither improved nor regressed.
     """
     tolerances = tolerances or {}
     better = {**ENGINE_BETTER, **(better or {})}
-    if metrics is None:
-        suite = new["suite"] if new["configurations"] else base["suite"]
-        metrics = list(dict.fromkeys(["stability", suite.get("rank") or "best_test_acc",
-                                      *(suite.get("columns") or [])]))
-    else:
-        metrics = _metric_keys(metrics, [*base["configurations"], *new["configurations"]])
+    metrics = _default_metrics(base, new) if metrics is None else \
+        _metric_keys(metrics, [*base["configurations"], *new["configurations"]])
+    for name, value in tolerances.items():
+        if name not in metrics:
+            raise GstbenchError(f"--tolerance {name}={value}: {name} is not a compared metric (compared: "
+                                f"{', '.join(metrics)}){closest(name, metrics)}; fix the name or add --metric {name}")
     b = {e["key"]: e for e in base["configurations"]}
     n = {e["key"]: e for e in new["configurations"]}
+    pairs = _pair(b, n, list(match))
     rows = []
-    def label_of(key: str) -> dict[str, Any]:
-        return (n.get(key) or b.get(key))["label"]
-
-    order = sorted(set(b) | set(n), key=lambda k: (k not in b, json.dumps(label_of(k), sort_keys=True), k))
-    for key in order:
-        label = label_of(key)
+    units = [(k, pairs.get(k)) for k in b] + [(None, k) for k in n if k not in pairs.values()]
+    units.sort(key=lambda u: (u[0] is None, label_text((n.get(u[1]) or b.get(u[0]))["label"]), u[0] or u[1]))
+    for base_key, new_key in units:
+        entry = n.get(new_key) or b[base_key]
         for metric in metrics:
-            vb, vn = _values(b.get(key), metric), _values(n.get(key), metric)
-            if not vb and not vn:
-                continue
-            row: dict[str, Any] = {"key": key, "label": label, "metric": metric, "n_base": len(vb), "n_new": len(vn),
-                                   "base": _mean(vb.values()), "new": _mean(vn.values())}
-            if not vn:
-                row["verdict"] = "missing"
-            elif not vb:
-                row["verdict"] = "new"
-            else:
-                row.update(_verdict(vb, vn, better.get(metric), tolerances.get(metric, default_tolerance)))
-            rows.append(row)
+            row = _row(b.get(base_key), n.get(new_key), metric, better.get(metric),
+                       tolerances.get(metric, default_tolerance))
+            if row is not None:
+                row.update(key=new_key or base_key, label=entry["label"])
+                if base_key and new_key and base_key != new_key:
+                    row["matched"] = label_text(b[base_key]["label"])
+                rows.append(row)
+    return _result(rows, metrics, base, new, default_tolerance, tolerances, allow_missing)
+
+
+def _row(base: dict | None, new: dict | None, metric: str, better: str | None, tolerance: float) -> dict | None:
+    vb, vn = _values(base, metric), _values(new, metric)
+    if not vb and not vn:
+        return None
+    row: dict[str, Any] = {"metric": metric, "n_base": len(vb), "n_new": len(vn),
+                           "base": _mean(vb.values()), "new": _mean(vn.values())}
+    if not vn:
+        return {**row, "verdict": "missing"}
+    if not vb:
+        return {**row, "verdict": "new"}
+    return {**row, **_verdict(vb, vn, better, tolerance), "detectable": _detectable(vb, vn, tolerance)}
+
+
+def _detectable(vb: dict[int, float], vn: dict[int, float], tolerance: float) -> float | None:
+    """The smallest change this row's test calls with 80% power, from each side's spread across seeds."""
+    if len(vb) < 2 or len(vn) < 2:
+        return None
+    sd_b, sd_n = float(np.std(list(vb.values()), ddof=1)), float(np.std(list(vn.values()), ddof=1))
+    return detectable_change(sd_b, len(vb), sd_n, len(vn), tolerance, paired=set(vb) == set(vn))
+
+
+def _result(rows, metrics, base, new, default_tolerance, tolerances, allow_missing) -> dict:
     counts = {v: sum(r["verdict"] == v for r in rows)
               for v in ("regressed", "improved", "changed", "unchanged", "missing", "new")}
     claims = compare_claims(base.get("claims", []), new.get("claims", []))
     claim_counts = {v: sum(c["change"] == v for c in claims) for v in counts}
+    detectable = {}
+    for metric in metrics:
+        values = [r.get("detectable") for r in rows if r["metric"] == metric and "detectable" in r]
+        detectable[metric] = None if not values or None in values else max(values)
+    missing_fails = counts["missing"] > 0 and not allow_missing
     return {"rows": rows, "counts": counts, "claims": claims, "claim_counts": claim_counts,
             "test": f"paired t-test over the seeds both sides ran (Welch t-test otherwise), p < {ALPHA}",
-            "tolerances": {"default": default_tolerance, **tolerances},
-            "regressed": counts["regressed"] > 0 or claim_counts["regressed"] > 0}
+            "tolerances": {"default": default_tolerance, **tolerances}, "detectable": detectable,
+            "allow_missing": allow_missing, "missing_fails": missing_fails,
+            "regressed": counts["regressed"] > 0 or claim_counts["regressed"] > 0 or missing_fails}
 
 
 def compare_claims(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -206,16 +338,15 @@ def _mean(values) -> float | None:
 
 def _difference(vb: dict[int, float], vn: dict[int, float]) -> dict[str, Any]:
     """new - base: paired over seeds when both sides ran the same seeds (same init and data order), else Welch."""
-    from scipy import stats  # its import takes a second: only where a test needs it
-
     if set(vb) == set(vn) and len(vb) >= 2:
         d = np.array([vn[s] - vb[s] for s in sorted(vb)])
         mean, sd = float(d.mean()), float(d.std(ddof=1))
         if sd == 0:  # every seed moved by the same amount: a deterministic change, not noise
             return {"delta": mean, "low": mean, "high": mean, "p": 0.0 if mean else 1.0, "test": "paired"}
-        half = float(t_quantile(0.975, d.size - 1)) * sd / math.sqrt(d.size)
+        se = sd / math.sqrt(d.size)
+        half = float(t_quantile(1 - ALPHA / 2, d.size - 1)) * se
         return {"delta": mean, "low": mean - half, "high": mean + half,
-                "p": float(stats.ttest_1samp(d, 0.0).pvalue), "test": "paired"}
+                "p": float(min(1.0, 2 * t_sf(abs(mean) / se, d.size - 1))), "test": "paired"}
     w = welch_difference(list(vb.values()), list(vn.values()))
     delta = _mean(vn.values()) - _mean(vb.values())
     p = w["p"]
@@ -260,7 +391,7 @@ def comparison_tables(result: dict[str, Any]) -> tuple[list[list[str]], list[lis
 
     table = []
     for r in result["rows"]:
-        label = " ".join(str(v) for v in r["label"].values() if v != "-")
+        label = label_text(r["label"]) + (f" (base: {r['matched']})" if r.get("matched") else "")
         interval = "-" if r.get("low") is None else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
         delta = "-" if r.get("delta") is None else f"{r['delta']:+.4f}"
         p = "-" if r.get("p") is None else f"{r['p']:.2g}"
@@ -272,8 +403,30 @@ def comparison_tables(result: dict[str, Any]) -> tuple[list[list[str]], list[lis
 
 def comparison_summary(result: dict[str, Any]) -> str:
     summary = ", ".join(f"{v} {k}" for k, v in result["counts"].items() if v)
-    return (f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
-            f"(default {result['tolerances']['default']}) that a {result['test']} finds significant")
+    lines = [f"{summary or 'nothing to compare'}; a regression is a change beyond the tolerance "
+             f"(default {result['tolerances']['default']}) that a {result['test']} finds significant"]
+    if result["counts"]["missing"]:
+        lines.append("a configuration only in BASE fails the gate" if result["missing_fails"] else
+                     "configurations only in BASE are reported, not failed (--allow-missing)")
+    lines += detectability_lines(result)
+    return "\n".join(lines)
+
+
+def detectability_lines(result: dict[str, Any]) -> list[str]:
+    """Per metric, the smallest change its seeds detect with 80% power in every configuration, and whether the
+    tolerance or the seeds set that floor."""
+    lines = []
+    for metric, change in result["detectable"].items():
+        tolerance = result["tolerances"].get(metric, result["tolerances"]["default"])
+        if change is None:
+            lines.append(f"{metric}: too few seeds on a side to say what this comparison can detect (at least 2)")
+        elif change > tolerance * 1.0001:
+            lines.append(f"{metric}: this comparison cannot see changes under {change:.4g} (80% power at p < {ALPHA},"
+                         f" from each side's spread over its seeds; the tolerance is {tolerance:g}): more seeds "
+                         f"see smaller ones")
+        else:
+            lines.append(f"{metric}: changes past the tolerance {tolerance:g} are detected with at least 80% power")
+    return lines
 
 
 def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:

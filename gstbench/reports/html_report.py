@@ -228,7 +228,7 @@ def comparison_html(result: dict[str, Any], base: str, new: str) -> str:
     title = f"gstbench compare: {verdict}"
     rows = [[*row[:-1], _badge(row[-1])] for row in table]
     body = [f"<h1>{escape(title)}</h1>", f'<p class="meta">base {escape(base)} · new {escape(new)}</p>',
-            f"<p>{escape(comparison_summary(result))}</p>", "<h2>Metrics</h2>",
+            *(f"<p>{escape(line)}</p>" for line in comparison_summary(result).splitlines()), "<h2>Metrics</h2>",
             _table(COMPARISON_HEADERS, rows, "comparison")]
     if claims:
         body += ["<h2>Claims</h2>", _table(CLAIM_HEADERS, [[*row[:-1], _badge(row[-1])] for row in claims], "claims"),

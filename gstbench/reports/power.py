@@ -40,6 +40,7 @@ axis) and grows the runs; it counts what the part's n counts.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -340,3 +341,50 @@ def welch_model(effect: float, var_a: float, n_a: int, var_b: float, n_b: int, a
         return welch_power(effect, var_a, a, var_b, b, alpha, size, margin, one_sided)
 
     return PowerModel(power, math.ceil(3 / min(share, 1 - share)))
+
+
+def gate_power(change: float, sd_base: float, n_base: int, sd_new: float, n_new: int, tolerance: float,
+               paired: bool, alpha: float = ALPHA) -> float | None:
+    """P(``compare`` calls a true change of ``change`` (> 0, in the metric's bad direction) regressed): the t-test
+    significant at alpha (two-sided) and the estimate beyond the tolerance. Each seed's value has SD ``sd_base`` and
+    ``sd_new``; a change that moves training decorrelates the two sides' runs of a seed, so a paired difference
+    has variance sd_base^2 + sd_new^2 (the conservative case: seeds that stay correlated make it smaller). Paired
+    (the same n seeds on both sides): the noncentral t with the threshold max(t se-hat, tolerance) and the
+    estimated se integrated out; Welch: the same at the Welch-Satterthwaite dof of the true variances."""
+    if paired:
+        if n_base < 2 or n_base != n_new:
+            return None
+        se, dof = math.sqrt((sd_base ** 2 + sd_new ** 2) / n_base), n_base - 1
+    else:
+        if n_base < 2 or n_new < 2:
+            return None
+        se, dof = welch_se_dof(sd_base ** 2, n_base, sd_new ** 2, n_new)
+    if se <= 0:  # no spread: compare counts any change as deterministic
+        return 1.0 if change > tolerance else 0.0
+    threshold = np.maximum(_t_chi(dof, alpha) * se, tolerance)
+    return float(np.mean(special.ndtr((change - threshold) / se)))
+
+
+@functools.lru_cache(maxsize=256)
+def _t_chi(dof: float, alpha: float) -> np.ndarray:
+    """The two-sided critical t times s / sigma at CHI_NODES equally likely points (what a t-test's threshold is,
+    in units of the true se)."""
+    return t_quantile(1 - alpha / 2, dof) * _chi_scale(dof)
+
+
+def detectable_change(sd_base: float, n_base: int, sd_new: float, n_new: int, tolerance: float, paired: bool,
+                      target: float = TARGET_POWER) -> float | None:
+    """The smallest change ``compare`` calls regressed with probability ``target`` (``gate_power``); None where the
+    test is undefined (one seed on a side)."""
+    def power(change: float) -> float | None:
+        return gate_power(change, sd_base, n_base, sd_new, n_new, tolerance, paired)
+
+    if power(tolerance) is None:
+        return None
+    low, high = tolerance, tolerance + max(sd_base, sd_new, 1e-12)
+    while power(high) < target:
+        low, high = high, 2 * high
+    while high - low > 1e-4 * high:
+        mid = (low + high) / 2
+        low, high = (low, mid) if power(mid) >= target else (mid, high)
+    return high

@@ -23,7 +23,7 @@ from gstbench.reports.methods import compare_methods
 from gstbench.errors import GstbenchError, closest
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
-from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at, outside_scope
+from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at, label_text, outside_scope
 from gstbench.reports.stats import (INTERVALS, correlation, describe_interval, is_number,
                                     mean_interval, prune_potential, welch_difference)
 
@@ -58,7 +58,7 @@ class Row:
     @property
     def title(self) -> str:
         """The configuration in words: its label's values, "-" left out (``bn-gamma smallest mask 1ep``)."""
-        return " ".join(v for v in self.label.values() if v != "-")
+        return label_text(self.label)
 
     def as_json(self) -> dict[str, Any]:
         out = {**self.label, "configuration": self.configuration, "rate": self.rate, "n": self.n,
