@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -115,6 +116,39 @@ def test_flatness_measures_the_tradeoff_matrix(registry, scale):
     assert {dataclasses.replace(c, metrics=()).config_hash for c in flatness.cells} == {
         c.config_hash for c in tradeoff.cells}
     assert flatness.seeds == tradeoff.seeds
+
+
+def test_extends_inherits_the_matrix_seeds_scales_and_claims_and_overrides_what_it_restates(registry, tmp_path):
+    tradeoff = load_suite(registry, "tradeoff")
+    child = tmp_path / "my-tradeoff.toml"
+    child.write_text('name = "my-tradeoff"\nextends = "tradeoff"\n[base.train]\nlr = 5e-4\n')
+    mine = load_suite(registry, str(child))
+    assert (mine.seeds, mine.axes, mine.scales) == (tradeoff.seeds, tradeoff.axes, tradeoff.scales)
+    assert [c["id"] for c in mine.claims] == [c["id"] for c in tradeoff.claims] and mine.groups == tradeoff.groups
+    assert len(mine.cells) == len(tradeoff.cells) and {c.train.lr for c in mine.cells} == {5e-4}
+    assert mine.rank == tradeoff.rank and mine.question == tradeoff.question
+    # an axis restated replaces that axis; one restated as [] is dropped; seeds and claims restated replace
+    child.write_text('extends = "tradeoff"\nseeds = 2\nclaims = []\n[axes]\n"prune.period" = []\n'
+                     '"prune.target" = ["smallest", "largest"]\n')
+    mine = load_suite(registry, str(child))
+    assert mine.axes == {"prune.target": ["smallest", "largest"]} and mine.seeds == [0, 1] and mine.claims == []
+    assert len(mine.cells) == (2 + 1) * 2  # two targets, the inherited unpruned include, two seeds
+    paper = load_suite(registry, str(child), scale="paper", placeholders=True)
+    assert paper.axes == {"prune.target": ["smallest", "largest"]}  # the paper scale's own periods: dropped too
+    # [] names nothing to drop in a suite that extends none: still refused
+    (tmp_path / "alone.toml").write_text(TINY.replace('"prune.target" = ["smallest", "largest"]',
+                                                      '"prune.target" = []'))
+    with pytest.raises(SpecError, match="non-empty list"):
+        load_suite(registry, str(tmp_path / "alone.toml"))
+
+
+def test_suites_show_prints_an_extending_files_resolved_matrix(tmp_path):
+    child = tmp_path / "my-tradeoff.toml"
+    child.write_text('name = "my-tradeoff"\nextends = "tradeoff"\n[axes]\n"prune.scorer" = ["l2", "bn-gamma"]\n')
+    proc = run_cli("suites", "show", str(child), "--json")
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["cells"] == 2 * 3 * 2 * 7 + 7  # scorers x targets x periods x seeds, and the unpruned
 
 
 def test_extends_names_a_missing_or_circular_parent(registry, tmp_path):

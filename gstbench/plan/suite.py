@@ -1,7 +1,7 @@
 """Suites: TOML files that expand into a validated matrix of cells.
 
-A suite has a ``base`` config (optionally starting from the base of the suite it
-``extends``, at the same scale), ``axes`` (dotted key -> list of values) swept as a
+A suite has a ``base`` config (optionally starting from the suite it ``extends``, whose
+tables it inherits: ``_inherited``), ``axes`` (dotted key -> list of values) swept as a
 product, ``include`` entries (extra configs, e.g. an unpruned baseline, not crossed with
 the axes), ``seeds`` (a count, a range or a list), ``claims`` (the paper findings it tests,
 shared by every scale) with the ``groups`` of configurations they compare, and ``scales``:
@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from gstbench.plan.checks import validate_cells
 from gstbench.plan.claims import check_claims, parse_claims, parse_groups
 from gstbench.plan.config import CellSpec
+from gstbench.plan.extends import with_parent
 from gstbench.plan.parse import cell_from_config
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.names import name_problem
@@ -149,26 +150,43 @@ def _check(d: Any, allowed: set[str] | dict[str, Any], where: str, source: str) 
             raise SpecError(f"{v!r} is not {wanted}", source=source, key=key)
 
 
+def _parent(registry: Registry, raw: dict, source: str, seen: tuple[str, ...]) -> tuple[dict, str] | None:
+    """The tables of the suite file ``raw`` extends, and its path (None when it extends none)."""
+    parent_name = raw.get("extends")
+    if parent_name is None:
+        return None
+    if not isinstance(parent_name, str):
+        raise SpecError(f"{parent_name!r} is not a suite name or path", source=source, key="extends")
+    me = str(Path(source).resolve())
+    relative = Path(source).parent / parent_name  # a path is relative to the extending file
+    try:
+        path = find_suite(registry, str(relative) if parent_name.endswith(".toml") else parent_name).resolve()
+        parent = tomllib.loads(path.read_text())
+    except (GstbenchError, OSError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"cannot extend '{parent_name}': {exc}", source=source, key="extends") from None
+    if str(path) in seen or str(path) == me:
+        raise SpecError(f"'{parent_name}' extends itself (through {' -> '.join(seen)})", source=source,
+                        key="extends")
+    _check(parent, SUITE_KEYS, "", str(path))
+    return parent, str(path)
+
+
 def _merged_base(registry: Registry, raw: dict, scale: str, source: str, seen: tuple[str, ...] = ()) -> dict:
     """A suite's base at ``scale``: the base of the suite it ``extends``, its own, its scale's."""
     base: dict = {}
-    parent_name = raw.get("extends")
-    if parent_name is not None:
-        if not isinstance(parent_name, str):
-            raise SpecError(f"{parent_name!r} is not a suite name or path", source=source, key="extends")
-        me = str(Path(source).resolve())
-        relative = Path(source).parent / parent_name  # a path is relative to the extending file
-        try:
-            path = find_suite(registry, str(relative) if parent_name.endswith(".toml") else parent_name).resolve()
-            parent = tomllib.loads(path.read_text())
-        except (GstbenchError, OSError, tomllib.TOMLDecodeError) as exc:
-            raise SpecError(f"cannot extend '{parent_name}': {exc}", source=source, key="extends") from None
-        if str(path) in seen or str(path) == me:
-            raise SpecError(f"'{parent_name}' extends itself (through {' -> '.join(seen)})", source=source,
-                            key="extends")
-        base = _merged_base(registry, parent, scale, str(path), seen + (me,))
+    parent = _parent(registry, raw, source, seen)
+    if parent is not None:
+        base = _merged_base(registry, parent[0], scale, parent[1], seen + (str(Path(source).resolve()),))
     base = _deep_merge(base, raw.get("base", {}))
     return _deep_merge(base, raw.get("scales", {}).get(scale, {}).get("base", {}))
+
+
+def _inherited(registry: Registry, raw: dict, source: str, seen: tuple[str, ...] = ()) -> dict:
+    """A suite file's tables with what it ``extends`` filled in (plan/extends.py has the rules)."""
+    parent = _parent(registry, raw, source, seen)
+    if parent is None:
+        return raw
+    return with_parent(_inherited(registry, parent[0], parent[1], seen + (str(Path(source).resolve()),)), raw)
 
 
 def load_suite(registry: Registry, name_or_path: str, scale: str = DEFAULT_SCALE, seeds: Any = None,
@@ -209,6 +227,7 @@ def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, o
     path = find_suite(registry, name_or_path)
     source = str(path)
     raw, name = _read_suite_file(path)
+    raw = _inherited(registry, raw, source)
     scales, sc = _scale_table(raw, scale, name, path)
     base = _merged_base(registry, raw, scale, source)
     axes, overrides = _axes(raw, sc, overrides, source)
