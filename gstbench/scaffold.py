@@ -73,8 +73,8 @@ def test_the_plugin_is_installed_under_its_name():
 ''')
 
 # The kinds a `gstbench run` flag can put into a built-in suite directly
-RUN = {"scorer": "gstbench run --suite tradeoff --scorer $name:$name",
-       "metric": "gstbench run --suite tradeoff --metric $name:$name"}
+RUN = {"scorer": "gstbench run --suite smoke --seeds 1 --scorer $name:$name",
+       "metric": "gstbench run --suite smoke --seeds 1 --metric $name:$name"}
 
 SUITE_FILE = Template('''\
 A suite file that runs the `$suite` suite with it (docs/suites.md):

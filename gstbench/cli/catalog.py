@@ -64,7 +64,10 @@ def suites_show(name, scale, seeds, data_dir, tflops, max_cells, as_json) -> Non
     if suite.description:
         click.echo(suite.description)
     for key, values in suite.axes.items():
-        click.echo(f"  axis {key}: {', '.join(_axis_value(v) for v in values)}")
+        labels = suite.axis_labels.get(key) or [None] * len(values)  # as the tables label them (l2, not gstbench:l2)
+        shown = [_axis_value(v) if isinstance(v, dict) and "name" not in v or label is None else label
+                 for v, label in zip(values, labels)]
+        click.echo(f"  axis {key}: {', '.join(shown)}")
     click.echo(f"{summary['configurations']} configurations x {len(suite.seeds)} seeds "
                f"({describe_seeds(suite.seeds)}) = {summary['cells']} cells")
     click.echo(cost.describe(estimate))
@@ -142,6 +145,11 @@ def new_plugin_cmd(name, kind, parent) -> None:
     written = new_plugin(name, kind, parent)
     for path in written:
         click.echo(path)
+    kinds = f"{kind}s"
+    if any(c.name == name and c.plugin == "gstbench" for c in registry().components(kinds)):
+        click.echo(f"warning: gstbench has a built-in {kind} named '{name}' (gstbench:{name}): where a suite file "
+                   f"or flag names yours, write {name}:{name} ('{name}' alone is ambiguous there; the built-in "
+                   f"suites name theirs by full id and are unaffected)", err=True)
     click.echo("\nnext:\n" + "\n".join(f"  {step}" for step in next_steps(name, kind, parent / name)), err=True)
 
 

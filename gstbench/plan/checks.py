@@ -1,5 +1,6 @@
 """Checks of a suite's cells that need its models and data, before any training: layer names, schedules,
-rewind steps, metrics and regularizers that apply, component combinations that cannot work."""
+rewind steps, metrics and regularizers that apply, component combinations that cannot work; and the components
+a flag names (`--scorer`, `--metric`), refused against the flag."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from gstbench.components import LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
-from gstbench.errors import GstbenchError, SpecError, closest
+from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.plan.config import CellSpec
 from gstbench.plugins import Registry
 from gstbench.shapes import DataShape, ModelShape
@@ -210,3 +211,21 @@ def _check_pruned(spec: CellSpec, registry: Registry, subject: _Subject) -> None
                                       subject.data.x_train[:2])
             if problem:
                 raise SpecError(problem, key=f"prune.layers.{lname}")
+
+
+FLAGS = {"prune.scorer": ("--scorer", "scorers")}  # component overrides that `gstbench run` takes as flags
+
+
+def check_flags(registry: Registry, overrides: dict[str, Any] | None, metrics: list[str]) -> None:
+    """A component a flag names resolves, or is refused against the flag, with the plugin that failed to load
+    when its id names one (not against the suite file, which does not name it)."""
+    named = [(FLAGS[k][0], FLAGS[k][1], v) for k, v in (overrides or {}).items() if k in FLAGS and isinstance(v, str)]
+    named += [("--metric", "metrics", m) for m in metrics]
+    for flag, kind, value in named:
+        try:
+            registry.get(kind, value.split("@", 1)[0])
+        except UnknownComponent as exc:
+            plugin = registry.plugins.get(value.partition(":")[0]) if ":" in value else None
+            failed = f"; plugin '{plugin.name}' failed to load: {plugin.error}" if plugin and plugin.status == "failed" \
+                else ""
+            raise GstbenchError(f"{flag} {value}: {exc}{failed}") from None

@@ -243,7 +243,7 @@ def cell_from_config(config: dict[str, Any], seed: int, registry: Registry, sour
         dataset=part("dataset", lambda: component_ref(registry, "datasets", config["dataset"], "dataset", source)),
         train=part("train", lambda: _train(config.get("train", {}), registry, source)),
         prune=part("prune", lambda: _prune(config.get("prune", False), registry, source)),
-        rewind=part("rewind", lambda: rewind_ref(registry, config.get("rewind", "none"), source)),
+        rewind=part("rewind", lambda: rewind_ref(registry, config.get("rewind", "gstbench:none"), source)),
         metrics=part("metrics", lambda: tuple(component_ref(registry, "metrics", m, f"metrics[{i}]", source)
                                               for i, m in enumerate(metrics))),
         seed=seed,

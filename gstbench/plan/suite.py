@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from gstbench.plan.checks import validate_cells
+from gstbench.plan.checks import check_flags, validate_cells
 from gstbench.plan.claims import check_claims, parse_claims, parse_groups
 from gstbench.plan.config import CellSpec
 from gstbench.plan.extends import with_parent
@@ -224,13 +224,14 @@ def collector_paused() -> Iterator[None]:
 
 def _load_suite(registry: Registry, name_or_path: str, scale: str, seeds: Any, overrides: dict[str, Any] | None,
                 metrics: list[str], placeholders: bool, max_cells: int, build_models: bool) -> Suite:
+    check_flags(registry, overrides, metrics)
     path = find_suite(registry, name_or_path)
     source = str(path)
     raw, name = _read_suite_file(path)
     raw = _inherited(registry, raw, source)
     scales, sc = _scale_table(raw, scale, name, path)
     base = _merged_base(registry, raw, scale, source)
-    axes, overrides = _axes(raw, sc, overrides, source)
+    axes, overrides = _axes(registry, raw, sc, overrides, source)
     includes = sc.get("include", raw.get("include", []))
     if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
         raise SpecError("must be a list of tables ([[include]])", source=source, key="include")
@@ -298,7 +299,8 @@ def _scale_table(raw: dict, scale: str, name: str, path: Path) -> tuple[dict, di
     return scales, sc
 
 
-def _axes(raw: dict, sc: dict, overrides: dict[str, Any] | None, source: str) -> tuple[dict, dict]:
+def _axes(registry: Registry, raw: dict, sc: dict, overrides: dict[str, Any] | None, source: str
+          ) -> tuple[dict, dict]:
     """The axes (the scale's replace the file's) and the overrides left to apply: a scorer named with --scorer
     joins a suite's axis of scorers (methods) instead of replacing every configuration's."""
     axes = dict(raw.get("axes", {}))
@@ -307,12 +309,22 @@ def _axes(raw: dict, sc: dict, overrides: dict[str, Any] | None, source: str) ->
     joining = overrides.get("prune.scorer")
     if joining is not None and isinstance(axes.get("prune.scorer"), list):
         del overrides["prune.scorer"]
-        if joining not in axes["prune.scorer"]:
+        if _scorer_id(registry, joining) not in [_scorer_id(registry, s) for s in axes["prune.scorer"]]:
             axes["prune.scorer"] = [*axes["prune.scorer"], joining]
     for k, values in axes.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"{values!r} must be a non-empty list of values", source=source, key=f"axes.{k}")
     return axes, overrides
+
+
+def _scorer_id(registry: Registry, value: Any) -> Any:
+    """A scorer as an axis or --scorer names it, with its name as a full id (``l2`` and ``gstbench:l2`` alike)."""
+    name = value.get("name") if isinstance(value, dict) else value
+    try:
+        full = registry.get("scorers", name).id if isinstance(name, str) else name
+    except GstbenchError:
+        return repr(value)
+    return repr({**value, "name": full}) if isinstance(value, dict) else repr({"name": full})
 
 
 def _expand(base: dict, axes: dict, includes: list, source: str) -> tuple[list[dict], list[tuple[int, ...]]]:
