@@ -43,6 +43,19 @@ def test_cells_events_and_curves_have_a_row_per_cell_event_and_point():
     assert per_round.index.tolist() == [r.round for r in stored.rounds]
 
 
+def test_cells_has_a_column_for_every_setting_that_differs_between_cells_axis_or_not():
+    reader = load_results(STORED / "schedule")
+    cells = gstbench.results(STORED / "schedule").cells
+    assert "prune.scorer" in cells.columns and "prune.scorer" not in reader.axes  # no axis names the scorer
+    for spec, result in reader.finished:
+        row = cells[cells.hash == result.hash].iloc[0]
+        assert row["prune.scorer"] == ("-" if spec.prune is None else spec.prune.scorer.label)
+    settings = [c for c in cells.columns if "." in c or c in reader.axes]
+    for column in settings:  # each one tells some cells apart (seeds aside)
+        assert cells[column].nunique(dropna=False) > 1 or column in reader.axes, column
+    assert "train.lr" not in cells.columns  # equal in every cell: no column
+
+
 def test_the_notebook_example_in_docs_analysis_runs(tmp_path):
     code = "\n".join(re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S))
     shutil.copytree(STORED / "schedule", tmp_path / "gstbench-results" / "tradeoff")

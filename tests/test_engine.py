@@ -117,6 +117,34 @@ def test_a_scorer_of_the_wrong_shape_fails_its_cell_with_the_scorer_named():
         in result.error
 
 
+class NanScorer:
+    def score(self, layer, ctx):
+        scores = layer.conv.weight.detach().abs().flatten(1).sum(1)
+        scores[0] = float("nan")
+        return scores
+
+
+class IntScorer:
+    def score(self, layer, ctx):
+        return torch.arange(layer.alive.numel())
+
+
+class BadScoresPlugin:
+    @staticmethod
+    @hookimpl
+    def register_scorers(register):
+        register("nan", NanScorer)
+        register("ints", IntScorer)
+
+
+@pytest.mark.parametrize("name,said", [("nan", "non-finite"), ("ints", "non-float")])
+def test_a_scorer_returning_non_finite_or_non_float_scores_fails_its_cell_naming_the_plugin(name, said):
+    registry = Registry([("oops", BadScoresPlugin())], installed=False)
+    result = run_cell(cell(registry, prune__scorer=f"oops:{name}"), registry)
+    assert result.status == "failed"
+    assert f"scorer oops:{name} returned {said} scores for layer 'conv2' at step" in result.error
+
+
 class WeightNorm:
     def compute(self, ctx):
         return {"weight_norm": float(sum(p.detach().pow(2).sum() for p in ctx.model.parameters()) ** 0.5),

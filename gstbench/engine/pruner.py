@@ -162,6 +162,11 @@ class Pruner:
             if s.shape != layer.alive.shape:
                 raise ValueError(f"scorer {self.prune.scorer.id} returned scores of shape {tuple(s.shape)} for layer "
                                  f"'{name}' with {layer.granularity} of shape {tuple(layer.alive.shape)}")
+            if not s.is_floating_point() or not bool(torch.isfinite(s).all()):  # a NaN would rank anywhere
+                raise ValueError(f"scorer {self.prune.scorer.id} returned "
+                                 f"{'non-float' if not s.is_floating_point() else 'non-finite'} scores for layer "
+                                 f"'{name}' at step {self.ctx.step}: a scorer returns one finite float per unit "
+                                 f"(dead ones included), as gstbench.testing.check_scorer checks")
             scores.append(s.flatten().float())
             alive.append(layer.alive_flat)
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)

@@ -3,7 +3,8 @@
 Built on the one results reader (store/reader.py). Frames are built on first use and kept:
 
 - ``cells``: one row per cell: ``hash``, ``configuration`` (its key), ``label``, ``status``,
-  one column per axis of the suite (as the leaderboard labels it), ``seed``, every numeric
+  one column per axis of the suite and per other setting that differs between the cells (a
+  component or an option, by its dotted key; as the leaderboard labels it), ``seed``, every numeric
   final metric (tables flattened as ``metric/key``), ``wall_s`` and ``error``;
 - ``events``: one row per pruning event: the cell's ``hash``, ``configuration``, ``label``,
   axes and ``seed``, then ``index``, ``step``, ``epoch``, ``round``, ``t_pre``, ``t_post``,
@@ -55,10 +56,13 @@ class Results:
         return out
 
     def _keys(self, cell) -> dict[str, Any]:
-        """The columns that identify a cell in every frame."""
-        axes = self.reader.axes
+        """The columns that identify a cell in every frame: its axes, and every other setting that differs
+        between the run's cells (a scorer that no axis names, the unpruned baseline's "-")."""
+        if "differing" not in self._frames:
+            self._frames["differing"] = differing_settings([c.spec.canonical() for c in self.reader.cells],
+                                                           self.reader.axes)
         return {"hash": cell.hash, "configuration": cell.spec.config_hash, "label": config_label(cell.spec),
-                **{axis: label_at(cell.spec, axis) for axis in axes}, "seed": cell.seed}
+                **{path: label_at(cell.spec, path) for path in self._frames["differing"]}, "seed": cell.seed}
 
     @property
     def cells(self):
@@ -108,6 +112,31 @@ class Results:
                                              "quantity": quantity, "value": value})
             self._frames["curves"] = self._pd.DataFrame(rows)
         return self._frames["curves"]
+
+
+def differing_settings(configs: list[dict[str, Any]], axes: list[str]) -> list[str]:
+    """The axes, then every dotted setting (a component, or one of its options) whose value differs between the
+    configurations, the seed aside."""
+    unique = {repr(c): c for c in ({k: v for k, v in c.items() if k != "seed"} for c in configs)}.values()
+    settings = [dict(_settings(c, "")) for c in unique]
+    paths = list(dict.fromkeys(p for s in settings for p in s))
+    tables = {q for p in paths for q in _prefixes(p)}  # a setting that holds others: its leaves are the columns
+    differ = [p for p in paths if p not in tables and len({s.get(p) for s in settings}) > 1]
+    return [*axes, *(p for p in differ if p not in axes and not any(p.startswith(a + ".") for a in axes))]
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _settings(node: Any, path: str) -> list[tuple[str, str]]:
+    """(dotted path, value as text) of every setting under ``node``: a component as its id, then its options."""
+    if isinstance(node, dict) and "id" in node:
+        return [(path, node["id"]), *_settings(node.get("options", {}), path)]
+    if isinstance(node, dict):
+        return [item for k, v in node.items() for item in _settings(v, f"{path}.{k}" if path else k)]
+    return [(path, repr(node))]
 
 
 def results(directory: Path | str) -> Results:
