@@ -12,6 +12,7 @@ import torch
 import gstbench
 from gstbench.engine.artifacts import model_file
 from gstbench.engine.evaluation import evaluate
+from gstbench.errors import GstbenchError
 from gstbench.plan.suite import load_suite
 
 from conftest import run_cli
@@ -54,6 +55,17 @@ def test_a_loaded_model_gives_the_stored_final_test_accuracy_exactly(stored, reg
         data = registry.load_data(model.gstbench_spec.dataset)
         assert evaluate(model, data.x_test, data.y_test)[0] == result["metrics"]["final_test_acc"], cell.name
         assert model.gstbench_spec.hash == result["hash"]
+
+
+def test_the_readmes_way_to_a_cell_loads_it_and_a_wrong_path_is_named_as_one(stored, tmp_path):
+    frame = gstbench.results(stored / "masked").cells
+    row = frame.iloc[0]
+    model = gstbench.load_model(row.directory)  # the README's example: results(DIR).cells.directory
+    assert model.gstbench_spec.hash == row.hash
+    by_full_hash = gstbench.load_model(stored / "masked" / "cells" / row.hash)  # the 64-character hash
+    assert by_full_hash.gstbench_spec.hash == row.hash
+    with pytest.raises(GstbenchError, match="does not exist: give a cell's directory, <run>/cells/<hash16>"):
+        gstbench.load_model(stored / "masked" / "cells" / "0123456789abcdef")
 
 
 def test_removed_and_masked_forms_compute_the_same_function_with_fewer_parameters(stored, registry):

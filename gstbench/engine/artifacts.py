@@ -92,6 +92,11 @@ def model_file(where: Path | str) -> Path:
     """A cell directory's model file (in it, or with its training), or the file itself; one line naming the fix
     when there is none."""
     where = Path(where)
+    if not where.exists() and (where.parent / where.name[:16]).is_dir() and len(where.name) == 64:
+        where = where.parent / where.name[:16]  # a cell's full hash, as results(DIR).cells has it: its directory
+    if not where.exists():
+        raise GstbenchError(f"{where} does not exist: give a cell's directory, <run>/cells/<hash16> (the first 16 "
+                            f"characters of its hash; gstbench.results(DIR).cells has each cell's `directory`)")
     path = where / MODEL if where.is_dir() else where
     if not path.is_file() and (where / "cells").is_dir():
         raise GstbenchError(f"{where} is a run directory; give one of its cells, {where / 'cells'}/<hash16> "

@@ -2,7 +2,8 @@
 
 Built on the one results reader (store/reader.py). Frames are built on first use and kept:
 
-- ``cells``: one row per cell: ``hash``, ``configuration`` (its key), ``label``, ``status``,
+- ``cells``: one row per cell: ``hash``, ``directory`` (what ``load_model`` takes), ``configuration`` (its
+  key), ``label``, ``status``,
   one column per axis of the suite and per other setting that differs between the cells (a
   component or an option, by its dotted key; as the leaderboard labels it), ``seed``, every numeric
   final metric (tables flattened as ``metric/key``), ``wall_s`` and ``error``;
@@ -21,6 +22,7 @@ from typing import Any
 
 from gstbench.errors import GstbenchError
 from gstbench.store.reader import RunResults, load_results
+from gstbench.plan.config import short_hash
 from gstbench.plan.selection import config_label, label_at
 from gstbench.store.cell_result import scalars
 
@@ -61,7 +63,8 @@ class Results:
         if "differing" not in self._frames:
             self._frames["differing"] = differing_settings([c.spec.canonical() for c in self.reader.cells],
                                                            self.reader.axes)
-        return {"hash": cell.hash, "configuration": cell.spec.config_hash, "label": config_label(cell.spec),
+        return {"hash": cell.hash, "directory": str(self.directory / "cells" / short_hash(cell.hash)),
+                "configuration": cell.spec.config_hash, "label": config_label(cell.spec),
                 **{path: label_at(cell.spec, path) for path in self._frames["differing"]}, "seed": cell.seed}
 
     @property
