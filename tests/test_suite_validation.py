@@ -86,7 +86,7 @@ def test_a_scorer_override_replaces_the_scorer_of_every_pruned_configuration(reg
     pruned = [c for c in suite.cells if c.prune is not None]
     assert len(pruned) == 4 and {c.prune.scorer.id for c in pruned} == {"gstbench:random"}
     assert len(suite.cells) == 6
-    with pytest.raises(SpecError, match="unknown scorer 'sniq'"):
+    with pytest.raises(GstbenchError, match="^--scorer sniq: unknown scorer 'sniq'"):  # the flag's, not the file's
         load_suite(registry, str(DATA / "tiny.toml"), overrides={"prune.scorer": "sniq"})
 
 
