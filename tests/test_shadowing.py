@@ -105,3 +105,11 @@ def test_new_plugin_warns_when_its_name_shadows_a_built_in(tmp_path):
     assert "gstbench run --suite smoke --seeds 1 --scorer snip:snip" in proc.stderr
     quiet = run_cli("new-plugin", "mysnip", "--dir", str(tmp_path))
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_the_catalog_commands_fit_100_columns_off_a_terminal():
+    """plugins, suites and list print long descriptions and provides lists: wrapped, never wider than run's screen."""
+    for command in (["plugins"], ["suites"], *(["list", kind] for kind in KINDS + ("executors", "loggers"))):
+        proc = run_cli(*command)
+        assert proc.returncode == 0, proc.stderr
+        assert max(map(len, proc.stdout.splitlines())) <= 100, command

@@ -4,13 +4,14 @@ without torch), ``plugins``, ``list`` and ``new-plugin``."""
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import click
 from tabulate import tabulate
 
-from gstbench.cli.common import (data_dir_option, echo_json, json_option, max_cells_option, registry, scale_option,
-                                 seeds_option)
+from gstbench.cli.common import (data_dir_option, echo_json, fitted_table, json_option, max_cells_option, registry,
+                                 scale_option, screen_width, seeds_option)
 from gstbench.components import KINDS, REQUIRED
 
 
@@ -26,7 +27,7 @@ def suites_cmd(ctx) -> None:
         for comp in reg.components("suites"):
             scales, desc = suite_summary(comp.factory)
             rows.append([comp.id, ", ".join(scales) or "-", desc])
-        click.echo(tabulate(rows, headers=["suite", "scales", "description"]))
+        click.echo(fitted_table(rows, ["suite", "scales", "description"], [1, 2]))
 
 
 @suites_cmd.command("show")
@@ -97,10 +98,13 @@ def plugins_cmd(as_json) -> None:
     rows = []
     for info in infos:
         provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info["provides"].items()) or "-"
-        status = info["status"] + (f": {info['error']}" if info["error"] else "")
         hooks = ", ".join(h.removeprefix("register_") for h in info["hooks"]) or "-"
-        rows.append([info["name"], info["version"], status, provides, hooks])
-    click.echo(tabulate(rows, headers=["plugin", "version", "status", "provides", "register_* hooks"]))
+        rows.append([info["name"], info["version"], info["status"], provides, hooks])
+    click.echo(fitted_table(rows, ["plugin", "version", "status", "provides", "register_* hooks"], [3, 4]))
+    for info in infos:  # why a plugin failed, under the table: a message too long for a cell
+        if info["error"]:
+            click.echo("\n" + textwrap.fill(f"{info['name']} {info['status']}: {info['error']}", screen_width(),
+                                            subsequent_indent="  ", break_on_hyphens=False, break_long_words=False))
 
 
 @click.command("list")
@@ -126,8 +130,8 @@ def list_components(kind, as_json) -> None:
     def options(d: dict) -> str:
         return ", ".join([f"{k} (required)" for k in d["required"]] + [f"{k}={v}" for k, v in d["options"].items()])
 
-    click.echo(tabulate([[d["id"], options(d), ", ".join(d["capabilities"]), d["description"]] for d in data],
-                        headers=[kind[:-1], "options", "capabilities", "description"]))
+    click.echo(fitted_table([[d["id"], options(d), ", ".join(d["capabilities"]), d["description"]] for d in data],
+                            [kind[:-1], "options", "capabilities", "description"], [1, 2, 3]))
 
 
 @click.command("new-plugin")
