@@ -71,6 +71,7 @@ def fitted_table(rows: list[list[str]], headers: list[str], wrapped: list[int]) 
         if width(i) > share:
             limits[i] = share
         left -= min(width(i), share)
+
     def fill(text: Any, limit: int | None) -> str:
         lines = str(text).splitlines() or [""]
         return "\n".join(textwrap.fill(line, limit, break_on_hyphens=False) if limit else line for line in lines)

@@ -32,12 +32,18 @@ def canonical_of(spec: CellSpec | dict[str, Any]) -> dict[str, Any]:
     return spec.canonical() if isinstance(spec, CellSpec) else spec
 
 
+def holder_of(node: Any, part: str) -> Any:
+    """Where ``part`` lives under ``node``: a component's options hold what the component itself does not."""
+    if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
+        return node["options"]
+    return node
+
+
 def value_at(spec: CellSpec | dict[str, Any], dotted: str) -> Any:
     """The stored value at ``dotted``, or MISSING."""
     node: Any = canonical_of(spec)
     for part in dotted.split("."):
-        if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
-            node = node["options"]
+        node = holder_of(node, part)
         if isinstance(node, dict) and part not in node and part in LAYER_KEYS and isinstance(node.get("layers"), dict):
             values = {repr(layer.get(part)) for layer in node["layers"].values()}
             if len(values) != 1:

@@ -17,6 +17,7 @@ Built on the one results reader (store/reader.py). Frames are built on first use
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,13 @@ class Results:
     def _keys(self, cell) -> dict[str, Any]:
         """The columns that identify a cell in every frame: its axes, and every other setting that differs
         between the run's cells (a scorer that no axis names, the unpruned baseline's "-")."""
-        if "differing" not in self._frames:
-            self._frames["differing"] = differing_settings([c.spec.canonical() for c in self.reader.cells],
-                                                           self.reader.axes)
         return {"hash": cell.hash, "directory": str(self.directory / "cells" / short_hash(cell.hash)),
                 "configuration": cell.spec.config_hash, "label": config_label(cell.spec),
-                **{path: label_at(cell.spec, path) for path in self._frames["differing"]}, "seed": cell.seed}
+                **{path: label_at(cell.spec, path) for path in self._differing}, "seed": cell.seed}
+
+    @functools.cached_property
+    def _differing(self) -> list[str]:
+        return differing_settings([c.spec.canonical() for c in self.reader.cells], self.reader.axes)
 
     @property
     def cells(self):

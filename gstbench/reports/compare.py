@@ -33,7 +33,7 @@ from gstbench.reports.distributions import t_quantile, t_sf
 from gstbench.reports.power import detectable_change
 from gstbench.errors import GstbenchError, closest
 from gstbench.plan.config import short_hash
-from gstbench.plan.selection import describe_config, label_text, matches
+from gstbench.plan.selection import describe_config, holder_of, label_text, matches
 from gstbench.reports.report import claims_for
 from gstbench.store.cell_result import ENGINE_BETTER
 from gstbench.store.reader import keys_named_after, load_results
@@ -185,20 +185,12 @@ def _without(config: dict[str, Any], axes: list[str]) -> str:
         *path, last = axis.split(".")
         node: Any = config
         for part in path:
-            node = _into(node, part)
+            node = holder_of(node, part)
             node = node.get(part) if isinstance(node, dict) else None
-        node = _into(node, last)
+        node = holder_of(node, last)
         if isinstance(node, dict):
             node.pop(last, None)
     return json.dumps(config, sort_keys=True)
-
-
-def _into(node: Any, part: str) -> Any:
-    """Where ``part`` lives under ``node``: a component's options hold what the component itself does not (as
-    ``selection.value_at`` reads a dotted key)."""
-    if isinstance(node, dict) and "id" in node and "options" in node and part not in node:
-        return node["options"]
-    return node
 
 
 def _pair(base: dict[str, dict], new: dict[str, dict], rules: list[Match]) -> dict[str, str]:
