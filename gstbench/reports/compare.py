@@ -411,11 +411,10 @@ def detectability_lines(result: dict[str, Any]) -> list[str]:
     for metric, change in result["detectable"].items():
         tolerance = result["tolerances"].get(metric, result["tolerances"]["default"])
         if change is None:
-            lines.append(f"{metric}: too few seeds on a side to say what this comparison can detect (at least 2)")
+            lines.append(f"{metric}: too few seeds on a side (under 2) to say what this comparison can detect")
         elif change > tolerance * 1.0001:
-            lines.append(f"{metric}: this comparison cannot see changes under {change:.4g} (80% power at p < {ALPHA},"
-                         f" from each side's spread over its seeds; the tolerance is {tolerance:g}): more seeds "
-                         f"see smaller ones")
+            lines.append(f"{metric}: this comparison cannot see changes under {change:.4g} (80% power); more "
+                         f"seeds see smaller ones")
         else:
             lines.append(f"{metric}: changes past the tolerance {tolerance:g} are detected with at least 80% power")
     return lines
