@@ -37,7 +37,6 @@ import argparse
 import datetime
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,9 +70,9 @@ def candidate(signals: int, seeds: int, epochs: int | None = None) -> str:
     return text.replace('name = "smoke"', f'name = "ci-{signals}-{seeds}"')
 
 
-def gstbench(*args: str) -> float:
+def gstbench(*args: str, small: bool = False) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True)
+    done = tiny.gstbench(list(args), small)
     if done.returncode != 0:
         sys.exit(f"`gstbench {' '.join(args)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.perf_counter() - t0
@@ -127,7 +126,7 @@ def main() -> None:
         suite = work / f"criteria-{size}.toml"
         suite.write_text(candidate(size, 3, epochs))
         seconds = gstbench("run", "--suite", str(suite), "--seeds", criteria_seeds, "--json", "--out",
-                           str(work / f"criteria-{size}"))
+                           str(work / f"criteria-{size}"), small=args.tiny)
         print(f"{size} signals: {3 * len(seeds_in_order)} cells on the criteria seeds in {seconds:.0f} s")
         measured[size] = measure(work / f"criteria-{size}", seeds_in_order)
     print(f"\n{'signals':>7} {'seeds':>5} {'flip (SD)':>15} {'power':>6} {'5-pt drop power':>15} "
@@ -142,7 +141,7 @@ def main() -> None:
             continue
         suite = work / f"ci-{size}-{n}.toml"
         suite.write_text(candidate(size, n, epochs))
-        seconds = gstbench("run", "--suite", str(suite), "--json", "--out", str(work / f"timed-{size}-{n}"))
+        seconds = gstbench("run", "--suite", str(suite), "--json", "--out", str(work / f"timed-{size}-{n}"), small=args.tiny)
         print(f"(d) {size} signals, {n} seeds: `gstbench run` took {seconds:.0f} s (at most {SECONDS:.0f})")
         if seconds <= SECONDS:
             print(f"chosen: {size} signals, {n} seeds ({3 * n} cells)")

@@ -29,11 +29,10 @@ import tiny
 ENV = {k: v for k, v in os.environ.items() if k not in ("GSTBENCH_EXECUTOR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def run(suite: str, seeds: list[str], *options: str) -> tuple[float, Path]:
+def run(suite: str, seeds: list[str], *options: str, small: bool = False) -> tuple[float, Path]:
     out = Path(tempfile.mkdtemp(prefix="default-executor-"))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gstbench", "run", "--suite", suite, *seeds, "--out", str(out),
-                           "--json", *options], env=ENV, capture_output=True, text=True)
+    proc = tiny.gstbench(["run", "--suite", suite, *seeds, "--out", str(out), "--json", *options], small, env=ENV)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"gstbench run {' '.join(options)} failed:\n{proc.stderr[-3000:]}")
@@ -53,9 +52,9 @@ def main() -> None:
     seeds = ["--seeds", args.seeds] if args.seeds else []
     torch_default = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                                        env=ENV, capture_output=True, text=True, check=True).stdout)
-    before, _ = run(args.suite, seeds, "--executor", "sequential", "--threads", str(torch_default))
-    after, default_dir = run(args.suite, seeds)
-    _, reference = run(args.suite, seeds, "--executor", "sequential", "--threads", "1")
+    before, _ = run(args.suite, seeds, "--executor", "sequential", "--threads", str(torch_default), small=args.tiny)
+    after, default_dir = run(args.suite, seeds, small=args.tiny)
+    _, reference = run(args.suite, seeds, "--executor", "sequential", "--threads", "1", small=args.tiny)
     ours, theirs = stored_results(default_dir), stored_results(reference)
     equal = ours.keys() == theirs.keys() and all(ours[h] == theirs[h] for h in ours)
     print(f"{args.suite} (quick), {len(ours)} cells; {usable_cores()} usable cores, torch's default "

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,15 +35,14 @@ prune = {{ scorer = "bn-gamma", target = "smallest", effector = "mask", start = 
 """
 
 
-def run(suite: Path, executor: str, workers: int) -> tuple[float, dict]:
+def run(suite: Path, executor: str, workers: int, small: bool) -> tuple[float, dict]:
     out = Path(tempfile.mkdtemp(prefix=f"scaling-{executor}-{workers}-"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
-    cmd = [sys.executable, "-m", "gstbench", "run", "--suite", str(suite), "--out", str(out), "--json",
-           "--executor", executor]
+    cmd = ["run", "--suite", str(suite), "--out", str(out), "--json", "--executor", executor]
     if executor != "sequential":
         cmd += ["--workers", str(workers)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = tiny.gstbench(cmd, small, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{executor} x{workers} failed:\n{proc.stderr[-2000:]}")
@@ -69,7 +66,7 @@ def main() -> None:
     for executor in executors:
         rates = {}
         for workers in (1, 2):
-            wall, results = run(suite, executor, workers)
+            wall, results = run(suite, executor, workers, args.tiny)
             if reference is None:
                 reference = results
             assert results == reference, f"{executor} x{workers}: results differ from the first run"

@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,10 +36,10 @@ import tiny
 GOALS = {"flatness after tradeoff / flatness from scratch": 0.2, "tradeoff + hessian-trace / cold tradeoff": 0.15}
 
 
-def gstbench(*args: str) -> float:
-    """Run one gstbench command; its wall seconds (it must succeed)."""
+def gstbench(*args: str, small: bool = False) -> float:
+    """Run one gstbench command (``small``: at the tiny size); its wall seconds (it must succeed)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True)
+    proc = tiny.gstbench(list(args), small)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"`gstbench {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -84,14 +83,14 @@ def main() -> None:
         executor = ["--executor", "sequential"]
     common = ["--scale", args.scale, *(["--seeds", args.seeds] if args.seeds else []), *executor, "--json"]
     print(f"{datetime.date.today()}, {os.cpu_count()} CPUs, runs in {work}")
-    tradeoff = gstbench("run", "--suite", suites["tradeoff"], *common, "--out", str(work / "tradeoff"))
+    tradeoff = gstbench("run", "--suite", suites["tradeoff"], *common, "--out", str(work / "tradeoff"), small=args.tiny)
     shutil.copytree(work / "tradeoff", work / "measured", copy_function=shutil.copy2)
     flat_reuse = gstbench("run", "--suite", suites["flatness"], *common, "--reuse", str(work / "tradeoff"),
-                          "--out", str(work / "flatness-reused"))
-    flat_scratch = gstbench("run", "--suite", suites["flatness"], *common, "--out", str(work / "flatness-scratch"))
+                          "--out", str(work / "flatness-reused"), small=args.tiny)
+    flat_scratch = gstbench("run", "--suite", suites["flatness"], *common, "--out", str(work / "flatness-scratch"), small=args.tiny)
     metric_run = gstbench("run", "--suite", suites["tradeoff"], *common, "--metric", "hessian-trace",
-                          "--reuse", str(work / "tradeoff"), "--out", str(work / "tradeoff-hessian"))
-    metric_measure = gstbench("measure", str(work / "measured"), "--metric", "hessian-trace")
+                          "--reuse", str(work / "tradeoff"), "--out", str(work / "tradeoff-hessian"), small=args.tiny)
+    metric_measure = gstbench("measure", str(work / "measured"), "--metric", "hessian-trace", small=args.tiny)
     same = stored_results(work / "flatness-reused") == stored_results(work / "flatness-scratch")
     ratios = {"flatness after tradeoff / flatness from scratch": (flat_reuse, flat_scratch),
               "tradeoff + hessian-trace / cold tradeoff": (metric_run, tradeoff),

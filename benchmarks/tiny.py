@@ -4,6 +4,8 @@ that breaks one fails CI. What a script prints at this size checks that it works
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 # A built-in suite's cells on 240 MNIST-1D signals for 10 epochs, pruned from epoch 1 to 8 (the tradeoff
 # family's layers): about a second per cell
@@ -33,3 +35,14 @@ def add_flag(parser: argparse.ArgumentParser) -> None:
 def overrides(tiny: bool) -> dict | None:
     """``load_suite(..., overrides=)`` for a tradeoff-family suite at the tiny size (None: as it is)."""
     return dict(DATA) if tiny else None
+
+
+def gstbench(args: list[str], tiny: bool, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m gstbench ARGS`` as a subprocess (output captured): a fresh interpreter, as a user's command starts;
+    at the tiny size forked from a warm one (``gstbench.testing.forkserver``), which spares each command the
+    6 s of CPU its imports take: there the script's timings mean nothing anyway."""
+    if tiny:
+        from gstbench.testing.forkserver import run_gstbench
+
+        return run_gstbench(*args, env=env)
+    return subprocess.run([sys.executable, "-m", "gstbench", *args], capture_output=True, text=True, env=env)
