@@ -69,8 +69,12 @@ def stop(proc, sig, timeout: int) -> str:
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run `python -m gstbench ...` as a real subprocess (forked from a warm interpreter: gstbench.testing.forkserver);
-    returns CompletedProcess."""
-    full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", **(env or {})}
+    returns CompletedProcess.
+
+    Its cells run in the command's own process unless the test names an executor (a flag, or GSTBENCH_EXECUTOR in
+    ``env``): a pool's start imports torch again (about 5 s of CPU per command), which tests/test_executors.py and
+    the other executor tests pay where the pool is what they test; the results are bitwise the same."""
+    full_env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "GSTBENCH_EXECUTOR": "sequential", **(env or {})}
     return run_gstbench(*args, env=full_env, cwd=cwd, timeout=timeout)
 
 
