@@ -224,7 +224,7 @@ RUN_HERE = {  # page: the first lines of its blocks that tests here run
                   "gstbench new-plugin"),
     "plugins.md": ("[project.entry-points.gstbench]", "gstbench --plugins-dir", "# my-tradeoff.toml",
                    "gstbench run --suite tradeoff --scorer torch-pruning"),
-    "ci.md": ("gstbench run --suite smoke --out /tmp/smoke", "name: pruning-regression"),
+    "ci.md": ("gstbench run --suite ci --out /tmp/ci", "name: pruning-regression"),
     "paper-scale.md": ("gstbench suites show tradeoff --scale paper", "gstbench run --suite tradeoff --scale paper"),
     "replication.md": ("gstbench run --suite tradeoff ", "for suite in"),
 }
@@ -254,7 +254,7 @@ def stand_in(suite: str, where: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suite", ["smoke", "tradeoff", "flatness", "rate", "permanence", "methods", "ood", "rewind"])
+@pytest.mark.parametrize("suite", ["smoke", "ci", "tradeoff", "flatness", "rate", "permanence", "methods", "ood", "rewind"])
 def test_a_stand_in_has_its_suites_configurations_and_claims(suite, tmp_path):
     registry = Registry()
     real = load_suite(registry, suite, seeds=[0], placeholders=True, build_models=False)
@@ -500,7 +500,7 @@ def test_the_author_guides_commands_run(workdir, tmp_path, monkeypatch, register
 
 @pytest.mark.slow
 def test_the_ci_recipe_runs_as_written(workdir):
-    regenerate = commands(block_at("docs/ci.md", "gstbench run --suite smoke --out /tmp/smoke").text)
+    regenerate = commands(block_at("docs/ci.md", "gstbench run --suite ci --out /tmp/ci").text)
     (workdir / "benchmarks" / "baselines").mkdir(parents=True)
     for command in regenerate:  # its /tmp is the test's directory
         gstbench(command.replace("/tmp/", f"{workdir}/"), workdir)
