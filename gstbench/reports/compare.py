@@ -305,7 +305,9 @@ def compare_claims(base: list[dict[str, Any]], new: list[dict[str, Any]]) -> lis
     for cid in [*b, *(k for k in n if k not in b)]:
         vb, vn = (b[cid]["verdict"] if cid in b else None), (n[cid]["verdict"] if cid in n else None)
         rb, rn = verdict_rank(vb or ""), verdict_rank(vn or "")
-        if vn is None or (rn is None and rb is not None):
+        if vb is not None and vn is not None and rb is None and rn is None:
+            change = "unchanged"  # not run on either side (a scorer given with --scorer has its own claim rows)
+        elif vn is None or (rn is None and rb is not None):
             change = "missing"
         elif vb is None or rb is None:
             change = "new"
