@@ -191,3 +191,13 @@ def test_a_metric_plugin_declares_which_way_is_better_and_compare_asks_it(smoke,
     (plugins / "norms.py").write_text((plugins / "norms.py").read_text().replace("'lower'", "'smaller'"))
     proc = run_cli("--plugins-dir", str(plugins), "list", "metrics")
     assert "weight_norm" in proc.stderr and "higher" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_summary_and_the_claims_table_fit_100_columns_off_a_terminal(smoke):
+    root, _ = smoke
+    proc = run_cli("compare", str(root / "base.json"), str(root / "run"))
+    assert proc.returncode == 0, proc.stderr
+    table, rest = proc.stdout.split("\n\n", 1)
+    assert "gst-targets" in rest and max(len(line) for line in rest.splitlines()) <= 100, rest
+    github = run_cli("compare", str(root / "base.json"), str(root / "run"), "--format", "github")
+    assert all(line.startswith("|") for line in github.stdout.split("\n\n")[2].splitlines()), github.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from gstbench.errors import GstbenchError
-from gstbench.cli.common import directory_argument, echo_json, json_option, output_option, registry
+from gstbench.cli.common import directory_argument, echo_json, json_option, output_option, registry, screen_width
 from gstbench.reports import DEFAULT_TOLERANCE
 
 
@@ -160,7 +160,7 @@ def compare_cmd(base, new, tablefmt, output, metrics, tolerances, matches, allow
     elif tablefmt == "json":
         page = json.dumps(result, indent=2, sort_keys=True, default=str) + "\n"
     else:
-        page = render_comparison(result, tablefmt) + "\n"
+        page = render_comparison(result, tablefmt, None if tablefmt == "github" else screen_width()) + "\n"
     if output is None:
         click.echo(page, nl=False)
     else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,14 +423,24 @@ def detectability_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_comparison(result: dict[str, Any], tablefmt: str = "simple") -> str:
-    """The comparison as the CLI prints it: one row per configuration and metric, then the claims."""
+def render_comparison(result: dict[str, Any], tablefmt: str = "simple", width: int | None = None) -> str:
+    """The comparison as the CLI prints it: one row per configuration and metric, then the claims. ``width``: the
+    claims' verdict columns and the prose wrapped to fit it (a terminal; never a Markdown table). The metrics
+    table keeps each row on one line: about 90 columns plus the configuration's label."""
     table, claims = comparison_tables(result)
-    lines = [tabulate(table, headers=COMPARISON_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
-             comparison_summary(result)]
+    claim_counts = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
+    prose = [*comparison_summary(result).splitlines()]
+    claims_prose = [f"claims: {claim_counts}; a claim whose verdict moves down the scale (reproduced, weaker, "
+                    f"inconclusive, no effect of the tested size, contradicted) is a regression"]
+    verdict_width = None
+    if width is not None:
+        prose, claims_prose = ([textwrap.fill(line, width, subsequent_indent="  ") for line in lines]
+                               for lines in (prose, claims_prose))
+        fixed = max([len(CLAIM_HEADERS[0]), *(len(c[0]) for c in claims)]) + max(
+            [len(CLAIM_HEADERS[3]), *(len(c[3]) for c in claims)]) + 6  # tabulate's 2 between columns
+        verdict_width = max(24, (width - fixed) // 2)
+    lines = [tabulate(table, headers=COMPARISON_HEADERS, tablefmt=tablefmt, disable_numparse=True), "", *prose]
     if claims:
-        cc = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
-        lines += ["", tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True), "",
-                  f"claims: {cc}; a claim whose verdict moves down the scale (reproduced, weaker, inconclusive, no effect "
-                  f"of the tested size, contradicted) is a regression"]
+        lines += ["", tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True,
+                               maxcolwidths=[None, verdict_width, verdict_width, None]), "", *claims_prose]
     return "\n".join(lines)
