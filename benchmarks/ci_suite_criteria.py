@@ -207,7 +207,8 @@ def main() -> None:
         suite = work / f"criteria-{size}.toml"
         suite.write_text(make(size, 3, epochs))
         seconds = gstbench("run", "--suite", str(suite), "--seeds", criteria_seeds, "--json", "--out",
-                           str(work / f"criteria-{size}"), small=args.tiny)
+                           str(work / f"criteria-{size}"), *(["--executor", "sequential"] if args.tiny else []),
+                           small=args.tiny)
         print(f"{size} signals: {3 * len(seeds_in_order)} cells on the criteria seeds in {seconds:.0f} s")
         measured[size] = measure(work / f"criteria-{size}", seeds_in_order)
     print(f"\n{'signals':>7} {'seeds':>5} {'flip (SD)':>15} {'power':>6} {'5-pt drop power':>15} "

@@ -42,7 +42,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,23 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # as the default command's pool workers
 
 
+class InProcess:
+    """The pool's interface, running each job in this process at once: at the tiny size a pool's start (a fresh
+    interpreter importing torch per worker) would be most of the script's seconds."""
+
+    def __enter__(self) -> "InProcess":
+        _worker_init()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
 def _run(spec):
     from gstbench.engine import run_cell
 
@@ -131,7 +148,9 @@ def criteria(suite_name: str, seeds: list[int], overrides: dict | None = None) -
     slim_specs = [slim_spec(registry, s, [p for p in suite.cells if p.prune is not None])[0] for s in unpruned] \
         if slim else []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_worker_init) as pool:
+    pool_or_not = InProcess() if overrides is not None else ProcessPoolExecutor(WORKERS, mp_context=context,
+                                                                                initializer=_worker_init)
+    with pool_or_not as pool:
         removal = [pool.submit(seed_drops, suite_name, seed, overrides) for seed in seeds]
         base_jobs = [pool.submit(_run, spec) for spec in unpruned + slim_specs]
         costs = summarize(suite_name, seeds, [f.result() for f in removal])
