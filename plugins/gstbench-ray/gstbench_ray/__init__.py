@@ -4,14 +4,15 @@ The driver (``gstbench run``) keeps skip-by-hash and storage; Ray only turns cel
 results. A task whose worker process or node dies is retried by Ray (``max_retries``);
 a cell's own exception is already a stored "failed" result and is not retried.
 A killed driver takes its tasks with it: a local Ray instance shares its driver's fate
-(its raylet, GCS and task workers exit at once, and a watcher ends its two agents, which
-Ray would leave for a minute), and a cluster ends the tasks of a driver that disconnected.
+(its raylet, GCS and task workers exit at once, and a watcher ends the rest of it, such as
+its two agents, which Ray would leave for a minute), and a cluster ends the tasks of a driver that disconnected.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Callable, Iterable, Iterator
 
 import gstbench
@@ -43,12 +44,15 @@ def _drain(progress: Any, work: Any, cells: dict[str, Any]) -> None:
             work.on_epoch(cells[cell_hash], done, planned)
 
 
-# A small watcher process: while the driver lives it notes the raylet's children (Ray's agents and task workers, by
-# pid and start time); when the driver exits it kills those still there. Ray ends its raylet, GCS and workers with
-# the driver, but its two agents first spend a minute telling the dead GCS that the raylet died.
+# A small watcher process: while the driver lives it notes the driver's descendants (the local instance's GCS,
+# raylet, dashboard, log monitor, agents and task workers, by pid and start time); when the driver exits it kills
+# those still there, then any process of the instance's session (named in its command line: a worker the raylet
+# started after the last look, orphaned as it still imports). Ray ends its raylet, GCS and workers with the driver,
+# but its agents first spend a minute telling the dead GCS that the raylet died, and its other processes notice
+# the driver's death on their own clocks, which on a loaded machine can be many seconds.
 REAPER = """
 import os, select, signal, sys, time
-driver, raylet = int(sys.argv[1]), sys.argv[2]
+driver, session, me = sys.argv[1], sys.argv[2].encode(), str(os.getpid())
 
 def stat(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -60,36 +64,54 @@ def driver_exited(timeout):
         return bool(select.select([exited], [], [], timeout)[0])
     time.sleep(timeout)
     try:
-        os.kill(driver, 0)
+        os.kill(int(driver), 0)
     except ProcessLookupError:
         return True
     return False
 
 try:
-    exited = os.pidfd_open(driver)
+    exited = os.pidfd_open(int(driver))
 except (AttributeError, OSError):
     exited = None
-children = {}
+noted = {}
 while not driver_exited(0.5):
+    table = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            parent, started = stat(pid)
+            table[pid] = stat(pid)
         except (OSError, IndexError):
             continue
-        if parent == raylet:
-            children[pid] = started
-for pid, started in children.items():
+    for pid, (parent, started) in table.items():
+        for _ in range(64):  # up the parents to the driver, or to a process outside it
+            if parent == driver:
+                if pid != me:
+                    noted[pid] = started
+                break
+            if parent not in table:
+                break
+            parent = table[parent][0]
+for pid, started in noted.items():
     try:
         if stat(pid)[1] == started:
             os.kill(int(pid), signal.SIGKILL)
     except (OSError, IndexError):
         pass
+for _ in range(4):  # the session's stragglers, a few times over two seconds
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if session and session in f.read() and pid != me:
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.5)
 """
 _REAPERS: list = []
 
 
 def _reap_with_driver() -> None:
-    """Start the watcher that ends the local instance's agents with this driver (Linux: it reads /proc)."""
+    """Start the watcher that ends the local instance's processes with this driver, once it has started a raylet
+    (Linux: it reads /proc)."""
     import subprocess
     import sys
 
@@ -99,8 +121,11 @@ def _reap_with_driver() -> None:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
-                if stat.read().rsplit(")", 1)[1].split()[1] == me and b"/raylet/raylet" in cmd.read():
-                    _REAPERS.append(subprocess.Popen([sys.executable, "-c", REAPER, me, pid],
+                command = cmd.read()
+                if stat.read().rsplit(")", 1)[1].split()[1] == me and b"/raylet/raylet" in command:
+                    session = re.search(rb"session_[0-9][^/\s\x00]*", command)  # the instance's session name
+                    _REAPERS.append(subprocess.Popen([sys.executable, "-c", REAPER, me,
+                                                      session.group().decode() if session else ""],
                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                     return
         except (OSError, IndexError):

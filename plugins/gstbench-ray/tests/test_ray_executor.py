@@ -85,10 +85,18 @@ def _task_workers(pids: set[int]) -> set[int]:
     return {pid for pid in pids if _cmdline(pid).startswith("ray::") and "Agent" not in _cmdline(pid)}
 
 
+def _parent(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    except (OSError, IndexError):
+        return "?"
+
+
 def wait_until(condition, timeout: float, processes: set[int]) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "still running: " + "; ".join(_cmdline(p)[:80] for p in running(processes))
+        assert time.monotonic() < deadline, "still running: " + "; ".join(
+            f"{_cmdline(p)[:200]} (pid {p}, parent {_parent(p)})" for p in running(processes))
         time.sleep(0.1)
 
 
