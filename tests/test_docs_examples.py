@@ -16,6 +16,7 @@ its eight runs on fresh seeds (the others differ from it only in the suite, seen
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -32,6 +33,7 @@ import pytest
 import yaml
 
 from gstbench import hookimpl
+from gstbench.errors import GstbenchError
 from gstbench.plan.suite import load_suite
 from gstbench.plugins import Registry
 
@@ -155,10 +157,26 @@ def check_parses(command: str, where: str) -> None:
         raise AssertionError(f"{where}: `{command}`: {exc.format_message()}") from None
     except click.UsageError as exc:
         raise AssertionError(f"{where}: `{command}`: {exc.format_message()}") from None
-    suite = ctx.params.get("suite_name") if ctx.command.name == "run" else None
+    if ctx.command.name != "run":
+        return
+    registry = installed()
+    suite = ctx.params.get("suite_name")
     if suite and not suite.endswith(".toml") and not PLACEHOLDERS.search(suite):
-        scales = load_suite(Registry(), suite, placeholders=True, build_models=False).scales
+        scales = load_suite(registry, suite, placeholders=True, build_models=False).scales
         assert ctx.params["scale"] in scales, f"{where}: `{command}`: suite {suite} has no scale {ctx.params['scale']}"
+    # a component of gstbench or an installed plugin must exist (the pages' own example plugins are the reader's)
+    for kind, name in [("scorers", ctx.params.get("scorer")), *(("metrics", m) for m in ctx.params["metrics"])]:
+        if name and not PLACEHOLDERS.search(name) and (":" not in name or name.split(":")[0] in registry.plugins):
+            try:
+                registry.get(kind, name)
+            except GstbenchError as exc:
+                raise AssertionError(f"{where}: `{command}`: {exc}") from None
+
+
+@functools.cache
+def installed() -> Registry:
+    """gstbench and every installed plugin (the first-party ones, in CI), built once."""
+    return Registry()
 
 
 def every_command() -> list[tuple[str, str]]:
@@ -187,6 +205,7 @@ def test_every_gstbench_command_in_the_docs_parses_with_the_options_it_names(mon
 def test_a_wrong_option_or_suite_scale_in_a_page_would_be_caught():
     for wrong in ("gstbench run --suite tradeoff --seed 3", "gstbench run --suite smoke --scale paper",
                   "gstbench run --suite NAME [--scale quick|paper] [--seed N]",
+                  "gstbench run --suite tradeoff --scorer torch-pruning:taylr", "gstbench run --metric hessian-trac",
                   "gstbench report DIR --formats html", "gstbench suites shows tradeoff"):
         with pytest.raises(AssertionError):
             check_parses(wrong, "planted")
