@@ -8,11 +8,11 @@ import textwrap
 from pathlib import Path
 
 import click
-from tabulate import tabulate
 
-from gstbench.cli.common import (data_dir_option, echo_json, fitted_table, json_option, max_cells_option, registry,
-                                 scale_option, screen_width, seeds_option)
+from gstbench.cli.common import (data_dir_option, echo_json, json_option, max_cells_option, registry, scale_option,
+                                 screen_width, seeds_option)
 from gstbench.components import KINDS, REQUIRED
+from gstbench.reports.tables import fitted_table
 
 
 @click.group("suites", invoke_without_command=True)
@@ -27,7 +27,7 @@ def suites_cmd(ctx) -> None:
         for comp in reg.components("suites"):
             scales, desc = suite_summary(comp.factory)
             rows.append([comp.id, ", ".join(scales) or "-", desc])
-        click.echo(fitted_table(rows, ["suite", "scales", "description"], [1, 2]))
+        click.echo(fitted_table(rows, ["suite", "scales", "description"], [1, 2], screen_width()))
 
 
 @suites_cmd.command("show")
@@ -100,7 +100,8 @@ def plugins_cmd(as_json) -> None:
         provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info["provides"].items()) or "-"
         hooks = ", ".join(h.removeprefix("register_") for h in info["hooks"]) or "-"
         rows.append([info["name"], info["version"], info["status"], provides, hooks])
-    click.echo(fitted_table(rows, ["plugin", "version", "status", "provides", "register_* hooks"], [3, 4]))
+    click.echo(fitted_table(rows, ["plugin", "version", "status", "provides", "register_* hooks"], [3, 4],
+                            screen_width()))
     for info in infos:  # why a plugin failed, under the table: a message too long for a cell
         if info["error"]:
             click.echo("\n" + textwrap.fill(f"{info['name']} {info['status']}: {info['error']}", screen_width(),
@@ -131,7 +132,7 @@ def list_components(kind, as_json) -> None:
         return ", ".join([f"{k} (required)" for k in d["required"]] + [f"{k}={v}" for k, v in d["options"].items()])
 
     click.echo(fitted_table([[d["id"], options(d), ", ".join(d["capabilities"]), d["description"]] for d in data],
-                            [kind[:-1], "options", "capabilities", "description"], [1, 2, 3]))
+                            [kind[:-1], "options", "capabilities", "description"], [1, 2, 3], screen_width()))
 
 
 @click.command("new-plugin")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import textwrap
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -53,31 +51,6 @@ def screen_width() -> int:
     if sys.stdout.isatty():
         return max(60, shutil.get_terminal_size((100, 24)).columns)
     return 100
-
-
-def fitted_table(rows: list[list[str]], headers: list[str], wrapped: list[int]) -> str:
-    """A table at most ``screen_width()`` wide: the columns at ``wrapped`` share what the others leave, their
-    text wrapped to it, line by line."""
-    from tabulate import tabulate
-
-    def width(i: int) -> int:  # tabulate pads a header by 2
-        return max([len(headers[i]) + 2, *(len(line) for r in rows for line in str(r[i]).splitlines())])
-
-    left = screen_width() - 2 * (len(headers) - 1) - sum(width(i) for i in range(len(headers)) if i not in wrapped)
-    narrow = sorted(wrapped, key=width)  # a column narrower than its share keeps its width; the rest share what is left
-    limits: list[int | None] = [None] * len(headers)
-    for k, i in enumerate(narrow):
-        share = max(12, left // (len(narrow) - k))
-        if width(i) > share:
-            limits[i] = share
-        left -= min(width(i), share)
-
-    def fill(text: Any, limit: int | None) -> str:
-        lines = str(text).splitlines() or [""]
-        return "\n".join(textwrap.fill(line, limit, break_on_hyphens=False) if limit else line for line in lines)
-
-    fitted = [[fill(cell, limits[i]) for i, cell in enumerate(row)] for row in rows]
-    return tabulate(fitted, headers=headers, disable_numparse=True)
 
 
 def check_device(device: str) -> None:

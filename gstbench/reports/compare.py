@@ -32,6 +32,7 @@ from gstbench.reports import ALPHA, DEFAULT_TOLERANCE
 from gstbench.reports.claim_stats import format_effect, format_p, format_power, format_tested, verdict_label, verdict_rank
 from gstbench.reports.distributions import t_quantile, t_sf
 from gstbench.reports.power import detectable_change
+from gstbench.reports.tables import fitted_table
 from gstbench.errors import GstbenchError, closest
 from gstbench.plan.config import short_hash
 from gstbench.plan.selection import describe_config, holder_of, label_text, matches
@@ -429,18 +430,15 @@ def render_comparison(result: dict[str, Any], tablefmt: str = "simple", width: i
     table keeps each row on one line: about 90 columns plus the configuration's label."""
     table, claims = comparison_tables(result)
     claim_counts = ", ".join(f"{v} {k}" for k, v in result["claim_counts"].items() if v)
-    prose = [*comparison_summary(result).splitlines()]
+    prose = comparison_summary(result).splitlines()
     claims_prose = [f"claims: {claim_counts}; a claim whose verdict moves down the scale (reproduced, weaker, "
                     f"inconclusive, no effect of the tested size, contradicted) is a regression"]
-    verdict_width = None
     if width is not None:
         prose, claims_prose = ([textwrap.fill(line, width, subsequent_indent="  ") for line in lines]
                                for lines in (prose, claims_prose))
-        fixed = max([len(CLAIM_HEADERS[0]), *(len(c[0]) for c in claims)]) + max(
-            [len(CLAIM_HEADERS[3]), *(len(c[3]) for c in claims)]) + 6  # tabulate's 2 between columns
-        verdict_width = max(24, (width - fixed) // 2)
     lines = [tabulate(table, headers=COMPARISON_HEADERS, tablefmt=tablefmt, disable_numparse=True), "", *prose]
     if claims:
-        lines += ["", tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True,
-                               maxcolwidths=[None, verdict_width, verdict_width, None]), "", *claims_prose]
+        claim_table = tabulate(claims, headers=CLAIM_HEADERS, tablefmt=tablefmt, disable_numparse=True) \
+            if width is None else fitted_table(claims, CLAIM_HEADERS, [1, 2], width, tablefmt)
+        lines += ["", claim_table, "", *claims_prose]
     return "\n".join(lines)
