@@ -215,6 +215,14 @@ class Scorer(Protocol):
         """Resume from ``state_dict``'s output (after ``attach``, in a fresh process)."""
 
 
+def scores_fault(scores: torch.Tensor) -> str | None:
+    """What breaks a scorer's rule of one finite float per unit ("non-float", "non-finite"), or None: the engine
+    fails a cell on it and gstbench.testing.check_scorer reports it (a NaN would rank anywhere)."""
+    if not scores.is_floating_point():
+        return "non-float"
+    return None if bool(scores.isfinite().all()) else "non-finite"
+
+
 class Target(Protocol):
     """Picks ``count`` physical indices among the alive units, given their scores."""
 

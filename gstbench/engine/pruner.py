@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from gstbench.store.cell_result import LayerPruned, PruningEvent
-from gstbench.components import SOFT, TEMPORARY, LayerState, PruningContext
+from gstbench.components import SOFT, TEMPORARY, LayerState, PruningContext, scores_fault
 from gstbench.engine.loop import Hooks
 from gstbench.pruning import layer_states
 from gstbench.plan.schedule import LayerCut, build_schedule
@@ -162,9 +162,8 @@ class Pruner:
             if s.shape != layer.alive.shape:
                 raise ValueError(f"scorer {self.prune.scorer.id} returned scores of shape {tuple(s.shape)} for layer "
                                  f"'{name}' with {layer.granularity} of shape {tuple(layer.alive.shape)}")
-            if not s.is_floating_point() or not bool(torch.isfinite(s).all()):  # a NaN would rank anywhere
-                raise ValueError(f"scorer {self.prune.scorer.id} returned "
-                                 f"{'non-float' if not s.is_floating_point() else 'non-finite'} scores for layer "
+            if fault := scores_fault(s):
+                raise ValueError(f"scorer {self.prune.scorer.id} returned {fault} scores for layer "
                                  f"'{name}' at step {self.ctx.step}: a scorer returns one finite float per unit "
                                  f"(dead ones included), as gstbench.testing.check_scorer checks")
             scores.append(s.flatten().float())

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from gstbench.components import TensorData
+from gstbench.components import TensorData, scores_fault
 from gstbench.testing.bench import (
     _Bench, _differences, _fail, _hooks, _masked, _outputs, _resolve, _state, make_tiny_data,
     make_tiny_images, make_tiny_model)
@@ -67,9 +67,9 @@ def _scorer_run(label: str, build: Callable, model: nn.Module, data: TensorData,
             if tuple(s.shape) != tuple(layer.alive.shape):
                 raise _fail(label, f"score() returned shape {tuple(s.shape)} for {what}, whose alive units have "
                             f"shape {tuple(layer.alive.shape)}", "score every physical unit, alive or not")
-            if not s.is_floating_point() or not bool(torch.isfinite(s).all()):
-                raise _fail(label, f"score() returned {'non-float' if not s.is_floating_point() else 'non-finite'} "
-                            f"scores for {what}", "return finite float scores (dead units included)")
+            if fault := scores_fault(s):
+                raise _fail(label, f"score() returned {fault} scores for {what}",
+                            "return finite float scores (dead units included)")
             changed = _differences(state, _state(bench.model))
             if changed:
                 raise _fail(label, f"scoring {what} changed the model ({', '.join(changed[:3])})",
