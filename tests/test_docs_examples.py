@@ -265,7 +265,7 @@ batch_size = 100
 
 def stand_in(suite: str, where: Path) -> Path:
     """A file named like ``suite`` (a built-in name or a suite file) that runs its matrix at a tiny size."""
-    registry = Registry()
+    registry = installed()
     parent = str(Path(suite).resolve()) if suite.endswith(".toml") else suite
     name = load_suite(registry, parent, placeholders=True, build_models=False).name
     path = where / f"{name}.toml"
@@ -275,7 +275,7 @@ def stand_in(suite: str, where: Path) -> Path:
 
 @pytest.mark.parametrize("suite", ["smoke", "ci", "tradeoff", "flatness", "rate", "permanence", "methods", "ood", "rewind"])
 def test_a_stand_in_has_its_suites_configurations_and_claims(suite, tmp_path):
-    registry = Registry()
+    registry = installed()
     real = load_suite(registry, suite, seeds=[0], placeholders=True, build_models=False)
     small = load_suite(registry, str(stand_in(suite, tmp_path)), placeholders=True, build_models=False)
     assert small.name == real.name and len(small.cells) == len(real.cells) and small.scales == real.scales
@@ -584,7 +584,7 @@ def test_the_replication_commands_run_and_tabulate_the_claims(workdir):
     table = gstbench(commands(first.text)[-1], workdir)
     suites = sorted(path.name for path in (workdir / "gstbench-results").iterdir())
     assert suites == sorted([c.split()[3] for c in own] + [again[0].split()[-1].split("/")[-1]])
-    registry = Registry()
+    registry = installed()
     for suite in suites:
         declared = load_suite(registry, suite.removesuffix("-s100"), placeholders=True, build_models=False).claims
         assert all(f"| {c['id']}" in table for c in declared), (suite, table[:3000])
