@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gstbench.layers import GroupSlice, PrunableGroup, PrunableLayer  # noqa: F401  (re-exported for plugins)
+
 if TYPE_CHECKING:  # annotations only: listing components must not load torch
     import torch
     from torch import nn
@@ -40,6 +42,7 @@ TEMPORARY = "temporary"  # effector: targeted units come back after a while (zer
 # share among all its units, and the layer's last event makes its pick permanent (``harden``)
 SOFT = "soft"
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
+GROUPS = "groups"  # scorer or effector: also works on declared groups of coupled slices (heads, neurons)
 MAPS_2D = "2d-maps"  # scorer: reads 2-D feature maps (images); refused on 1-D signals
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)
@@ -118,35 +121,26 @@ def id_parts(component_id: str) -> tuple[str, str, str]:
 
 
 @dataclass
-class PrunableLayer:
-    """A conv layer whose filters (output channels) a suite may prune.
-
-    ``conv`` and ``bn`` are module paths inside the model; ``activation`` is the module
-    whose output the activation scorer reads (default: ``bn``, else ``conv``).
-    """
-
-    conv: str
-    bn: str | None = None
-    activation: str | None = None
-
-
-@dataclass
 class LayerState:
     """Pruning state of one layer during a cell, in the layer's current (physical) indexing.
 
-    With granularity "filters" a unit is an output channel and ``alive`` has one entry per
-    channel; with "weights" a unit is one weight and ``alive`` has the weight's shape.
+    With granularity "filters" a unit is an output channel, or a group's unit (a head, a neuron), and
+    ``alive`` has one entry per unit; with "weights" a unit is one weight and ``alive`` has the weight's shape.
     Scorers return scores of ``alive``'s shape; targets and effectors see flat indices.
     """
 
     name: str
-    spec: PrunableLayer
-    conv: nn.Module
+    spec: PrunableLayer | PrunableGroup
+    conv: nn.Module  # a group's: the module of its first slice (its device, its dtype)
     bn: nn.Module | None
     n_original: int
     original_index: torch.Tensor  # physical unit -> original unit (flat)
     alive: torch.Tensor  # bool per physical unit
     granularity: str = "filters"
+
+    @property
+    def is_group(self) -> bool:
+        return isinstance(self.spec, PrunableGroup)
 
     @property
     def n_physical(self) -> int:

@@ -1,6 +1,7 @@
 """Structured-pruning mechanics shared by effectors: masks, physical removal, optimizer state.
 
-Physical removal goes through torch-pruning's DependencyGraph. Afterwards the optimizer
+A conv layer's filters are removed through torch-pruning's DependencyGraph; a declared group's units (heads,
+MLP neurons: components.PrunableGroup) by cutting the slices the model declares for them. Afterwards the optimizer
 still holds the old tensors, so ``remove_filters`` rebuilds its per-parameter state
 (Adam moments, SGD momentum) by slicing the kept entries: it tags every parameter with
 its own flat element indices before the cut and reads them back after, which gives
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
-from gstbench.components import LayerState, PrunableLayer
+from gstbench.components import LayerState, PrunableGroup, PrunableLayer
 
 if TYPE_CHECKING:
     import torch_pruning as tp
@@ -32,8 +33,8 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
 
 def weight_layer(model: nn.Module, name: str) -> PrunableLayer | None:
     """A layer whose individual weights may be pruned: a declared prunable layer, or any conv/linear module."""
-    declared: dict[str, PrunableLayer] = getattr(model, "prunable_layers", {})
-    if name in declared:
+    declared: dict[str, PrunableLayer | PrunableGroup] = getattr(model, "prunable_layers", {})
+    if name in declared and isinstance(declared[name], PrunableLayer):
         return declared[name]
     try:
         module = model.get_submodule(name)
@@ -43,10 +44,15 @@ def weight_layer(model: nn.Module, name: str) -> PrunableLayer | None:
 
 
 def layer_states(model: nn.Module, names: Sequence[str], granularity: str = "filters") -> dict[str, LayerState]:
-    declared: dict[str, PrunableLayer] = getattr(model, "prunable_layers", {})
+    declared: dict[str, PrunableLayer | PrunableGroup] = getattr(model, "prunable_layers", {})
     states = {}
     for name in names:
         spec = declared[name] if granularity == "filters" else weight_layer(model, name)
+        if isinstance(spec, PrunableGroup):
+            n = spec.units_of(lambda path: model.get_parameter(path).shape)
+            owner = get_module(model, spec.slices[0].param.rpartition(".")[0])
+            states[name] = LayerState(name, spec, owner, None, n, torch.arange(n), torch.ones(n, dtype=torch.bool))
+            continue
         conv = get_module(model, spec.conv)
         bn = get_module(model, spec.bn) if spec.bn else None
         shape = conv.weight.shape[:1] if granularity == "filters" else conv.weight.shape
@@ -54,6 +60,63 @@ def layer_states(model: nn.Module, names: Sequence[str], granularity: str = "fil
         states[name] = LayerState(name, spec, conv, bn, n, torch.arange(n), torch.ones(shape, dtype=torch.bool),
                                   granularity)
     return states
+
+
+def unit_weight_keys(spec: PrunableLayer | PrunableGroup) -> list[str]:
+    """The state-dict keys of the weights a layer's units own: a conv's weight, or every slice of a group."""
+    if isinstance(spec, PrunableGroup):
+        return [part.param for part in spec.slices]
+    return [f"{spec.conv}.weight"]
+
+
+def stored_units(spec: PrunableLayer | PrunableGroup, state: dict[str, torch.Tensor]) -> int | None:
+    """How many units a layer has in a stored state dict (None where the state lacks its weight)."""
+    key = unit_weight_keys(spec)[0]
+    if key not in state:
+        return None
+    return spec.units_of(lambda path: state[path].shape) if isinstance(spec, PrunableGroup) else state[key].shape[0]
+
+
+def group_slices(model: nn.Module, group: PrunableGroup, indices: torch.Tensor) -> list:
+    """(parameter, dim, element indices) of the group's ``indices`` units: what masking zeroes, what removal cuts."""
+    out = []
+    for part in group.slices:
+        param = model.get_parameter(part.param)
+        elements = (indices.cpu()[:, None] * part.width + torch.arange(part.width)).flatten()
+        out.append((param, part.dim, elements))
+    return out
+
+
+def unit_rows(group: PrunableGroup, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Tensors shaped like the group's parameters (the weights, their gradients), one per slice, as one row per
+    unit: (units, weights per unit), the slices side by side."""
+    rows = []
+    for part, tensor in zip(group.slices, tensors, strict=True):
+        moved = tensor.detach().movedim(part.dim, 0)
+        rows.append(moved.reshape(moved.shape[0] // part.width, -1))
+    return torch.cat(rows, dim=1)
+
+
+def group_parameters(model: nn.Module, group: PrunableGroup) -> list[nn.Parameter]:
+    return [model.get_parameter(part.param) for part in group.slices]
+
+
+def unit_weights(model: nn.Module, group: PrunableGroup) -> torch.Tensor:
+    """Every unit's weights as one row: (units, weights per unit), the group's slices side by side."""
+    return unit_rows(group, group_parameters(model, group))
+
+
+def _cut_group(model: nn.Module, group: PrunableGroup, kept: torch.Tensor) -> None:
+    """Keep only the ``kept`` units' slices: each parameter replaced by its kept part, the modules' sizes told."""
+    for part in group.slices:
+        path, _, attr = part.param.rpartition(".")
+        module = get_module(model, path)
+        param = getattr(module, attr)
+        elements = (kept[:, None] * part.width + torch.arange(part.width, device=kept.device)).flatten()
+        setattr(module, attr, nn.Parameter(param.data.index_select(part.dim, elements.to(param.device)),
+                                           requires_grad=param.requires_grad))
+        if isinstance(module, nn.Linear) and attr == "weight":
+            module.out_features, module.in_features = module.weight.shape
 
 
 @functools.cache
@@ -80,12 +143,15 @@ def dependency_graph(model: nn.Module, example_input: torch.Tensor) -> "tp.Depen
         model.train(was_training)  # DependencyGraph switches to eval mode and never back
 
 
-def removal_slices(dg: "tp.DependencyGraph", layer: LayerState, indices: torch.Tensor):
+def removal_slices(model: nn.Module, dg: "tp.DependencyGraph | None", layer: LayerState, indices: torch.Tensor):
     """(parameter, dim, index) for every slice that physical removal of ``indices`` would cut.
 
     Zeroing these is the mask equivalent of removal: the filters, the next BatchNorm's
-    gamma and beta, and the consumers' input slices (which only ever see zeros).
+    gamma and beta, and the consumers' input slices (which only ever see zeros); a group's
+    declared slices (``dg`` unused: None will do).
     """
+    if layer.is_group:
+        return group_slices(model, layer.spec, indices)
     tp, zero_dims = _torch_pruning(), _zero_dims()
     group = dg.get_pruning_group(layer.conv, tp.prune_conv_out_channels, idxs=sorted(indices.tolist()))
     slices = []
@@ -107,8 +173,10 @@ def zero_slices(slices) -> None:
         param.index_fill_(dim, idx.to(param.device), 0)
 
 
-def coupled_outputs(model: nn.Module, layer: PrunableLayer, example_input: torch.Tensor) -> list[str]:
-    """Other layers whose output channels torch-pruning would cut together with this layer's."""
+def coupled_outputs(model: nn.Module, layer: PrunableLayer | PrunableGroup, example_input: torch.Tensor) -> list[str]:
+    """Other layers whose output channels torch-pruning would cut together with this layer's (a group: none)."""
+    if isinstance(layer, PrunableGroup):
+        return []
     tp = _torch_pruning()
     conv = get_module(model, layer.conv)
     group = dependency_graph(model, example_input).get_pruning_group(conv, tp.prune_conv_out_channels, idxs=[0])
@@ -125,7 +193,13 @@ def coupled_outputs(model: nn.Module, layer: PrunableLayer, example_input: torch
 
 def remove_filters(model: nn.Module, layer: LayerState, indices: torch.Tensor,
                    optimizer: torch.optim.Optimizer | None, example_input: torch.Tensor) -> torch.Tensor:
-    """Physically remove filters (and what depends on them); return the kept physical indices."""
+    """Physically remove filters (and what depends on them) or a group's units; return the kept physical indices."""
+    keep = torch.ones(layer.n_physical, dtype=torch.bool)
+    keep[indices.cpu()] = False
+    kept = keep.nonzero().flatten()
+    if layer.is_group:
+        _prune_keeping_optimizer(model, optimizer, lambda: _cut_group(model, layer.spec, kept))
+        return kept
     tp = _torch_pruning()
     dg = dependency_graph(model, example_input)
     group = dg.get_pruning_group(layer.conv, tp.prune_conv_out_channels, idxs=sorted(indices.tolist()))
@@ -134,9 +208,7 @@ def remove_filters(model: nn.Module, layer: LayerState, indices: torch.Tensor,
         _prune_keeping_optimizer(model, optimizer, group.prune)
     finally:
         model.train(was_training)
-    keep = torch.ones(layer.n_physical, dtype=torch.bool)
-    keep[indices.cpu()] = False
-    return keep.nonzero().flatten()
+    return kept
 
 
 @torch.no_grad()
@@ -177,9 +249,12 @@ def _prune_keeping_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer 
 
 def dead_filters(model: nn.Module) -> dict[str, torch.Tensor]:
     """Per declared prunable layer, its dead filters (bool): conv filter all zero, and its BatchNorm gamma and
-    beta zero where it has one (what the mask effector leaves)."""
+    beta zero where it has one (what the mask effector leaves); a group's units whose slices are all zero."""
     dead = {}
     for name, state in layer_states(model, list(getattr(model, "prunable_layers", {}))).items():
+        if state.is_group:
+            dead[name] = (unit_weights(model, state.spec).abs().sum(1) == 0).cpu()
+            continue
         is_dead = state.conv.weight.detach().flatten(1).abs().sum(1) == 0
         if state.bn is not None:
             is_dead &= (state.bn.weight.detach() == 0) & (state.bn.bias.detach() == 0)

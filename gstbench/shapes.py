@@ -28,13 +28,14 @@ class DataShape:
 
 @dataclass(frozen=True)
 class ModelShape:
-    """A model's prunable layers (name -> filters), the weights of every layer whose weights may be pruned one by
+    """A model's prunable layers (name -> filters or a group's units), the weights of every layer whose weights may be pruned one by
     one (a prunable layer's name or a conv/linear module's path -> its weight count), and its forward MACs per
     example."""
 
     units: dict[str, int]
     weights: dict[str, int]
     macs: float
+    groups: dict[str, str] = field(default_factory=dict)  # the prunable layers that are groups -> their units' kind
 
 
 @dataclass

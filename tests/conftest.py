@@ -33,6 +33,20 @@ def train_steps(model, optimizer, x, y, n: int = 1, after_step=None) -> None:
             after_step()
 
 
+def effector_applied(effector, model, optimizer, layer_name: str, indices: list[int], shape=(1, 40)):
+    """Mark ``indices`` of a layer dead and apply ``effector`` to them, as the engine does; (layer state, its return)."""
+    import torch
+
+    from gstbench.components import PruningContext
+    from gstbench.pruning import layer_states
+
+    layer = layer_states(model, [layer_name])[layer_name]
+    ctx = PruningContext(model, optimizer, torch.randn(2, *shape), torch.Generator().manual_seed(0))
+    idx = torch.tensor(indices)
+    layer.alive[idx] = False
+    return layer, effector.apply(layer, idx, ctx)
+
+
 def changed(base: dict, **changes) -> dict:
     """A deep copy of a cell config with changes: ``prune__effector="remove"`` sets ``prune.effector``."""
     import copy

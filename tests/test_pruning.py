@@ -10,10 +10,9 @@ from torch.nn import functional as F
 
 from gstbench.builtin.impl.effectors import MaskEffector, RemoveEffector
 from gstbench.builtin.models import cnn1d, resnet1d
-from gstbench.components import PruningContext
 from gstbench.pruning import coupled_outputs, layer_states
 
-from conftest import train_steps
+from conftest import effector_applied, train_steps
 
 SHAPE = (1, 40)
 
@@ -39,14 +38,6 @@ def steps_on(model, opt, n=3, after_step=None):
     return x
 
 
-def apply(effector, model, opt, layer_name, indices):
-    layer = layer_states(model, [layer_name])[layer_name]
-    ctx = PruningContext(model, opt, torch.randn(2, *SHAPE), torch.Generator().manual_seed(0))
-    idx = torch.tensor(indices)
-    layer.alive[idx] = False
-    return layer, effector.apply(layer, idx, ctx)
-
-
 @pytest.mark.parametrize("make,layer_name", [
     (lambda: cnn1d(SHAPE, 10), "conv2"),
     (lambda: cnn1d(SHAPE, 10), "conv4"),  # feeds flatten -> linear
@@ -58,9 +49,9 @@ def test_mask_and_remove_compute_the_same_function(make, layer_name):
     model, opt = trained_a_little(make())
     masked, removed = model, copy.deepcopy(model)
     indices = [0, 3, 5, 6, 11]
-    apply(MaskEffector(), masked, opt, layer_name, indices)
+    effector_applied(MaskEffector(), masked, opt, layer_name, indices)
     removed_opt = torch.optim.Adam(removed.parameters())
-    _, kept = apply(RemoveEffector(), removed, removed_opt, layer_name, indices)
+    _, kept = effector_applied(RemoveEffector(), removed, removed_opt, layer_name, indices)
     assert kept is not None and len(kept) + len(indices) == layer_states(model, [layer_name])[layer_name].n_original
     assert sum(p.numel() for p in removed.parameters()) < sum(p.numel() for p in masked.parameters())
     x = torch.randn(64, *SHAPE)
@@ -74,7 +65,7 @@ def test_mask_and_remove_compute_the_same_function(make, layer_name):
 def test_remove_leaves_the_model_in_train_mode():
     model, opt = trained_a_little(cnn1d(SHAPE, 10))
     model.train()
-    apply(RemoveEffector(), model, opt, "conv3", [1, 2])
+    effector_applied(RemoveEffector(), model, opt, "conv3", [1, 2])
     assert all(m.training for m in model.modules())
 
 
@@ -86,7 +77,7 @@ def test_removed_layers_still_train_and_keep_their_adam_state():
     old_moment = opt.state[conv.weight]["exp_avg"].clone()
     next_conv = model.features.block4.conv
     old_next_moment = opt.state[next_conv.weight]["exp_avg"].clone()
-    _, kept = apply(RemoveEffector(), model, opt, "conv3", [0, 7, 9])
+    _, kept = effector_applied(RemoveEffector(), model, opt, "conv3", [0, 7, 9])
     # the optimizer now holds the new tensors, with the kept slices of the old state
     held = {id(p) for g in opt.param_groups for p in g["params"]}
     assert id(conv.weight) in held and id(next_conv.weight) in held
@@ -103,7 +94,7 @@ def test_mask_zeroes_filter_and_batchnorm_and_keeps_them_zero():
     torch.manual_seed(0)
     model, opt = trained_a_little(cnn1d(SHAPE, 10))
     effector = MaskEffector()
-    layer, kept = apply(effector, model, opt, "conv2", [1, 4])
+    layer, kept = effector_applied(effector, model, opt, "conv2", [1, 4])
     assert kept is None
     x = steps_on(model, opt, after_step=effector.after_step)
     for t in (layer.conv.weight, layer.bn.weight, layer.bn.bias):

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch_pruning as tp
 
+from gstbench.components import PrunableGroup
 from gstbench.plan.config import ComponentRef
 from gstbench.plugins import get_registry
 from gstbench.pruning import layer_states
@@ -21,7 +22,10 @@ MNIST1D = [{}, {"num_samples": 600, "train_split": 0.5}, {"num_samples": 777, "t
 MODELS = [("cnn1d", {}, (1, 40), 10), ("cnn1d", {"channels": [8, 16, 16, 16], "pool_after": [1, 2, 3]}, (1, 40), 10),
           ("resnet1d", {}, (1, 40), 10), ("resnet1d", {"channels": [8, 16, 32], "blocks": 2}, (1, 40), 10),
           ("vgg11-bn", {}, (3, 32, 32), 10), ("resnet18-cifar", {}, (3, 32, 32), 100),
-          ("resnet20", {}, (3, 32, 32), 10), ("resnet56", {}, (3, 32, 32), 100)]
+          ("resnet20", {}, (3, 32, 32), 10), ("resnet56", {}, (3, 32, 32), 100),
+          ("transformer", {}, (1, 40), 10),
+          ("transformer", {"dim": 24, "depth": 3, "heads": 3, "head_dim": 8, "hidden": 40, "patch": 8}, (3, 32, 32),
+           100)]
 
 
 def ref(name: str, options: dict) -> ComponentRef:
@@ -61,7 +65,10 @@ def test_each_builtin_model_declares_its_built_layers_and_torch_prunings_mac_cou
     assert shape.units == {n: s.n_original for n, s in layer_states(model, declared).items()}
     modules = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d,
                                                                       torch.nn.Linear))]
-    assert shape.weights == {n: s.n_original for n, s in layer_states(model, declared + modules, "weights").items()}
+    groups = {n: spec.kind for n, spec in model.prunable_layers.items() if isinstance(spec, PrunableGroup)}
+    assert shape.groups == groups
+    filters = [n for n in declared if n not in groups]  # a group's units are not one weight tensor's
+    assert shape.weights == {n: s.n_original for n, s in layer_states(model, filters + modules, "weights").items()}
 
 
 def test_a_shape_that_cannot_be_built_is_refused_as_the_model_is():

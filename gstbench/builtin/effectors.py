@@ -6,7 +6,7 @@ what they build is in impl/effectors.py.
 
 from __future__ import annotations
 
-from gstbench.components import REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
+from gstbench.components import GROUPS, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
 from gstbench.plugins import hookimpl
 
 
@@ -45,10 +45,18 @@ def noise(steps: int = 100, variance: str | float = "untargeted"):
     return NoiseEffector(steps, variance)
 
 
+def sparsegpt(examples: int = 128, damp: float = 0.01):
+    """SparseGPT (Frantar & Alistarh 2023): zero the picked weights of a linear layer, OBS-update the kept ones."""
+    from gstbench.builtin.impl.sparsegpt import SparseGPTEffector
+
+    return SparseGPTEffector(int(examples), float(damp))
+
+
 @hookimpl
 def register_effectors(register):
-    register("mask", mask, capabilities=[WEIGHTS])
-    register("remove", remove, capabilities=[REMOVES_UNITS])
+    register("mask", mask, capabilities=[WEIGHTS, GROUPS])
+    register("remove", remove, capabilities=[REMOVES_UNITS, GROUPS])
     register("soft", soft, capabilities=[SOFT])
     register("zero", zero, capabilities=[TEMPORARY])
     register("noise", noise, capabilities=[TEMPORARY])
+    register("sparsegpt", sparsegpt, capabilities=[WEIGHTS])

@@ -1,10 +1,12 @@
-"""Built-in models: 1-D CNNs for the embedded MNIST-1D data and the papers' CIFAR networks, one code for both.
+"""Built-in models: CNNs and a transformer for the embedded MNIST-1D and the papers' CIFAR nets, one code for both.
 
 Only the factories and their registration live here, so that listing components loads no torch;
 what they build is in impl/models.py.
 """
 
 from __future__ import annotations
+
+import math
 
 from gstbench.plugins import hookimpl
 from gstbench.shapes import ConvNetShape, ModelShape
@@ -52,6 +54,14 @@ def resnet56(input_shape, num_classes):
     return ResNet(input_shape, num_classes, (16, 32, 64), 9)
 
 
+def transformer(input_shape, num_classes, dim=32, depth=2, heads=4, head_dim=8, hidden=64, patch=4):
+    """ViT-style transformer on patch tokens (1-D signals or images); prunable blockN.heads and blockN.neurons."""
+    from gstbench.builtin.impl.transformers import Transformer
+
+    return Transformer(input_shape, num_classes, int(dim), int(depth), int(heads), int(head_dim), int(hidden),
+                       int(patch))
+
+
 def _net(input_shape) -> ConvNetShape:
     if len(input_shape) - 1 not in (1, 2):
         raise ValueError(f"inputs of shape {tuple(input_shape)}: need (channels, length) or (channels, height, width)")
@@ -90,6 +100,39 @@ def resnet_shape(input_shape, num_classes, channels, blocks) -> ModelShape:
     return net.linear("fc", net.channels, num_classes).model()
 
 
+def transformer_shape(input_shape, num_classes, dim=32, depth=2, heads=4, head_dim=8, hidden=64,
+                      patch=4) -> ModelShape:
+    """impl/transformers.py's Transformer, as shapes, counted as torch-pruning's counter counts it: a linear
+    layer's multiply-accumulates per token plus its bias once, LayerNorm as two operations per input, GELU as
+    one; the attention's own matrix products are functional calls, uncounted there and here."""
+    if len(input_shape) - 1 not in (1, 2) or any(s % int(patch) for s in input_shape[1:]):
+        raise ValueError(f"inputs of shape {tuple(input_shape)}: need (channels, length) or (channels, height, "
+                         f"width) that split into patches of {patch}")
+    dim, width, hidden, patch = int(dim), int(heads) * int(head_dim), int(hidden), int(patch)
+    tokens = math.prod(s // patch for s in input_shape[1:])
+    kernel = input_shape[0] * patch ** (len(input_shape) - 1)
+    weights = {"patches": dim * kernel}
+    macs = tokens * dim * kernel + tokens * dim
+    units, groups = {}, {}
+
+    def linear(path: str, features_in: int, features_out: int, rows: int) -> float:
+        weights[path] = features_in * features_out
+        return rows * features_in * features_out + features_out
+
+    for b in range(int(depth)):
+        prefix = f"blocks.{b}"
+        macs += 4 * tokens * dim  # the two LayerNorms
+        macs += sum(linear(f"{prefix}.attn.{p}", dim, width, tokens) for p in "qkv")
+        macs += linear(f"{prefix}.attn.out", width, dim, tokens)
+        macs += linear(f"{prefix}.mlp.fc1", dim, hidden, tokens) + linear(f"{prefix}.mlp.fc2", hidden, dim, tokens)
+        macs += tokens * hidden  # GELU
+        units[f"block{b + 1}.heads"], units[f"block{b + 1}.neurons"] = int(heads), hidden
+        groups[f"block{b + 1}.heads"], groups[f"block{b + 1}.neurons"] = "heads", "neurons"
+    macs += 2 * tokens * dim + linear("head", dim, num_classes, 1)
+    return ModelShape(units, weights, float(macs), groups)
+
+
+transformer.shapes = transformer_shape
 cnn1d.shapes = lambda input_shape, num_classes, channels=(32, 64, 64, 64), pool_after=(2, 3): vgg_shape(
     input_shape, num_classes, tuple(channels), tuple(pool_after))
 resnet1d.shapes = lambda input_shape, num_classes, channels=(32, 64), blocks=1: resnet_shape(
@@ -109,3 +152,4 @@ def register_models(register):
     register("resnet18-cifar", resnet18_cifar)
     register("resnet20", resnet20)
     register("resnet56", resnet56)
+    register("transformer", transformer)

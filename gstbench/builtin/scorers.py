@@ -6,7 +6,7 @@ what they build is in impl/scorers.py.
 
 from __future__ import annotations
 
-from gstbench.components import MAPS_2D, NEEDS_ACTIVATIONS, WEIGHTS
+from gstbench.components import GROUPS, MAPS_2D, NEEDS_ACTIVATIONS, WEIGHTS
 from gstbench.plugins import hookimpl
 
 
@@ -73,14 +73,54 @@ def hrank(examples: int = 500):
     return HRankScorer(int(examples))
 
 
+def head_importance(examples: int = 128):
+    """Michel et al. 2019's head importance E|dL/d xi| of each unit's output gate, per layer L2-normalised."""
+    from gstbench.builtin.impl.gradient_scorers import HeadImportanceScorer
+
+    return HeadImportanceScorer(int(examples))
+
+
+def taylor(examples: int = 128):
+    """First-order Taylor |w * dL/dw| summed over each unit's weights (LLM-Pruner's element-wise first order)."""
+    from gstbench.builtin.impl.gradient_scorers import TaylorScorer
+
+    return TaylorScorer(int(examples))
+
+
+def magnitude(compare: str = "layer"):
+    """|w| of each single weight, compared within the layer (default) or within each output row."""
+    from gstbench.builtin.impl.calibrated_scorers import MagnitudeScorer
+
+    return MagnitudeScorer(str(compare))
+
+
+def wanda(examples: int = 128, compare: str = "output"):
+    """Wanda |W_ij| * ||X_j|| on calibration inputs (Sun et al. 2024), per output row; on heads/neurons: summed."""
+    from gstbench.builtin.impl.calibrated_scorers import WandaScorer
+
+    return WandaScorer(int(examples), str(compare))
+
+
+def obs(examples: int = 128, damp: float = 0.01):
+    """SparseGPT's OBS saliency w^2 / [H^-1]_jj^2 of each weight of a linear layer, from calibration inputs."""
+    from gstbench.builtin.impl.sparsegpt import OBSScorer
+
+    return OBSScorer(int(examples), float(damp))
+
+
 @hookimpl
 def register_scorers(register):
-    register("l2", l2, capabilities=[WEIGHTS])
-    register("l1", l1, capabilities=[WEIGHTS])
+    register("l2", l2, capabilities=[WEIGHTS, GROUPS])
+    register("l1", l1, capabilities=[WEIGHTS, GROUPS])
     register("activation-l1", activation_l1, capabilities=[NEEDS_ACTIVATIONS])
     register("bn-gamma", bn_gamma)
-    register("random", random, capabilities=[WEIGHTS])
+    register("random", random, capabilities=[WEIGHTS, GROUPS])
     register("snip", snip, capabilities=[WEIGHTS])
     register("grasp", grasp, capabilities=[WEIGHTS])
     register("synflow", synflow, capabilities=[WEIGHTS])
     register("hrank", hrank, capabilities=[MAPS_2D])
+    register("head-importance", head_importance, capabilities=[GROUPS])
+    register("taylor", taylor, capabilities=[GROUPS])
+    register("magnitude", magnitude, capabilities=[WEIGHTS])
+    register("wanda", wanda, capabilities=[WEIGHTS, GROUPS])
+    register("obs", obs, capabilities=[WEIGHTS])

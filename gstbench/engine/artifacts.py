@@ -185,9 +185,11 @@ def _physical(model: nn.Module, name: str) -> int:
 
 def _stored_slim(model: nn.Module, name: str, kept: torch.Tensor, state: dict[str, torch.Tensor]) -> bool:
     """Whether the stored weights of layer ``name`` have fewer filters than its original units."""
+    from gstbench.pruning import stored_units
+
     declared = getattr(model, "prunable_layers", {})
-    conv_key = f"{declared[name].conv}.weight" if name in declared else None
-    return conv_key in state and state[conv_key].shape[0] != kept.numel()
+    units = stored_units(declared[name], state) if name in declared else None
+    return units is not None and units != kept.numel()
 
 
 def export_model(where: Path | str, out: Path | str, structured: bool = True, registry: Registry = None) -> nn.Module:

@@ -108,7 +108,8 @@ class Pruner:
         return 1 - sum(s.n_alive for s in self.layers.values()) / original
 
     def unit_counts(self) -> dict[str, Any]:
-        unit = "filters" if self.prune.granularity == "filters" else "weights"
+        unit = ("weights" if self.prune.granularity == "weights"
+                else "units" if any(s.is_group for s in self.layers.values()) else "filters")  # units: heads, neurons
         return {f"remaining_{unit}": {n: s.n_physical if self.temporary else s.n_alive
                                       for n, s in self.layers.items()},
                 f"targeted_{unit}": {n: s.n_original - s.n_alive for n, s in self.layers.items()},

@@ -24,6 +24,7 @@ from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state
 from gstbench.engine.parent import independent_parent, train_parent
 from gstbench.engine.pruner import Pruner
 from gstbench.engine.setup import place
+from gstbench.pruning import unit_weight_keys
 from gstbench.engine.state import Cell
 
 
@@ -162,7 +163,7 @@ def _twin(summary: Round, trainer: Trainer, pruner: Pruner, start: dict, start_s
     trainer.forget_evaluation()  # the last one was the second copy's
     with trainer.timing.measure("lmc_s"):
         lmc = linear_mode_connectivity(model, first, second, trainer.data.x_test, trainer.data.y_test, points)
-    weights = [f"{layer.spec.conv}.weight" for layer in pruner.layers.values()]
+    weights = [key for layer in pruner.layers.values() for key in unit_weight_keys(layer.spec)]
     summary.twin_final_test_acc = curves.test_acc[-1]
     summary.weight_distance = weight_distance(first, second, weights)
     summary.lmc = lmc

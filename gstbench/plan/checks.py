@@ -4,10 +4,10 @@ a flag names (`--scorer`, `--metric`), refused against the flag."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gstbench.components import LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
+from gstbench.components import GROUPS, LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.plan.config import CellSpec
 from gstbench.plugins import Registry
@@ -25,6 +25,7 @@ class _Subject:
     units: Callable[[str, str], int | None]  # (layer, granularity) -> filters or weights; None: no such layer
     model: Any = None
     data: Any = None
+    groups: dict[str, str] = field(default_factory=dict)  # each group layer's units: "heads", "neurons"
 
     @classmethod
     def built(cls, model: Any, data: Any) -> "_Subject":
@@ -37,14 +38,17 @@ class _Subject:
                 return None
             return layer_states(model, [name], granularity)[name].n_original
 
-        return cls(data.x_train.shape[0], tuple(data.x_train.shape[1:]), list(declared), units, model, data)
+        from gstbench.components import PrunableGroup
+
+        groups = {n: spec.kind for n, spec in declared.items() if isinstance(spec, PrunableGroup)}
+        return cls(data.x_train.shape[0], tuple(data.x_train.shape[1:]), list(declared), units, model, data, groups)
 
     @classmethod
     def described(cls, shape: ModelShape, data: DataShape) -> "_Subject":
         def units(name: str, granularity: str) -> int | None:
             return (shape.weights if granularity == "weights" else shape.units).get(name)
 
-        return cls(data.n_train, tuple(data.input_shape), list(shape.units), units)
+        return cls(data.n_train, tuple(data.input_shape), list(shape.units), units, groups=dict(shape.groups))
 
 
 def validate_cells(cells: list[CellSpec], registry: Registry, source: str | None = None,
@@ -182,6 +186,14 @@ def _check_pruned(spec: CellSpec, registry: Registry, subject: _Subject) -> None
                 raise SpecError(f"{kind[:-1]} '{components[kind].id}' works on whole filters only, and "
                                 f"granularity is \"weights\"; pick one that declares the '{WEIGHTS}' capability "
                                 f"(gstbench list {kind})", key=f"prune.{kind[:-1]}")
+    grouped = [n for n, _ in prune.layers if n in subject.groups]
+    if grouped and prune.granularity == "filters":
+        for kind in ("scorers", "effectors"):
+            if GROUPS not in components[kind].capabilities:
+                raise SpecError(f"{kind[:-1]} '{components[kind].id}' works on conv filters only, and layer "
+                                f"'{grouped[0]}' of model {spec.model.id} is a group of {subject.groups[grouped[0]]}; "
+                                f"pick one that declares the '{GROUPS}' capability (gstbench list {kind})",
+                                key=f"prune.{kind[:-1]}")
     if MAPS_2D in components["scorers"].capabilities and len(subject.input_shape) != 3:
         raise SpecError(f"scorer '{components['scorers'].id}' ranks filters by their 2-D feature maps, and dataset "
                         f"{spec.dataset.label} holds 1-D signals (examples of shape "

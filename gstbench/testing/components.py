@@ -222,12 +222,13 @@ def check_model(model: Any, *, options: dict | None = None, input_shape: tuple[i
 
     Rules: ``factory(input_shape, num_classes, **options)`` returns a module giving
     (batch, num_classes) finite logits, built the same from the same seed; it declares
-    ``prunable_layers`` whose paths exist (a conv, and a BatchNorm of as many channels);
+    ``prunable_layers`` whose paths exist (a conv, and a BatchNorm of as many channels; or a group's
+    parameters, each splitting into the same number of units);
     on every prunable layer, physical removal computes what masking computes (or the
     ``remove`` effector's check names why it cannot remove there).
     """
     from gstbench.builtin.impl.effectors import RemoveEffector
-    from gstbench.components import PrunableLayer
+    from gstbench.components import PrunableGroup, PrunableLayer
 
     label, build, _ = _resolve("models", model, options, None)
 
@@ -251,8 +252,13 @@ def check_model(model: Any, *, options: dict | None = None, input_shape: tuple[i
         raise _fail(label, "declares no prunable_layers",
                     "set model.prunable_layers = {name: PrunableLayer(conv=..., bn=...)}")
     for name, spec in layers.items():
+        if isinstance(spec, PrunableGroup):
+            _check_group(label, net, name, spec)
+            _check_mask_equals_remove(label, net, name, x)
+            continue
         if not isinstance(spec, PrunableLayer):
-            raise _fail(label, f"prunable layer '{name}' is {spec!r}", "use gstbench.components.PrunableLayer")
+            raise _fail(label, f"prunable layer '{name}' is {spec!r}",
+                        "use gstbench.components.PrunableLayer (filters) or PrunableGroup (heads, neurons)")
         for path in (spec.conv, spec.bn, spec.activation):
             if path is not None:
                 try:
@@ -271,21 +277,52 @@ def check_model(model: Any, *, options: dict | None = None, input_shape: tuple[i
             _check_mask_equals_remove(label, net, name, x)
 
 
+def _check_group(label: str, net: nn.Module, name: str, group: Any) -> None:
+    """A group's slices name parameters that exist and split into the same number of units; its activation exists."""
+    if not group.slices:
+        raise _fail(label, f"group '{name}' declares no slices", "list each parameter's GroupSlice(param, dim, width)")
+    counts = set()
+    for part in group.slices:
+        try:
+            param = net.get_parameter(part.param)
+        except AttributeError:
+            raise _fail(label, f"group '{name}' names the parameter '{part.param}', which does not exist",
+                        "use the names of model.named_parameters()") from None
+        if part.dim >= param.dim() or part.width < 1 or param.shape[part.dim] % part.width:
+            raise _fail(label, f"group '{name}': dimension {part.dim} of '{part.param}' (shape "
+                        f"{tuple(param.shape)}) does not split into units of width {part.width}",
+                        "give each slice the dimension and width of one unit")
+        counts.add(param.shape[part.dim] // part.width)
+    if len(counts) > 1:
+        raise _fail(label, f"group '{name}': its slices split into different unit counts {sorted(counts)}",
+                    "give every slice of a unit the same unit count")
+    if group.activation is not None:
+        try:
+            net.get_submodule(group.activation)
+        except AttributeError:
+            raise _fail(label, f"group '{name}' names the module '{group.activation}', which does not exist",
+                        "use the paths of model.named_modules()") from None
+
+
 def _check_mask_equals_remove(label: str, net: nn.Module, name: str, x: torch.Tensor) -> None:
     from gstbench.pruning import layer_states, remove_filters
 
     removed = copy.deepcopy(net)
     chosen = torch.arange(0, layer_states(net, [name])[name].n_physical, 4)
     masked = _masked(net, name, chosen, x[:2])
-    fix = "take shapes from the tensors (x.flatten(1), not x.view(-1, 512)) and use modules torch-pruning can trace"
+    group = layer_states(net, [name])[name].is_group
+    fix = ("read unit counts from the weights' shapes (heads = q.weight.shape[0] // head_dim), never from an "
+           "attribute set at construction, and declare every slice a unit owns" if group else
+           "take shapes from the tensors (x.flatten(1), not x.view(-1, 512)) and use modules torch-pruning can trace")
+    what = "units" if group else "filters"
     try:
         remove_filters(removed, layer_states(removed, [name])[name], chosen, None, x[:2])
         after = _outputs(removed, x)
     except Exception as exc:
-        raise _fail(label, f"after torch-pruning removed filters of '{name}' the model fails: "
-                    f"{type(exc).__name__}: {exc}", fix) from None
+        raise _fail(label, f"after {'cutting' if group else 'torch-pruning removed'} {what} of '{name}' the model "
+                    f"fails: {type(exc).__name__}: {exc}", fix) from None
     if not torch.allclose(_outputs(masked, x), after, rtol=1e-4, atol=1e-5):
-        raise _fail(label, f"removing filters of '{name}' computes another function than masking them", fix)
+        raise _fail(label, f"removing {what} of '{name}' computes another function than masking them", fix)
 
 
 def check_dataset(dataset: Any, *, options: dict | None = None) -> TensorData:

@@ -161,9 +161,11 @@ def _allowed_changes(bench: _Bench, name: str, chosen: torch.Tensor) -> dict[str
     if bench.granularity == "weights":
         allowed[key_of[id(layer.conv.weight)]].view(-1)[chosen] = True
         return allowed
-    graph = dependency_graph(bench.model, bench.ctx.example_input)
-    for param, dim, idx in removal_slices(graph, layer, chosen):
+    graph = None if layer.is_group else dependency_graph(bench.model, bench.ctx.example_input)
+    for param, dim, idx in removal_slices(bench.model, graph, layer, chosen):
         allowed[key_of[id(param)]].index_fill_(dim, idx, True)
+    if layer.is_group:
+        return allowed
     owners = [layer.conv] + ([layer.bn] if layer.bn is not None else [])
     for module in owners:
         for attr in ("bias", "running_mean", "running_var"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gstbench.components import LayerState, PrunableLayer, PruningContext
+from gstbench.components import LayerState, PrunableGroup, PrunableLayer, PruningContext
 from gstbench.pruning import coupled_outputs, dependency_graph, remove_filters, removal_slices, zero_slices
 
 
@@ -34,14 +34,14 @@ class MaskEffector:
             self.weight_masks[layer.name] = (weight, layer.alive.to(weight.device, weight.dtype))
             self.after_step()
             return None
-        if self.graph is None:  # masking never changes shapes: one graph serves the whole cell
+        if self.graph is None and not layer.is_group:  # masking never changes shapes: one graph serves the cell
             self.graph = dependency_graph(ctx.model, ctx.example_input)
         dead = (~layer.alive).nonzero().flatten()
         masked = self.masked.get(layer.name, torch.zeros(0, dtype=torch.long))
         new = dead[~torch.isin(dead, masked)]
         if new.numel():  # the slices of the units newly dead only: torch-pruning's mapping costs per index
             self.slices[layer.name] = _merged(self.slices.get(layer.name, []),
-                                              removal_slices(self.graph, layer, new))
+                                              removal_slices(ctx.model, self.graph, layer, new))
             self.masked[layer.name] = dead
         zero_slices(self.slices.get(layer.name, []))
         return None
@@ -64,10 +64,13 @@ def _merged(slices: list, more: list) -> list:
 
 
 class RemoveEffector:
-    """Remove the filters physically with torch-pruning; the optimizer state is sliced to match."""
+    """Remove the units physically (filters with torch-pruning, a group's declared slices by cutting them); the
+    optimizer state is sliced to match."""
 
-    def check_layer(self, model: nn.Module, layer_name: str, layer: PrunableLayer,
+    def check_layer(self, model: nn.Module, layer_name: str, layer: PrunableLayer | PrunableGroup,
                     example_input: torch.Tensor) -> str | None:
+        if isinstance(layer, PrunableGroup):
+            return None  # its slices are all it owns: nothing else is coupled to them
         others = coupled_outputs(model, layer, example_input)
         if others:
             return (f"removing filters of '{layer_name}' would also cut the coupled output channels of "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from gstbench.components import LayerState, PruningContext
-from gstbench.pruning import get_module
+from gstbench.pruning import get_module, unit_weights
 
 
 class NormScorer:
@@ -16,6 +16,8 @@ class NormScorer:
         self.p = p
 
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        if layer.is_group:  # the norm of all the group's slices together, as for coupled channels
+            return unit_weights(ctx.model, layer.spec).norm(p=self.p, dim=1).cpu()
         w = layer.conv.weight.detach()
         if layer.granularity == "weights":
             return w.abs().cpu()  # a single weight's L1 and L2 norm are both its magnitude

@@ -1,0 +1,110 @@
+"""What the single-weight scorers of post-training pruning build: magnitude and Wanda, each with its comparison group.
+
+Registered, with their options, in gstbench/builtin/scorers.py; imported only when a cell builds one. Wanda reads
+the inputs of linear layers on calibration examples; on a group (heads, neurons) it sums its per-weight score over
+each unit's weights (the structured variant).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gstbench.components import LayerState, PruningContext
+from gstbench.pruning import get_module, unit_rows
+
+COMPARE = ("layer", "output")
+
+
+def compared(scores: torch.Tensor, compare: str) -> torch.Tensor:
+    """Scores for a ranking over the whole layer that picks as a ranking within each output row would.
+
+    "layer": the scores as they are. "output": each weight's rank within its row (0 the smallest), so that the
+    layer's smallest ranks are every row's smallest weights: a target that prunes a share of the layer takes
+    that share from every row (rows differing by one where the count does not divide; ties between rows broken
+    by the cell's seeded permutation, as every tie is)."""
+    if compare == "layer":
+        return scores
+    rows = scores.reshape(scores.shape[0], -1)
+    ranks = torch.empty_like(rows)
+    ranks.scatter_(1, rows.argsort(dim=1, stable=True), torch.arange(rows.shape[1], dtype=rows.dtype).expand_as(rows))
+    return ranks.reshape(scores.shape)
+
+
+def _check_compare(name: str, compare: str) -> str:
+    if compare not in COMPARE:
+        raise ValueError(f"{name}'s compare must be one of {', '.join(COMPARE)}, got {compare!r}")
+    return compare
+
+
+class MagnitudeScorer:
+    """|w| of each weight, compared within the layer or within each output row."""
+
+    def __init__(self, compare: str):
+        self.compare = _check_compare("magnitude", compare)
+
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        if layer.granularity != "weights":
+            raise ValueError(f"magnitude scores single weights; layer '{layer.name}' is pruned by "
+                             f"{'units' if layer.is_group else 'filters'} (use l1 or l2 there)")
+        return compared(layer.conv.weight.detach().abs().float(), self.compare).cpu()
+
+
+def input_norms(model: nn.Module, modules: list[str], x: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    """Per linear module: the L2 norm of each input feature over every row it sees (examples x tokens), and the
+    number of those rows."""
+    from gstbench.engine.evaluation import eval_mode
+
+    seen: dict[str, tuple[torch.Tensor, int]] = {}
+    handles = []
+    for path in modules:
+        module = get_module(model, path)
+        if not isinstance(module, nn.Linear):
+            raise ValueError(f"wanda scores the weights of linear layers, as the paper does for ViTs and ConvNeXt; "
+                             f"'{path}' is a {type(module).__name__}")
+
+        def hook(m, inputs, out, path=path):
+            rows = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
+            total, count = seen.get(path, (0, 0))
+            seen[path] = (total + (rows ** 2).sum(0), count + rows.shape[0])
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {path: (total.sqrt().float(), count) for path, (total, count) in seen.items()}
+
+
+class WandaScorer:
+    """Wanda (Sun et al. 2024): S_ij = |W_ij| * ||X_j||_2, X the layer's inputs over ``examples`` calibration
+    examples (every token a row), compared per output row (default) or per layer; no weight update."""
+
+    def __init__(self, examples: int, compare: str):
+        if examples < 1:
+            raise ValueError(f"wanda needs examples >= 1, got {examples!r}")
+        self.examples, self.compare = examples, _check_compare("wanda", compare)
+
+    def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
+        x, _ = ctx.training_batch(self.examples)
+        if layer.is_group:
+            return self._group(layer, ctx, x)
+        if layer.granularity != "weights":
+            raise ValueError(f"wanda scores single weights, or a group's units; layer '{layer.name}' is pruned by "
+                             f"filters")
+        path = layer.spec.conv
+        norms, _ = input_norms(ctx.model, [path], x)[path]
+        return compared(layer.conv.weight.detach().abs().float() * norms.to(layer.conv.weight.device), self.compare).cpu()
+
+    def _group(self, layer: LayerState, ctx: PruningContext, x: torch.Tensor) -> torch.Tensor:
+        """The structured variant: each weight's |W_ij| * ||X_j|| summed over the unit's weights; a bias counts as
+        a weight on a constant input of 1, whose norm is the square root of the rows seen."""
+        parts = [part.param.rpartition(".") for part in layer.spec.slices]
+        seen = input_norms(ctx.model, sorted({path for path, _, _ in parts}), x)
+        saliency = []
+        for (path, _, attr), part in zip(parts, layer.spec.slices):
+            value = ctx.model.get_parameter(part.param).detach().abs().float()
+            norms, rows = seen[path]
+            saliency.append(value * norms.to(value.device) if attr == "weight" else value * rows ** 0.5)
+        return unit_rows(layer.spec, saliency).sum(1).cpu()
