@@ -56,7 +56,10 @@ class _Server:
     """The client's handle on one server process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="gstbench-forkserver-")
+        base = tempfile.gettempdir()
+        if len(os.path.join(base, "gstbench-forkserver-12345678", "socket.tmp")) > 100:
+            base = "/tmp"  # a Unix socket's path holds at most 107 bytes; a test's TMPDIR can be longer
+        self.dir = tempfile.mkdtemp(prefix="gstbench-forkserver-", dir=base)
         self.path = os.path.join(self.dir, "socket")
         self.proc = subprocess.Popen([sys.executable, __file__, self.path], stdin=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
