@@ -6,6 +6,10 @@ A model's ``prunable_layers`` maps each name a suite prunes to one of these; gst
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -23,11 +27,25 @@ class PrunableLayer:
 
 @dataclass(frozen=True)
 class GroupSlice:
-    """One parameter's part in a group: unit ``i`` owns its elements ``[i * width, (i + 1) * width)`` along ``dim``."""
+    """One parameter's part in a group: unit ``i`` owns its elements ``[i * width, (i + 1) * width)`` along ``dim``.
+
+    A fused projection holds ``blocks`` such runs one after another along ``dim`` (a fused query-key-value
+    weight: 3), each ``units * width`` long; the slice is run ``block`` (0 the first), so unit ``i`` owns
+    ``[block * units * width + i * width, ... + width)``.
+    """
 
     param: str  # the parameter's path inside the model, e.g. "blocks.0.attn.q.weight"
     dim: int
     width: int = 1
+    block: int = 0
+    blocks: int = 1
+
+    def elements(self, units: int, which) -> "torch.Tensor":
+        """The indices along ``dim`` of the units ``which`` (a tensor of unit indices) when there are ``units``."""
+        import torch
+
+        start = self.block * units * self.width
+        return (start + which.cpu()[:, None] * self.width + torch.arange(self.width)).flatten()
 
 
 @dataclass
@@ -41,13 +59,18 @@ class PrunableGroup:
     projection's rows), so that a cut model runs. ``kind`` names the units in reports ("heads", "neurons");
     ``activation`` is the module whose output's last dimension holds the units, as many features each as the
     first slice's ``width`` (a head's concatenated output before the output projection; a neuron's GELU).
+    A model that keeps a unit count in attributes (timm's ``num_heads``, ``attn_dim``) names them in ``counts``
+    with each one's factor; a cut sets them.
     """
 
     kind: str
     slices: tuple[GroupSlice, ...]
     activation: str | None = None
+    # attributes that hold the unit count times a factor, set after a cut: (("blocks.0.attn.num_heads", 1),
+    # ("blocks.0.attn.attn_dim", 64)) for timm's attention
+    counts: tuple[tuple[str, int], ...] = ()
 
     def units_of(self, shape_of) -> int:
         """The physical units, from ``shape_of(param path) -> shape`` of the first slice's parameter."""
         first = self.slices[0]
-        return shape_of(first.param)[first.dim] // first.width
+        return shape_of(first.param)[first.dim] // (first.width * first.blocks)

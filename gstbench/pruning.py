@@ -79,12 +79,8 @@ def stored_units(spec: PrunableLayer | PrunableGroup, state: dict[str, torch.Ten
 
 def group_slices(model: nn.Module, group: PrunableGroup, indices: torch.Tensor) -> list:
     """(parameter, dim, element indices) of the group's ``indices`` units: what masking zeroes, what removal cuts."""
-    out = []
-    for part in group.slices:
-        param = model.get_parameter(part.param)
-        elements = (indices.cpu()[:, None] * part.width + torch.arange(part.width)).flatten()
-        out.append((param, part.dim, elements))
-    return out
+    units = group.units_of(lambda path: model.get_parameter(path).shape)
+    return [(model.get_parameter(part.param), part.dim, part.elements(units, indices)) for part in group.slices]
 
 
 def unit_rows(group: PrunableGroup, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -93,7 +89,8 @@ def unit_rows(group: PrunableGroup, tensors: Sequence[torch.Tensor]) -> torch.Te
     rows = []
     for part, tensor in zip(group.slices, tensors, strict=True):
         moved = tensor.detach().movedim(part.dim, 0)
-        rows.append(moved.reshape(moved.shape[0] // part.width, -1))
+        run = moved.shape[0] // part.blocks
+        rows.append(moved[part.block * run:(part.block + 1) * run].reshape(run // part.width, -1))
     return torch.cat(rows, dim=1)
 
 
@@ -106,17 +103,26 @@ def unit_weights(model: nn.Module, group: PrunableGroup) -> torch.Tensor:
     return unit_rows(group, group_parameters(model, group))
 
 
-def _cut_group(model: nn.Module, group: PrunableGroup, kept: torch.Tensor) -> None:
-    """Keep only the ``kept`` units' slices: each parameter replaced by its kept part, the modules' sizes told."""
+def _cut_group(model: nn.Module, group: PrunableGroup, removed: torch.Tensor) -> None:
+    """Cut the ``removed`` units' slices: each parameter replaced by the rest of it (every slice of a fused
+    parameter cut at once), the linear modules' sizes and the model's unit count told."""
+    units = group.units_of(lambda path: model.get_parameter(path).shape)
+    cut: dict[tuple[str, int], list[torch.Tensor]] = {}
     for part in group.slices:
-        path, _, attr = part.param.rpartition(".")
+        cut.setdefault((part.param, part.dim), []).append(part.elements(units, removed))
+    for (name, dim), parts in cut.items():
+        path, _, attr = name.rpartition(".")
         module = get_module(model, path)
         param = getattr(module, attr)
-        elements = (kept[:, None] * part.width + torch.arange(part.width, device=kept.device)).flatten()
-        setattr(module, attr, nn.Parameter(param.data.index_select(part.dim, elements.to(param.device)),
+        keep = torch.ones(param.shape[dim], dtype=torch.bool)
+        keep[torch.cat(parts)] = False
+        setattr(module, attr, nn.Parameter(param.data.index_select(dim, keep.nonzero().flatten().to(param.device)),
                                            requires_grad=param.requires_grad))
         if isinstance(module, nn.Linear) and attr == "weight":
             module.out_features, module.in_features = module.weight.shape
+    for name, factor in group.counts:
+        path, _, attr = name.rpartition(".")
+        setattr(get_module(model, path), attr, (units - removed.numel()) * factor)
 
 
 @functools.cache
@@ -198,7 +204,7 @@ def remove_filters(model: nn.Module, layer: LayerState, indices: torch.Tensor,
     keep[indices.cpu()] = False
     kept = keep.nonzero().flatten()
     if layer.is_group:
-        _prune_keeping_optimizer(model, optimizer, lambda: _cut_group(model, layer.spec, kept))
+        _prune_keeping_optimizer(model, optimizer, lambda: _cut_group(model, layer.spec, indices.cpu()))
         return kept
     tp = _torch_pruning()
     dg = dependency_graph(model, example_input)

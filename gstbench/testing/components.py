@@ -288,11 +288,12 @@ def _check_group(label: str, net: nn.Module, name: str, group: Any) -> None:
         except AttributeError:
             raise _fail(label, f"group '{name}' names the parameter '{part.param}', which does not exist",
                         "use the names of model.named_parameters()") from None
-        if part.dim >= param.dim() or part.width < 1 or param.shape[part.dim] % part.width:
+        run = part.width * part.blocks
+        if part.dim >= param.dim() or part.width < 1 or not 0 <= part.block < part.blocks or param.shape[part.dim] % run:
             raise _fail(label, f"group '{name}': dimension {part.dim} of '{part.param}' (shape "
-                        f"{tuple(param.shape)}) does not split into units of width {part.width}",
-                        "give each slice the dimension and width of one unit")
-        counts.add(param.shape[part.dim] // part.width)
+                        f"{tuple(param.shape)}) does not split into {part.blocks} run(s) of units of width "
+                        f"{part.width}", "give each slice the dimension, width, block and blocks of one unit")
+        counts.add(param.shape[part.dim] // run)
     if len(counts) > 1:
         raise _fail(label, f"group '{name}': its slices split into different unit counts {sorted(counts)}",
                     "give every slice of a unit the same unit count")
