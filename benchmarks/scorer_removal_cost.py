@@ -1,9 +1,11 @@
-"""Analysis: do a scorer's lowest-scored filters cost least to remove? (criterion (a) of docs/quick-scale.md)
+"""Analysis: do a scorer's lowest-scored units cost least to remove? (criterion (a) of docs/quick-scale.md)
 
 Trains a suite's unpruned network with the engine's own trainer (the suite's model, data
 and recipe at the quick scale), and at the first and at the last pruning event of the
-suite's schedules masks one quarter of each pruned layer's filters at once, picked as the
-smallest, random or largest by each scorer. It prints the relative test-accuracy drop,
+suite's schedules masks one quarter of each pruned layer's units at once, picked as the
+smallest, random or largest by each scorer: for filters l2, l1, activation-l1 and bn-gamma
+(written out here), for heads and neurons gstbench's head-importance, taylor, l2 and l1
+(docs/transformer-scale.md). It prints the relative test-accuracy drop,
 averaged over seeds (random: over 5 draws per seed). A scorer ranks removal cost when
 smallest < random < largest. No training follows the cut, so this isolates the scorer
 from the schedule.
@@ -35,6 +37,8 @@ import tiny
 
 TARGETS = ("smallest", "random", "largest")
 SCORERS = ("l2", "l1", "activation-l1", "bn-gamma")  # the paper's L2 first, then the closest to it
+# heads and neurons (docs/transformer-scale.md): the head-pruning literature's score first, then the closest to it
+GROUP_SCORERS = ("head-importance", "taylor", "l2", "l1")
 RANDOM_DRAWS = 5
 
 
@@ -52,6 +56,16 @@ def channel_scores(model, layer, x) -> dict[str, torch.Tensor]:
         "activation-l1": seen["bn"].abs().mean(dim=(0, 2)),
         "bn-gamma": layer.bn.weight.detach().abs(),
     }
+
+
+def group_scores(registry, model, layer, data, seed: int) -> dict[str, torch.Tensor]:
+    """Each group scorer's unit scores, from gstbench's own scorers on the cell's training examples."""
+    from gstbench.plan.config import ComponentRef
+
+    ctx = PruningContext(model, None, data.x_train[:2], torch.Generator().manual_seed(seed), data=data,
+                         batch_seed=seed)
+    return {name: registry.build("scorers", ComponentRef(f"gstbench:{name}")).score(layer, ctx)
+            for name in GROUP_SCORERS}
 
 
 def pruning_window(suite) -> tuple[int, int, list[str]]:
@@ -90,7 +104,8 @@ def seed_drops(suite_name: str, seed: int, overrides: dict | None = None) -> dic
         base = evaluate(model, data.x_test, data.y_test)[0]
         for name in layers:
             layer = layer_states(model, [name])[name]
-            scores = channel_scores(model, layer, data.x_train[:128])
+            scores = (group_scores(registry, model, layer, data, seed) if layer.is_group
+                      else channel_scores(model, layer, data.x_train[:128]))
             model.load_state_dict(saved)
             k = layer.n_original // 4
             for scorer, s in scores.items():
@@ -106,12 +121,13 @@ def seed_drops(suite_name: str, seed: int, overrides: dict | None = None) -> dic
                         drops.setdefault((point, name, scorer, target), []).append(
                             (base - evaluate(model, data.x_test, data.y_test)[0]) / base)
                         model.load_state_dict(saved)
-    return {"drops": drops, "first": first, "last": last, "layers": layers}
+    return {"drops": drops, "first": first, "last": last, "layers": layers, "scorers": list(scores)}
 
 
 def summarize(suite_name: str, seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean drops over seeds, whether each scorer orders S < R < L everywhere, and the scorer criterion (a) picks."""
     first, last, layers = per_seed[0]["first"], per_seed[0]["last"], per_seed[0]["layers"]
+    scorers = per_seed[0]["scorers"]
     drops: dict[tuple[str, str, str, str], list[float]] = {}
     for one in per_seed:
         for key, values in one["drops"].items():
@@ -120,13 +136,13 @@ def summarize(suite_name: str, seeds: list[int], per_seed: list[dict[str, Any]])
     rows = []
     for point in ("first event", "last event"):
         for name in layers:
-            for scorer in SCORERS:
+            for scorer in scorers:
                 s, r, la = (means[(point, name, scorer, t)] for t in TARGETS)
                 rows.append({"point": point, "step": first if point == "first event" else last, "layer": name,
                              "scorer": scorer, "smallest": s, "random": r, "largest": la, "ordered": s < r < la})
-    ordered = {sc: all(r["ordered"] for r in rows if r["scorer"] == sc) for sc in SCORERS}
+    ordered = {sc: all(r["ordered"] for r in rows if r["scorer"] == sc) for sc in scorers}
     return {"suite": suite_name, "seeds": seeds, "rows": rows, "ordered": ordered,
-            "chosen": next((sc for sc in SCORERS if ordered[sc]), None)}
+            "chosen": next((sc for sc in scorers if ordered[sc]), None)}
 
 
 def removal_costs(suite_name: str, seeds: list[int], overrides: dict | None = None) -> dict[str, Any]:
@@ -137,13 +153,13 @@ def removal_costs(suite_name: str, seeds: list[int], overrides: dict | None = No
 def render(result: dict[str, Any]) -> str:
     table = [[r["point"], r["step"], r["layer"], r["scorer"], f"{r['smallest']:.1f}", f"{r['random']:.1f}",
               f"{r['largest']:.1f}", "yes" if r["ordered"] else "no"] for r in result["rows"]]
-    lines = [f"relative test-accuracy drop (%) after masking 25% of a layer's filters at once, "
+    lines = [f"relative test-accuracy drop (%) after masking 25% of a layer's units at once, "
              f"mean of seeds {result['seeds']} (random: {RANDOM_DRAWS} draws per seed)",
              tabulate(table, headers=["point", "step", "layer", "scorer", "smallest", "random", "largest",
                                       "S < R < L"], disable_numparse=True), "",
              "S < R < L in every pruned layer at both points: "
              + ", ".join(f"{sc} {'yes' if ok else 'no'}" for sc, ok in result["ordered"].items()),
-             f"the paper's L2 norm or the closest scorer that orders: {result['chosen'] or 'none'}"]
+             f"the first scorer in that order that orders: {result['chosen'] or 'none'}"]
     return "\n".join(lines)
 
 

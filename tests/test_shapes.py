@@ -23,7 +23,7 @@ MODELS = [("cnn1d", {}, (1, 40), 10), ("cnn1d", {"channels": [8, 16, 16, 16], "p
           ("resnet1d", {}, (1, 40), 10), ("resnet1d", {"channels": [8, 16, 32], "blocks": 2}, (1, 40), 10),
           ("vgg11-bn", {}, (3, 32, 32), 10), ("resnet18-cifar", {}, (3, 32, 32), 100),
           ("resnet20", {}, (3, 32, 32), 10), ("resnet56", {}, (3, 32, 32), 100),
-          ("transformer", {}, (1, 40), 10),
+          ("transformer", {}, (1, 40), 10), ("transformer", {"heads": [3, 1], "hidden": [20, 7]}, (1, 40), 10),
           ("transformer", {"dim": 24, "depth": 3, "heads": 3, "head_dim": 8, "hidden": 40, "patch": 8}, (3, 32, 32),
            100)]
 

@@ -55,11 +55,17 @@ def resnet56(input_shape, num_classes):
 
 
 def transformer(input_shape, num_classes, dim=32, depth=2, heads=4, head_dim=8, hidden=64, patch=4):
-    """ViT-style transformer on patch tokens (1-D signals or images); prunable blockN.heads and blockN.neurons."""
+    """ViT-style transformer on patch tokens (1-D signals or images); prunable blockN.heads and blockN.neurons
+    (``heads`` and ``hidden``: one count, or one per block)."""
     from gstbench.builtin.impl.transformers import Transformer
 
-    return Transformer(input_shape, num_classes, int(dim), int(depth), int(heads), int(head_dim), int(hidden),
+    return Transformer(input_shape, num_classes, int(dim), int(depth), _counts(heads), int(head_dim), _counts(hidden),
                        int(patch))
+
+
+def _counts(value):
+    """An int, or a per-block list (a suite file's list arrives as a tuple)."""
+    return int(value) if isinstance(value, (int, float, str)) else [int(v) for v in value]
 
 
 def _net(input_shape) -> ConvNetShape:
@@ -108,7 +114,11 @@ def transformer_shape(input_shape, num_classes, dim=32, depth=2, heads=4, head_d
     if len(input_shape) - 1 not in (1, 2) or any(s % int(patch) for s in input_shape[1:]):
         raise ValueError(f"inputs of shape {tuple(input_shape)}: need (channels, length) or (channels, height, "
                          f"width) that split into patches of {patch}")
-    dim, width, hidden, patch = int(dim), int(heads) * int(head_dim), int(hidden), int(patch)
+    depth, dim, patch = int(depth), int(dim), int(patch)
+    heads = [int(heads)] * depth if isinstance(heads, (int, float, str)) else [int(h) for h in heads]
+    hidden = [int(hidden)] * depth if isinstance(hidden, (int, float, str)) else [int(n) for n in hidden]
+    if len(heads) != depth or len(hidden) != depth:
+        raise ValueError(f"heads = {heads} and hidden = {hidden}: give one count, or one per block ({depth})")
     tokens = math.prod(s // patch for s in input_shape[1:])
     kernel = input_shape[0] * patch ** (len(input_shape) - 1)
     weights = {"patches": dim * kernel}
@@ -119,14 +129,14 @@ def transformer_shape(input_shape, num_classes, dim=32, depth=2, heads=4, head_d
         weights[path] = features_in * features_out
         return rows * features_in * features_out + features_out
 
-    for b in range(int(depth)):
-        prefix = f"blocks.{b}"
+    for b in range(depth):
+        prefix, width = f"blocks.{b}", heads[b] * int(head_dim)
         macs += 4 * tokens * dim  # the two LayerNorms
         macs += sum(linear(f"{prefix}.attn.{p}", dim, width, tokens) for p in "qkv")
         macs += linear(f"{prefix}.attn.out", width, dim, tokens)
-        macs += linear(f"{prefix}.mlp.fc1", dim, hidden, tokens) + linear(f"{prefix}.mlp.fc2", hidden, dim, tokens)
-        macs += tokens * hidden  # GELU
-        units[f"block{b + 1}.heads"], units[f"block{b + 1}.neurons"] = int(heads), hidden
+        macs += linear(f"{prefix}.mlp.fc1", dim, hidden[b], tokens) + linear(f"{prefix}.mlp.fc2", hidden[b], dim, tokens)
+        macs += tokens * hidden[b]  # GELU
+        units[f"block{b + 1}.heads"], units[f"block{b + 1}.neurons"] = heads[b], hidden[b]
         groups[f"block{b + 1}.heads"], groups[f"block{b + 1}.neurons"] = "heads", "neurons"
     macs += 2 * tokens * dim + linear("head", dim, num_classes, 1)
     return ModelShape(units, weights, float(macs), groups)

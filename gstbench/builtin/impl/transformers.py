@@ -82,12 +82,21 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def per_block(value: int | Sequence[int], depth: int, name: str) -> list[int]:
+    """One count per block: an int for every block, or a list of ``depth`` (a pruned network's own widths)."""
+    counts = [int(value)] * depth if isinstance(value, int) else [int(v) for v in value]
+    if len(counts) != depth or min(counts) < 1:
+        raise ValueError(f"{name} = {value!r}: give one count of at least 1, or one per block ({depth})")
+    return counts
+
+
 class Transformer(nn.Module):
     """A ViT-style classifier for 1-D signals or images: non-overlapping patches as tokens with a learned
-    position embedding, ``depth`` pre-norm blocks, a final LayerNorm, the tokens' mean, one linear layer."""
+    position embedding, ``depth`` pre-norm blocks, a final LayerNorm, the tokens' mean, one linear layer.
+    ``heads`` and ``hidden`` are one count for every block or a list with one per block."""
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, dim: int, depth: int, heads: int,
-                 head_dim: int, hidden: int, patch: int):
+    def __init__(self, input_shape: Sequence[int], num_classes: int, dim: int, depth: int,
+                 heads: int | Sequence[int], head_dim: int, hidden: int | Sequence[int], patch: int):
         super().__init__()
         spatial = list(input_shape[1:])
         if len(spatial) not in _PATCH:
@@ -98,7 +107,8 @@ class Transformer(nn.Module):
         tokens = math.prod(s // patch for s in spatial)
         self.patches = _PATCH[len(spatial)](input_shape[0], dim, patch, stride=patch)
         self.position = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
-        self.blocks = nn.Sequential(*(Block(dim, heads, head_dim, hidden) for _ in range(depth)))
+        heads, hidden = per_block(heads, depth, "heads"), per_block(hidden, depth, "hidden")
+        self.blocks = nn.Sequential(*(Block(dim, h, head_dim, n) for h, n in zip(heads, hidden)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self.prunable_layers: dict[str, PrunableGroup] = {}
