@@ -171,8 +171,8 @@ def criteria(suite_name: str, seeds: list[int], overrides: dict | None = None) -
         base_jobs = [pool.submit(_run, spec) for spec in unpruned + slim_specs]
         costs = summarize(suite_name, seeds, [f.result() for f in removal])
         scorer = costs["chosen"]
-        design = load_suite(registry, suite_name, seeds=seeds,
-                            overrides={**(overrides or {}), **({"prune.scorer": scorer} if scorer else {})} or None)
+        chosen = {"prune.scorer": f"gstbench:{scorer}"} if scorer else {}  # by full id: a plugin may share the name
+        design = load_suite(registry, suite_name, seeds=seeds, overrides={**(overrides or {}), **chosen} or None)
         pruned_specs = [spec for spec in design.cells if spec.prune is not None]
         pruned_jobs = [pool.submit(_run, spec) for spec in pruned_specs]
         done = [job.result() for job in base_jobs + pruned_jobs]
