@@ -50,23 +50,20 @@ class MagnitudeScorer:
         return compared(layer.conv.weight.detach().abs().float(), self.compare).cpu()
 
 
-def input_norms(model: nn.Module, modules: list[str], x: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
-    """Per linear module: the L2 norm of each input feature over every row it sees (examples x tokens), and the
-    number of those rows."""
+def input_rows(model: nn.Module, modules: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per linear module: every row of its inputs on ``x`` (examples x tokens, features), in float64, eval mode."""
     from gstbench.engine.evaluation import eval_mode
 
-    seen: dict[str, tuple[torch.Tensor, int]] = {}
+    seen: dict[str, list[torch.Tensor]] = {}
     handles = []
     for path in modules:
         module = get_module(model, path)
         if not isinstance(module, nn.Linear):
-            raise ValueError(f"wanda scores the weights of linear layers, as the paper does for ViTs and ConvNeXt; "
-                             f"'{path}' is a {type(module).__name__}")
+            raise ValueError(f"'{path}' is a {type(module).__name__}: these methods read the inputs of linear "
+                             f"layers, as the papers prune ViTs, ConvNeXt and LLMs")
 
         def hook(m, inputs, out, path=path):
-            rows = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
-            total, count = seen.get(path, (0, 0))
-            seen[path] = (total + (rows ** 2).sum(0), count + rows.shape[0])
+            seen.setdefault(path, []).append(inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double())
         handles.append(module.register_forward_hook(hook))
     try:
         with eval_mode(model), torch.no_grad():
@@ -74,7 +71,12 @@ def input_norms(model: nn.Module, modules: list[str], x: torch.Tensor) -> dict[s
     finally:
         for handle in handles:
             handle.remove()
-    return {path: (total.sqrt().float(), count) for path, (total, count) in seen.items()}
+    return {path: torch.cat(rows) for path, rows in seen.items()}
+
+
+def input_norms(model: nn.Module, modules: list[str], x: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    """Per linear module: the L2 norm of each input feature over every row it sees, and the number of rows."""
+    return {path: (rows.norm(dim=0).float(), rows.shape[0]) for path, rows in input_rows(model, modules, x).items()}
 
 
 class WandaScorer:

@@ -8,24 +8,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gstbench.builtin.impl.calibrated_scorers import input_rows
 from gstbench.builtin.impl.effectors import MaskEffector
 from gstbench.components import LayerState, PruningContext
-from gstbench.pruning import get_module
 
 
 def layer_hessian(model: nn.Module, path: str, x: torch.Tensor) -> torch.Tensor:
     """H = X^T X / rows of a linear module's inputs on ``x`` (every token a row), in float64, eval mode."""
-    from gstbench.engine.evaluation import eval_mode
-
-    seen: list[torch.Tensor] = []
-    handle = get_module(model, path).register_forward_hook(
-        lambda m, inputs, out: seen.append(inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()))
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    rows = torch.cat(seen)
+    rows = input_rows(model, [path], x)[path]
     return rows.T @ rows / rows.shape[0]
 
 
