@@ -166,9 +166,11 @@ class PruningContext:
     step: int = 0
     data: "TensorData | None" = None  # the cell's data, for scorers that need labelled examples
     batch_seed: int = 0
+    calibration: int | None = None  # the suite's prune.calibration: every draw's size when set
 
     def training_batch(self, size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` training examples (inputs, labels) for gradient-based scorers, without augmentation.
+        """``size`` training examples (inputs, labels) for gradient-based scorers, without augmentation
+        (``calibration`` of them where the suite sets ``prune.calibration``: every method the same number).
 
         Drawn from ``batch_seed`` and the current step, not from ``generator``: a scorer that
         asks for a batch changes no other random draw of the cell, and every run of the cell
@@ -179,6 +181,7 @@ class PruningContext:
         import torch
 
         n = self.data.x_train.shape[0]
+        size = self.calibration or size
         g = torch.Generator().manual_seed(self.batch_seed * 1_000_003 + self.step)
         idx = torch.randperm(n, generator=g)[:min(size, n)].to(self.data.x_train.device)
         return self.data.x_train[idx], self.data.y_train[idx]

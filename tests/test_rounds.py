@@ -1,4 +1,5 @@
-"""Prune-retrain rounds: single-weight pruning, rewinds (weights@k, lr@k, none, reinit), data-order stability."""
+"""Prune-retrain rounds: single-weight pruning, rewinds (weights@k, lr@k, none, reinit, finetune@n), post-training
+pruning (finetune@0) with a calibration size, data-order stability."""
 
 from __future__ import annotations
 
@@ -113,6 +114,53 @@ def test_no_rewind_fine_tunes_at_the_final_rate_and_reinit_starts_over(registry)
         assert r.metrics["params_nonzero"] < r.metrics["params"] * 0.6  # masks held through retraining
 
 
+def test_post_training_pruning_without_fine_tuning_ends_with_the_pruned_network_as_it_is(registry):
+    result = run_cell(cell_from_config(config(rewind="finetune@0", prune__rounds=1), 0, registry), registry)
+    assert result.status == "ok", result.traceback
+    event, = result.events
+    pruned = result.rounds[1]
+    # no step ran after the event: the cell ends with the event's t_post, and the curve is that one point
+    assert pruned.start_step == result.total_steps and pruned.curves.step == [result.total_steps]
+    assert result.metrics["final_test_acc"] == pruned.final_test_acc == pruned.best_test_acc == event.t_post
+    assert result.metrics["final_test_loss"] == event.loss_post
+    assert result.metrics["train_acc"] == pruned.curves.train_acc_running[0]
+    assert result.rounds[0].final_test_acc == event.t_pre  # pruned from the trained parent
+    assert result.metrics["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_fine_tuning_trains_the_schedules_last_steps_at_its_final_rate(registry):
+    result = run_cell(cell_from_config(config(rewind="finetune@1ep", prune__rounds=1), 0, registry), registry)
+    pruned = result.rounds[1]
+    assert pruned.start_step == result.total_steps - result.steps_per_epoch and pruned.curves.lr == [pytest.approx(1e-4)]
+    assert result.metrics["final_test_acc"] == pruned.curves.test_acc[-1]
+
+
+class CalibrationRecorder:
+    """A plugin scorer (magnitude) that notes how many calibration examples the context gives it."""
+
+    sizes: list[int] = []
+
+    def score(self, layer, ctx):
+        CalibrationRecorder.sizes.append(len(ctx.training_batch(64)[0]))
+        return NormScorer(1).score(layer, ctx)
+
+
+def test_calibration_sets_how_many_examples_every_draw_takes(registry):
+    class Plugin:
+        @hookimpl
+        def register_scorers(self, register):
+            register("calibration-recorder", CalibrationRecorder, capabilities=[WEIGHTS])
+
+    reg = Registry(extra_plugins=[("calibration", Plugin())])
+    for calibration, expected in ((None, 64), (16, 16)):
+        CalibrationRecorder.sizes = []
+        cfg = config(rewind="finetune@0", prune__rounds=1, prune__scorer="calibration-recorder")
+        if calibration is not None:
+            cfg["prune"]["calibration"] = calibration
+        assert run_cell(cell_from_config(cfg, 0, reg), reg).status == "ok"
+        assert CalibrationRecorder.sizes and set(CalibrationRecorder.sizes) == {expected}
+
+
 def test_rounds_cut_a_fraction_of_what_remains(registry):
     result = run_cell(cell_from_config(config(prune__rounds=3), 0, registry), registry)
     assert result.status == "ok", result.traceback
@@ -180,6 +228,10 @@ def test_single_weight_masks_train_like_filter_masks_in_a_schedule(registry):
     ({"prune__start": "1ep"}, "prune.start", "no meaning"),
     ({"prune__data_order_stability": True, "prune__rounds": 0}, "prune.data_order_stability", "set prune.rounds"),
     ({"prune__layers": ["conv2", "features"]}, "prune.layers.features", "no prunable layer or conv/linear"),
+    ({"rewind": "finetune@4ep"}, "rewind", "not 0 to the schedule's 15"),
+    ({"rewind": "finetune@0", "prune__data_order_stability": True}, "rewind", "retrains nothing"),
+    ({"prune__calibration": 0}, "prune.calibration", "must be >= 1"),
+    ({"prune__calibration": 1.5}, "prune.calibration", "not a whole number"),
 ])
 def test_impossible_combinations_are_refused_before_training(registry, changes, key, reason):
     with pytest.raises(SpecError) as err:

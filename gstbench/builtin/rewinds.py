@@ -31,6 +31,14 @@ def lr(at: str):
     return LearningRateRewind(at)
 
 
+def finetune(at: str):
+    """Keep the pruned weights and fine-tune for the length ``at`` at the schedule's final learning rate
+    (finetune@0: none, post-training pruning)."""
+    from gstbench.builtin.impl.rewinds import FineTune
+
+    return FineTune(at)
+
+
 def reinit():
     """Control: a fresh random initialization at the same sparsity, trained from step 0."""
     from gstbench.builtin.impl.rewinds import Reinitialize
@@ -43,4 +51,5 @@ def register_rewinds(register):
     register("none", none)
     register("weights", weights, capabilities=[LOADS_WEIGHTS])
     register("lr", lr)
+    register("finetune", finetune)
     register("reinit", reinit, capabilities=[LOADS_WEIGHTS])

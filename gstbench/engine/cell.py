@@ -96,7 +96,8 @@ def _train_cell(order: WorkOrder, registry: Registry, device: torch.device, prog
     rounds = prune.rounds if prune else 0
     trainer = Trainer(cell, model, progress, spec.planned_epochs)
     ctx = PruningContext(model, trainer.optimizer, data.x_train[:2].clone(),
-                         torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed)
+                         torch.Generator().manual_seed(prune_seed), data=data, batch_seed=prune_seed,
+                         calibration=prune.calibration if prune else None)
     pruner = Pruner(cell, ctx) if prune else None
     needs_parent = any(compares_with_parent(registry.component("metrics", ref)) for ref in spec.metrics)
     if rounds:

@@ -17,7 +17,7 @@ from gstbench.store.cell_result import Curves, PruningEvent, Round
 from gstbench.components import Evaluated, PruningContext, RewindContext
 from gstbench.plan.seeds import REINIT, TWIN_DATA_ORDER, derived_seed
 from gstbench.engine.artifacts import keep_model
-from gstbench.engine.evaluation import measure
+from gstbench.engine.evaluation import evaluate, measure
 from gstbench.store.store import round_model
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
 from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state
@@ -106,7 +106,10 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
         ctx.optimizer = trainer.new_optimizer()
         if prune.data_order_stability:  # the second copy starts here too
             start = {"model": clone_state(model.state_dict()), "optimizer": None}
-        state.curves, _ = trainer.train(retrain.step, data_seed, retrain.replay_lr, hooks=pruner.hooks())
+        if retrain.step < trainer.total_steps:
+            state.curves, _ = trainer.train(retrain.step, data_seed, retrain.replay_lr, hooks=pruner.hooks())
+        else:  # no retraining (finetune@0): the pruned network as the event left it
+            state.curves = _untrained(trainer, state.events[-1])
         rounds.append(_round_summary(r, pruner, state.curves, retrain.step, retrain.replay_lr))
         if prune.data_order_stability:
             _twin(rounds[-1], trainer, pruner, start, retrain.step, retrain.replay_lr, twin_seed, prune.lmc_points)
@@ -138,6 +141,16 @@ def _by_round(rounds: list[Round], twins: bool) -> dict[str, Any]:
         metrics.update(lmc_barrier=rounds[-1].lmc.barrier, weight_distance=rounds[-1].weight_distance,
                        lmc_barrier_by_round=[x.lmc.barrier for x in rounds])
     return metrics
+
+
+def _untrained(trainer: Trainer, event: PruningEvent) -> Curves:
+    """A round without retraining as a one-point curve at the schedule's end: the event's t_post and its loss, and the
+    training set's accuracy and loss evaluated once (no epoch ran, so nothing was averaged over one)."""
+    with trainer.timing.measure("eval_s"):
+        train_acc, train_loss = evaluate(trainer.model, trainer.data.x_train, trainer.data.y_train)
+    return Curves(epoch=[trainer.total_steps // trainer.steps_per_epoch], step=[trainer.total_steps], lr=[0.0],
+                  train_loss=[train_loss], train_acc_running=[train_acc], test_acc=[event.t_post],
+                  test_loss=[event.loss_post])
 
 
 def _round_summary(r: int, pruner: Pruner, curves: Curves, start: int, replay_lr: bool) -> Round:

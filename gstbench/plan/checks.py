@@ -209,9 +209,14 @@ def _check_pruned(spec: CellSpec, registry: Registry, subject: _Subject) -> None
             raise SpecError(f"rewind '{spec.rewind.label}' loads weights of the unpruned shapes, which "
                             f"'{effector.id}' has cut away; use the mask effector", key="prune.effector")
         try:
-            registry.build("rewinds", spec.rewind).checkpoint_step(steps_per_epoch, total_steps)
+            rewind = registry.build("rewinds", spec.rewind)
+            rewind.checkpoint_step(steps_per_epoch, total_steps)
         except ValueError as exc:
             raise SpecError(str(exc), key="rewind") from None
+        resume_step = getattr(rewind, "resume_step", None)  # optional: a plugin's rewind may lack it
+        if prune.data_order_stability and resume_step and resume_step(steps_per_epoch, total_steps) >= total_steps:
+            raise SpecError(f"rewind '{spec.rewind.label}' retrains nothing, so there is no second copy to train "
+                            f"with another data order; drop data_order_stability, or fine-tune", key="rewind")
     else:
         n_units = {n: subject.units(n, prune.granularity) for n, _ in prune.layers}
         build_schedule(prune, n_units, steps_per_epoch, total_steps)

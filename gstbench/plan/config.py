@@ -153,6 +153,8 @@ class PruneConfig:
     # rounds mode: train a second copy from each rewind point with another data order, for LMC
     data_order_stability: bool = field(default=False, metadata=ADDED_LATER)
     lmc_points: int = field(default=30, metadata=ADDED_LATER)
+    # how many training examples every calibrated scorer and effector draws (None: each its own count)
+    calibration: int | None = field(default=None, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)

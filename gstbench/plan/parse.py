@@ -18,8 +18,7 @@ from gstbench.plugins import Registry
 
 CELL_KEYS = {"model", "dataset", "train", "prune", "rewind", "metrics"}
 PRUNE_KEYS = {"scorer", "target", "effector", "layers", "fraction", "start", "end", "period", "granularity", "scope",
-              "rounds",
-              "data_order_stability", "lmc_points"}
+              "rounds", "data_order_stability", "lmc_points", "calibration"}
 LAYER_KEYS = {"fraction", "start", "end", "period"}
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("fp32", "bf16")
@@ -145,6 +144,12 @@ def _prune(d: Any, registry: Registry, source: str | None) -> PruneConfig | None
     lmc_points = _coerce(d.get("lmc_points", 30), int, "prune.lmc_points", source)
     if lmc_points < 2:
         raise SpecError(f"{lmc_points!r} must be >= 2 (the two endpoints)", source=source, key="prune.lmc_points")
+    calibration = d.get("calibration")
+    if calibration is not None:
+        calibration = _coerce(calibration, int, "prune.calibration", source)
+        if calibration < 1:
+            raise SpecError(f"{calibration!r} must be >= 1 (training examples each calibrated scorer draws)",
+                            source=source, key="prune.calibration")
     if scope == "global" and granularity == "filters":
         raise SpecError("a global ranking of filters can empty a whole layer (filter norms of different layers "
                         "are not comparable); use scope = \"layer\", or granularity = \"weights\"",
@@ -194,7 +199,7 @@ def _prune(d: Any, registry: Registry, source: str | None) -> PruneConfig | None
         target=component_ref(registry, "targets", d["target"], "prune.target", source),
         effector=component_ref(registry, "effectors", d["effector"], "prune.effector", source),
         layers=tuple(layers), granularity=granularity, scope=scope, rounds=rounds,
-        data_order_stability=twins, lmc_points=lmc_points,
+        data_order_stability=twins, lmc_points=lmc_points, calibration=calibration,
     )
 
 

@@ -1,4 +1,4 @@
-"""What the built-in rewinds build: no rewind, weight and learning-rate rewinding, reinitialization.
+"""What the built-in rewinds build: no rewind, weight and learning-rate rewinding, reinitialization, fine-tuning.
 
 Registered, with their options, in gstbench/builtin/rewinds.py; imported only when a cell builds one.
 """
@@ -25,6 +25,27 @@ class NoRewind:
 
     def resume_step(self, steps_per_epoch, total_steps):
         return 0
+
+
+class FineTune:
+    """Keep the pruned weights and train the schedule's last ``at`` steps at its final learning rate; ``at`` = 0:
+    no training at all (post-training pruning: the pruned network as it is)."""
+
+    def __init__(self, at: str):
+        self.at = at
+
+    def checkpoint_step(self, steps_per_epoch, total_steps):
+        self.resume_step(steps_per_epoch, total_steps)  # validates the length; no weights to keep
+        return None
+
+    def rewind(self, ctx: RewindContext) -> Resume:
+        return Resume(step=self.resume_step(ctx.steps_per_epoch, ctx.total_steps), replay_lr=False)
+
+    def resume_step(self, steps_per_epoch, total_steps):
+        length = steps_to_int(self.at, steps_per_epoch, total_steps)
+        if not 0 <= length <= total_steps:
+            raise ValueError(f"finetune@{self.at} is {length} steps, not 0 to the schedule's {total_steps}")
+        return total_steps - length
 
 
 class WeightRewind:
