@@ -430,3 +430,14 @@ def test_the_heads_suite_runs_its_matrix_and_reports_its_claims(tmp_path, regist
     assert proc.returncode == 0, proc.stderr
     for claim in suite.claims:
         assert claim["id"] in proc.stdout, proc.stdout[-3000:]
+    assert max(map(len, proc.stdout.splitlines())) <= 100, proc.stdout  # off a terminal: 100 columns
+    # narrower, the rows drop the scorer they all share before they are cut short, and still tell apart
+    from gstbench.reports.report import build_report
+    from gstbench.reports.run_summary import render_run_summary
+
+    screen = render_run_summary(build_report(tmp_path / "run"), tmp_path / "run", 80)
+    header, _, rest = screen.partition("leaderboard, by ")[2].partition("\n")
+    rows = [line.split("  ")[0] for line in rest.split("\n\n")[0].splitlines()[2:]]
+    assert max(map(len, rest.split("\n\n")[0].splitlines())) <= 80, screen
+    assert header.endswith("every row: head-importance") and len(set(rows)) == 7 and "unpruned" in rows, screen
+    assert "largest mask 4ep" in rows and not any("…" in row for row in rows), screen

@@ -17,6 +17,7 @@ from gstbench.reports.claim_stats import format_effect, format_power
 from gstbench.reports.claims import count_verdicts, label_of
 from gstbench.reports.report import TABLE_STATS, Leaderboard, Row
 from gstbench.reports.report_text import problem_lines, tie_warnings, totals_line
+from gstbench.plan.selection import label_text
 from gstbench.reports.stats import format_number, format_percent
 
 WIDTH = 100
@@ -48,11 +49,28 @@ def _leaderboard_lines(report: Leaderboard, width: int) -> list[str]:
         shown.append(stat)
     table = _table(report.rows, shown, width) or _table(report.rows, shown, width, squeeze=True)
     rank = TABLE_STATS.get(report.rank, report.rank)
+    common = _titles(report.rows)[1]
+    if common and not all(row.title in table for row in report.rows):  # the rows lost their common parts to fit
+        return [f"leaderboard, by {rank}; mean [95% interval] over seeds; every row: {common}", table, ""]
     return [f"leaderboard, by {rank}; mean [95% interval] over seeds", table, ""]
 
 
+def _titles(rows: list[Row]) -> tuple[list[str], str]:
+    """Each row's title without the label parts every row that has them shares (one scorer, one effector), and
+    those parts: a row cut short by ``…`` could lose the part that tells it from another."""
+    values: dict[str, set] = {}
+    for row in rows:
+        for key, value in row.label.items():
+            if value != "-":
+                values.setdefault(key, set()).add(str(value))
+    common = {key for key, seen in values.items() if len(seen) == 1 and len(rows) > 1}
+    titles = [label_text({k: v for k, v in row.label.items() if k not in common}) or row.title for row in rows]
+    return titles, " ".join(next(iter(values[k])) for k in values if k in common)
+
+
 def _table(rows: list[Row], stats: list[str], width: int, squeeze: bool = False) -> str | None:
-    """The table with these statistics, configuration labels shortened to fit ``width``; None if it cannot."""
+    """The table with these statistics, configuration labels fitted to ``width`` (without the parts all rows
+    share where the whole label would not fit, then shortened); None if it cannot."""
     headers = ["configuration", "n", *(TABLE_STATS.get(s, s) for s in stats)]
     body = [[r.title, _count(r), *(_stat(r, s) for s in stats)] for r in rows]
     rest = max(map(len, tabulate([row[1:] for row in body], headers=headers[1:],
@@ -60,6 +78,8 @@ def _table(rows: list[Row], stats: list[str], width: int, squeeze: bool = False)
     room = width - rest - 2
     if room < MIN_LABEL and not squeeze:
         return None
+    if max(len(row[0]) for row in body) > room:
+        body = [[title, *row[1:]] for title, row in zip(_titles(rows)[0], body)]
     body = [[_shorten(row[0], max(room, 1)), *row[1:]] for row in body]
     text = tabulate(body, headers=headers, disable_numparse=True)
     return text if squeeze or max(map(len, text.splitlines())) <= width else None
