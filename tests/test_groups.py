@@ -117,7 +117,7 @@ CELL = {
 }
 
 
-@pytest.mark.parametrize("role,name", [("scorer", "bn-gamma"), ("effector", "soft")])
+@pytest.mark.parametrize("role,name", [("scorer", "bn-gamma"), ("effector", "zero")])
 def test_a_component_for_filters_only_is_refused_on_heads_in_one_line(registry, role, name):
     spec = cell_from_config(changed(CELL, **{f"prune__{role}": name}), 0, registry)
     with pytest.raises(SpecError) as caught:
@@ -125,6 +125,34 @@ def test_a_component_for_filters_only_is_refused_on_heads_in_one_line(registry, 
     message = str(caught.value)
     assert "\n" not in message and f"'gstbench:{name}'" in message and "group of heads" in message
     assert "groups" in message and caught.value.key == f"prune.{role}"
+
+
+def test_soft_zeroes_a_units_rows_which_regrow_and_its_last_event_masks_it_as_mask_does():
+    from gstbench.builtin.impl.effectors import SoftEffector
+
+    model = small()
+    opt = trained(model)
+    soft = SoftEffector()
+    layer, _ = effector_applied(soft, model, opt, "block1.heads", [1], SHAPE)
+    attn = model.blocks[0].attn
+    assert all(float(p[4:8].abs().sum()) == 0 for p in (attn.q.weight, attn.k.bias, attn.v.weight))
+    assert float(attn.out.weight[:, 4:8].abs().sum()) > 0  # the next layer still reads it: it can regrow
+    g = torch.Generator().manual_seed(2)
+    train_steps(model, opt, torch.randn(32, *SHAPE, generator=g), torch.randint(0, 10, (32,), generator=g), 3)
+    assert float(attn.v.weight[4:8].abs().sum()) > 0
+    masked = copy.deepcopy(model)
+    ctx = PruningContext(model, opt, torch.randn(2, *SHAPE), torch.Generator().manual_seed(0))
+    soft.harden(layer, ctx)
+    effector_applied(MaskEffector(), masked, torch.optim.Adam(masked.parameters()), "block1.heads", [1], SHAPE)
+    x = torch.randn(8, *SHAPE, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), masked(x))  # hardened: exactly mask's network
+
+
+def test_soft_pruning_of_heads_and_neurons_runs_in_a_cell(registry):
+    result = run_cell(cell_from_config(changed(CELL, prune__effector="soft"), 0, registry), registry)
+    assert result.status == "ok", result.traceback
+    assert result.metrics["remaining_units"] == {"block1.heads": 2, "block2.neurons": 24}
 
 
 class FixedHeadCount(torch.nn.Module):

@@ -56,7 +56,7 @@ def sparsegpt(examples: int = 128, damp: float = 0.01):
 def register_effectors(register):
     register("mask", mask, capabilities=[WEIGHTS, GROUPS])
     register("remove", remove, capabilities=[REMOVES_UNITS, GROUPS])
-    register("soft", soft, capabilities=[SOFT])
+    register("soft", soft, capabilities=[SOFT, GROUPS])
     register("zero", zero, capabilities=[TEMPORARY])
     register("noise", noise, capabilities=[TEMPORARY])
     register("sparsegpt", sparsegpt, capabilities=[WEIGHTS])

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from gstbench.components import LayerState, PrunableGroup, PrunableLayer, PruningContext
-from gstbench.pruning import coupled_outputs, dependency_graph, remove_filters, removal_slices, zero_slices
+from gstbench.pruning import (coupled_outputs, dependency_graph, group_slices, remove_filters, removal_slices,
+                              zero_slices)
 
 
 class MaskEffector:
@@ -85,7 +86,9 @@ class SoftEffector:
     """Soft filter pruning (He et al. 2018): an event zeroes the picked filters' weights (and conv bias), which
     go on training and may regrow; the engine re-picks the layer's whole share at each event. After the layer's
     last event (``harden``) its picks are masked for good, as ``mask`` does (filter, BatchNorm gamma and beta,
-    consumers' inputs): the paper's final hard pruning."""
+    consumers' inputs): the paper's final hard pruning. On a group a unit's own weights are its rows (its slices
+    along dim 0: a head's query, key and value rows, a neuron's first-layer row, with their biases); the columns
+    the next layer reads it through stay, so its gradient does not vanish and it can regrow, as a filter can."""
 
     def __init__(self):
         self.mask = MaskEffector()
@@ -93,6 +96,9 @@ class SoftEffector:
 
     @torch.no_grad()
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
+        if layer.is_group:
+            zero_slices([part for part in group_slices(ctx.model, layer.spec, indices) if part[1] == 0])
+            return None
         idx = indices.to(layer.conv.weight.device)
         layer.conv.weight[idx] = 0
         if layer.conv.bias is not None:
