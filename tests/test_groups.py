@@ -117,7 +117,7 @@ CELL = {
 }
 
 
-@pytest.mark.parametrize("role,name", [("scorer", "bn-gamma"), ("effector", "zero")])
+@pytest.mark.parametrize("role,name", [("scorer", "bn-gamma"), ("effector", "sparsegpt")])
 def test_a_component_for_filters_only_is_refused_on_heads_in_one_line(registry, role, name):
     spec = cell_from_config(changed(CELL, **{f"prune__{role}": name}), 0, registry)
     with pytest.raises(SpecError) as caught:
@@ -135,11 +135,11 @@ def test_soft_zeroes_a_units_rows_which_regrow_and_its_last_event_masks_it_as_ma
     soft = SoftEffector()
     layer, _ = effector_applied(soft, model, opt, "block1.heads", [1], SHAPE)
     attn = model.blocks[0].attn
-    assert all(float(p[4:8].abs().sum()) == 0 for p in (attn.q.weight, attn.k.bias, attn.v.weight))
-    assert float(attn.out.weight[:, 4:8].abs().sum()) > 0  # the next layer still reads it: it can regrow
+    assert all(float(p[4:8].detach().abs().sum()) == 0 for p in (attn.q.weight, attn.k.bias, attn.v.weight))
+    assert float(attn.out.weight[:, 4:8].detach().abs().sum()) > 0  # the next layer still reads it: it can regrow
     g = torch.Generator().manual_seed(2)
     train_steps(model, opt, torch.randn(32, *SHAPE, generator=g), torch.randint(0, 10, (32,), generator=g), 3)
-    assert float(attn.v.weight[4:8].abs().sum()) > 0
+    assert float(attn.v.weight[4:8].detach().abs().sum()) > 0
     masked = copy.deepcopy(model)
     ctx = PruningContext(model, opt, torch.randn(2, *SHAPE), torch.Generator().manual_seed(0))
     soft.harden(layer, ctx)
@@ -149,10 +149,52 @@ def test_soft_zeroes_a_units_rows_which_regrow_and_its_last_event_masks_it_as_ma
         torch.testing.assert_close(model(x), masked(x))  # hardened: exactly mask's network
 
 
-def test_soft_pruning_of_heads_and_neurons_runs_in_a_cell(registry):
-    result = run_cell(cell_from_config(changed(CELL, prune__effector="soft"), 0, registry), registry)
+@pytest.mark.parametrize("effector", ["soft", {"name": "zero", "steps": 3}, {"name": "noise", "steps": 3}])
+def test_soft_and_temporary_pruning_of_heads_and_neurons_run_in_a_cell(registry, effector):
+    result = run_cell(cell_from_config(changed(CELL, prune__effector=effector), 0, registry), registry)
     assert result.status == "ok", result.traceback
-    assert result.metrics["remaining_units"] == {"block1.heads": 2, "block2.neurons": 24}
+    assert len(result.events) == 2
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_zero_silences_every_slice_of_a_unit_then_restores_it_or_lets_its_rows_restart_from_zero(restore):
+    from gstbench.builtin.impl.effectors import ZeroEffector
+
+    model = small()
+    opt = trained(model)
+    before = copy.deepcopy(model.state_dict())
+    zero = ZeroEffector(steps=2, restore=restore)
+    effector_applied(zero, model, opt, "block2.neurons", [3, 7], SHAPE)
+    mlp = model.blocks[1].mlp
+    rows, columns = (mlp.fc1.weight, mlp.fc1.bias), mlp.fc2.weight
+    assert all(float(t[[3, 7]].detach().abs().sum()) == 0 for t in rows) and float(columns[:, [3, 7]].detach().abs().sum()) == 0
+    zero.after_step()
+    zero.after_step()  # the second step was the last: released
+    torch.testing.assert_close(columns.detach()[:, [3, 7]], before["blocks.1.mlp.fc2.weight"][:, [3, 7]])
+    for t, key in zip(rows, ("blocks.1.mlp.fc1.weight", "blocks.1.mlp.fc1.bias")):
+        if restore:
+            torch.testing.assert_close(t.detach()[[3, 7]], before[key][[3, 7]])
+        else:  # rows restart from zero with no optimizer memory; the columns that read them pass their gradient
+            assert float(t[[3, 7]].detach().abs().sum()) == 0
+            assert all(float(v[[3, 7]].detach().abs().sum()) == 0 for v in opt.state[t].values() if v.shape == t.shape)
+
+
+def test_noise_perturbs_a_units_rows_by_their_parameters_untargeted_variance_and_leaves_the_columns():
+    from gstbench.builtin.impl.effectors import NoiseEffector
+
+    model = small()
+    opt = trained(model)
+    attn = model.blocks[0].attn
+    before = {n: p.detach().clone() for n, p in (("v", attn.v.weight), ("out", attn.out.weight))}
+    noise = NoiseEffector(steps=1, variance="untargeted")
+    layer, _ = effector_applied(noise, model, opt, "block1.heads", [2], SHAPE)
+    changed_rows = attn.v.weight.detach()[8:12] - before["v"][8:12]
+    assert float(changed_rows.abs().min()) > 0 and torch.equal(attn.v.weight.detach()[:8], before["v"][:8])
+    torch.testing.assert_close(attn.out.weight.detach(), before["out"])  # the columns the next layer reads it through
+    untargeted = torch.cat([before["v"][:8], before["v"][12:]])
+    assert noise.variance_for(layer, attn.v.weight, torch.tensor([*range(8), *range(12, 16)])) == pytest.approx(
+        float(untargeted.var()))
+    assert float(changed_rows.std()) == pytest.approx(float(untargeted.std()), rel=0.35)
 
 
 class FixedHeadCount(torch.nn.Module):

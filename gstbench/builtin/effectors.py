@@ -57,6 +57,6 @@ def register_effectors(register):
     register("mask", mask, capabilities=[WEIGHTS, GROUPS])
     register("remove", remove, capabilities=[REMOVES_UNITS, GROUPS])
     register("soft", soft, capabilities=[SOFT, GROUPS])
-    register("zero", zero, capabilities=[TEMPORARY])
-    register("noise", noise, capabilities=[TEMPORARY])
+    register("zero", zero, capabilities=[TEMPORARY, GROUPS])
+    register("noise", noise, capabilities=[TEMPORARY, GROUPS])
     register("sparsegpt", sparsegpt, capabilities=[WEIGHTS])

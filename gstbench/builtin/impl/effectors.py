@@ -225,26 +225,50 @@ class ZeroEffector(_TemporaryEffector):
         super().__init__(steps)
         self.restore = bool(restore)
         self.optimizer: torch.optim.Optimizer | None = None
+        self.model: nn.Module | None = None  # a group's slices are found in it
 
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
-        self.optimizer = ctx.optimizer
+        self.optimizer, self.model = ctx.optimizer, ctx.model
         idx = indices.to(layer.conv.weight.device)
-        self._start(layer, idx, saved={k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()})
+        if layer.is_group:
+            saved = {str(i): param.index_select(dim, elements).detach().clone()
+                     for i, (param, dim, elements) in enumerate(group_slices(ctx.model, layer.spec, idx))}
+        else:
+            saved = {k: t[idx].detach().clone() for k, t in _unit_tensors(layer).items()}
+        self._start(layer, idx, saved=saved)
         return None
 
     def _resume(self, ctx: PruningContext) -> None:
-        self.optimizer = ctx.optimizer
+        self.optimizer, self.model = ctx.optimizer, ctx.model
 
+    @torch.no_grad()
     def _during(self, iv: _Intervention) -> None:
-        _zero_with_bn(iv.layer, iv.indices)
+        if iv.layer.is_group:  # every slice, as mask zeroes them: the unit adds nothing
+            zero_slices(group_slices(self.model, iv.layer.spec, iv.indices))
+        else:
+            _zero_with_bn(iv.layer, iv.indices)
 
     @torch.no_grad()
     def _release(self, iv: _Intervention) -> None:
-        if self.restore:
+        if iv.layer.is_group:
+            self._release_group(iv)
+        elif self.restore:
             for name, t in _unit_tensors(iv.layer).items():
                 t[iv.indices] = iv.saved[name]
         else:
             _reenter_at_zero(iv.layer, iv.indices, iv.saved, self.optimizer)
+
+    def _release_group(self, iv: _Intervention) -> None:
+        """Restored as it was; or re-entering at zero: its rows (dim 0) zero with no optimizer memory, the columns the
+        next layer reads it through restored (as a filter's BatchNorm is), so its gradient does not vanish."""
+        for i, (param, dim, elements) in enumerate(group_slices(self.model, iv.layer.spec, iv.indices)):
+            if self.restore or dim != 0:
+                param.index_copy_(dim, elements, iv.saved[str(i)])
+                continue
+            param.index_fill_(0, elements, 0)
+            for value in self.optimizer.state.get(param, {}).values():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    value.index_fill_(0, elements, 0)
 
 
 class NoiseEffector(_TemporaryEffector):
@@ -259,26 +283,50 @@ class NoiseEffector(_TemporaryEffector):
             raise ValueError(f"noise variance must be 'untargeted' or a number > 0, got {variance!r}")
         self.variance = variance
         self.generator: torch.Generator | None = None
+        self.model: nn.Module | None = None  # a group's slices are found in it
 
-    def variance_for(self, layer: LayerState) -> float:
-        """The variance of the layer's untargeted filters' weights (the paper), or the fixed value."""
+    def variance_for(self, layer: LayerState, weight: torch.Tensor | None = None, rows: torch.Tensor | None = None
+                     ) -> float:
+        """The variance of the layer's untargeted filters' weights (the paper), or the fixed value; on a group, of
+        ``weight``'s ``rows`` (the untargeted units' rows of one of its parameters)."""
         if self.variance != "untargeted":
             return float(self.variance)
+        if weight is not None:
+            untargeted = weight.detach().index_select(0, rows)
+            if untargeted.numel() < 2:
+                raise ValueError(f"noise: layer '{layer.name}' has no untargeted units left to take a variance from")
+            return float(untargeted.var())
         untargeted = layer.conv.weight.detach()[layer.alive.to(layer.conv.weight.device)]
         if untargeted.numel() < 2:
             raise ValueError(f"noise: layer '{layer.name}' has no untargeted filters left to take a variance from")
         return float(untargeted.var())
 
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
-        self.generator = ctx.generator
+        self.generator, self.model = ctx.generator, ctx.model
         self._start(layer, indices)
         return None
 
     def _resume(self, ctx: PruningContext) -> None:
-        self.generator = ctx.generator
+        self.generator, self.model = ctx.generator, ctx.model
 
     @torch.no_grad()
     def _during(self, iv: _Intervention) -> None:
+        if iv.layer.is_group:
+            self._during_group(iv)
+            return
         w = iv.layer.conv.weight
         std = self.variance_for(iv.layer) ** 0.5
         w[iv.indices] += (torch.randn(w[iv.indices].shape, generator=self.generator) * std).to(w.device, w.dtype)
+
+    def _during_group(self, iv: _Intervention) -> None:
+        """Noise on the units' rows (dim 0: what produces each unit's activation), each parameter's own variance
+        over the untargeted units' rows."""
+        layer = iv.layer
+        alive = layer.alive.nonzero().flatten().to(layer.conv.weight.device)
+        for (param, dim, elements), (_, _, kept) in zip(group_slices(self.model, layer.spec, iv.indices),
+                                                         group_slices(self.model, layer.spec, alive), strict=True):
+            if dim != 0:
+                continue
+            std = self.variance_for(layer, param, kept) ** 0.5
+            noise = torch.randn((len(elements), *param.shape[1:]), generator=self.generator) * std
+            param.index_add_(0, elements, noise.to(param.device, param.dtype))
