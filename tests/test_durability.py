@@ -203,12 +203,14 @@ def test_a_live_lease_is_left_to_its_run_and_a_dead_or_expired_one_is_taken_over
     assert "1 cell is being trained by another run" in text.stderr
 
 
-def test_a_killed_writers_temp_files_in_trainings_and_parents_go_even_when_every_cell_has_finished(finished,
-                                                                                                      tmp_path):
+def test_a_killed_writers_temp_files_in_trainings_parents_and_leases_go_even_when_every_cell_has_finished(
+        finished, tmp_path):
     out = _copy(finished, tmp_path)
     host = socket.gethostname()
     dead, live = _dead_pid(), os.getpid()
-    holders = [next((out / "trainings").iterdir()), *(out / "parents").iterdir()]
+    lease = out / "training-leases" / "eb86b4ac1916c95d"  # a run killed while it wrote a training's lease
+    lease.mkdir(parents=True)
+    holders = [next((out / "trainings").iterdir()), *(out / "parents").iterdir(), lease]
     assert len(holders) >= 2  # the tiny run stores trainings and a parent
     for d in holders:
         (d / f".events.jsonl.{dead}@{host}.abcd1234.tmp").write_text("killed mid-write")

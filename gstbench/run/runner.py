@@ -23,7 +23,7 @@ from gstbench.store.parents import ParentCache
 from gstbench.store.store import Store, cell_path, remove_dead_temps
 from gstbench.store.store import TRAININGS
 from gstbench.store.trainings import Trainings, TrainingStore
-from gstbench.run.orders import MEASURE, StoredTrainings, WorkOrder, resolve, training_leased
+from gstbench.run.orders import MEASURE, TRAINING_LEASES, StoredTrainings, WorkOrder, resolve, training_leased
 from gstbench.plan.suite import Suite
 from gstbench.engine.tracking import build_tracker, logged_run
 from gstbench.plan.log_targets import LogTarget, merge_targets
@@ -252,8 +252,9 @@ def _pending(suite: Suite, store: Store, to_run: Callable[[CellResult | None], b
             corrupt.append(files)
         if to_run(files.result):
             pending.append(spec)
-    # even where every cell has finished since (its training or parent was being stored when it died)
-    for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*")]:
+    # even where every cell has finished since (its training, parent or training lease was being written when it died)
+    for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*"),
+                  *(store.root / TRAINING_LEASES).glob("*")]:
         remove_dead_temps(entry)
     trainings_here = TrainingStore(store.root)
     damaged = list(trainings_here.damaged())
