@@ -103,7 +103,8 @@ def wait_until(condition, timeout: float, processes: set[int]) -> None:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes in /proc")
 def test_a_sigkilled_driver_takes_its_local_ray_instance_and_tasks_with_it(tmp_path):
     suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.replace("epochs = 3, batch_size = 64", "epochs = 12, batch_size = 64, checkpoint_every = 1"))
+    # long enough that both cells are still training when the driver is killed, on a fast machine too (12 were not)
+    suite.write_text(SUITE.replace("epochs = 3, batch_size = 64", "epochs = 40, batch_size = 64, checkpoint_every = 1"))
     out = tmp_path / "ray"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "ray", "RAY_ADDRESS": ""}
     driver = popen_gstbench("run", "--suite", str(suite), "--out", str(out), "--executor", "ray", "--workers", "2",
