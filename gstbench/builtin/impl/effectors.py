@@ -292,13 +292,11 @@ class NoiseEffector(_TemporaryEffector):
         if self.variance != "untargeted":
             return float(self.variance)
         if weight is not None:
-            untargeted = weight.detach().index_select(0, rows)
-            if untargeted.numel() < 2:
-                raise ValueError(f"noise: layer '{layer.name}' has no untargeted units left to take a variance from")
-            return float(untargeted.var())
-        untargeted = layer.conv.weight.detach()[layer.alive.to(layer.conv.weight.device)]
+            untargeted, units = weight.detach().index_select(0, rows), "units"
+        else:
+            untargeted, units = layer.conv.weight.detach()[layer.alive.to(layer.conv.weight.device)], "filters"
         if untargeted.numel() < 2:
-            raise ValueError(f"noise: layer '{layer.name}' has no untargeted filters left to take a variance from")
+            raise ValueError(f"noise: layer '{layer.name}' has no untargeted {units} left to take a variance from")
         return float(untargeted.var())
 
     def apply(self, layer: LayerState, indices: torch.Tensor, ctx: PruningContext):
