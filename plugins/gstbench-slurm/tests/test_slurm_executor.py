@@ -51,23 +51,6 @@ def test_slurm_is_listed_by_gstbench_plugins():
     assert slurm and slurm[0]["status"] == "loaded" and slurm[0]["provides"] == {"executors": ["slurm"]}
 
 
-def test_jobs_store_the_same_results_as_sequential_and_a_rerun_submits_nothing(tmp_path):
-    path = suite(tmp_path)
-    seq = gstbench("run", "--suite", path, "--out", str(tmp_path / "seq"), "--executor", "sequential", "--json")
-    assert seq.returncode == 0, seq.stderr
-    out = tmp_path / "jobs"
-    proc = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["run"]["ran"] == 2
-    assert stored_results(out) == stored_results(tmp_path / "seq")
-    logs = sorted((out / "slurm").glob("*/*_log.out"))
-    assert len(logs) == 2  # one folder per job: its stdout and stderr, where submitit puts them
-    again = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
-    assert json.loads(again.stdout)["run"]["ran"] == 0  # skip-by-hash stays in the driver
-    assert len(list((out / "slurm").glob("*/*_log.out"))) == 2
-    assert files_outside(tmp_path, path, tmp_path / "seq", out) == []  # the job folder is in the run's
-
-
 def job_processes(run_dir: Path) -> list[int]:
     """The pids of the job tasks running under ``run_dir``'s job folder (submitit's ``_submit`` processes)."""
     pids = []
@@ -126,7 +109,7 @@ def test_a_preempted_job_and_a_killed_one_both_go_on_from_the_cells_checkpoint(t
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
-def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_an_uninterrupted_run(tmp_path):
+def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_sequential_and_the_next_submits_nothing(tmp_path):
     from gstbench.run.leases import WATCH_S
 
     path = suite(tmp_path, samples=2000, epochs=32)  # long enough that no job ends before it sees its driver gone
@@ -152,9 +135,15 @@ def test_jobs_of_a_sigkilled_driver_stop_and_a_rerun_equals_an_uninterrupted_run
     assert not stored_results(out)
     again = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
     assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["run"]["ran"] == 2
     assert stored_results(out) == stored_results(tmp_path / "seq")
-    logs = "".join(p.read_text() for p in (out / "slurm").glob("*/*_log.out"))
-    assert logs.count("its driver is gone") == 2, logs[-3000:]
+    logs = sorted((out / "slurm").glob("*/*_log.out"))
+    assert len(logs) == 4  # one folder per job (two killed, two re-run): its stdout and stderr, where submitit puts them
+    assert "".join(p.read_text() for p in logs).count("its driver is gone") == 2
+    rerun = gstbench("run", "--suite", path, "--out", str(out), *LOCAL, "--json")
+    assert json.loads(rerun.stdout)["run"]["ran"] == 0  # skip-by-hash stays in the driver
+    assert len(list((out / "slurm").glob("*/*_log.out"))) == 4
+    assert files_outside(tmp_path, path, tmp_path / "seq", out) == []  # the job folder is in the run's
 
 
 def test_bad_options_are_refused_in_one_line(tmp_path):
