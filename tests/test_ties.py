@@ -8,7 +8,7 @@ import json
 import torch
 
 from gstbench.engine import run_cell
-from gstbench.engine.pruner import tied_count
+from gstbench.engine.pruner import decided_by_draw, tied_count
 from gstbench.plan.parse import cell_from_config
 from gstbench.plugins import Registry, hookimpl
 from gstbench.testing.forkserver import run_gstbench
@@ -21,6 +21,12 @@ TINY = {
     "train": {"epochs": 3, "batch_size": 64, "milestones": ["2ep"]},
     "prune": {"scorer": "flat:constant", "target": "smallest", "effector": "mask", "start": "1ep", "end": "2ep",
               "period": "1ep", "layers": {"conv2": {"fraction": 0.5}, "conv3": {"fraction": 0.25}}},
+}
+
+TRANSFORMER = {
+    "model": {"name": "transformer", "dim": 32, "depth": 1, "heads": 4, "head_dim": 8, "hidden": 64, "patch": 4},
+    "dataset": {"name": "mnist1d", "num_samples": 400, "train_split": 0.5},
+    "train": {"epochs": 1, "batch_size": 64},
 }
 
 
@@ -65,6 +71,28 @@ def test_untied_scores_record_no_ties_and_keep_their_ranking():
 def test_tied_count_counts_every_unit_that_shares_its_score():
     assert tied_count(torch.tensor([0.0, 0.0, 1.0, 2.0, 2.0, 2.0])) == 5
     assert tied_count(torch.tensor([0.1, 0.2, 0.3])) == 0
+
+
+def test_only_ties_across_the_cut_count_as_decided_by_the_draw():
+    scores = torch.tensor([0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 3.0])
+    alive = torch.ones(7, dtype=torch.bool)
+    assert decided_by_draw(scores, alive, torch.tensor([0, 1])) == 0  # the pair of zeros wholly picked
+    assert decided_by_draw(scores, alive, torch.tensor([0, 1, 2, 3])) == 3  # one of three 2.0s: the draw chose it
+    assert decided_by_draw(scores, alive, torch.tensor([0])) == 2
+    dead = alive.clone()
+    dead[5] = False  # a dead unit's score is no candidate: the 2.0s alive are 3 and 4
+    assert decided_by_draw(scores, dead, torch.tensor([0, 1, 2, 3])) == 2
+
+
+def test_a_per_output_comparison_records_no_ties_where_its_rows_divide():
+    """Per-output ranks tie across rows by construction; 25% of a 32-wide row is whole ranks: nothing drawn."""
+    config = {**TRANSFORMER, "prune": {"scorer": {"name": "magnitude", "compare": "output"}, "target": "smallest",
+                                       "effector": "mask", "rounds": 1, "fraction": 0.25, "granularity": "weights",
+                                       "layers": ["blocks.0.attn.q", "blocks.0.mlp.fc1"]},
+              "rewind": "finetune@0"}
+    result = run_cell(cell_from_config(config, 0, Registry()), Registry())
+    assert result.status == "ok", result.traceback
+    assert [e.tied for e in result.events] == [0.0]
 
 
 def test_the_leaderboard_flags_a_scorer_that_ties_on_most_units(tmp_path):

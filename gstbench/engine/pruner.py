@@ -149,7 +149,7 @@ class Pruner:
 
     def _select(self, names: list[str], count: int, salt: int) -> tuple[dict[str, torch.Tensor], int, int]:
         """Flat physical indices per layer, one ranking over all ``names`` (a single layer, or global); and how many
-        alive units tied, of how many.
+        alive units tied where the draw decided (``decided_by_draw``), of how many.
 
         Where alive units tie on their score, the target sees them in an order drawn from the
         cell's seed, the step and ``salt`` (the cut), so a stable ranking breaks the ties at
@@ -171,8 +171,8 @@ class Pruner:
             alive.append(layer.alive_flat)
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
         count = min(count, int(alive_cat.sum()))
-        tied = tied_count(scores_cat[alive_cat])
-        if tied:
+        tied = 0
+        if tied_count(scores_cat[alive_cat]):
             draw = torch.Generator().manual_seed((self.ctx.batch_seed * 1_000_003 + self.ctx.step) * 64 + salt)
             order = torch.randperm(scores_cat.numel(), generator=draw)
             chosen = order[self.target.select(scores_cat[order], alive_cat[order], count, self.ctx.generator)
@@ -182,6 +182,7 @@ class Pruner:
         if chosen.numel() != count or not bool(alive_cat[chosen].all()) or chosen.unique().numel() != count:
             raise ValueError(f"target {self.prune.target.id} picked {chosen.numel()} units for {', '.join(names)}: "
                              f"needs {count} distinct alive units")
+        tied = decided_by_draw(scores_cat, alive_cat, chosen)
         out, offset = {}, 0
         for name, s in zip(names, scores):
             mine = chosen[(chosen >= offset) & (chosen < offset + s.numel())] - offset
@@ -195,6 +196,16 @@ class Pruner:
         apply_effector(self.effector, layer, chosen, self.ctx, self.scorer)
         pruned = sorted(original) if layer.granularity == "filters" else None  # single weights would flood events.jsonl
         return LayerPruned(len(original), layer.n_alive, cut.index, cut.of, pruned)
+
+
+def decided_by_draw(scores: torch.Tensor, alive: torch.Tensor, chosen: torch.Tensor) -> int:
+    """How many alive units share a score with both a picked unit and a kept one: the ties the seeded draw decided.
+    Ties wholly inside the pick or wholly outside it decide nothing (every row's ranks tie across rows under a
+    per-output comparison, and the pick takes whole ranks where the count divides)."""
+    picked = torch.zeros_like(alive)
+    picked[chosen] = True
+    straddling = scores[picked][torch.isin(scores[picked], scores[alive & ~picked])]
+    return int(torch.isin(scores[alive], straddling).sum()) if straddling.numel() else 0
 
 
 def tied_count(scores: torch.Tensor) -> int:
