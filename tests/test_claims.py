@@ -123,6 +123,21 @@ def test_within_repeats_the_test_for_each_value_of_the_key():
     assert c["verdict"] == "contradicted"
 
 
+def test_within_tests_only_the_values_a_claims_groups_take_and_a_missing_side_is_not_run():
+    """posttrain's voita-scratch compares two of the suite's three levels: the third is no part of it. Where one
+    group has runs at a value and the other none, the part is there and says which group has no run."""
+    runs = (group_runs({"largest": 0.5, "smallest": 0.9}, period="2ep")
+            + group_runs({"random": 0.7}, period="4ep")  # another configuration at a value of its own
+            + group_runs({"largest": 0.9, "smallest": 0.5}, period="8ep"))
+    test = {"kind": "difference", "metric": "stability", "a": "smallest", "b": "largest", "sign": "positive",
+            "within": "prune.period"}
+    c = verdicts(test, runs, GROUPS, {"prune.period": ["2ep", "4ep", "8ep"]})
+    assert [p["label"] for p in c["parts"]] == ["period=2ep: smallest - largest", "period=8ep: smallest - largest"]
+    one_sided = verdicts(test, runs + group_runs({"largest": 0.5}, period="4ep"), GROUPS,
+                         {"prune.period": ["2ep", "4ep", "8ep"]})
+    assert [(p["label"], p["verdict"]) for p in one_sided["parts"]][1] == ("period=4ep: smallest", "not run")
+
+
 def test_a_trend_along_an_axis_follows_the_declared_order():
     periods = ["1ep", "2ep", "4ep", "8ep"]
     runs = [r for i, p in enumerate(periods) for r in group_runs({"smallest": 0.95 - 0.05 * i}, period=p)]

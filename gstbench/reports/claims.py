@@ -17,7 +17,7 @@ kinds:
 - ``noninferiority``: a difference a - b above -margin (one side of an equivalence: "comparable or better");
 - ``bound``: a metric's mean below or above a value (one-sample t-test).
 
-``within = KEY`` repeats a test for each value of a config key. A claim declares the
+``within = KEY`` repeats a test for each value of a config key that one of its groups takes. A claim declares the
 effect its tests are powered for, in the unit of each test: ``paper_effect`` where the
 paper gives a number, otherwise ``effect_of_interest`` with its ``effect_reason`` (on the
 claim, or on one test where the units differ); each part gets its test's power there and
@@ -176,7 +176,10 @@ def _test_parts(test: dict[str, Any], groups: dict, runs: list[Run], axis_labels
     parts: list[Part] = []
     for name, members in _splits(test, runs, axis_labels):
         split = _Split(f"{name}: " if name else "", members, rnd, sign, axis_labels, groups)
-        empty = [ref for ref in kind.compared(test) if not split.pick(ref)]
+        compared = kind.compared(test)
+        empty = [ref for ref in compared if not split.pick(ref)]
+        if name and len(empty) == len(compared):
+            continue  # a value none of the claim's groups takes (voita-scratch's levels are two of posttrain's three)
         if empty:  # no verdict from no runs: the claim says which group and why
             parts.append(Part(f"{split.prefix}{name_of(empty[0])}", kind.name, "-",
                               test.get("metric", test.get("y", "")), sign,
