@@ -2,8 +2,9 @@
 
 A stored spec is the cell's canonical JSON (plan/config.py; the reader's ``CellSpec``s keep the stored one). A dotted key reads it the way a
 suite file writes it: ``prune.target``, ``rewind``, ``model.channels`` (component options
-are looked up inside the component), and ``prune.period`` (or start, end, fraction) reads
-the layers' schedules when they all agree. Groups (a suite's ``[groups]`` and
+are looked up inside the component), ``prune.period`` (or start, end, fraction) reads
+the layers' schedules when they all agree, and ``prune.units`` says what is pruned
+(``filters``, ``weights``, ``heads``, ``neurons`` or ``heads+neurons``). Groups (a suite's ``[groups]`` and
 ``[leaderboard.groups]``) match a value by its component name (``zero``), its full label
 (``zero(steps=6)``, ``weights@5%``) or a literal (``false`` for ``prune``).
 """
@@ -42,18 +43,39 @@ def holder_of(node: Any, part: str) -> Any:
 def value_at(spec: CellSpec | dict[str, Any], dotted: str) -> Any:
     """The stored value at ``dotted``, or MISSING."""
     node: Any = canonical_of(spec)
+    owner = None  # the component whose options are being read, and the key that holds it
     for part in dotted.split("."):
         node = holder_of(node, part)
+        if part == "units" and isinstance(node, dict) and "layers" in node and "units" not in node:
+            node = pruned_units(node) or "filters"  # what a [prune] table removes: groups can select on it
+            continue
         if isinstance(node, dict) and part not in node and part in LAYER_KEYS and isinstance(node.get("layers"), dict):
             values = {repr(layer.get(part)) for layer in node["layers"].values()}
             if len(values) != 1:
                 return MISSING
             node = next(iter(node["layers"].values())).get(part)
             continue
+        if isinstance(node, dict) and part not in node and owner is not None:
+            return option_default(owner, part)  # an option at its default is not stored (plan/config.py)
         if not isinstance(node, dict) or part not in node:
             return MISSING
+        owner = (part, node[part]) if isinstance(node[part], dict) and "id" in node[part] else None
         node = node[part]
     return node
+
+
+def option_default(owner: tuple[str, dict[str, Any]], option: str) -> Any:
+    """The default of a stored component's ``option`` (``owner``: the key that holds it, e.g. ``scorer``, and its
+    stored table), from its factory where the component is installed; else MISSING."""
+    from gstbench.plugins import UnknownComponent, get_registry
+
+    key, component = owner
+    plugin, bare, _ = id_parts(component["id"])
+    try:
+        defaults = get_registry().get(f"{key}s", f"{plugin}:{bare}").option_defaults() or {}
+    except UnknownComponent:  # a key that names no kind, or a component no longer installed: nothing to say
+        return MISSING
+    return defaults.get(option, MISSING)
 
 
 def label_at(spec: CellSpec | dict[str, Any], dotted: str) -> str:
@@ -81,8 +103,10 @@ def in_group(spec: CellSpec | dict[str, Any], match: dict[str, list[Any]]) -> bo
     return all(matches(spec, k, allowed) for k, allowed in match.items())
 
 
-def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> dict[str, Any]:
-    """The row label: scorer, target, effector, period, plus any other axis of the suite."""
+def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = (), distinguish: list[str] = ()
+                    ) -> dict[str, Any]:
+    """The row label: scorer, target, effector, period, plus any other axis of the suite, and each key of
+    ``distinguish`` (``distinguishing_keys``) as ``name=value``."""
     spec = canonical_of(spec)
     prune = spec["prune"]
     if prune is None:
@@ -94,9 +118,13 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> di
             period = ",".join(sorted({layer["period"] for layer in prune["layers"].values()}))
         row = {"scorer": short_label(prune["scorer"]), "target": short_label(prune["target"]),
                "effector": short_label(prune["effector"]), "period": period}
+    if prune is not None and (units := pruned_units(prune)):
+        row["units"] = units
     for axis in axes:
         if axis not in SHOWN_AXES:
             row[axis] = label_at(spec, axis)
+    for key in distinguish:
+        row[key] = f"{key.rpartition('.')[2]}={label_at(spec, key)}"
     # what else tells two configurations apart where no axis names it (the methods suite's included methods)
     regularizer = spec["train"].get("regularizer")
     if regularizer and "train.regularizer" not in axes:
@@ -104,6 +132,16 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> di
     if spec["rewind"]["id"].rpartition(":")[2] != "none" and "rewind" not in axes:
         row["rewind"] = short_label(spec["rewind"])
     return row
+
+
+def pruned_units(prune: dict[str, Any]) -> str:
+    """What a [prune] table removes where it is not filters, for labels: ``weights``, ``heads``, ``neurons`` or
+    ``heads+neurons`` (a model's group names end in their kind, e.g. ``block1.heads``); "" for filters, so that the
+    labels of CNN suites stay as they were."""
+    if prune.get("granularity") == "weights":
+        return "weights"
+    kinds = sorted({name.rpartition(".")[2] for name in prune["layers"]} & {"heads", "neurons"})
+    return "+".join(kinds)
 
 
 LABEL_ORDER = ("scorer", "target", "effector", "period")
@@ -116,9 +154,35 @@ def label_text(row: dict[str, Any]) -> str:
     return " ".join(str(row[k]) for k in ordered if row[k] != "-")
 
 
-def config_label(spec: CellSpec | dict[str, Any], axes: list[str] = ()) -> str:
+def config_label(spec: CellSpec | dict[str, Any], axes: list[str] = (), distinguish: list[str] = ()) -> str:
     """A configuration in one line, as the leaderboard labels it: e.g. ``l1 largest mask 1ep``."""
-    return label_text(describe_config(spec, axes))
+    return label_text(describe_config(spec, axes, distinguish))
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, str]:
+    """A canonical spec's values by dotted key (a component is one value: its label)."""
+    if isinstance(node, dict) and not ("id" in node and "options" in node):
+        return {k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: short_label(node) if isinstance(node, dict) else repr(node)}
+
+
+def distinguishing_keys(specs: list[CellSpec | dict[str, Any]], axes: list[str]) -> list[str]:
+    """Config keys no axis shows at which configurations that would share a label differ (an [[include]] that
+    changes ``train.epochs``, as the posttrain suite's early parent does): for each such set, the first key, in
+    sorted order, that tells them all apart, else the first at which they differ."""
+    by_label: dict[str, list[dict[str, str]]] = {}
+    for spec in specs:
+        canonical = {k: v for k, v in canonical_of(spec).items() if k != "seed"}
+        by_label.setdefault(config_label(canonical, axes), []).append(_leaves(canonical))
+    keys: list[str] = []
+    for same in by_label.values():
+        if len(same) < 2:
+            continue
+        differing = sorted(k for k in set().union(*same) if len({leaves.get(k) for leaves in same}) > 1)
+        apart = [k for k in differing if len({leaves.get(k) for leaves in same}) == len(same)]
+        if key := next(iter(apart or differing), None):
+            keys += [key] if key not in keys else []
+    return keys
 
 
 def component_paths(spec: CellSpec | dict[str, Any]) -> list[str]:

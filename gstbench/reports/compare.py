@@ -68,8 +68,8 @@ def collect(directory: Path | str) -> dict[str, Any]:
                 run["metrics"] = {k: v for k, v in cell.result.metrics.items() if is_number(v)}
             runs.append(run)
         settings = {k: v for k, v in config.spec.canonical().items() if k != "seed"}
-        configs.append({"key": short_hash(config.key), "label": describe_config(config.spec, results.axes),
-                        "config": settings, "runs": runs})
+        label = describe_config(config.spec, results.axes, results.distinguish)
+        configs.append({"key": short_hash(config.key), "label": label, "config": settings, "runs": runs})
     suite = results.suite
     return {"format": FORMAT, "version": VERSION, "gstbench": __version__,
             "suite": {k: suite.get(k) for k in ("name", "scale", "seeds", "rank", "columns")},

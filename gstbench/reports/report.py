@@ -23,7 +23,7 @@ from gstbench.reports.methods import compare_methods
 from gstbench.errors import GstbenchError, closest
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
-from gstbench.plan.selection import SHOWN_AXES, describe_config, in_group, label_at, label_text, outside_scope
+from gstbench.plan.selection import LABEL_ORDER, SHOWN_AXES, describe_config, in_group, label_at, label_text, outside_scope
 from gstbench.reports.stats import (INTERVALS, correlation, describe_interval, is_number,
                                     mean_interval, prune_potential, welch_difference)
 
@@ -92,11 +92,15 @@ class Leaderboard:
 
     def __post_init__(self) -> None:
         self.extra_axes = [a for a in self.suite.get("axes", {}) if a not in SHOWN_AXES]
-        # a regularizer or rewind that tells some configurations apart (describe_config): a column, "-" elsewhere
-        self.extra_axes += [k for k in ("regularizer", "rewind") if k not in self.extra_axes
-                            and any(k in r.label for r in self.rows)]
-        for r in self.rows:
-            r.label = {**r.label, **{k: "-" for k in self.extra_axes if k not in r.label}}
+        # the units, a regularizer, a rewind or another key that tells some configurations apart (describe_config):
+        # a column, "-" elsewhere
+        fixed = ("units", "regularizer", "rewind")
+        others = [k for r in self.rows for k in r.label if k not in (*LABEL_ORDER, *fixed, *self.extra_axes)]
+        for key in ("units", *dict.fromkeys(others), "regularizer", "rewind"):
+            if key not in self.extra_axes and any(key in r.label for r in self.rows):
+                self.extra_axes.append(key)
+        for r in self.rows:  # one order of columns for every row
+            r.label = {k: r.label.get(k, "-") for k in (*(k for k in LABEL_ORDER if k in r.label), *self.extra_axes)}
 
     @property
     def columns(self) -> list[str]:
@@ -144,7 +148,7 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         failed = [{"hash": c.result.hash, "seed": c.result.seed, "error": c.result.error}
                   for c in config.with_status("failed")]
         metrics = [r.metrics for r in ok]
-        row = Row(describe_config(config.spec, results.axes), config.key,
+        row = Row(describe_config(config.spec, results.axes, results.distinguish), config.key,
                   metrics[0]["iterative_rate"] if metrics else None, len(metrics), len(failed),
                   len(config.with_status("missing")), len(config.with_status("corrupt")),
                   {s: stat([m[s] for m in metrics]) for s in ROW_STATS}, failed)

@@ -8,6 +8,7 @@ seed), the same key the run used.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from gstbench.store.cell_result import CellResult
 from gstbench.plan.config import CellSpec, stored_spec
+from gstbench.plan.selection import distinguishing_keys
 from gstbench.errors import StoreWarning
 from gstbench.store.store import CellFiles, Store, cell_path
 
@@ -78,6 +80,11 @@ class RunResults:
     @property
     def axes(self) -> list[str]:
         return list(self.suite.get("axes", {}))
+
+    @functools.cached_property
+    def distinguish(self) -> list[str]:
+        """Keys no axis shows that tell configurations with the same label apart (plan/selection.py)."""
+        return distinguishing_keys([c.spec for c in self.configurations], self.axes)
 
     @property
     def corrupt(self) -> list[tuple[str, str]]:
