@@ -26,6 +26,12 @@ def test_a_methods_run_ranks_a_plugin_scorer_and_draws_its_figures(tmp_path):
     assert run.returncode == 0, run.stderr
     assert max(map(len, run.stdout.splitlines())) <= 100  # run's last screen; the tables are report's
     assert "tiny-random-worse" in run.stdout and "tiny-scratch-not-worse" in run.stdout
+    # the curve: a row per method, a column per level (the means alone where the intervals do not fit)
+    curve = run.stdout.partition("final_test_acc against prune.fraction")[2].split("\n\n")[0].splitlines()
+    header = next(i for i, line in enumerate(curve) if line.startswith("method "))
+    assert curve[header].split() == ["method", "fraction", "0.3", "fraction", "0.6"], run.stdout
+    assert {line.split("  ")[0] for line in curve[header + 2:]} == {"l1 1 round", "random 1 round", "mysnip 1 round", "l1 1ep",
+                                                           "random 1ep", "mysnip 1ep", "l1 1 round reinit"}, curve
     text = run_cli("--plugins-dir", str(plugins), "report", str(out)).stdout
     assert "prune.fraction = 0.3: 6 methods ranked by final_test_acc" in text  # 3 scorers x 2 regimes
     assert "prune.fraction = 0.6: 7 methods ranked by final_test_acc" in text  # + the scratch control
@@ -51,13 +57,13 @@ def test_a_methods_run_ranks_a_plugin_scorer_and_draws_its_figures(tmp_path):
     assert html.returncode == 0, html.stderr
     text = page.read_text()
     assert "<h2>Methods by compression level</h2>" in text and "Friedman chi2 = " in text
-    for name in ("pareto accuracy vs macs", "pareto accuracy vs latency", "critical difference"):
+    for name in ("accuracy vs level", "pareto accuracy vs macs", "pareto accuracy vs latency", "critical difference"):
         assert f"<figcaption>{name}</figcaption>" in text, name
 
     figures = tmp_path / "figures"
     plot = run_cli("--plugins-dir", str(plugins), "plot", str(out), "--out", str(figures))
     assert plot.returncode == 0, plot.stderr
-    for name in ("pareto_accuracy_vs_macs", "pareto_accuracy_vs_latency", "critical_difference"):
+    for name in ("accuracy_vs_level", "pareto_accuracy_vs_macs", "pareto_accuracy_vs_latency", "critical_difference"):
         assert (figures / f"{name}.png").stat().st_size > 10_000, name
     assert "skipped accuracy_vs_remaining: a comparison of methods by level" in plot.stderr
 

@@ -3,7 +3,8 @@ level, each method's prune potential, and the rank summary across levels and see
 critical difference, Wilcoxon signed-rank with Holm's correction: reports/ranking.py).
 
 A method is a configuration without its level: its label less the level and the parts every pruned
-configuration shares. A block of the ranking is one level at one seed; only the methods measured in every block
+configuration shares; one whose training differs from the unpruned parent's (posttrain's early parent) is no
+method of this comparison. A block of the ranking is one level at one seed; only the methods measured in every block
 are ranked (Friedman's test needs complete blocks), and the others are named.
 """
 
@@ -49,6 +50,9 @@ def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str
         return None
     pruned_rows = [r for r in rows if r.label.get("effector") != "unpruned" and r.label.get(key, "-") != "-"]
     unpruned = [r for r in rows if r.label.get("effector") == "unpruned" and r.label.get("regularizer", "-") == "-"]
+    if unpruned:  # methods compared on one footing: pruned from the parent as the unpruned network was trained
+        trained = {k: v for k, v in unpruned[0].label.items() if k.startswith("train.")}
+        pruned_rows = [r for r in pruned_rows if all(r.label.get(k) == v for k, v in trained.items())]
     names = dict(zip((r.configuration for r in pruned_rows), method_labels([r.label for r in pruned_rows], key)))
     by_config = {r.configuration: r for r in pruned_rows}
     # one pass over the runs: each configuration's values of what a level's table shows (not only the suite's
@@ -118,10 +122,48 @@ def _fmt(stat: dict[str, Any] | None, percent: bool) -> str:
     return format_percent(stat) if percent else format_number(stat)
 
 
-def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(caption, headers, rows) of each level's leaderboard and of the rank summary; a caption alone is a note."""
+def curve(methods: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, dict[str, Any]]]]:
+    """Each method's rank metric at each level (its mean and interval across seeds): the accuracy-against-level
+    curve. The levels in order, and per method the statistic by level; methods in order of mean rank where they
+    were ranked, then by their mean over the levels they have."""
+    rank = methods["rank"]
+    levels = [level["level"] for level in methods["levels"]]
+    by_method: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for level in methods["levels"]:
+        for row in level["rows"]:
+            if (row.get(rank) or {}).get("mean") is not None:
+                by_method[row["method"]][level["level"]] = row[rank]
+    ranking = methods.get("ranking") or {"methods": [], "mean_ranks": []}
+    mean_rank = dict(zip(ranking["methods"], ranking["mean_ranks"]))
+    order = sorted(by_method, key=lambda m: (mean_rank.get(m, float("inf")),
+                                             -np.mean([s["mean"] for s in by_method[m].values()])))
+    return levels, {m: by_method[m] for m in order}
+
+
+def curve_table(methods: dict[str, Any], intervals: bool = True) -> tuple[str, list[str], list[list[str]]]:
+    """The curve as a table: a row per method, a column per level (``mean [low, high]``, or the mean alone)."""
     rank, key = methods["rank"], methods["key"]
-    out = []
+    levels, by_method = curve(methods)
+    share = is_share(rank)
+
+    def cell(stat: dict[str, Any] | None) -> str:
+        if not stat:
+            return "-"
+        return _fmt(stat if intervals else {**stat, "low": None, "high": None}, share)
+
+    ref = methods["unpruned"].get(rank)
+    caption = (f"{rank} against {key} (the curve `gstbench plot` draws): mean"
+               + (" [95% interval]" if intervals else "") + " over seeds"
+               + (f"; unpruned {_fmt(ref, share)}" if ref else ""))
+    rows = [[method, *(cell(stats.get(level)) for level in levels)] for method, stats in by_method.items()]
+    return caption, ["method", *(f"{key.rpartition('.')[2]} {level}" for level in levels)], rows
+
+
+def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(caption, headers, rows) of the accuracy-against-level curve, each level's leaderboard and the rank summary;
+    a caption alone is a note."""
+    rank, key = methods["rank"], methods["key"]
+    out = [curve_table(methods)]
     for level in methods["levels"]:
         columns = [c for c in dict.fromkeys([rank, *LEVEL_COLUMNS]) if any(c in r for r in level["rows"])]
         ref = methods["unpruned"].get(rank)

@@ -11,7 +11,8 @@
   ``gstbench measure`` added: one point per pruned run, with its line and r;
 - prune-retrain suites: test accuracy against the share of weights (or filters) remaining, log
   scale, one line per configuration with its 95% interval across seeds;
-- a methods comparison (``[leaderboard] levels``): accuracy against MACs and against measured latency
+- a methods comparison (``[leaderboard] levels``): accuracy against the level (one line per method with its 95%
+  band across seeds, the unpruned network dashed), accuracy against MACs and against measured latency
   (one line per method through its levels, the Pareto front of the means), and the critical-difference
   diagram of the methods' mean ranks (Nemenyi).
 A figure whose results are absent is skipped, and the caller is told which.
@@ -42,7 +43,7 @@ LEGEND_ROWS = 40  # entries per column beside the axes (a methods suite has 89 c
 def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
     """The finished runs of each configuration under its display label (two configurations that
     print alike, e.g. differing in an option no axis shows, keep apart by their key)."""
-    labels = {c.key: config_label(c.spec, results.axes) for c in results.configurations}
+    labels = {c.key: config_label(c.spec, results.axes, results.distinguish) for c in results.configurations}
     uses = Counter(labels.values())
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for config in results.configurations:
@@ -100,7 +101,7 @@ def figures(results: RunResults, report: Leaderboard):
     pairs = [(f"{c['x']}_vs_{c['y']}", functools.partial(_pair, c["x"], c["y"])) for c in report.correlations]
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
                        ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc),
-                       ("accuracy_vs_remaining", _remaining),
+                       ("accuracy_vs_remaining", _remaining), ("accuracy_vs_level", _levels),
                        ("pareto_accuracy_vs_macs", functools.partial(_pareto, "macs_without_dead_filters",
                                                                      "MACs per example, dead filters removed (log)")),
                        ("pareto_accuracy_vs_latency", functools.partial(
@@ -332,6 +333,43 @@ def _remaining(ax, suite, groups, report) -> str | None:
     ax.set_ylabel("test accuracy at the end of the round (%)")
     ax.set_title("Test accuracy against what pruning leaves (mean, 95% interval across seeds)")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return None
+
+
+def _levels(ax, suite, groups, report) -> str | None:
+    """A methods comparison's rank metric against its level (the accuracy-sparsity curve of post-training pruning
+    papers): one line per method with its 95% band across seeds, the unpruned network as a dashed line."""
+    from gstbench.reports.methods import curve, level_value
+
+    methods = report.methods
+    if methods is None:
+        return "not a comparison of methods (the suite names no [leaderboard] levels)"
+    levels, by_method = curve(methods)
+    numeric = [level for level in levels if math.isfinite(level_value(level))]
+    if len(numeric) < 2:
+        return f"fewer than 2 numeric {methods['key']} levels to draw a curve through"
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab20").colors
+    for i, (method, stats) in enumerate(by_method.items()):
+        at = [level for level in numeric if level in stats]
+        xs = [100 * level_value(level) if level_value(level) <= 1 else level_value(level) for level in at]
+        mean = np.array([100 * stats[level]["mean"] for level in at])
+        low = np.array([100 * (stats[level]["low"] if stats[level].get("low") is not None else stats[level]["mean"])
+                        for level in at])
+        high = np.array([100 * (stats[level]["high"] if stats[level].get("high") is not None
+                                else stats[level]["mean"]) for level in at])
+        line, = ax.plot(xs, mean, marker="os^Dv"[i // len(colors) % 5], markersize=3, linewidth=1,
+                        color=colors[i % len(colors)], label=method)
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.12)
+    parent = (methods["unpruned"].get(methods["rank"]) or {}).get("mean")
+    if parent is not None:
+        ax.axhline(100 * parent, color="black", linestyle="--", linewidth=1, label="unpruned")
+    shares = all(level_value(level) <= 1 for level in numeric)
+    ax.set_xlabel(f"{methods['key']}" + (" (% of each pruned layer's units or weights removed)" if shares else ""))
+    ax.set_ylabel(f"{methods['rank']} (%; mean, 95% band across seeds)")
+    ax.set_title(f"{methods['rank']} against {methods['key']}, one line per method")
+    _legend(ax)
     return None
 
 

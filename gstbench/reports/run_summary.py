@@ -15,19 +15,21 @@ from tabulate import tabulate
 
 from gstbench.reports.claim_stats import format_effect, format_power
 from gstbench.reports.claims import count_verdicts, label_of
+from gstbench.reports.methods import curve_table
 from gstbench.reports.report import TABLE_STATS, Leaderboard, Row
 from gstbench.reports.report_text import problem_lines, tie_warnings, totals_line
 from gstbench.plan.selection import label_text
 from gstbench.reports.stats import format_number, format_percent
 
 WIDTH = 100
-MIN_LABEL = 16  # a configuration's label is shortened (with …) before a statistic's column is dropped below this
+MIN_LABEL = 16  # a configuration's label is shortened (with …) to this, or to where the labels stay distinct
+MIN_METHOD = 24  # a method's name in the curve: below this the intervals give way to the means
 
 
 def render_run_summary(report: Leaderboard, out: Path, width: int = WIDTH) -> str:
     """The end of ``run``: the leaderboard's rows, the claims' verdicts, the cells' totals and where the full
     report is; no line longer than ``width``."""
-    lines = [*_leaderboard_lines(report, width), *_claim_lines(report.claims, width)]
+    lines = [*_leaderboard_lines(report, width), *_curve_lines(report, width), *_claim_lines(report.claims, width)]
     prose = [*tie_warnings(report.rows), _totals(report), *problem_lines(report)]
     lines += [textwrap.fill(text, width=width, subsequent_indent="  ", break_long_words=True) for text in prose]
     lines += ["full tables, each claim's parts, the legend (a page: add --format html --output report.html):",
@@ -40,19 +42,37 @@ def _leaderboard_lines(report: Leaderboard, width: int) -> list[str]:
     the table while the line fits."""
     if not report.rows:
         return []
-    wanted = list(dict.fromkeys(["stability", report.rank, *TABLE_STATS, *report.columns]))
+    wanted = list(dict.fromkeys([report.rank, "stability", *TABLE_STATS, *report.columns]))
     shown: list[str] = []
     for stat in wanted:
         table = _table(report.rows, [*shown, stat], width)
-        if shown and table is None and stat != report.rank:
+        if shown and table is None:
             continue  # too wide: the report has it
         shown.append(stat)
+    shown = [s for s in wanted if s in shown]  # stability before the rank, as the report has them
     table = _table(report.rows, shown, width) or _table(report.rows, shown, width, squeeze=True)
     rank = TABLE_STATS.get(report.rank, report.rank)
     common = _titles(report.rows)[1]
     if common and not all(row.title in table for row in report.rows):  # the rows lost their common parts to fit
         return [f"leaderboard, by {rank}; mean [95% interval] over seeds; every row: {common}", table, ""]
     return [f"leaderboard, by {rank}; mean [95% interval] over seeds", table, ""]
+
+
+def _curve_lines(report: Leaderboard, width: int) -> list[str]:
+    """A methods comparison's curve: each method's rank metric at each level, with intervals where they fit,
+    else the means (the report has both); method names shortened last."""
+    if not report.methods or not report.methods["levels"]:
+        return []
+    for intervals in (True, False):
+        caption, headers, rows = curve_table(report.methods, intervals)
+        rest = max(map(len, tabulate([r[1:] for r in rows], headers=headers[1:],
+                                     disable_numparse=True).splitlines()))
+        room = width - rest - 2
+        if room >= MIN_METHOD:
+            break
+    room = max(room, MIN_LABEL)
+    table = tabulate([[_shorten(r[0], room), *r[1:]] for r in rows], headers=headers, disable_numparse=True)
+    return [textwrap.fill(caption, width=width, subsequent_indent="  "), table, ""]
 
 
 def _titles(rows: list[Row]) -> tuple[list[str], str]:
@@ -76,13 +96,22 @@ def _table(rows: list[Row], stats: list[str], width: int, squeeze: bool = False)
     rest = max(map(len, tabulate([row[1:] for row in body], headers=headers[1:],
                                  disable_numparse=True).splitlines()))
     room = width - rest - 2
-    if room < MIN_LABEL and not squeeze:
-        return None
     if max(len(row[0]) for row in body) > room:
         body = [[title, *row[1:]] for title, row in zip(_titles(rows)[0], body)]
+    if room < _distinct_room([row[0] for row in body]) and not squeeze:
+        return None  # the labels cut short would no longer tell the rows apart
     body = [[_shorten(row[0], max(room, 1)), *row[1:]] for row in body]
     text = tabulate(body, headers=headers, disable_numparse=True)
     return text if squeeze or max(map(len, text.splitlines())) <= width else None
+
+
+def _distinct_room(titles: list[str]) -> int:
+    """The width the labels need, at least ``MIN_LABEL``: the shortest at which, cut with ``…``, they differ."""
+    longest = max(map(len, titles))
+    for room in range(MIN_LABEL, longest):
+        if len({_shorten(t, room) for t in titles}) == len(set(titles)):
+            return room
+    return max(longest, MIN_LABEL)
 
 
 def _count(row: Row) -> str:
