@@ -506,8 +506,9 @@ def test_the_heads_suite_runs_its_matrix_and_reports_its_claims(tmp_path, regist
     from gstbench.reports.run_summary import render_run_summary
 
     screen = render_run_summary(build_report(tmp_path / "run"), tmp_path / "run", 80)
-    header, _, rest = screen.partition("leaderboard, by ")[2].partition("\n")
+    header, _, rest = screen.partition("leaderboard, by ")[2].partition("\nconfiguration")
     rows = [line.split("  ")[0] for line in rest.split("\n\n")[0].splitlines()[2:]]
-    assert max(map(len, rest.split("\n\n")[0].splitlines())) <= 80, screen
-    assert header.endswith("every row: head-importance") and len(set(rows)) == 7 and "unpruned" in rows, screen
+    assert max(map(len, screen.split("\n\n")[0].splitlines())) <= 80, screen
+    assert " ".join(header.split()).endswith("every row: head-importance heads+neurons"), screen
+    assert len(set(rows)) == 7 and "unpruned" in rows, screen
     assert "largest mask 4ep" in rows and not any("…" in row for row in rows), screen

@@ -49,12 +49,14 @@ def _leaderboard_lines(report: Leaderboard, width: int) -> list[str]:
         if shown and table is None:
             continue  # too wide: the report has it
         shown.append(stat)
-    shown = [s for s in wanted if s in shown]  # stability before the rank, as the report has them
+    order = list(dict.fromkeys(["stability", report.rank, *TABLE_STATS, *report.columns]))
+    shown = [s for s in order if s in shown]  # stability before the rank, as the report has them
     table = _table(report.rows, shown, width) or _table(report.rows, shown, width, squeeze=True)
     rank = TABLE_STATS.get(report.rank, report.rank)
     common = _titles(report.rows)[1]
     if common and not all(row.title in table for row in report.rows):  # the rows lost their common parts to fit
-        return [f"leaderboard, by {rank}; mean [95% interval] over seeds; every row: {common}", table, ""]
+        title = f"leaderboard, by {rank}; mean [95% interval] over seeds; every row: {common}"
+        return [textwrap.fill(title, width=width, subsequent_indent="  ", break_on_hyphens=False), table, ""]
     return [f"leaderboard, by {rank}; mean [95% interval] over seeds", table, ""]
 
 
