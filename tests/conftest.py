@@ -81,6 +81,21 @@ def stop(proc, sig, timeout: int) -> str:
                              f"{(stderr or '')[-6000:]}")
 
 
+def tiny_transformer_suite(name: str, seeds: int) -> str:
+    """A suite file that runs the built-in suite ``name`` (of the built-in transformer) at a tiny size: its blocks,
+    heads and linear layers kept (its layers name them), 100 training signals at one step an epoch."""
+    return f"""
+name = "{name}"
+extends = "{name}"
+seeds = {seeds}
+[base]
+model = {{ name = "gstbench:transformer", dim = 8, depth = 3, heads = 4, head_dim = 2, hidden = 20, patch = 4 }}
+dataset = {{ name = "gstbench:mnist1d", num_samples = 200, train_split = 0.5 }}
+[base.train]
+batch_size = 100
+"""
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run `python -m gstbench ...` as a real subprocess (forked from a warm interpreter: gstbench.testing.forkserver);
     returns CompletedProcess.

@@ -263,17 +263,25 @@ batch_size = 100
 """
 
 
+# a suite of the built-in transformer keeps its blocks, heads and linear layers (its layers name them)
+TRANSFORMER = '{ name = "gstbench:transformer", dim = 8, depth = 3, heads = 4, head_dim = 2, hidden = 20, patch = 4 }'
+
+
 def stand_in(suite: str, where: Path) -> Path:
     """A file named like ``suite`` (a built-in name or a suite file) that runs its matrix at a tiny size."""
     registry = installed()
     parent = str(Path(suite).resolve()) if suite.endswith(".toml") else suite
-    name = load_suite(registry, parent, placeholders=True, build_models=False).name
-    path = where / f"{name}.toml"
-    path.write_text(STAND_IN.format(name=name, parent=parent))
+    real = load_suite(registry, parent, placeholders=True, build_models=False)
+    path = where / f"{real.name}.toml"
+    text = STAND_IN.format(name=real.name, parent=parent)
+    if any(cell.model.id == "gstbench:transformer" for cell in real.cells):
+        text = text.replace('{ name = "gstbench:cnn1d", channels = [8, 8, 8, 16] }', TRANSFORMER)
+    path.write_text(text)
     return path
 
 
-@pytest.mark.parametrize("suite", ["smoke", "ci", "tradeoff", "flatness", "rate", "permanence", "methods", "ood", "rewind"])
+@pytest.mark.parametrize("suite", ["smoke", "ci", "tradeoff", "flatness", "rate", "permanence", "methods", "ood", "rewind",
+                                   "heads", "posttrain"])
 def test_a_stand_in_has_its_suites_configurations_and_claims(suite, tmp_path):
     registry = installed()
     real = load_suite(registry, suite, seeds=[0], placeholders=True, build_models=False)

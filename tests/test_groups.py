@@ -473,21 +473,11 @@ def test_a_run_on_heads_and_neurons_stores_models_that_load_slim_and_export(tmp_
     assert len(picked[0]) == 2 and picked[0] == picked[1]  # the same units picked, masked or removed
 
 
-HEADS_STAND_IN = """
-name = "heads"
-extends = "heads"
-seeds = 2
-[base]
-model = { name = "gstbench:transformer", dim = 8, depth = 3, heads = 4, head_dim = 2, hidden = 20, patch = 4 }
-dataset = { name = "gstbench:mnist1d", num_samples = 200, train_split = 0.5 }
-[base.train]
-batch_size = 100
-"""
 
 
 @pytest.mark.slow
 def test_the_heads_suite_runs_its_matrix_and_reports_its_claims(tmp_path, registry):
-    from conftest import run_cli
+    from conftest import run_cli, tiny_transformer_suite
     from gstbench.plan.suite import load_suite
 
     suite = load_suite(registry, "heads", placeholders=True, build_models=False)
@@ -495,7 +485,7 @@ def test_the_heads_suite_runs_its_matrix_and_reports_its_claims(tmp_path, regist
         "gst-tradeoff", "gst-targets", "gst-prune-helps", "gst-l-beats-s"]
     assert {name for name, _ in next(c for c in suite.cells if c.prune).prune.layers} == {
         "block1.neurons", "block3.heads", "block3.neurons"}
-    (tmp_path / "heads.toml").write_text(HEADS_STAND_IN)  # the suite's matrix on a tiny transformer
+    (tmp_path / "heads.toml").write_text(tiny_transformer_suite("heads", 2))  # its matrix on a tiny transformer
     proc = run_cli("run", "--suite", str(tmp_path / "heads.toml"), "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
     for claim in suite.claims:
