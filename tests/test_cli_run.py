@@ -213,7 +213,7 @@ def test_a_rounds_suite_reports_accuracy_and_stability_per_round(tmp_path):
     for row in rows.values():
         assert [x["round"] for x in row["rounds"]] == [0, 1, 2] and row["lmc_barrier"]["n"] == 2
     csv_rows = run_cli("report", str(out), "--format", "csv").stdout.splitlines()
-    assert csv_rows[0].startswith("scorer,target,effector,period,rewind,rate") and "lmc_barrier_mean" in csv_rows[0]
+    assert csv_rows[0].startswith("scorer,target,effector,period,rewind,units,rate") and "lmc_barrier_mean" in csv_rows[0]
     assert len(csv_rows) == 4
     cell = next((out / "cells").iterdir())
     stored = json.loads((cell / "result.json").read_text())

@@ -354,11 +354,8 @@ def _levels(ax, suite, groups, report) -> str | None:
     for i, (method, stats) in enumerate(by_method.items()):
         at = [level for level in numeric if level in stats]
         xs = [100 * level_value(level) if level_value(level) <= 1 else level_value(level) for level in at]
-        mean = np.array([100 * stats[level]["mean"] for level in at])
-        low = np.array([100 * (stats[level]["low"] if stats[level].get("low") is not None else stats[level]["mean"])
-                        for level in at])
-        high = np.array([100 * (stats[level]["high"] if stats[level].get("high") is not None
-                                else stats[level]["mean"]) for level in at])
+        mean, low, high = (np.array([100 * (stats[level].get(end) if stats[level].get(end) is not None
+                                            else stats[level]["mean"]) for level in at]) for end in ("mean", "low", "high"))
         line, = ax.plot(xs, mean, marker="os^Dv"[i // len(colors) % 5], markersize=3, linewidth=1,
                         color=colors[i % len(colors)], label=method)
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.12)
