@@ -31,6 +31,7 @@ KINDS = (
     "datasets",
     "executors",
     "loggers",
+    "runtimes",
     "suites",
 )
 
@@ -356,13 +357,6 @@ class Metric(Protocol):
         """Before training: the reason this metric cannot apply to the model and data, or None."""
 
 
-def describe(factory: Any, description: str | None) -> str:
-    if description:
-        return description
-    doc = inspect.getdoc(factory) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
 class Shifts(Protocol):
     """Named distribution shifts of a dataset's test set, each at severities 1-5."""
 
@@ -398,6 +392,17 @@ class Logger(Protocol):
 
     def finish(self, status: str, metrics: dict[str, float], error: str | None) -> None:  # required
         """Once, after the cell: ``ok`` with its final metrics, or ``failed`` with its error."""
+
+
+class Runtime(Protocol):
+    """How a network runs for inference (eager, torch.compile, ONNX Runtime, a sparse format), built by
+    ``factory(**options)``; its ``tolerance`` (rtol, atol) bounds its outputs' distance from eager's."""
+
+    def unavailable(self, model: nn.Module, device: torch.device) -> str | None:  # required
+        """Why it cannot run ``model`` on ``device`` here, in one line; None where it can."""
+
+    def prepare(self, model: nn.Module, example: torch.Tensor) -> Any:  # required
+        """Once per network and input shape (timed apart): a callable ``f(x) -> logits`` on ``x``'s device."""
 
 
 DATA_DIR_ENV = "GSTBENCH_DATA_DIR"

@@ -88,6 +88,11 @@ def register_loggers(register: Register) -> None:
 
 
 @hookspec
+def register_runtimes(register: Register) -> None:
+    """Register runtimes: ``factory(**options) -> Runtime`` that runs a network for inference (TensorRT, OpenVINO, ...)."""
+
+
+@hookspec
 def register_suites(register: Register) -> None:
     """Register suites: ``register(name, path_to_toml, description=...)``."""
 

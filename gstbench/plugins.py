@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import importlib.util
+import inspect
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pluggy
 
 from gstbench import hookspecs
-from gstbench.components import KINDS, Component, TensorData, describe
+from gstbench.components import KINDS, Component, TensorData
 from gstbench.errors import GstbenchWarning, PluginError, UnknownComponent, closest
 from gstbench.names import name_problem
 
@@ -54,6 +55,7 @@ BUILTIN_PLUGINS = (
     "gstbench.builtin.datasets",
     "gstbench.builtin.cifar",
     "gstbench.builtin.executors",
+    "gstbench.builtin.runtimes",
     "gstbench.builtin.suites",
 )
 
@@ -113,6 +115,14 @@ def _directions(kind: str, name: str, better: dict[str, str] | None) -> tuple[tu
     if wrong:
         raise PluginError(f"metric '{name}': better = {wrong!r} must map result keys to \"higher\" or \"lower\"")
     return tuple(sorted(better.items()))
+
+
+def describe(factory: Any, description: str | None) -> str:
+    """A component's one-line description: the one registered, else its factory's docstring's first line."""
+    if description:
+        return description
+    doc = inspect.getdoc(factory) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 class Registry:

@@ -468,6 +468,16 @@ def test_each_hook_example_in_the_author_guide_passes_its_contract_check(tmp_pat
         check(registry.get(kind, f"mysnip:{name}"))
     assert {c.name for c in registry.components("executors") if c.plugin == "mysnip"} == {"reversed"}
     assert {c.name for c in registry.components("loggers") if c.plugin == "mysnip"} == {"jsonl"}
+    # the guide's runtime computes what eager does
+    import torch
+    from gstbench.plan.config import ComponentRef
+
+    blobs = testing.check_dataset(registry.get("datasets", "mysnip:blobs"))
+    model = registry.build_model(ComponentRef("mysnip:tiny-cnn"), blobs).eval()
+    exported, x = registry.build("runtimes", ComponentRef("mysnip:exported")), blobs.x_test[:4]
+    assert exported.unavailable(model, x.device) is None
+    with torch.inference_mode():
+        torch.testing.assert_close(exported.prepare(model, x)(x), model(x))
 
 
 @pytest.mark.slow

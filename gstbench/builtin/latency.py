@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -26,13 +26,16 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def time_in_turns(models: dict[str, nn.Module], x: torch.Tensor, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each of ``repeats`` forward passes of every model on ``x``, the models taking turns."""
+def time_in_turns(models: dict[str, Callable[[torch.Tensor], Any]], x: torch.Tensor, warmup: int,
+                  repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of ``repeats`` forward passes of every model (a module, in eval mode while it is timed, or a
+    runtime's prepared callable) on ``x``, the models taking turns."""
     names = list(models)
     seconds: dict[str, list[float]] = {n: [] for n in names}
     with contextlib.ExitStack() as stack:
         for model in models.values():
-            stack.enter_context(eval_mode(model))
+            if isinstance(model, nn.Module):
+                stack.enter_context(eval_mode(model))
         for _ in range(warmup):
             for n in names:
                 models[n](x)
@@ -44,6 +47,13 @@ def time_in_turns(models: dict[str, nn.Module], x: torch.Tensor, warmup: int, re
                 _sync(x.device)
                 seconds[n].append(time.perf_counter() - t0)
     return seconds
+
+
+def batch_input(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``batch`` examples of ``x`` (repeated where it holds fewer), contiguous."""
+    if x.shape[0] < batch:
+        x = x.repeat((batch + x.shape[0] - 1) // x.shape[0], *[1] * (x.dim() - 1))
+    return x[:batch].contiguous()
 
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:
@@ -58,9 +68,7 @@ def compare(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
     """Per batch label: both models' summaries and the speed-up (parent median / pruned median)."""
     out = {}
     for label, batch in batches.items():
-        xb = x[:batch] if x.shape[0] >= batch else x.repeat((batch + x.shape[0] - 1) // x.shape[0],
-                                                             *[1] * (x.dim() - 1))[:batch]
-        seconds = time_in_turns({"pruned": pruned, "parent": parent}, xb.contiguous(), warmup, repeats)
+        seconds = time_in_turns({"pruned": pruned, "parent": parent}, batch_input(x, batch), warmup, repeats)
         mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
         out[label] = {"batch": batch, "pruned_ms": mine, "parent_ms": theirs,
                       "speedup": theirs["median"] / mine["median"] if mine["median"] > 0 else None}

@@ -1,0 +1,159 @@
+"""Runtimes: each computes what eager computes on pruned networks (filters and heads removed, single weights
+masked), says in one line why it cannot run where it cannot, and the speed-up arithmetic on planted timings."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from gstbench.builtin.impl.effectors import MaskEffector
+from gstbench.builtin.impl.runtimes import has_2_4_pattern
+from gstbench.builtin.models import cnn1d, transformer
+from gstbench.builtin.speed import OutputMismatch, check_outputs, measure, speedups
+from gstbench.plugins import Registry
+from gstbench.plan.config import ComponentRef
+from gstbench.pruning import without_dead_filters
+
+from conftest import effector_applied
+
+SHAPE = (1, 40)
+CPU = torch.device("cpu")
+
+
+def _runtime(name: str, **options):
+    return Registry().build("runtimes", ComponentRef(f"gstbench:{name}", tuple(options.items())))
+
+
+def _filters_removed():
+    torch.manual_seed(0)
+    model = cnn1d(SHAPE, 10, channels=[8, 16, 16, 16]).eval()
+    effector_applied(MaskEffector(), model, None, "conv3", [0, 3, 5, 9])
+    slim, removed = without_dead_filters(model, torch.zeros(1, *SHAPE))
+    assert removed == 4
+    return slim.eval()
+
+
+def _heads_removed():
+    torch.manual_seed(0)
+    model = transformer(SHAPE, 10, dim=16, depth=2, heads=4, head_dim=4, hidden=24, patch=4).eval()
+    effector_applied(MaskEffector(), model, None, "block2.heads", [1, 2])
+    slim, removed = without_dead_filters(model, torch.zeros(1, *SHAPE))
+    assert removed == 2 and slim.blocks[1].attn.heads == 2
+    return slim.eval()
+
+
+def _weights_masked(model):
+    """Half of every linear and convolution weight zeroed, the smallest first: unstructured sparsity."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
+                w = module.weight
+                w[w.abs() <= w.abs().flatten().median()] = 0
+    return model
+
+
+@pytest.mark.parametrize("name", ["eager", "compile", "onnxruntime", "sparse-csr"])
+@pytest.mark.parametrize("make", [_filters_removed, _heads_removed])
+def test_every_runtime_computes_what_eager_does_on_a_pruned_network(name, make):
+    model = make()
+    if name == "sparse-csr":
+        model = _weights_masked(model)
+    runtime = _runtime(name)
+    assert runtime.unavailable(model, CPU) is None
+    x = torch.randn(5, *SHAPE, generator=torch.Generator().manual_seed(1))
+    run = runtime.prepare(model, x)
+    with torch.inference_mode():
+        reference = model(x)
+    got = run(x)
+    assert got.shape == reference.shape and not got.requires_grad
+    check_outputs(name, reference, got, runtime.tolerance)
+    torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_runtimes_that_cannot_run_here_say_why_in_one_line(monkeypatch):
+    model = _filters_removed()
+    reasons = {"semi-structured": _runtime("semi-structured").unavailable(model, CPU),
+               "sparse-csr on cuda": _runtime("sparse-csr").unavailable(model, torch.device("cuda"))}
+    bare = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU())
+    reasons["sparse-csr without layers"] = _runtime("sparse-csr").unavailable(bare, CPU)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no C++ compiler for inductor
+    reasons["compile"] = _runtime("compile").unavailable(model, CPU)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    reasons["onnxruntime"] = _runtime("onnxruntime").unavailable(model, CPU)
+    assert all(r and "\n" not in r for r in reasons.values()), reasons
+    assert "CUDA" in reasons["semi-structured"] and "CPU" in reasons["sparse-csr on cuda"]
+    assert "g++" in reasons["compile"] and "pip install 'gstbench[speed]'" in reasons["onnxruntime"]
+    with pytest.raises(ValueError, match="not one of default"):
+        _runtime("compile", mode="fastest")
+
+
+def test_the_2_4_pattern_is_two_zeros_in_every_four_inputs():
+    w = torch.tensor([[1.0, 0, 0, 2, 0, 3, 0, 4], [0, 0, 5, 6, 7, 0, 8, 0]])
+    assert has_2_4_pattern(w)
+    w[1, 0] = 1.0
+    assert not has_2_4_pattern(w) and not has_2_4_pattern(torch.zeros(2, 6))
+
+
+def test_speedups_realized_predicted_and_the_share_delivered():
+    assert speedups(10.0, 5.0, 4e6, 1e6) == {"realized": 2.0, "predicted": 4.0, "delivered": 0.5}
+    assert speedups(45.22, 46.53, 4.12e9, 4.12e9 / 20)["realized"] < 1  # Torch-Pruning's ResNet-50 at 0.05: slower
+    with pytest.raises(ValueError):
+        speedups(1.0, 0.0, 1.0, 1.0)
+
+
+class _Sleeping:
+    """A runtime whose calls take planted times: the parent 6 ms, the pruned network 2 ms."""
+
+    tolerance = (0.0, 0.0)
+
+    def unavailable(self, model, device):
+        return None
+
+    def prepare(self, model, example):
+        pause = 0.006 if model.tag == "parent" else 0.002
+
+        def run(x):
+            time.sleep(pause)
+            with torch.inference_mode():
+                return model(x)
+        return run
+
+
+class _Wrong(_Sleeping):
+    def prepare(self, model, example):
+        return lambda x: model(x) + 1.0
+
+
+def _tagged(tag: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 10)).eval()
+    model.tag = tag
+    return model
+
+
+def test_measure_times_each_runtime_in_turns_and_reports_planted_speedups():
+    pruned, parent = _tagged("pruned"), _tagged("parent")
+    x = torch.randn(3, *SHAPE)
+    out = measure(pruned, parent, x, {"batch1": 1, "large": 8}, {"sleeping": _Sleeping(),
+                                                                  "semi-structured": _runtime("semi-structured")},
+                  (3e6, 1e6), warmup=1, repeats=5)
+    assert "CUDA" in out["semi-structured"]["unavailable"]
+    for label, batch in (("batch1", 1), ("large", 8)):
+        row = out["sleeping"][label]
+        assert row["batch"] == batch and row["predicted"] == 3.0 and row["max_abs_diff"] == {"pruned": 0.0,
+                                                                                              "parent": 0.0}
+        assert 2.0 < row["realized"] < 3.3, row  # 6 ms / 2 ms, plus the pass itself on both
+        assert row["delivered"] == pytest.approx(row["realized"] / 3.0)
+        assert set(row["prepare_s"]) == {"pruned", "parent"}
+
+
+def test_a_runtime_that_computes_another_function_is_refused_in_one_line():
+    with pytest.raises(OutputMismatch) as caught:
+        measure(_tagged("pruned"), _tagged("parent"), torch.randn(2, *SHAPE), {"batch1": 1}, {"wrong": _Wrong()},
+                (2.0, 1.0), warmup=0, repeats=3)
+    assert "runtime wrong gives outputs 1 from eager's" in str(caught.value) and "\n" not in str(caught.value)
