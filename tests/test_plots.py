@@ -62,7 +62,8 @@ def test_svg_and_pdf_and_the_skipped_figures_are_said(results, tmp_path):
 
 
 def test_ticks_read_as_people_write_them(results):
-    from gstbench.reports.plots import figures, tick_label
+    from gstbench.reports.figure_style import tick_label
+    from gstbench.reports.plots import figures
     from gstbench.reports.report import report_of
     from gstbench.store.reader import load_results
 
@@ -81,7 +82,7 @@ def test_a_short_legend_sits_in_the_axes_and_a_long_one_beside_them_inside_the_f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gstbench.reports.plots import LEGEND_INSIDE, _legend
+    from gstbench.reports.figure_style import LEGEND_INSIDE, legend as _legend
 
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     for i in range(entries):
@@ -98,3 +99,45 @@ def test_a_short_legend_sits_in_the_axes_and_a_long_one_beside_them_inside_the_f
         assert legend.x0 >= axes.x1  # beside the axes: it covers no data
         assert axes.width > 0.4 * 7 * fig.dpi  # the axes kept their room: the figure was widened for the legend
     plt.close(fig)
+
+
+def test_a_log_axis_over_decades_labels_no_minor_tick_and_one_within_a_decade_labels_a_few():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gstbench.reports.figure_style import log_x
+
+    for (low, high), expect_minor in (((3e3, 3e6), False), ((4000, 9000), True)):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.plot([low, high], [0, 1])
+        log_x(ax)
+        fig.canvas.draw()
+        minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+        assert bool(minor) == expect_minor, (low, high, minor)
+        # no two labels share a place: every label drawn sits apart from the next one
+        shown = sorted((t.get_window_extent().x0, t.get_window_extent().x1) for t in
+                       [*ax.get_xticklabels(), *ax.get_xticklabels(minor=True)] if t.get_text())
+        assert all(a[1] <= b[0] for a, b in zip(shown, shown[1:])), (low, high, shown)
+        plt.close(fig)
+
+
+def test_the_pareto_front_is_the_upper_left_staircase_of_the_non_dominated_points():
+    from gstbench.reports.method_figures import pareto_front
+
+    points = [(10, 80.0), (10, 70.0), (20, 79.0), (30, 85.0), (40, 84.0), (50, 90.0), (5, 60.0), (60, 90.0)]
+    assert pareto_front(points) == [(5, 60.0), (10, 80.0), (30, 85.0), (50, 90.0)]
+
+
+def test_22_methods_each_keep_a_look_of_their_own_families_by_colour():
+    from gstbench.reports.figure_style import method_styles
+
+    scorers = ["l1", "l2", "bn-gamma", "activation-l1", "snip", "grasp", "synflow", "random", "hrank", "taylor"]
+    methods = [f"{s} {regime}" for s in scorers for regime in ("1 round", "1ep")] + ["l1 1 round reinit",
+                                                                                     "bn-gamma soft 1ep"]
+    styles = method_styles(methods)
+    looks = {(st["color"], st["marker"], st["linestyle"]) for st in styles.values()}
+    assert len(looks) == len(methods) == 22
+    assert styles["l1 1 round"]["color"] == styles["l1 1ep"]["color"] != styles["l2 1ep"]["color"]
+    assert styles["l1 1 round"]["marker"] == styles["l2 1 round"]["marker"] != styles["l1 1ep"]["marker"]

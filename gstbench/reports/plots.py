@@ -11,8 +11,9 @@
   ``gstbench measure`` added: one point per pruned run, with its line and r;
 - prune-retrain suites: test accuracy against the share of weights (or filters) remaining, log
   scale, one line per configuration with its 95% interval across seeds;
-- a methods comparison (``[leaderboard] levels``): accuracy against the level (one line per method with its 95%
-  band across seeds, the unpruned network dashed), accuracy against MACs and against measured latency
+- a methods comparison (``[leaderboard] levels``; reports/method_figures.py): accuracy against the level (one line
+  per method with its 95% band across seeds, the unpruned network dashed), accuracy against MACs and against
+  measured latency
   (one line per method through its levels, the Pareto front of the means), and the critical-difference
   diagram of the methods' mean ranks (Nemenyi).
 A figure whose results are absent is skipped, and the caller is told which.
@@ -21,7 +22,6 @@ A figure whose results are absent is skipped, and the caller is told which.
 from __future__ import annotations
 
 import functools
-import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,12 @@ from gstbench.errors import GstbenchError
 from gstbench.names import inside
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.selection import config_label
+from gstbench.reports.figure_style import legend, log_x, tick_label
+from gstbench.reports.method_figures import critical_difference, levels_figure, pareto_figure
 from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
 from gstbench.reports.stats import correlation, is_number, mean_interval
 
 FORMATS = ("png", "svg", "pdf")
-LEGEND_INSIDE = 12  # more entries than this cover the data: they go beside the axes, in columns
-LEGEND_ROWS = 40  # entries per column beside the axes (a methods suite has 89 configurations)
 
 
 def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
@@ -101,13 +101,13 @@ def figures(results: RunResults, report: Leaderboard):
     pairs = [(f"{c['x']}_vs_{c['y']}", functools.partial(_pair, c["x"], c["y"])) for c in report.correlations]
     for name, draw in (("stability_vs_generalization", _scatter), ("test_accuracy_over_training", _curves),
                        ("rate_sweep", _rate), ("prune_potential", _potential), ("lmc_curves", _lmc),
-                       ("accuracy_vs_remaining", _remaining), ("accuracy_vs_level", _levels),
-                       ("pareto_accuracy_vs_macs", functools.partial(_pareto, "macs_without_dead_filters",
+                       ("accuracy_vs_remaining", _remaining), ("accuracy_vs_level", levels_figure),
+                       ("pareto_accuracy_vs_macs", functools.partial(pareto_figure, "macs_without_dead_filters",
                                                                      "MACs per example, dead filters removed (log)")),
                        ("pareto_accuracy_vs_latency", functools.partial(
-                           _pareto, "latency_large_ms", "measured latency of a large batch, ms (log; the batch: "
-                                                        "the latency metric's large_batch)")),
-                       ("critical_difference", _critical_difference), *pairs):
+                           pareto_figure, "latency_large_ms", "measured latency of a large batch, ms (log; the "
+                                                              "batch: the latency metric's large_batch)")),
+                       ("critical_difference", critical_difference), *pairs):
         wide = name.startswith(("pareto", "critical", "accuracy_vs"))  # many lines: room for the legend or labels
         fig, ax = plt.subplots(figsize=(10, 5.5) if wide else (7, 4.5), constrained_layout=True)
         why = draw(ax, suite, groups, report)
@@ -119,29 +119,13 @@ def figures(results: RunResults, report: Leaderboard):
             yield name, fig, None
 
 
-def _finish(ax, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
-    """Axis labels with units, the title and the legend; None: the figure was drawn."""
+def _finish(ax, xlabel: str, ylabel: str, title: str, where: str = "best") -> None:
+    """Axis labels with units, the title and the legend (at ``where``); None: the figure was drawn."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    _legend(ax, loc=legend)
+    legend(ax, loc=where)
     return None
-
-
-def _legend(ax, handles: list | None = None, labels: list[str] | None = None, loc: str = "best") -> None:
-    """The legend: inside the axes when it is short; beside them, in columns, with the figure widened to hold
-    it, when it would cover the data."""
-    if handles is None:
-        handles, labels = ax.get_legend_handles_labels()
-    if len(labels) <= LEGEND_INSIDE:
-        ax.legend(handles, labels, fontsize=7, loc=loc)
-        return
-    columns = math.ceil(len(labels) / LEGEND_ROWS)
-    rows = math.ceil(len(labels) / columns)
-    width, height = ax.figure.get_size_inches()
-    longest = max(len(label) for label in labels)
-    ax.figure.set_size_inches(width + columns * (0.4 + 0.045 * longest), max(height, 0.8 + 0.11 * rows))
-    ax.legend(handles, labels, fontsize=5.5, ncols=columns, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _pruned(groups):
@@ -217,7 +201,7 @@ def _curves(ax, suite, groups, report) -> str | None:
         return "no per-epoch test accuracy stored"
     return _finish(ax, "epoch", "test accuracy (%)",
                    "Test accuracy over training (mean, 95% t band across seeds; dotted: pruning events)",
-                   legend="lower right")
+                   where="lower right")
 
 
 def _rate(ax, suite, groups, report) -> str | None:
@@ -245,7 +229,7 @@ def _rate(ax, suite, groups, report) -> str | None:
     ax.set_title("Stability and generalization vs iterative rate (means across seeds)")
     lines = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
-    _legend(ax, lines[0] + more[0], lines[1] + more[1])
+    legend(ax, lines[0] + more[0], lines[1] + more[1])
     return None
 
 
@@ -288,24 +272,6 @@ def _lmc(ax, suite, groups, report) -> str | None:
                    "Linear mode connectivity in the last round (mean across seeds)")
 
 
-def tick_label(value: float) -> str:
-    """A tick as people write it: 2.6, not 2.64706; 13, not 12.8571; 0.25 below 1."""
-    if value >= 10:
-        return f"{value:.0f}"
-    if value >= 1:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.2g}"
-
-
-def _log_x(ax) -> None:
-    """A log x axis whose ticks read as plain numbers (50, not 5 x 10^1; 33, not 32.768)."""
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_xscale("log")
-    for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-        set_formatter(FuncFormatter(lambda v, _: tick_label(v)))
-
-
 def _remaining(ax, suite, groups, report) -> str | None:
     """Test accuracy after each round against the share of units remaining: the figure the prune-retrain papers
     lead with."""
@@ -327,124 +293,10 @@ def _remaining(ax, suite, groups, report) -> str | None:
         ax.fill_between(remaining, low, high, color=line.get_color(), alpha=0.15)
     if unit is None:
         return "no prune-retrain rounds"
-    _log_x(ax)
+    log_x(ax)
     ax.invert_xaxis()  # sparser to the right, as the papers draw it
     ax.set_xlabel(f"{unit} remaining (%, log scale)")
     ax.set_ylabel("test accuracy at the end of the round (%)")
     ax.set_title("Test accuracy against what pruning leaves (mean, 95% interval across seeds)")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return None
-
-
-def _levels(ax, suite, groups, report) -> str | None:
-    """A methods comparison's rank metric against its level (the accuracy-sparsity curve of post-training pruning
-    papers): one line per method with its 95% band across seeds, the unpruned network as a dashed line."""
-    from gstbench.reports.methods import curve, level_value
-
-    methods = report.methods
-    if methods is None:
-        return "not a comparison of methods (the suite names no [leaderboard] levels)"
-    levels, by_method = curve(methods)
-    numeric = [level for level in levels if math.isfinite(level_value(level))]
-    if len(numeric) < 2:
-        return f"fewer than 2 numeric {methods['key']} levels to draw a curve through"
-    import matplotlib.pyplot as plt
-
-    colors = plt.get_cmap("tab20").colors
-    for i, (method, stats) in enumerate(by_method.items()):
-        at = [level for level in numeric if level in stats]
-        xs = [100 * level_value(level) if level_value(level) <= 1 else level_value(level) for level in at]
-        mean, low, high = (np.array([100 * (stats[level].get(end) if stats[level].get(end) is not None
-                                            else stats[level]["mean"]) for level in at]) for end in ("mean", "low", "high"))
-        line, = ax.plot(xs, mean, marker="os^Dv"[i // len(colors) % 5], markersize=3, linewidth=1,
-                        color=colors[i % len(colors)], label=method)
-        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.12)
-    parent = (methods["unpruned"].get(methods["rank"]) or {}).get("mean")
-    if parent is not None:
-        ax.axhline(100 * parent, color="black", linestyle="--", linewidth=1, label="unpruned")
-    shares = all(level_value(level) <= 1 for level in numeric)
-    ax.set_xlabel(f"{methods['key']}" + (" (% of each pruned layer's units or weights removed)" if shares else ""))
-    ax.set_ylabel(f"{methods['rank']} (%; mean, 95% band across seeds)")
-    ax.set_title(f"{methods['rank']} against {methods['key']}, one line per method")
-    _legend(ax)
-    return None
-
-
-def _pareto(key: str, xlabel: str, ax, suite, groups, report) -> str | None:
-    """Accuracy against a cost, one line per method through its levels, and the Pareto front of the means."""
-    methods = report.methods
-    if methods is None:
-        return "not a comparison of methods (the suite names no [leaderboard] levels)"
-    rank = methods["rank"]
-    lines: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)  # in the order of the levels
-    for level in methods["levels"]:
-        for row in level["rows"]:
-            x, y = (row.get(key) or {}).get("mean"), row.get(rank) or {}
-            if x is None or y.get("mean") is None:
-                continue
-            lo = y["low"] if y.get("low") is not None else y["mean"]
-            hi = y["high"] if y.get("high") is not None else y["mean"]
-            lines[row["method"]].append((x, 100 * y["mean"], 100 * (y["mean"] - lo), 100 * (hi - y["mean"])))
-    if not lines:
-        return f"no method measured {key}"
-    import matplotlib.pyplot as plt
-
-    colors = plt.get_cmap("tab20").colors
-    for i, (method, points) in enumerate(sorted(lines.items())):
-        xs, ys, down, up = (list(v) for v in zip(*points))
-        ax.errorbar(xs, ys, yerr=[down, up], marker="os^Dv"[i // len(colors) % 5], color=colors[i % len(colors)],
-                    markersize=3, capsize=2, linewidth=1, label=method)
-    front, best = [], -np.inf
-    for x, y, *_ in sorted((p for ps in lines.values() for p in ps), key=lambda p: (p[0], -p[1])):
-        if y > best:
-            front.append((x, y))
-            best = y
-    ax.step([x for x, _ in front], [y for _, y in front], where="post", color="black", linewidth=2, alpha=0.5,
-            label="Pareto front (means)")
-    parent = methods["unpruned"]
-    if (parent.get(key) or {}).get("mean") is not None and (parent.get(rank) or {}).get("mean") is not None:
-        ax.scatter([parent[key]["mean"]], [100 * parent[rank]["mean"]], marker="*", s=120, color="black",
-                   zorder=5, label="unpruned")
-    _log_x(ax)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{rank} (%; mean, 95% interval across seeds)")
-    ax.set_title(f"Accuracy against cost, one line per method through its {methods['key']} levels")
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return None
-
-
-def _critical_difference(ax, suite, groups, report) -> str | None:
-    """Demsar's critical-difference diagram: the methods at their mean rank, bars joining those within Nemenyi's CD."""
-    from gstbench.reports.ranking import cliques
-
-    ranking = (report.methods or {}).get("ranking")
-    if ranking is None:
-        return "no rank summary (a comparison of methods needs 2 methods at every level and seed)"
-    names, ranks, cd = ranking["methods"], ranking["mean_ranks"], ranking["nemenyi_critical_difference"]
-    order = sorted(range(len(names)), key=lambda i: ranks[i])
-    k = len(names)
-    ax.set_xlim(0.5, k + 0.5)
-    half = (k + 1) // 2
-    rows = max(half, k - half)
-    ax.set_ylim(-(rows + 2), 2.2)
-    ax.axis("off")
-    ax.hlines(0, 1, k, color="black")
-    for r in range(1, k + 1):
-        ax.vlines(r, 0, 0.15, color="black")
-        ax.text(r, 0.3, str(r), ha="center", fontsize=8)
-    ax.hlines(1.3, 1, 1 + cd, color="black", linewidth=2)
-    ax.text(1 + cd / 2, 1.5, f"CD = {cd:.2f} (Nemenyi, alpha {ranking['alpha']})", ha="center", fontsize=8)
-    for pos, i in enumerate(order):
-        left = pos < half
-        y = -(pos + 1) if left else -(k - pos)
-        x_text = 0.6 if left else k + 0.4
-        ax.plot([ranks[i], ranks[i], x_text], [0, y, y], color="black", linewidth=0.8)
-        ax.text(x_text + (-0.05 if left else 0.05), y, f"{names[i]} ({ranks[i]:.2f})", fontsize=7,
-                ha="right" if left else "left", va="center")
-    for n, (a, b) in enumerate(cliques(ranks, cd)):
-        y = -0.35 - 0.25 * n
-        ax.hlines(y, sorted(ranks)[a] - 0.05, sorted(ranks)[b] + 0.05, color="tab:red", linewidth=3)
-    f = ranking["friedman"]
-    ax.set_title(f"Mean rank of each method over {ranking['blocks']} blocks ({ranking['blocks_are']}; 1 = best); "
-                 f"Friedman p = {f['p']:.3g}; red bars join methods within the CD", fontsize=9)
     return None
