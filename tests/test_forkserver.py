@@ -100,6 +100,13 @@ def test_an_environment_read_at_import_gets_a_server_started_in_it_and_one_read_
     other = run_gstbench("plugins", env={**env, "OMP_NUM_THREADS": "2"})  # what torch reads when imported
     assert probe_parent(other.stderr, 2) not in (os.getpid(), server)
     assert probe_parent(run_gstbench("plugins", env=env).stderr, 1) == server  # the first one serves it again
+    # what importing torch sets by itself (inductor's default cache directory) tells no environments apart
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    without = {k: v for k, v in env.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    first = probe_parent(run_gstbench("plugins", env=without).stderr, 1)
+    again = run_gstbench("plugins", env={**without, "TORCHINDUCTOR_CACHE_DIR": default_cache_dir()})
+    assert probe_parent(again.stderr, 1) == first
     # what the interpreter reads as it starts (a sitecustomize on PYTHONPATH may read any variable): no fork
     started = run_gstbench("plugins", env={**env, "PYTHONPATH": str(tmp_path / "elsewhere")})
     assert probe_parent(started.stderr, 1) == os.getpid()

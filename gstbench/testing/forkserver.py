@@ -135,6 +135,16 @@ _servers_lock = threading.Lock()
 MAX_SERVERS = 3  # about 0.5 GB each
 
 
+def _torch_default(name: str, value: str) -> bool:
+    """Whether ``name=value`` is what importing torch sets by itself (inductor's default cache directory): a
+    server started without it gets it as it warms torch, so it tells no two environments apart."""
+    if name != "TORCHINDUCTOR_CACHE_DIR" or "torch" not in sys.modules:
+        return False
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return value == default_cache_dir()
+
+
 def _server_for(env: dict[str, str]) -> _Server | None:
     """This test process's server for ``env``'s import-time settings, started on first use (the least recently
     used one closes past ``MAX_SERVERS``); None where a child cannot be forked alike (the module's docstring)."""
@@ -142,7 +152,7 @@ def _server_for(env: dict[str, str]) -> _Server | None:
         return None
     if any(env.get(k) != os.environ.get(k) for k in SEARCH_PATH_ENV):
         return None
-    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)))
+    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and not _torch_default(k, v)))
     with _servers_lock:
         server = _servers.pop(key, None)
         if server is not None and server.proc.poll() is not None:
