@@ -157,3 +157,48 @@ def test_a_runtime_that_computes_another_function_is_refused_in_one_line():
         measure(_tagged("pruned"), _tagged("parent"), torch.randn(2, *SHAPE), {"batch1": 1}, {"wrong": _Wrong()},
                 (2.0, 1.0), warmup=0, repeats=3)
     assert "runtime wrong gives outputs 1 from eager's" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_zero_weight_macs_count_each_zero_weight_once_per_output_position():
+    from gstbench.builtin.speed import zero_weight_macs
+
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(160, 10))
+    with torch.no_grad():
+        model[0].weight.zero_()  # 12 weights, each applied at 40 positions
+        model[2].weight[:, :16] = 0  # 160 weights, once each
+    assert zero_weight_macs(model, torch.zeros(3, 1, 40)) == 12 * 40 + 160
+
+
+SPEED_CELL = {
+    "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
+    "dataset": {"name": "mnist1d", "num_samples": 400, "train_split": 0.5},
+    "train": {"epochs": 1, "batch_size": 100},
+    "rewind": "finetune@0",
+    "metrics": [{"name": "speed", "runtimes": ["eager", "sparse-csr", "semi-structured"], "batch": 8,
+                 "warmup": 1, "repeats": 3}],
+}
+
+
+@pytest.mark.parametrize("granularity", ["filters", "weights"])
+def test_the_speed_metric_reports_each_runtime_and_batch_against_the_macs_prediction(granularity):
+    from gstbench.engine import run_cell
+    from gstbench.plan.parse import cell_from_config
+
+    config = {**SPEED_CELL, "prune": {"scorer": "l1", "target": "smallest", "effector": "mask", "rounds": 1,
+                                      "fraction": 0.5, "granularity": granularity, "layers": ["conv2", "conv3"]}}
+    result = run_cell(cell_from_config(config, 0, Registry()), Registry())
+    assert result.status == "ok", result.traceback
+    m = result.metrics
+    assert "CUDA" in m["speed_unavailable"]["semi_structured"]
+    for runtime in ("eager", "sparse_csr"):
+        for batch in ("batch1", "batch"):
+            assert m[f"speed_{runtime}_{batch}_realized"] > 0
+            assert m[f"speed_{runtime}_{batch}_delivered"] == pytest.approx(
+                m[f"speed_{runtime}_{batch}_realized"] / m["speed_predicted"])
+    macs = m["speed_settings"]["macs"]
+    assert macs["parent"] / macs["pruned"] == pytest.approx(m["speed_predicted"])
+    if granularity == "filters":  # the dead filters are gone from the network timed
+        assert m["speed_settings"]["dead_units_removed"] == 16 and macs["pruned"] == macs["pruned_dense"]
+    else:  # the zeros stay in place; the prediction does not count them
+        assert m["speed_settings"]["dead_units_removed"] == 0 and macs["pruned"] < macs["pruned_dense"]
+    assert 1.2 < m["speed_predicted"] < 4  # half of conv2 and conv3, the bulk of the MACs

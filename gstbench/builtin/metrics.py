@@ -105,6 +105,15 @@ def latency(large_batch: int = 256, warmup: int = 5, repeats: int = 25):
     return Latency(int(large_batch), int(warmup), int(repeats))
 
 
+def speed(runtimes: tuple = ("eager", "compile", "onnxruntime", "sparse-csr", "semi-structured"), batch: int = 64,
+          warmup: int = 3, repeats: int = 15):
+    """Realized against predicted speed-up in each runtime at batch 1 and ``batch``: the pruned network (dead units
+    removed, zero weights kept in place) against its parent; runtimes that cannot run here are named, not timed."""
+    from gstbench.builtin.speed import SpeedMetric
+
+    return SpeedMetric([str(r) for r in runtimes], int(batch), int(warmup), int(repeats))
+
+
 @hookimpl
 def register_metrics(register):
     register("hessian-trace", hessian_trace)
@@ -121,3 +130,7 @@ def register_metrics(register):
     register("cost", cost)
     register("latency", latency, capabilities=(NEEDS_PARENT,),
              better={"latency_batch1_speedup": "higher", "latency_large_speedup": "higher"})
+    register("speed", speed, capabilities=(NEEDS_PARENT,),
+             better={f"speed_{r}_{b}_{q}": "higher" for r in ("eager", "compile", "onnxruntime", "sparse_csr",
+                                                                "semi_structured")
+                     for b in ("batch1", "batch") for q in ("realized", "delivered")})

@@ -71,3 +71,79 @@ def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
             out[name][label] = {"batch": batch, "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine,
                                 "parent_ms": theirs, **speedups(theirs["median"], mine["median"], *macs)}
     return out
+
+
+def zero_weight_macs(model: nn.Module, example: torch.Tensor) -> float:
+    """Multiply-accumulates per example that multiply a zero weight of a linear or convolution layer: what
+    unstructured sparsity promises to save (a weight's MACs are one per output position it is applied at)."""
+    counted: list[float] = []
+
+    def hook(module, inputs, output):
+        positions = output.numel() / (output.shape[0] * module.weight.shape[0])  # per example and output unit
+        counted.append(positions * float((module.weight == 0).sum()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    try:
+        with torch.inference_mode():
+            model.eval()(example[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(counted)
+
+
+def key_of(runtime: str) -> str:
+    """A runtime's name as its result keys carry it: ``sparse-csr`` -> ``sparse_csr``, the plugin dropped."""
+    return runtime.rpartition(":")[2].replace("-", "_").replace(".", "_")
+
+
+class SpeedMetric:
+    """The ``speed`` metric: the pruned network (its dead units removed; single weights zeroed in place) against its
+    parent in each runtime at batch 1 and ``batch``; predicted from MACs, dead units removed and zero weights
+    not counted."""
+
+    def __init__(self, runtimes: list[str], batch: int, warmup: int, repeats: int):
+        if batch < 2 or warmup < 0 or repeats < 3 or not runtimes:
+            raise ValueError("speed needs a runtime, batch >= 2, warmup >= 0 and repeats >= 3")
+        self.runtimes, self.batch, self.warmup, self.repeats = list(runtimes), batch, warmup, repeats
+
+    def compute(self, ctx: Any) -> dict[str, Any]:
+        import torch_pruning as tp
+
+        from gstbench.builtin.impl.metrics import device_name, slim_network
+        from gstbench.plan.config import ComponentRef
+        from gstbench.plugins import get_registry
+
+        slim, removed = slim_network(ctx)
+        parent, example = ctx.parent.model, ctx.data.x_test[:1]
+        with torch.inference_mode():
+            parent_macs = float(tp.utils.count_ops_and_params(parent.eval(), example)[0])
+            slim_macs = float(tp.utils.count_ops_and_params(slim.eval(), example)[0])
+        pruned_macs = slim_macs - zero_weight_macs(slim, example)
+        registry = get_registry()
+        built = {key_of(r): registry.build("runtimes", ComponentRef(r if ":" in r else f"gstbench:{r}"))
+                 for r in self.runtimes}
+        measured = measure(slim, parent, ctx.data.x_test, {"batch1": 1, "batch": self.batch}, built,
+                           (parent_macs, pruned_macs), self.warmup, self.repeats)
+        out: dict[str, Any] = {"speed_predicted": parent_macs / pruned_macs}
+        unavailable = {}
+        for runtime, rows in measured.items():
+            if "unavailable" in rows:
+                unavailable[runtime] = rows["unavailable"]
+                continue
+            for label, row in rows.items():
+                prefix = f"speed_{runtime}_{label}"
+                out.update({f"{prefix}_realized": row["realized"], f"{prefix}_delivered": row["delivered"],
+                            f"{prefix}_ms": row["pruned_ms"]["median"],
+                            f"{prefix}_parent_ms": row["parent_ms"]["median"]})
+            out[f"speed_{runtime}_prepare_s"] = {label: row["prepare_s"] for label, row in rows.items()}
+        out["speed_unavailable"] = unavailable
+        out["speed_settings"] = {
+            "runtimes": self.runtimes, "batches": {"batch1": 1, "batch": self.batch}, "warmup": self.warmup,
+            "repeats": self.repeats, "device": str(ctx.device), "device_name": device_name(ctx.device),
+            "threads": torch.get_num_threads(), "dead_units_removed": removed,
+            "macs": {"parent": parent_macs, "pruned": pruned_macs, "pruned_dense": slim_macs},
+            "statistic": "medians of repeats taken in turns; realized = parent / pruned; predicted = parent MACs / "
+                         "pruned MACs (dead units removed, zero weights not counted); delivered = realized / predicted"}
+        return out
