@@ -202,3 +202,33 @@ def test_the_speed_metric_reports_each_runtime_and_batch_against_the_macs_predic
     else:  # the zeros stay in place; the prediction does not count them
         assert m["speed_settings"]["dead_units_removed"] == 0 and macs["pruned"] < macs["pruned_dense"]
     assert 1.2 < m["speed_predicted"] < 4  # half of conv2 and conv3, the bulk of the MACs
+
+
+class _SparseOnly(_Sleeping):
+    """A sparse format: it refuses to prepare the parent, which measure times dense in eager instead."""
+
+    sparse = True
+
+    def prepare(self, model, example):
+        assert model.tag == "pruned", "a sparse runtime's parent runs dense, in eager"
+        return super().prepare(model, example)
+
+
+def test_a_sparse_format_is_timed_against_the_dense_parent_in_eager():
+    out = measure(_tagged("pruned"), _tagged("parent"), torch.randn(2, *SHAPE), {"batch1": 1}, {"csr": _SparseOnly()},
+                  (2.0, 1.0), warmup=0, repeats=3)
+    assert out["csr"]["batch1"]["realized"] < 1  # the pruned network sleeps 2 ms, the eager parent does not
+
+
+def test_a_network_at_initialization_is_pruned_and_timed_without_a_training_step():
+    from gstbench.engine import run_cell
+    from gstbench.plan.parse import cell_from_config
+
+    config = {**SPEED_CELL, "train": {"epochs": 0, "batch_size": 100},
+              "prune": {"scorer": "l1", "target": "smallest", "effector": "mask", "rounds": 1, "fraction": 0.5,
+                        "layers": ["conv2", "conv3"]}}
+    config["metrics"] = [{**SPEED_CELL["metrics"][0], "runtimes": ["eager"]}]
+    result = run_cell(cell_from_config(config, 0, Registry()), Registry())
+    assert result.status == "ok", result.traceback
+    assert result.timing["train_s"] == 0 and [r.curves.step for r in result.rounds] == [[0], [0]]
+    assert result.rounds[1].sparsity == pytest.approx(0.5, abs=0.05) and result.metrics["speed_predicted"] > 1.5

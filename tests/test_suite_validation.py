@@ -32,7 +32,7 @@ def test_the_tiny_and_builtin_suites_expand(registry):
 
 @pytest.mark.parametrize("old,new,key,fragment", [
     ("epochs = 3", "epochs = 3\nepoch = 4", "train.epoch", "unknown key 'epoch' (did you mean: epochs"),
-    ("epochs = 3", "epochs = -3", "train.epochs", "-3 must be >= 1"),
+    ("epochs = 3", "epochs = -3", "train.epochs", "-3 must be >= 0 (0: the network at initialization, never trained)"),
     ("epochs = 3", 'epochs = "three"', "train.epochs", "'three' is not a whole number"),
     ('scorer = "l2"', 'scorer = "l3"', "prune.scorer", "unknown scorer 'l3' (did you mean: l2"),
     ('["smallest", "largest"]', '["smallest", "largets"]', "prune.target", "unknown target 'largets' (did you mean: largest"),

@@ -48,7 +48,11 @@ def check_outputs(runtime: str, reference: torch.Tensor, got: torch.Tensor, tole
 def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict[str, int], runtimes: dict[str, Any],
             macs: tuple[float, float], warmup: int, repeats: int) -> dict[str, dict[str, Any]]:
     """Per runtime (a name and its built ``Runtime``): ``{"unavailable": why}``, or per batch label the preparation
-    seconds, the outputs' distance from eager, both summaries and the speed-ups; ``macs``: (parent, pruned)."""
+    seconds, the outputs' distance from eager, both summaries and the speed-ups; ``macs``: (parent, pruned). A
+    runtime marked ``sparse`` is timed against the parent dense in eager."""
+    from gstbench.builtin.impl.runtimes import Eager
+
+    eager = Eager()
     out: dict[str, dict[str, Any]] = {}
     for name, runtime in runtimes.items():
         why = runtime.unavailable(pruned, x.device) or runtime.unavailable(parent, x.device)
@@ -61,7 +65,9 @@ def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
             calls, prepare_s, diff = {}, {}, {}
             for role, model in (("pruned", pruned), ("parent", parent)):
                 t0 = time.perf_counter()
-                calls[role] = runtime.prepare(model, xb)
+                # a sparse format is timed against the dense parent in eager, the baseline it competes with
+                calls[role] = (eager if role == "parent" and getattr(runtime, "sparse", False) else runtime).prepare(
+                    model, xb)
                 prepare_s[role] = time.perf_counter() - t0
                 with torch.inference_mode():
                     reference = model.eval()(xb)

@@ -196,7 +196,18 @@ class Trainer:
                 if hooks.after_epoch is not None and not last:
                     hooks.after_epoch(step + 1, curves)
                 t0 = time.perf_counter()
+        if self.total_steps == 0 and not curves.step:  # no schedule (train.epochs = 0): the initialized network
+            curves = self.evaluated_point(0)
         return curves, kept
+
+    def evaluated_point(self, step: int, test: tuple[float, float] | None = None) -> Curves:
+        """A one-point curve at ``step`` where no epoch ran: the training set's accuracy and loss evaluated once
+        (nothing was averaged over an epoch), and the test set's (or ``test``'s accuracy and loss)."""
+        with self.timing.measure("eval_s"):
+            train_acc, train_loss = evaluate(self.model, self.data.x_train, self.data.y_train)
+        test_acc, test_loss = test if test is not None else self.evaluate_test()
+        return Curves(epoch=[step // self.steps_per_epoch], step=[step], lr=[0.0], train_loss=[train_loss],
+                      train_acc_running=[train_acc], test_acc=[test_acc], test_loss=[test_loss])
 
     def _step(self, step: int, lr: float, idx: torch.Tensor, hooks: Hooks, aug_gen: torch.Generator | None,
               aug_seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

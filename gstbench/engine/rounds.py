@@ -109,7 +109,8 @@ def run_rounds(cell: Cell, trainer: Trainer, pruner: Pruner, ctx: PruningContext
         if retrain.step < trainer.total_steps:
             state.curves, _ = trainer.train(retrain.step, data_seed, retrain.replay_lr, hooks=pruner.hooks())
         else:  # no retraining (finetune@0): the pruned network as the event left it
-            state.curves = _untrained(trainer, state.events[-1])
+            state.curves = trainer.evaluated_point(trainer.total_steps, (state.events[-1].t_post,
+                                                                        state.events[-1].loss_post))
         rounds.append(_round_summary(r, pruner, state.curves, retrain.step, retrain.replay_lr))
         if prune.data_order_stability:
             _twin(rounds[-1], trainer, pruner, start, retrain.step, retrain.replay_lr, twin_seed, prune.lmc_points)
@@ -141,16 +142,6 @@ def _by_round(rounds: list[Round], twins: bool) -> dict[str, Any]:
         metrics.update(lmc_barrier=rounds[-1].lmc.barrier, weight_distance=rounds[-1].weight_distance,
                        lmc_barrier_by_round=[x.lmc.barrier for x in rounds])
     return metrics
-
-
-def _untrained(trainer: Trainer, event: PruningEvent) -> Curves:
-    """A round without retraining as a one-point curve at the schedule's end: the event's t_post and its loss, and the
-    training set's accuracy and loss evaluated once (no epoch ran, so nothing was averaged over one)."""
-    with trainer.timing.measure("eval_s"):
-        train_acc, train_loss = evaluate(trainer.model, trainer.data.x_train, trainer.data.y_train)
-    return Curves(epoch=[trainer.total_steps // trainer.steps_per_epoch], step=[trainer.total_steps], lr=[0.0],
-                  train_loss=[train_loss], train_acc_running=[train_acc], test_acc=[event.t_post],
-                  test_loss=[event.loss_post])
 
 
 def _round_summary(r: int, pruner: Pruner, curves: Curves, start: int, replay_lr: bool) -> Round:

@@ -75,7 +75,7 @@ def _train(d: Any, registry: Registry, source: str | None) -> TrainConfig:
         (cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
         (cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}"),
         (cfg.lr > 0, "lr", "must be > 0"),
-        (cfg.epochs >= 1, "epochs", "must be >= 1"),
+        (cfg.epochs >= 0, "epochs", "must be >= 0 (0: the network at initialization, never trained)"),
         (cfg.batch_size >= 1, "batch_size", "must be >= 1"),
         (cfg.weight_decay >= 0, "weight_decay", "must be >= 0"),
         (0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)"),

@@ -147,6 +147,7 @@ def _csr_eligible(module: nn.Module) -> bool:
 
 class SparseCSR:
     tolerance = (1e-4, 1e-5)
+    sparse = True  # the parent it is compared with runs dense, in eager: a sparse format of it is no baseline
 
     def unavailable(self, model: nn.Module, device: torch.device) -> str | None:
         if device.type != "cpu":
@@ -174,6 +175,7 @@ def has_2_4_pattern(weight: torch.Tensor) -> bool:
 
 class SemiStructured:
     tolerance = (2e-2, 2e-2)  # fp16
+    sparse = True
 
     def unavailable(self, model: nn.Module, device: torch.device) -> str | None:
         if device.type != "cuda" or not torch.cuda.is_available():
