@@ -232,3 +232,17 @@ def test_a_network_at_initialization_is_pruned_and_timed_without_a_training_step
     assert result.status == "ok", result.traceback
     assert result.timing["train_s"] == 0 and [r.curves.step for r in result.rounds] == [[0], [0]]
     assert result.rounds[1].sparsity == pytest.approx(0.5, abs=0.05) and result.metrics["speed_predicted"] > 1.5
+
+
+def test_random_images_meet_the_dataset_contract_and_declare_their_shape_without_building():
+    from gstbench import testing
+
+    registry = Registry()
+    component = registry.get("datasets", "gstbench:random-images")
+    data = testing.check_dataset(component, options={"height": 8, "width": 8, "num_samples": 40})
+    assert data.x_train.shape == (20, 3, 8, 8) and data.x_test.shape == (20, 3, 8, 8) and data.num_classes == 10
+    shape = registry.data_shape(ComponentRef("gstbench:random-images", (("height", 8), ("width", 8),
+                                                                        ("num_samples", 40))))
+    assert (shape.input_shape, shape.n_train, shape.n_test) == ((3, 8, 8), 20, 20)
+    with pytest.raises(ValueError, match="random-images needs"):
+        component.factory(classes=1)

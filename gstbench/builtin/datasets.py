@@ -1,4 +1,5 @@
-"""Built-in datasets: MNIST-1D, generated procedurally by the mnist1d package (no download), with shifted test sets.
+"""Built-in datasets: MNIST-1D, generated procedurally by the mnist1d package (no download), with shifted test sets;
+and random images of a given shape, for what depends on shapes alone (the speed of a network).
 
 Only the factories and their registration live here, so that listing components loads no torch;
 what they build is in impl/datasets.py.
@@ -32,6 +33,31 @@ def _mnist1d_shape(num_samples: int = 5000, train_split: float = 0.8, seed: int 
 mnist1d.shape = _mnist1d_shape
 
 
+def random_images(channels: int = 3, height: int = 32, width: int = 32, classes: int = 10, num_samples: int = 512,
+                  seed: int = 0) -> TensorData:
+    """Standard-normal images with random labels, half for training: inputs of a real dataset's shape (CIFAR's by
+    default) where only the shape matters, as for a network's speed; nothing to learn, nothing to download."""
+    import torch
+
+    if min(channels, height, width, num_samples) < 1 or classes < 2 or num_samples < 4:
+        raise ValueError("random-images needs channels, height, width >= 1, classes >= 2 and num_samples >= 4")
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.randn(int(num_samples), int(channels), int(height), int(width), generator=g)
+    y = torch.randint(0, int(classes), (int(num_samples),), generator=g)
+    half = int(num_samples) // 2
+    return TensorData(x[:half], y[:half], x[half:], y[half:], int(classes))
+
+
+def _random_images_shape(channels: int = 3, height: int = 32, width: int = 32, classes: int = 10,
+                         num_samples: int = 512, seed: int = 0) -> DataShape:
+    return DataShape((int(channels), int(height), int(width)), int(classes), int(num_samples) // 2,
+                     int(num_samples) - int(num_samples) // 2)
+
+
+random_images.shape = _random_images_shape
+
+
 @hookimpl
 def register_datasets(register):
     register("mnist1d", mnist1d)
+    register("random-images", random_images)
