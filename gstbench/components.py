@@ -396,8 +396,8 @@ class Logger(Protocol):
 
 class Runtime(Protocol):
     """How a network runs for inference (eager, torch.compile, ONNX Runtime, a sparse format), built by
-    ``factory(**options)``; its ``tolerance`` (rtol, atol) bounds its outputs' distance from eager's, and
-    ``sparse = True`` times the parent dense in eager."""
+    ``factory(**options)``; its ``tolerance`` (rtol, atol) bounds its outputs' distance from eager's, ``sparse =
+    True`` times the parent dense in eager, and an optional ``fresh()`` runs before each pair is prepared."""
 
     def unavailable(self, model: nn.Module, device: torch.device) -> str | None:  # required
         """Why it cannot run ``model`` on ``device`` here, in one line; None where it can."""

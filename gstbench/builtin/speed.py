@@ -63,6 +63,8 @@ def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
         for label, batch in batches.items():
             xb = batch_input(x, batch)
             calls, prepare_s, diff = {}, {}, {}
+            if hasattr(runtime, "fresh"):  # e.g. torch.compile's caches, so that each pair compiles for itself
+                runtime.fresh()
             for role, model in (("pruned", pruned), ("parent", parent)):
                 t0 = time.perf_counter()
                 # a sparse format is timed against the dense parent in eager, the baseline it competes with

@@ -60,6 +60,14 @@ class Compiled:
             return "no CUDA device here for torch.compile's GPU kernels"
         return None
 
+    def fresh(self) -> None:
+        """Before each pair of networks is prepared: dynamo caches by the forward's code, which all instances of a
+        model class share, and past its recompile limit (8) it would run the next networks eagerly, silently."""
+        import logging
+
+        torch._dynamo.reset()
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU hosts
+
     def prepare(self, model: nn.Module, example: torch.Tensor) -> Call:
         compiled = torch.compile(model.eval(), backend="inductor", mode=self.mode, dynamic=False)
         run = _inference(compiled)
