@@ -124,7 +124,8 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = (), disti
         if axis not in SHOWN_AXES:
             row[axis] = label_at(spec, axis)
     for key in distinguish:
-        row[key] = f"{key.rpartition('.')[2]}={label_at(spec, key)}"
+        value = label_at(spec, key)
+        row[key] = "-" if value == "-" else f"{key.rpartition('.')[2]}={value}"
     # what else tells two configurations apart where no axis names it (the methods suite's included methods)
     regularizer = spec["train"].get("regularizer")
     if regularizer and "train.regularizer" not in axes:
@@ -160,16 +161,22 @@ def config_label(spec: CellSpec | dict[str, Any], axes: list[str] = (), distingu
 
 
 def _leaves(node: Any, prefix: str = "") -> dict[str, str]:
-    """A canonical spec's values by dotted key (a component is one value: its label)."""
-    if isinstance(node, dict) and not ("id" in node and "options" in node):
-        return {k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: short_label(node) if isinstance(node, dict) else repr(node)}
+    """A canonical spec's values by dotted key as a suite names them (a component is one value, its label; the
+    pruned layers one value, with their shared ``prune.fraction`` and ``prune.period`` beside it)."""
+    if isinstance(node, dict) and not ("id" in node and "options" in node) and prefix != "prune.layers.":
+        out = {k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
+        if prefix == "prune.":
+            out.update({f"prune.{k}": repr(v) for k in ("fraction", "period")
+                        if (v := value_at({"prune": node}, f"prune.{k}")) is not MISSING})
+        return out
+    return {prefix[:-1]: short_label(node) if isinstance(node, dict) and "id" in node else repr(node)}
 
 
 def distinguishing_keys(specs: list[CellSpec | dict[str, Any]], axes: list[str]) -> list[str]:
     """Config keys no axis shows at which configurations that would share a label differ (an [[include]] that
-    changes ``train.epochs``, as the posttrain suite's early parent does): for each such set, the first key, in
-    sorted order, that tells them all apart, else the first at which they differ."""
+    changes ``train.epochs``, as the posttrain suite's early parent does; the speed suite's models and levels):
+    for each such set, keys added one at a time, each the one that tells the most of them apart (the model first,
+    then the dataset, then in sorted order where they tie), until all are told apart."""
     by_label: dict[str, list[dict[str, str]]] = {}
     for spec in specs:
         canonical = {k: v for k, v in canonical_of(spec).items() if k != "seed"}
@@ -178,10 +185,17 @@ def distinguishing_keys(specs: list[CellSpec | dict[str, Any]], axes: list[str])
     for same in by_label.values():
         if len(same) < 2:
             continue
-        differing = sorted(k for k in set().union(*same) if len({leaves.get(k) for leaves in same}) > 1)
-        apart = [k for k in differing if len({leaves.get(k) for leaves in same}) == len(same)]
-        if key := next(iter(apart or differing), None):
-            keys += [key] if key not in keys else []
+        differing = sorted((k for k in set().union(*same) - {"prune.layers"}  # their fraction and period read
+                            if len({leaves.get(k) for leaves in same}) > 1),
+                           key=lambda k: (k != "model", k != "dataset", k))
+        chosen: list[str] = [k for k in keys if k in differing]
+        while differing and len({tuple(leaves.get(k) for k in chosen) for leaves in same}) < len(same):
+            told = {k: len({tuple(leaves.get(c) for c in [*chosen, k]) for leaves in same}) for k in differing}
+            best = max(told, key=lambda k: told[k])  # the first of the most telling, in preference order
+            if best in chosen:
+                break
+            chosen.append(best)
+        keys += [k for k in chosen if k not in keys]
     return keys
 
 
