@@ -246,3 +246,46 @@ def test_random_images_meet_the_dataset_contract_and_declare_their_shape_without
     assert (shape.input_shape, shape.n_train, shape.n_test) == ((3, 8, 8), 20, 20)
     with pytest.raises(ValueError, match="random-images needs"):
         component.factory(classes=1)
+
+
+def test_the_speed_suite_trains_nothing_and_times_single_weights_in_a_sparse_format_too():
+    from gstbench.plan.suite import load_suite
+    from gstbench.run.cost import estimate
+
+    registry = Registry()
+    suite = load_suite(registry, "speed", placeholders=True, build_models=False)
+    assert all(cell.train.epochs == 0 for cell in suite.cells)
+    assert estimate(suite, registry, placeholders=True)["epochs"] == 0  # no training epoch in the whole matrix
+    pruned = [cell for cell in suite.cells if cell.prune]
+    assert len(pruned) == 4 * 8 and {cell.rewind.id for cell in pruned} == {"gstbench:finetune"}
+    for cell in pruned:
+        runtimes = dict(cell.metrics[0].options)["runtimes"]
+        assert ("gstbench:sparse-csr" in runtimes) == (cell.prune.granularity == "weights")
+    # its configurations share labels but for the model and the level, which the labels then name
+    from gstbench.plan.selection import config_label, distinguishing_keys
+
+    keys = distinguishing_keys(suite.cells, list(suite.axes))
+    assert keys == ["prune.fraction", "model"]
+    labels = [config_label(cell, list(suite.axes), keys) for cell in suite.cells]
+    assert len(set(labels)) == len(labels) and "l1 smallest mask 1 round fraction=0.3 model=cnn1d" in labels[1]
+
+
+def test_compile_compiles_every_pair_for_itself_past_dynamos_recompile_limit():
+    """Every Sequential shares one forward: without a fresh cache per pair, dynamo stops compiling after 8
+    networks and runs the rest eagerly, saying so only in a log line (torch's loggers do not propagate)."""
+    import logging
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logger = logging.getLogger("torch._dynamo")
+    logger.addHandler(handler)
+    compiled = {"compile": _runtime("compile")}
+    try:
+        for width in range(5, 10):  # 5 pairs: 10 networks of other shapes
+            pruned = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, width)).eval()
+            parent = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 2 * width)).eval()
+            measure(pruned, parent, torch.randn(2, *SHAPE), {"batch1": 1}, compiled, (2.0, 1.0), warmup=1, repeats=3)
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in said if "recompile_limit" in m], said

@@ -12,7 +12,8 @@ from gstbench.plugins import Registry
 from conftest import run_cli
 
 KINDS = ("scorers", "targets", "effectors", "rewinds", "regularizers", "metrics", "models", "datasets")
-SUITES = ("smoke", "ci", "tradeoff", "flatness", "permanence", "rate", "methods", "ood", "rewind", "heads", "posttrain")
+SUITES = ("smoke", "ci", "tradeoff", "flatness", "permanence", "rate", "methods", "ood", "rewind", "heads", "posttrain",
+          "speed")
 
 
 class Shadow:
