@@ -26,7 +26,9 @@ class SpecError(GstbenchError):
         self.source = source
         self.key = key
         where = ", ".join(p for p in (source and f"in {source}", key and f"at key '{key}'") if p)
-        super().__init__(f"{where}: {message}" if where else message)
+        text = f"{where}: {message}" if where else message
+        # one line whatever a suite file's keys or values hold (a key with a newline in it, written back)
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class StorageError(GstbenchError):

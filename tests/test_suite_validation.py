@@ -211,3 +211,13 @@ def test_a_directory_named_like_a_suite_does_not_hide_it(tmp_path, registry, mon
     assert load_suite(registry, "rate").name == "rate"
     with pytest.raises(GstbenchError, match="does not exist"):
         load_suite(registry, "missing.toml")
+
+
+def test_a_key_with_a_newline_in_it_is_refused_in_one_line(registry, tmp_path):
+    """TOML allows any quoted key; the refusal writes it back escaped (the suite-file fuzz found one that broke
+    the line)."""
+    path = tmp_path / "nl.toml"
+    path.write_text((DATA / "tiny.toml").read_text().replace("[base]", '[base]\n"bad\\nkey" = 1', 1))
+    with pytest.raises(SpecError) as caught:
+        load_suite(registry, str(path))
+    assert "\n" not in str(caught.value) and "bad\\nkey" in str(caught.value), str(caught.value)
