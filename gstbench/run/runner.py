@@ -235,6 +235,8 @@ def run_suite(suite: Suite, out: Path | str, registry: Registry, options: RunOpt
         if close is not None:
             close()  # stops the executor's workers now, not after their cells
         leases.drop_all()
+    if pending:  # a killed run's writer may still have been dying when the sweep at the start looked
+        _sweep_dead_temps(store.root)
     return RunSummary(Path(out), len(suite.cells), len(suite.cells) - len(pending) + counts["meanwhile"],
                       counts["ran"], counts["failed"], counts["elsewhere"], getattr(runner, "chosen", options.executor),
                       reused, retrained)
@@ -253,9 +255,7 @@ def _pending(suite: Suite, store: Store, to_run: Callable[[CellResult | None], b
         if to_run(files.result):
             pending.append(spec)
     # even where every cell has finished since (its training, parent or training lease was being written when it died)
-    for entry in [*(store.root / "parents").glob("*"), *(store.root / TRAININGS).glob("*"),
-                  *(store.root / TRAINING_LEASES).glob("*")]:
-        remove_dead_temps(entry)
+    _sweep_dead_temps(store.root)
     trainings_here = TrainingStore(store.root)
     damaged = list(trainings_here.damaged())
     if pending or not store.suite_is(summary) or damaged:
@@ -268,6 +268,12 @@ def _pending(suite: Suite, store: Store, to_run: Callable[[CellResult | None], b
             for spec in pending:  # spec.json first: a report can tell missing cells from absent ones
                 store.begin(spec, clean=False)
     return pending
+
+
+def _sweep_dead_temps(root: Path) -> None:
+    """Remove the temp files that processes of this host, now gone, left in the shared stores."""
+    for entry in [*(root / "parents").glob("*"), *(root / TRAININGS).glob("*"), *(root / TRAINING_LEASES).glob("*")]:
+        remove_dead_temps(entry)
 
 
 def check_reusable(directory: Path, out: Path) -> None:
