@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gstbench.builtin.latency import batch_input, summary_ms, time_in_turns
+from gstbench.engine.evaluation import eval_mode
 from gstbench.errors import GstbenchError
 
 
@@ -54,30 +55,36 @@ def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
 
     eager = Eager()
     out: dict[str, dict[str, Any]] = {}
-    for name, runtime in runtimes.items():
-        why = runtime.unavailable(pruned, x.device) or runtime.unavailable(parent, x.device)
-        if why:
-            out[name] = {"unavailable": why}
-            continue
-        out[name] = {}
-        for label, batch in batches.items():
-            xb = batch_input(x, batch)
-            calls, prepare_s, diff = {}, {}, {}
-            if hasattr(runtime, "fresh"):  # e.g. torch.compile's caches, so that each pair compiles for itself
-                runtime.fresh()
-            for role, model in (("pruned", pruned), ("parent", parent)):
-                t0 = time.perf_counter()
-                # a sparse format is timed against the dense parent in eager, the baseline it competes with
-                calls[role] = (eager if role == "parent" and getattr(runtime, "sparse", False) else runtime).prepare(
-                    model, xb)
-                prepare_s[role] = time.perf_counter() - t0
-                with torch.inference_mode():
-                    reference = model.eval()(xb)
-                diff[role] = check_outputs(name, reference, calls[role](xb), runtime.tolerance)
-            seconds = time_in_turns(calls, xb, warmup, repeats)
-            mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
-            out[name][label] = {"batch": batch, "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine,
-                                "parent_ms": theirs, **speedups(theirs["median"], mine["median"], *macs)}
+    with eval_mode(pruned), eval_mode(parent):  # as the runtimes expect them; each model's own mode restored after
+        for name, runtime in runtimes.items():
+            # a sparse format is timed against the dense parent in eager, the baseline it competes with
+            runs = {"pruned": runtime, "parent": eager if getattr(runtime, "sparse", False) else runtime}
+            why = runs["pruned"].unavailable(pruned, x.device) or runs["parent"].unavailable(parent, x.device)
+            out[name] = {"unavailable": why} if why else _timed(name, runtime, runs, pruned, parent, x, batches,
+                                                                  macs, warmup, repeats)
+    return out
+
+
+def _timed(name: str, runtime: Any, runs: dict[str, Any], pruned: nn.Module, parent: nn.Module, x: torch.Tensor,
+           batches: dict[str, int], macs: tuple[float, float], warmup: int, repeats: int) -> dict[str, Any]:
+    """One runtime's rows of ``measure``, per batch label; ``runs``: which runtime runs each of the two networks."""
+    out: dict[str, Any] = {}
+    for label, batch in batches.items():
+        xb = batch_input(x, batch)
+        calls, prepare_s, diff = {}, {}, {}
+        if hasattr(runtime, "fresh"):  # e.g. torch.compile's caches, so that each pair compiles for itself
+            runtime.fresh()
+        for role, model in (("pruned", pruned), ("parent", parent)):
+            t0 = time.perf_counter()
+            calls[role] = runs[role].prepare(model, xb)
+            prepare_s[role] = time.perf_counter() - t0
+            with torch.inference_mode():
+                reference = model(xb)
+            diff[role] = check_outputs(name, reference, calls[role](xb), runtime.tolerance)
+        seconds = time_in_turns(calls, xb, warmup, repeats)
+        mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
+        out[label] = {"batch": batch, "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine,
+                      "parent_ms": theirs, **speedups(theirs["median"], mine["median"], *macs)}
     return out
 
 
@@ -93,8 +100,8 @@ def zero_weight_macs(model: nn.Module, example: torch.Tensor) -> float:
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
     try:
-        with torch.inference_mode():
-            model.eval()(example[:1])
+        with torch.inference_mode(), eval_mode(model):
+            model(example[:1])
     finally:
         for handle in handles:
             handle.remove()
@@ -125,9 +132,9 @@ class SpeedMetric:
 
         slim, removed = slim_network(ctx)
         parent, example = ctx.parent.model, ctx.data.x_test[:1]
-        with torch.inference_mode():
-            parent_macs = float(tp.utils.count_ops_and_params(parent.eval(), example)[0])
-            slim_macs = float(tp.utils.count_ops_and_params(slim.eval(), example)[0])
+        with torch.inference_mode(), eval_mode(parent), eval_mode(slim):
+            parent_macs = float(tp.utils.count_ops_and_params(parent, example)[0])
+            slim_macs = float(tp.utils.count_ops_and_params(slim, example)[0])
         pruned_macs = slim_macs - zero_weight_macs(slim, example)
         registry = get_registry()
         built = {key_of(r): registry.build("runtimes", ComponentRef(r if ":" in r else f"gstbench:{r}"))

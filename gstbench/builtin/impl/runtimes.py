@@ -1,8 +1,8 @@
 """What the built-in runtimes build: eager, torch.compile, ONNX Runtime, sparse CSR and 2:4 semi-structured.
 
 Registered in gstbench/builtin/runtimes.py. Each says in one line why it cannot run a model on a device
-(``unavailable``) and makes the model ready for one input shape (``prepare``); ``tolerance`` is how far its
-outputs may stand from eager's (rtol, atol) before its times mean nothing (gstbench/builtin/speed.py checks).
+(``unavailable``) and makes the model, in eval mode, ready for one input shape (``prepare``); ``tolerance`` is how
+far its outputs may stand from eager's (rtol, atol) before its times mean nothing (gstbench/builtin/speed.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Eager:
         return None
 
     def prepare(self, model: nn.Module, example: torch.Tensor) -> Call:
-        return _inference(model.eval())
+        return _inference(model)
 
 
 class Compiled:
@@ -69,7 +69,7 @@ class Compiled:
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU hosts
 
     def prepare(self, model: nn.Module, example: torch.Tensor) -> Call:
-        compiled = torch.compile(model.eval(), backend="inductor", mode=self.mode, dynamic=False)
+        compiled = torch.compile(model, backend="inductor", mode=self.mode, dynamic=False)
         run = _inference(compiled)
         run(example)  # compiles for this shape: the preparation, not a timed call
         return run
@@ -94,7 +94,7 @@ class OnnxRuntime:
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model.eval(), (example,), dynamo=True, verbose=False)
+            program = torch.onnx.export(model, (example,), dynamo=True, verbose=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         provider = "CUDAExecutionProvider" if example.device.type == "cuda" else "CPUExecutionProvider"
@@ -189,7 +189,8 @@ class SemiStructured:
         if device.type != "cuda" or not torch.cuda.is_available():
             return f"semi-structured 2:4 kernels run on CUDA GPUs (compute capability 8.0+), not {device.type}"
         if torch.cuda.get_device_capability(device) < (8, 0):
-            return f"semi-structured 2:4 kernels need compute capability 8.0+; {torch.cuda.get_device_name(device)} has less"
+            return (f"semi-structured 2:4 kernels need compute capability 8.0+; {torch.cuda.get_device_name(device)} "
+                    f"has less")
         if not any(isinstance(m, nn.Linear) and has_2_4_pattern(m.weight) for m in model.modules()):
             return "no linear layer's weights have the 2:4 pattern (2 zeros in every 4 consecutive inputs)"
         return None
