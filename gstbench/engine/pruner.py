@@ -171,7 +171,6 @@ class Pruner:
             alive.append(layer.alive_flat)
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
         count = min(count, int(alive_cat.sum()))
-        tied = 0
         if tied_count(scores_cat[alive_cat]):
             draw = torch.Generator().manual_seed((self.ctx.batch_seed * 1_000_003 + self.ctx.step) * 64 + salt)
             order = torch.randperm(scores_cat.numel(), generator=draw)

@@ -17,7 +17,7 @@ from gstbench.store.cell_result import Curves, PruningEvent, Round
 from gstbench.components import Evaluated, PruningContext, RewindContext
 from gstbench.plan.seeds import REINIT, TWIN_DATA_ORDER, derived_seed
 from gstbench.engine.artifacts import keep_model
-from gstbench.engine.evaluation import evaluate, measure
+from gstbench.engine.evaluation import measure
 from gstbench.store.store import round_model
 from gstbench.engine.lmc import linear_mode_connectivity, weight_distance
 from gstbench.engine.loop import Hooks, Trained, Trainer, clone_state

@@ -19,6 +19,12 @@ def words(key: str) -> str:
     return WORDS.get(key, key.replace("_", " "))
 
 
+def band(stat: dict[str, Any]) -> tuple[float, float, float]:
+    """A statistic's mean, low and high in percent (the mean where there is no interval)."""
+    mean = stat["mean"]
+    return tuple(100 * (stat.get(end) if stat.get(end) is not None else mean) for end in ("mean", "low", "high"))
+
+
 def tick_label(value: float) -> str:
     """A tick as people write it: 2.6, not 2.64706; 13, not 12.8571; 0.25 below 1."""
     if value >= 10:

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 
-from gstbench.reports.figure_style import legend, log_x, method_styles, words
-
-
-def _band(stat: dict[str, Any]) -> tuple[float, float, float]:
-    """Mean, low and high in percent (the mean where there is no interval)."""
-    mean = stat["mean"]
-    return tuple(100 * (stat.get(end) if stat.get(end) is not None else mean) for end in ("mean", "low", "high"))
+from gstbench.reports.figure_style import band, legend, log_x, method_styles, words
 
 
 def levels_figure(ax, suite, groups, report) -> str | None:
@@ -39,7 +32,7 @@ def levels_figure(ax, suite, groups, report) -> str | None:
     for method, stats in by_method.items():
         at = [level for level in numeric if level in stats]
         xs = [100 * level_value(level) if shares else level_value(level) for level in at]
-        mean, low, high = (np.array(v) for v in zip(*(_band(stats[level]) for level in at)))
+        mean, low, high = (np.array(v) for v in zip(*(band(stats[level]) for level in at)))
         ax.plot(xs, mean, markersize=4, linewidth=1, label=method, **styles[method])
         ax.fill_between(xs, low, high, color=styles[method]["color"], alpha=0.1)
     parent = (methods["unpruned"].get(methods["rank"]) or {}).get("mean")
@@ -75,7 +68,7 @@ def pareto_figure(key: str, xlabel: str, ax, suite, groups, report) -> str | Non
             x, y = (row.get(key) or {}).get("mean"), row.get(rank) or {}
             if x is None or y.get("mean") is None:
                 continue
-            mean, low, high = _band(y)
+            mean, low, high = band(y)
             lines[row["method"]].append((x, mean, mean - low, high - mean))
     if not lines:
         return f"no method measured {key}"

@@ -32,7 +32,7 @@ from gstbench.errors import GstbenchError
 from gstbench.names import inside
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.selection import config_label
-from gstbench.reports.figure_style import legend, log_x, tick_label
+from gstbench.reports.figure_style import band, legend, log_x, tick_label
 from gstbench.reports.method_figures import critical_difference, levels_figure, pareto_figure
 from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
 from gstbench.reports.stats import correlation, is_number, mean_interval
@@ -286,9 +286,7 @@ def _remaining(ax, suite, groups, report) -> str | None:
         rounds = min(len(r) for r in per_run)
         remaining = [100 * (1 - np.mean([r[i].sparsity for r in per_run])) for i in range(rounds)]
         stats = [mean_interval([r[i].final_test_acc for r in per_run]) for i in range(rounds)]
-        mean = np.array([100 * s["mean"] for s in stats])
-        low = np.array([100 * s["low"] if s["low"] is not None else 100 * s["mean"] for s in stats])
-        high = np.array([100 * s["high"] if s["high"] is not None else 100 * s["mean"] for s in stats])
+        mean, low, high = (np.array(v) for v in zip(*map(band, stats)))
         line, = ax.plot(remaining, mean, marker="o", markersize=3, label=f"{label} (n={len(per_run)})")
         ax.fill_between(remaining, low, high, color=line.get_color(), alpha=0.15)
     if unit is None:

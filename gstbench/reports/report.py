@@ -23,7 +23,8 @@ from gstbench.reports.methods import compare_methods
 from gstbench.errors import GstbenchError, closest
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
-from gstbench.plan.selection import LABEL_ORDER, SHOWN_AXES, describe_config, in_group, label_at, label_text, outside_scope
+from gstbench.plan.selection import (LABEL_ORDER, SHOWN_AXES, describe_config, in_group, label_at, label_text,
+                                     outside_scope)
 from gstbench.reports.stats import (INTERVALS, correlation, describe_interval, is_number,
                                     mean_interval, prune_potential, welch_difference)
 
