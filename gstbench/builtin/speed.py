@@ -155,7 +155,7 @@ class SpeedMetric:
             out[f"speed_{runtime}_prepare_s"] = {label: row["prepare_s"] for label, row in rows.items()}
         out["speed_unavailable"] = unavailable
         out["speed_settings"] = {
-            "runtimes": self.runtimes, "batches": {"batch1": 1, "batch": self.batch}, "warmup": self.warmup,
+            "runtimes": self.runtimes, "sparse": [k for k, r in built.items() if getattr(r, "sparse", False)], "batches": {"batch1": 1, "batch": self.batch}, "warmup": self.warmup,
             "repeats": self.repeats, "device": str(ctx.device), "device_name": device_name(ctx.device),
             "threads": torch.get_num_threads(), "dead_units_removed": removed,
             "macs": {"parent": parent_macs, "pruned": pruned_macs, "pruned_dense": slim_macs},

@@ -289,8 +289,8 @@ def _scale_table(raw: dict, scale: str, name: str, path: Path) -> tuple[dict, di
     scales = raw.get("scales", {})
     _check(scales, set(scales), "scales", source)
     if scale not in scales:
-        raise SpecError(f"suite has no scale '{scale}'{closest(scale, scales)}; its scales: {', '.join(scales)}",
-                        source=source, key="scales")
+        known = f"its scales: {', '.join(scales)}" if scales else f"declare one: [scales.{scale}]"
+        raise SpecError(f"suite has no scale '{scale}'{closest(scale, scales)}; {known}", source=source, key="scales")
     sc = scales[scale]
     _check(sc, SCALE_KEYS, f"scales.{scale}", source)
     if "unavailable" in sc:

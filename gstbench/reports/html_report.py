@@ -179,6 +179,8 @@ def report_html(results: RunResults, report: Leaderboard) -> str:
             body.append(f"<p>{escape(caption)}</p>")
             if headers:
                 body.append(_table(headers, rows))
+    if report.speed is not None:
+        body += _speed_section(report.speed)
     drawn, skipped = [], []
     for name, fig, why in figures(results, report):
         if fig is None:
@@ -210,6 +212,20 @@ def report_html(results: RunResults, report: Leaderboard) -> str:
     body += _environment_section(results)
     body += ["<h2>The full text report</h2>", f"<pre>{escape(render_leaderboard(report))}</pre>"]
     return _page(title, body)
+
+
+def _speed_section(speed: dict[str, Any]) -> list[str]:
+    """Per network: the measured and the delivered speed-ups per runtime and batch, and their notes."""
+    from gstbench.reports.speed_tables import caption, network_notes, network_table, threads
+
+    out = ["<h2>Speed: measured against predicted</h2>",
+           f"<p class=note>Measured on {escape(str(speed['device']))}, {escape(threads(speed['threads']))} per "
+           f"network timed: a speed-up belongs to this machine and runtime.</p>"]
+    for network in speed["networks"]:
+        for what in ("realized", "delivered"):
+            out += [f"<p>{escape(caption(network, what))}</p>", network_table(network, what, "html")]
+        out.append('<ul class="note">' + "".join(f"<li>{escape(n)}</li>" for n in network_notes(network)) + "</ul>")
+    return out
 
 
 def _seeds(suite: dict[str, Any]) -> str:

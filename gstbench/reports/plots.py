@@ -33,6 +33,7 @@ from gstbench.names import inside
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.selection import config_label
 from gstbench.reports.figure_style import band, legend, log_x, tick_label
+from gstbench.reports.speed_figures import speed_figures
 from gstbench.reports.method_figures import critical_difference, levels_figure, pareto_figure
 from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
 from gstbench.reports.stats import correlation, is_number, mean_interval
@@ -107,8 +108,11 @@ def figures(results: RunResults, report: Leaderboard):
                        ("pareto_accuracy_vs_latency", functools.partial(
                            pareto_figure, "latency_large_ms", "measured latency of a large batch, ms (log; the "
                                                               "batch: the latency metric's large_batch)")),
-                       ("critical_difference", critical_difference), *pairs):
-        wide = name.startswith(("pareto", "critical", "accuracy_vs"))  # many lines: room for the legend or labels
+                       ("critical_difference", critical_difference), *speed_figures(), *pairs):
+        if report.untrained and not name.startswith("speed"):
+            yield name, None, "no run trained its network: an untrained network's accuracy says nothing"
+            continue
+        wide = name.startswith(("pareto", "critical", "accuracy_vs", "speed"))  # many lines: room for the legend or labels
         fig, ax = plt.subplots(figsize=(10, 5.5) if wide else (7, 4.5), constrained_layout=True)
         why = draw(ax, suite, groups, report)
         if why:

@@ -20,6 +20,7 @@ from gstbench.store.cell_result import CellResult, Round
 from gstbench.reports.claim_stats import NOT_RUN
 from gstbench.reports.claims import Run, evaluate_claims
 from gstbench.reports.methods import compare_methods
+from gstbench.reports.speed_tables import speed_summary
 from gstbench.errors import GstbenchError, closest
 from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.suite import PRUNE_POTENTIAL_DELTA
@@ -89,6 +90,8 @@ class Leaderboard:
     claims: list[dict[str, Any]]
     answer: dict[str, Any] | None = None  # the suite's question, answered
     methods: dict[str, Any] | None = None  # the comparison of methods by level (reports/methods.py)
+    speed: dict[str, Any] | None = None  # realized against predicted speed-ups per network (reports/speed_tables.py)
+    untrained: bool = False  # no finished run trained its network (the speed suite): its accuracies say nothing
     extra_axes: list[str] = field(init=False)  # the suite's axes that get their own column (computed once)
 
     def __post_init__(self) -> None:
@@ -115,6 +118,8 @@ class Leaderboard:
             out["answer"] = self.answer
         if self.methods is not None:
             out["methods"] = self.methods
+        if self.speed is not None:
+            out["speed"] = self.speed
         out["claims"] = self.claims
         return out
 
@@ -195,6 +200,8 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         claims_for(suite, finished),
         answer_question(suite["question"], runs, rank, stat) if suite.get("question") else None)
     board.methods = compare_methods(suite, board.rows, finished, rank, stat)  # the rows with every label column
+    board.speed = speed_summary(finished)
+    board.untrained = bool(finished) and all(spec.train.epochs == 0 for spec, _ in finished)
     return board
 
 

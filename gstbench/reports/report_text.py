@@ -10,6 +10,7 @@ from tabulate import tabulate
 from gstbench.plan.config import short_hash
 from gstbench.reports.claims import render_claims
 from gstbench.reports.methods import render_methods
+from gstbench.reports.speed_tables import render_speed
 from gstbench.reports.report import ROW_STATS, TABLE_STATS, TWIN_STATS, Leaderboard, Row, value_of
 from gstbench.reports.stats import format_number, format_percent
 
@@ -122,6 +123,8 @@ def render_leaderboard(report: Leaderboard, tablefmt: str = "simple") -> str:
     lines += _render_analyses(report, tablefmt)
     if report.methods is not None:
         lines += render_methods(report.methods, tablefmt)
+    if report.speed is not None:
+        lines += ["", *render_speed(report.speed, tablefmt)]
     if report.answer:
         lines += _render_answer(report.answer, tablefmt)
     lines += render_claims(report.claims, tablefmt)

@@ -17,6 +17,7 @@ from gstbench.reports.claim_stats import format_effect, format_power
 from gstbench.reports.claims import count_verdicts, label_of
 from gstbench.reports.methods import curve_table
 from gstbench.reports.report import TABLE_STATS, Leaderboard, Row
+from gstbench.reports.speed_tables import render_speed
 from gstbench.reports.report_text import problem_lines, tie_warnings, totals_line
 from gstbench.plan.selection import label_text
 from gstbench.reports.stats import format_number, format_percent
@@ -29,7 +30,8 @@ MIN_METHOD = 24  # a method's name in the curve: below this the intervals give w
 def render_run_summary(report: Leaderboard, out: Path, width: int = WIDTH) -> str:
     """The end of ``run``: the leaderboard's rows, the claims' verdicts, the cells' totals and where the full
     report is; no line longer than ``width``."""
-    lines = [*_leaderboard_lines(report, width), *_curve_lines(report, width), *_claim_lines(report.claims, width)]
+    lines = [*([] if report.untrained else _leaderboard_lines(report, width)), *_curve_lines(report, width),
+             *_speed_lines(report, width), *_claim_lines(report.claims, width)]
     prose = [*tie_warnings(report.rows), _totals(report), *problem_lines(report)]
     lines += [textwrap.fill(text, width=width, subsequent_indent="  ", break_long_words=True) for text in prose]
     lines += ["full tables, each claim's parts, the legend (a page: add --format html --output report.html):",
@@ -75,6 +77,16 @@ def _curve_lines(report: Leaderboard, width: int) -> list[str]:
     room = max(room, MIN_LABEL)
     table = tabulate([[_shorten(r[0], room), *r[1:]] for r in rows], headers=headers, disable_numparse=True)
     return [textwrap.fill(caption, width=width, subsequent_indent="  "), table, ""]
+
+
+def _speed_lines(report: Leaderboard, width: int) -> list[str]:
+    """Each network's realized speed-ups per runtime and batch beside the predicted one, where the run measured
+    speed and compares no methods (a methods comparison's curve is its summary; the report has the tables)."""
+    if report.speed is None or report.methods:
+        return []
+    return [block if "\n" in block else  # a table stays as it is; a sentence is wrapped
+            textwrap.fill(block, width=width, subsequent_indent="  ", break_on_hyphens=False)
+            for block in render_speed(report.speed, delivered=False)]
 
 
 def _titles(rows: list[Row]) -> tuple[list[str], str]:
