@@ -44,6 +44,8 @@ TEMPORARY = "temporary"  # effector: targeted units come back after a while (zer
 SOFT = "soft"
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
 GROUPS = "groups"  # scorer or effector: also works on declared groups of coupled slices (heads, neurons)
+# scorer: its scores of filters, heads or neurons compare across layers (a global ranking of them needs it)
+ACROSS_LAYERS = "across-layers"
 MAPS_2D = "2d-maps"  # scorer: reads 2-D feature maps (images); refused on 1-D signals
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)

@@ -3,6 +3,8 @@ pruning (finetune@0) with a calibration size, data-order stability."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -222,7 +224,8 @@ def test_single_weight_masks_train_like_filter_masks_in_a_schedule(registry):
       "prune__effector": {"name": "zero", "steps": 5}}, "prune.effector", "never make the network sparser"),
     ({"prune__granularity": "filters", "prune__scope": "layer", "prune__layers": ["conv4"],
       "prune__effector": "remove"}, "prune.effector", "unpruned shapes"),
-    ({"prune__granularity": "filters"}, "prune.scope", "empty a whole layer"),
+    ({"prune__granularity": "filters", "prune__layers": ["conv2", "conv3"]}, "prune.scope",
+     "does not declare its scores comparable across layers"),
     ({"rewind": "weights@3ep"}, "rewind", "not inside training"),
     ({"prune__rounds": 0, "rewind": "none", "prune__start": "1ep"}, "prune.layers.classifier.end", "missing"),
     ({"prune__start": "1ep"}, "prune.start", "no meaning"),
@@ -290,3 +293,30 @@ def test_lmc_and_distance_on_known_models(registry):
     w = sa["classifier.weight"]
     assert weight_distance({"w": w}, {"w": -w}, ["w"]) == pytest.approx(2.0)
     assert weight_distance({"w": w}, {"w": 2 * w}, ["w"]) == pytest.approx(1 / 1.5)
+
+
+@pytest.mark.parametrize("fraction, pruned", [(0.9, 51), (0.99, 52)])  # ceil(f * 56), at most 56 less 1 a layer
+def test_a_global_ranking_of_filters_by_mean_magnitude_prunes_layers_unevenly_and_empties_none(registry, fraction,
+                                                                                               pruned):
+    layers = ["conv1", "conv2", "conv3", "conv4"]
+    sizes = {"conv1": 8, "conv2": 16, "conv3": 16, "conv4": 16}
+    cfg = config(train={"epochs": 0, "batch_size": 64}, rewind="finetune@0",
+                 prune={"scorer": "magnitude", "target": "smallest", "effector": "mask", "scope": "global",
+                        "rounds": 1, "fraction": fraction, "layers": layers})
+    result = run_cell(cell_from_config(cfg, 0, registry), registry)
+    assert result.status == "ok", result.traceback
+    cut = result.events[0].layers
+    assert sum(c.count for c in cut.values()) == pruned == min(math.ceil(fraction * 56), 56 - 4)
+    assert all(cut[n].remaining >= 1 for n in cut) and set(cut) <= set(layers)  # no layer emptied
+    assert sum(cut[n].remaining for n in cut) + sum(sizes[n] for n in layers if n not in cut) == 56 - pruned
+    # mean |w| shrinks with fan-in at initialization: the deeper layers go first, the shares differ
+    shares = {n: (cut[n].count if n in cut else 0) / sizes[n] for n in layers}
+    assert len(set(shares.values())) > 1, shares
+
+
+def test_a_global_ranking_of_a_norm_would_favour_large_units_and_is_refused_in_one_line(registry):
+    cfg = config(prune={"scorer": "l1", "target": "smallest", "effector": "mask", "scope": "global", "rounds": 2,
+                        "fraction": 0.5, "layers": ["conv2", "conv3"]})
+    with pytest.raises(SpecError, match="use gstbench:magnitude") as err:
+        validate_cells([cell_from_config(cfg, 0, registry, source="s.toml")], registry, "s.toml")
+    assert err.value.key == "prune.scope" and "\n" not in str(err.value)

@@ -263,7 +263,7 @@ def test_the_speed_suite_trains_nothing_and_times_single_weights_in_a_sparse_for
     assert all(cell.train.epochs == 0 for cell in suite.cells)
     assert estimate(suite, registry, placeholders=True)["epochs"] == 0  # no training epoch in the whole matrix
     pruned = [cell for cell in suite.cells if cell.prune]
-    assert len(pruned) == 4 * 8 and {cell.rewind.id for cell in pruned} == {"gstbench:finetune"}
+    assert len(pruned) == 4 * 9 and {cell.rewind.id for cell in pruned} == {"gstbench:finetune"}
     for cell in pruned:
         runtimes = dict(cell.metrics[0].options)["runtimes"]
         assert ("gstbench:sparse-csr" in runtimes) == (cell.prune.granularity == "weights")
@@ -274,6 +274,7 @@ def test_the_speed_suite_trains_nothing_and_times_single_weights_in_a_sparse_for
     assert keys == ["prune.fraction", "model"]
     labels = [config_label(cell, list(suite.axes), keys) for cell in suite.cells]
     assert len(set(labels)) == len(labels) and "l1 smallest mask 1 round fraction=0.3 model=cnn1d" in labels[1]
+    assert "magnitude smallest mask 1 round global fraction=0.5 model=cnn1d" in labels[5]
 
 
 def test_compile_compiles_every_pair_for_itself_past_dynamos_recompile_limit():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gstbench.builtin import scorers, targets
@@ -20,6 +21,22 @@ def test_norm_scorers_are_plain_filter_norms():
     w = layer.conv.weight.detach()
     torch.testing.assert_close(scorers.l2().score(layer, ctx_for(model)), w.flatten(1).norm(dim=1))
     torch.testing.assert_close(scorers.l1().score(layer, ctx_for(model)), w.abs().flatten(1).sum(dim=1))
+
+
+def test_magnitude_of_a_filter_or_a_head_is_the_mean_magnitude_of_its_weights():
+    from gstbench.builtin.models import transformer
+    from gstbench.pruning import unit_weights
+
+    model = cnn1d((1, 40), 10)
+    layer = layer_states(model, ["conv2"])["conv2"]
+    torch.testing.assert_close(scorers.magnitude().score(layer, ctx_for(model)),
+                               layer.conv.weight.detach().abs().flatten(1).mean(dim=1))
+    vit = transformer((1, 40), 10, dim=16, depth=1, heads=4, head_dim=4, hidden=24, patch=4)
+    heads = layer_states(vit, ["block1.heads"])["block1.heads"]
+    torch.testing.assert_close(scorers.magnitude().score(heads, ctx_for(vit)),
+                               unit_weights(vit, heads.spec).abs().mean(dim=1))
+    with pytest.raises(ValueError, match="compare = 'output' ranks single weights"):
+        scorers.magnitude(compare="output").score(layer, ctx_for(model))
 
 
 def test_random_scores_follow_the_cell_generator_not_the_global_rng():

@@ -24,10 +24,11 @@ train = { epochs = 0, batch_size = 50 }
 [[include]]
 model = {{ name = "gstbench:cnn1d", channels = [8, 16, 16, 16] }}
 dataset = {{ name = "gstbench:mnist1d", num_samples = 200, train_split = 0.5 }}
-prune = {{ scorer = "gstbench:l1", target = "gstbench:smallest", effector = "gstbench:mask", rounds = 1, fraction = {f}, {g}layers = ["conv2", "conv3"] }}
+prune = {{ scorer = "gstbench:{scorer}", target = "gstbench:smallest", effector = "gstbench:mask", rounds = 1, fraction = {f}, {g}layers = ["conv2", "conv3"] }}
 rewind = "gstbench:finetune@0"
 metrics = [{{ name = "gstbench:speed", runtimes = ["gstbench:eager", "gstbench:sparse-csr"], batch = 8, warmup = 1, repeats = 3 }}]
-""" for f, g in ((0.5, ""), (0.5, 'granularity = "weights", '), (0.9, 'granularity = "weights", ')))
+""" for scorer, f, g in (("l1", 0.5, ""), ("magnitude", 0.5, 'scope = "global", '),
+                        ("magnitude", 0.5, 'granularity = "weights", '), ("magnitude", 0.9, 'granularity = "weights", ')))
 
 
 @pytest.mark.parametrize("points, found, text", [
@@ -55,12 +56,14 @@ def test_a_speed_run_prints_each_networks_measured_and_predicted_speedups_and_dr
             in " ".join(screen.split()))  # the caption wrapped to the width
     lines = {line.split("  ")[0]: line.split() for line in screen.splitlines()
              if line.startswith(("filters 50%", "weights 50%", "weights 90%"))}
-    assert set(lines) == {"filters 50%", "weights 50%", "weights 90%"}
-    stored = {(label_at(spec, "prune.units"), float(label_at(spec, "prune.fraction"))): result.metrics
+    assert set(lines) == {"filters 50%", "filters 50% global", "weights 50%", "weights 90%"}
+    stored = {(label_at(spec, "prune.units"), float(label_at(spec, "prune.fraction")),
+               " global" if spec.prune.scope == "global" else ""): result.metrics
               for spec, result in load_results(out).finished if spec.prune}
-    assert len(stored) == 3
-    for (units, fraction), m in stored.items():  # the screen shows what was stored: predicted, then per runtime
-        row = lines[f"{units} {fraction:.0%}"]
+    assert len(stored) == 4
+    for (units, fraction, scope), m in stored.items():  # the screen shows what was stored: predicted, then runtimes
+        row = lines[f"{units} {fraction:.0%}{scope}"]
+        row = row[:2] + row[3:] if scope else row
         assert row[2] == f"{m['speed_predicted']:.2f}"
         assert row[3:6] == [f"{m['speed_eager_batch1_realized']:.2f}", "/", f"{m['speed_eager_batch_realized']:.2f}"]
         if units == "weights":

@@ -6,7 +6,7 @@ what they build is in impl/scorers.py.
 
 from __future__ import annotations
 
-from gstbench.components import GROUPS, MAPS_2D, NEEDS_ACTIVATIONS, WEIGHTS
+from gstbench.components import ACROSS_LAYERS, GROUPS, MAPS_2D, NEEDS_ACTIVATIONS, WEIGHTS
 from gstbench.plugins import hookimpl
 
 
@@ -88,7 +88,8 @@ def taylor(examples: int = 128):
 
 
 def magnitude(compare: str = "layer"):
-    """|w| of each single weight, compared within the layer (default) or within each output row."""
+    """|w| of each single weight, compared within the layer (default) or within each output row; of a filter,
+    head or neuron, the mean |w| of its weights: comparable across layers (scope = "global")."""
     from gstbench.builtin.impl.calibrated_scorers import MagnitudeScorer
 
     return MagnitudeScorer(str(compare))
@@ -121,6 +122,6 @@ def register_scorers(register):
     register("hrank", hrank, capabilities=[MAPS_2D])
     register("head-importance", head_importance, capabilities=[GROUPS])
     register("taylor", taylor, capabilities=[GROUPS])
-    register("magnitude", magnitude, capabilities=[WEIGHTS])
+    register("magnitude", magnitude, capabilities=[WEIGHTS, GROUPS, ACROSS_LAYERS])
     register("wanda", wanda, capabilities=[WEIGHTS, GROUPS])
     register("obs", obs, capabilities=[WEIGHTS])

@@ -168,7 +168,11 @@ class Pruner:
                                  f"'{name}' at step {self.ctx.step}: a scorer returns one finite float per unit "
                                  f"(dead ones included), as gstbench.testing.check_scorer checks")
             scores.append(s.flatten().float())
-            alive.append(layer.alive_flat)
+            alive.append(layer.alive_flat.clone())
+            if len(names) > 1 and self.prune.granularity != "weights" and bool(alive[-1].any()):
+                # a global ranking of units never empties a layer: its best alive unit is kept out of the list
+                keep = torch.where(alive[-1], scores[-1], torch.tensor(-math.inf)).argmax()
+                alive[-1][keep] = False
         scores_cat, alive_cat = torch.cat(scores), torch.cat(alive)
         count = min(count, int(alive_cat.sum()))
         if tied_count(scores_cat[alive_cat]):

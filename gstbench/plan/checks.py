@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gstbench.components import GROUPS, LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
+from gstbench.components import ACROSS_LAYERS, GROUPS, LOADS_WEIGHTS, MAPS_2D, REMOVES_UNITS, SOFT, TEMPORARY, WEIGHTS
 from gstbench.errors import GstbenchError, SpecError, UnknownComponent, closest
 from gstbench.plan.config import CellSpec
 from gstbench.plugins import Registry
@@ -194,6 +194,12 @@ def _check_pruned(spec: CellSpec, registry: Registry, subject: _Subject) -> None
                                 f"'{grouped[0]}' of model {spec.model.id} is a group of {subject.groups[grouped[0]]}; "
                                 f"pick one that declares the '{GROUPS}' capability (gstbench list {kind})",
                                 key=f"prune.{kind[:-1]}")
+    if prune.scope == "global" and prune.granularity != "weights" and \
+            ACROSS_LAYERS not in components["scorers"].capabilities:
+        raise SpecError(f"scope = \"global\" ranks the filters, heads or neurons of all its layers in one list, and "
+                        f"scorer '{components['scorers'].id}' does not declare its scores comparable across layers (a "
+                        f"norm grows with a unit's size); use gstbench:magnitude (a unit's mean |w|), a scorer with "
+                        f"the '{ACROSS_LAYERS}' capability, or scope = \"layer\"", key="prune.scope")
     if MAPS_2D in components["scorers"].capabilities and len(subject.input_shape) != 3:
         raise SpecError(f"scorer '{components['scorers'].id}' ranks filters by their 2-D feature maps, and dataset "
                         f"{spec.dataset.label} holds 1-D signals (examples of shape "

@@ -150,10 +150,6 @@ def _prune(d: Any, registry: Registry, source: str | None) -> PruneConfig | None
         if calibration < 1:
             raise SpecError(f"{calibration!r} must be >= 1 (training examples each calibrated scorer draws)",
                             source=source, key="prune.calibration")
-    if scope == "global" and granularity == "filters":
-        raise SpecError("a global ranking of filters can empty a whole layer (filter norms of different layers "
-                        "are not comparable); use scope = \"layer\", or granularity = \"weights\"",
-                        source=source, key="prune.scope")
     layers_in = d["layers"]
     if isinstance(layers_in, list) and all(isinstance(n, str) for n in layers_in):
         layers_in = {n: {} for n in layers_in}  # every layer takes the schedule written under [prune]

@@ -120,6 +120,8 @@ def describe_config(spec: CellSpec | dict[str, Any], axes: list[str] = (), disti
                "effector": short_label(prune["effector"]), "period": period}
     if prune is not None and (units := pruned_units(prune)):
         row["units"] = units
+    if prune is not None and prune.get("scope") == "global":  # one ranking over all the layers
+        row["units"] = f"{row['units']} global" if "units" in row else "global"
     for axis in axes:
         if axis not in SHOWN_AXES:
             row[axis] = label_at(spec, axis)

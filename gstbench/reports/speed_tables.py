@@ -57,7 +57,7 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
     for members in pooled.values():
         spec, ms = members[0][0], [m for _, m in members]
         row = {"units": label_at(spec, "prune.units"), "fraction": float(label_at(spec, "prune.fraction")),
-               "scorer": label_at(spec, "prune.scorer"), "n": len(ms), "predicted": _mean(ms, "speed_predicted"),
+               "scorer": label_at(spec, "prune.scorer"), "scope": label_at(spec, "prune.scope"), "n": len(ms), "predicted": _mean(ms, "speed_predicted"),
                "realized": {}, "delivered": {}, "ms": {}}
         for runtime in runtimes:
             for what in ("realized", "delivered", "ms"):
@@ -65,8 +65,8 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
                 if any(v is not None for v in values.values()):
                     row[what][runtime] = values
         rows.append(row)
-    rows.sort(key=lambda r: (r["units"] == "weights", r["units"], r["fraction"], r["scorer"]))
-    names = [f"{r['units']} {r['fraction']:.0%}" for r in rows]
+    rows.sort(key=lambda r: (r["units"] == "weights", r["units"], r["scope"] == "global", r["fraction"], r["scorer"]))
+    names = [f"{r['units']} {r['fraction']:.0%}" + (" global" if r["scope"] == "global" else "") for r in rows]
     for row, title in zip(rows, names):  # the scorer only where it tells two configurations apart
         row["pruning"] = title + (f" {row['scorer']}" if names.count(title) > 1 else "")
     parent_ms = {r: {label: _mean([m for _, m in runs], f"speed_{r}_{label}_parent_ms") for label in batches}

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gstbench.components import LayerState, PruningContext
-from gstbench.pruning import get_module, unit_rows
+from gstbench.pruning import get_module, unit_rows, unit_weights
 
 COMPARE = ("layer", "output")
 
@@ -38,16 +38,22 @@ def _check_compare(name: str, compare: str) -> str:
 
 
 class MagnitudeScorer:
-    """|w| of each weight, compared within the layer or within each output row."""
+    """|w| of each weight, compared within the layer or within each output row; a filter, head or neuron: the
+    mean |w| of its weights, which compares across layers as |w| does (a norm grows with the unit's size), so a
+    global ranking of units by it is global magnitude pruning's structured form."""
 
     def __init__(self, compare: str):
         self.compare = _check_compare("magnitude", compare)
 
     def score(self, layer: LayerState, ctx: PruningContext) -> torch.Tensor:
-        if layer.granularity != "weights":
-            raise ValueError(f"magnitude scores single weights; layer '{layer.name}' is pruned by "
-                             f"{'units' if layer.is_group else 'filters'} (use l1 or l2 there)")
-        return compared(layer.conv.weight.detach().abs().float(), self.compare).cpu()
+        if layer.granularity == "weights":
+            return compared(layer.conv.weight.detach().abs().float(), self.compare).cpu()
+        if self.compare != "layer":
+            raise ValueError(f"magnitude compares a filter, head or neuron with the others of its ranking "
+                             f"(compare = \"layer\"); compare = {self.compare!r} ranks single weights within "
+                             f"output rows, and layer '{layer.name}' is pruned by units")
+        rows = unit_weights(ctx.model, layer.spec) if layer.is_group else layer.conv.weight.detach().flatten(1)
+        return rows.abs().float().mean(dim=1).cpu()
 
 
 def input_rows(model: nn.Module, modules: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from gstbench import hookimpl
+from gstbench.components import ACROSS_LAYERS
 
 __version__ = "0.1.0"
 
@@ -83,5 +84,5 @@ SCORERS: dict[str, Callable[..., Any]] = {
 
 @hookimpl
 def register_scorers(register):
-    for name, factory in SCORERS.items():
-        register(name, factory)
+    for name, factory in SCORERS.items():  # LAMP's scores are made to compare across layers
+        register(name, factory, capabilities=[ACROSS_LAYERS] if name == "lamp" else [])

@@ -102,3 +102,23 @@ def test_a_suite_cell_runs_with_a_torch_pruning_scorer(registry):
     assert spec.prune.scorer.id == "torch-pruning:taylor"
     assert result.metrics["n_events"] == len(result.events) > 0
     assert result.metrics["targeted_filters"]["conv3"] > 0
+
+
+def test_lamp_ranks_filters_of_all_layers_in_one_list_and_the_norms_may_not(registry):
+    from gstbench.errors import SpecError
+    from gstbench.plan.checks import validate_cells
+    from gstbench.plan.parse import cell_from_config
+
+    def cell(scorer):
+        return cell_from_config({
+            "model": {"name": "cnn1d", "channels": [8, 16, 16, 16]},
+            "dataset": {"name": "mnist1d", "num_samples": 200, "train_split": 0.5},
+            "train": {"epochs": 0, "batch_size": 50}, "rewind": "finetune@0",
+            "prune": {"scorer": scorer, "target": "smallest", "effector": "mask", "scope": "global", "rounds": 1,
+                      "fraction": 0.5, "layers": ["conv1", "conv2", "conv3", "conv4"]}}, 0, registry)
+
+    result = run_cell(cell("torch-pruning:lamp"), registry)  # LAMP's scores are made to compare across layers
+    assert result.status == "ok", result.error
+    assert sum(c.count for c in result.events[0].layers.values()) == 28
+    with pytest.raises(SpecError, match="does not declare its scores comparable across layers"):
+        validate_cells([cell("torch-pruning:group-norm")], registry, "s.toml")
