@@ -12,6 +12,7 @@ threads and runtime it was measured on.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,11 +82,22 @@ def _timed(name: str, runtime: Any, runs: dict[str, Any], pruned: nn.Module, par
             with torch.inference_mode():
                 reference = model(xb)
             diff[role] = check_outputs(name, reference, calls[role](xb), runtime.tolerance)
-        seconds = time_in_turns(calls, xb, warmup, repeats)
+        with timing_alone():
+            seconds = time_in_turns(calls, xb, warmup, repeats)
         mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
         out[label] = {"batch": batch, "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine,
                       "parent_ms": theirs, **speedups(theirs["median"], mine["median"], *macs)}
     return out
+
+
+def timing_alone() -> Any:
+    """A lock held while timing, one per machine: two timings at once (a pool's cells) share caches, memory
+    bandwidth and clock boost, and their medians drift apart; preparing (compiling, exporting) goes on meanwhile."""
+    import tempfile
+
+    from filelock import FileLock
+
+    return FileLock(str(Path(tempfile.gettempdir()) / "gstbench-timing.lock"))
 
 
 def zero_weight_macs(model: nn.Module, example: torch.Tensor) -> float:
@@ -151,12 +163,16 @@ class SpeedMetric:
                 prefix = f"speed_{runtime}_{label}"
                 out.update({f"{prefix}_realized": row["realized"], f"{prefix}_delivered": row["delivered"],
                             f"{prefix}_ms": row["pruned_ms"]["median"],
-                            f"{prefix}_parent_ms": row["parent_ms"]["median"]})
+                            f"{prefix}_parent_ms": row["parent_ms"]["median"],
+                            # the timer's precision here: the wider interquartile range of the two, per median
+                            f"{prefix}_spread": max(row[r]["iqr"] / row[r]["median"]
+                                                    for r in ("pruned_ms", "parent_ms"))})
             out[f"speed_{runtime}_prepare_s"] = {label: row["prepare_s"] for label, row in rows.items()}
         out["speed_unavailable"] = unavailable
         out["speed_settings"] = {
-            "runtimes": self.runtimes, "sparse": [k for k, r in built.items() if getattr(r, "sparse", False)], "batches": {"batch1": 1, "batch": self.batch}, "warmup": self.warmup,
-            "repeats": self.repeats, "device": str(ctx.device), "device_name": device_name(ctx.device),
+            "runtimes": self.runtimes, "sparse": [k for k, r in built.items() if getattr(r, "sparse", False)],
+            "batches": {"batch1": 1, "batch": self.batch}, "warmup": self.warmup, "repeats": self.repeats, "timed_alone": "one timing at a time on this machine",
+            "device": str(ctx.device), "device_name": device_name(ctx.device),
             "threads": torch.get_num_threads(), "dead_units_removed": removed,
             "macs": {"parent": parent_macs, "pruned": pruned_macs, "pruned_dense": slim_macs},
             "statistic": "medians of repeats taken in turns; realized = parent / pruned; predicted = parent MACs / "

@@ -16,6 +16,13 @@ from gstbench.cli.common import directory_argument, echo_json, json_option, outp
 from gstbench.reports import DEFAULT_TOLERANCE
 
 
+def runtime_option():
+    return click.option("--runtime", default=None, metavar="RUNTIME",
+                        help="Draw accuracy against the time measured in this runtime (the speed metric's serving "
+                             "batch; e.g. onnxruntime) [default: eager where speed was measured, else the latency "
+                             "metric's large batch].")
+
+
 @click.command("report")
 @directory_argument()
 @click.option("--format", "tablefmt", default="simple", show_default=True,
@@ -28,8 +35,9 @@ from gstbench.reports import DEFAULT_TOLERANCE
               help="Add a column with this metric's mean and interval (repeatable).")
 @click.option("--interval", default="bootstrap", show_default=True, type=click.Choice(["bootstrap", "t"]),
               help="Interval across seeds: studentized bootstrap, or Student-t.")
+@runtime_option()
 @json_option("Print machine-readable JSON (same as --format json).")
-def report_cmd(directory, tablefmt, output, sort_by, metrics, interval, as_json) -> None:
+def report_cmd(directory, tablefmt, output, sort_by, metrics, interval, runtime, as_json) -> None:
     """Print the leaderboard of a result directory (written by `gstbench run --out`)."""
     from gstbench.reports.html_report import report_html, write_page
     from gstbench.store.reader import load_results
@@ -37,7 +45,7 @@ def report_cmd(directory, tablefmt, output, sort_by, metrics, interval, as_json)
     from gstbench.reports.report_text import render_csv, render_leaderboard
 
     results = load_results(directory)
-    data = report_of(results, rank=sort_by, interval=interval, columns=list(metrics))
+    data = report_of(results, rank=sort_by, interval=interval, columns=list(metrics), runtime=runtime)
     if tablefmt == "html" and not as_json:
         write_page(report_html(results, data), output)
         if output is not None:
@@ -76,11 +84,12 @@ def claims_cmd(directories, tablefmt, as_json) -> None:
 @click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the figures go [default: DIRECTORY/plots].")
 @click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "svg", "pdf"]))
-def plot_cmd(directory, dest, fmt) -> None:
+@runtime_option()
+def plot_cmd(directory, dest, fmt, runtime) -> None:
     """Draw the figures a result directory's results allow (matplotlib, no display needed)."""
     from gstbench.reports.plots import plot_all
 
-    done = plot_all(directory, dest or directory / "plots", fmt)
+    done = plot_all(directory, dest or directory / "plots", fmt, runtime)
     for path in done["written"]:
         click.echo(path)
     for name, why in done["skipped"].items():

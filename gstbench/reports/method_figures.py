@@ -94,6 +94,20 @@ def pareto_figure(key: str, xlabel: str, ax, suite, groups, report) -> str | Non
     return None
 
 
+def time_figure(ax, suite, groups, report) -> str | None:
+    """Accuracy against measured time: in the runtime ``report.runtime`` names (the speed metric's serving batch),
+    else in eager where the runs measured speed, else the latency metric's large batch."""
+    from gstbench.builtin.speed import key_of
+
+    rows = [row for level in (report.methods or {}).get("levels", []) for row in level["rows"]]
+    runtime = report.runtime or ("eager" if any("speed_eager_batch_ms" in row for row in rows) else None)
+    if runtime is None:
+        return pareto_figure("latency_large_ms", "measured time of a large batch in eager, ms (log; the latency "
+                                                 "metric's large_batch)", ax, suite, groups, report)
+    return pareto_figure(f"speed_{key_of(runtime)}_batch_ms", f"measured time of the serving batch in {runtime}, "
+                         f"ms (log; the speed metric's batch)", ax, suite, groups, report)
+
+
 def critical_difference(ax, suite, groups, report) -> str | None:
     """Demsar's critical-difference diagram: the methods at their mean rank, bars joining those within Nemenyi's CD."""
     from gstbench.reports.ranking import cliques

@@ -28,6 +28,10 @@ LEVEL_COLUMNS = {"params_without_dead_filters": "params", "macs_without_dead_fil
                  "ood_acc_mean": "OOD acc %", "stability": "stability %"}
 
 
+# the speed metric's keys a level's data keeps: each runtime's time and speed-up at the serving batch
+SPEED_COLUMNS = ("_batch_ms", "_batch_realized")
+
+
 def level_value(label: str) -> float:
     try:
         return float(label)
@@ -61,11 +65,16 @@ def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str
     blocks: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     per_method: dict[str, dict[int, dict[float, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
     parent: dict[int, dict[str, float]] = {}
+    parent_times: dict[str, list[float]] = defaultdict(list)  # each runtime's unpruned time, as pruned runs timed it
     for spec, result in finished:
         m = result.metrics
-        for c in dict.fromkeys([rank, *LEVEL_COLUMNS]):
+        for c in dict.fromkeys([rank, *LEVEL_COLUMNS, *(k for k in m if k.startswith("speed_") and
+                                                      k.endswith(SPEED_COLUMNS))]):
             if is_number(m.get(c)):
                 values[spec.config_hash][c].append(m[c])
+        for k in m:
+            if k.startswith("speed_") and k.endswith("_batch_parent_ms") and is_number(m[k]):
+                parent_times[k.replace("_parent_ms", "_ms")].append(m[k])
         if spec.config_hash in by_config and rank in m:
             level, method = by_config[spec.config_hash].label[key], names[spec.config_hash]
             blocks[(level, spec.seed)][method] = m[rank]
@@ -79,7 +88,8 @@ def compare_methods(suite: dict[str, Any], rows: list, finished: list, rank: str
                     key=lambda r: -(stats.get(r.configuration, {}).get(rank, {}).get("mean") or -1e300))
         levels.append({"level": level, "rows": [{"method": names[r.configuration], "configuration": r.configuration,
                                                  "n": r.n, **stats.get(r.configuration, {})} for r in at]})
-    reference = stats.get(unpruned[0].configuration, {}) if unpruned else {}
+    reference = dict(stats.get(unpruned[0].configuration, {})) if unpruned else {}
+    reference.update({k: stat(v) for k, v in parent_times.items() if k not in reference})
     methods = sorted({name for block in blocks.values() for name in block})
     complete = [name for name in methods if all(name in block for block in blocks.values())]
     out: dict[str, Any] = {"key": key, "rank": rank, "levels": levels, "unpruned": reference,
@@ -159,19 +169,26 @@ def curve_table(methods: dict[str, Any], intervals: bool = True) -> tuple[str, l
     return caption, ["method", *(f"{key.rpartition('.')[2]} {level}" for level in levels)], rows
 
 
+def _speed_header(key: str) -> str:
+    """``speed_onnxruntime_batch_realized`` -> ``onnxruntime speed-up``."""
+    return key.removeprefix("speed_").removesuffix("_batch_realized") + " speed-up"
+
+
 def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(caption, headers, rows) of the accuracy-against-level curve, each level's leaderboard and the rank summary;
     a caption alone is a note."""
     rank, key = methods["rank"], methods["key"]
     out = [curve_table(methods)]
     for level in methods["levels"]:
-        columns = [c for c in dict.fromkeys([rank, *LEVEL_COLUMNS]) if any(c in r for r in level["rows"])]
+        speedups = sorted({k for r in level["rows"] for k in r if k.startswith("speed_") and k.endswith("_batch_realized")})
+        columns = [c for c in dict.fromkeys([rank, *LEVEL_COLUMNS, *speedups]) if any(c in r for r in level["rows"])]
         ref = methods["unpruned"].get(rank)
         caption = (f"{key} = {level['level']}: {len(level['rows'])} methods ranked by {rank}"
                    + (f" (unpruned: {_fmt(ref, is_share(rank))})" if ref else ""))
         rows = [[str(i + 1), r["method"], str(r["n"]), *(_fmt(r.get(c), is_share(c)) for c in columns)]
                 for i, r in enumerate(level["rows"])]
-        out.append((caption, ["#", "method", "n", *(LEVEL_COLUMNS.get(c, c) for c in columns)], rows))
+        out.append((caption, ["#", "method", "n", *(LEVEL_COLUMNS.get(c, c) if not c.startswith("speed_") else _speed_header(c)
+                                                   for c in columns)], rows))
     ranking = methods.get("ranking")
     if ranking is None:
         out.append(("rank summary: needs at least 2 methods measured at every level and seed, and 2 blocks", [], []))

@@ -34,7 +34,7 @@ from gstbench.store.reader import RunResults, load_results
 from gstbench.plan.selection import config_label
 from gstbench.reports.figure_style import band, legend, log_x, tick_label
 from gstbench.reports.speed_figures import speed_figures
-from gstbench.reports.method_figures import critical_difference, levels_figure, pareto_figure
+from gstbench.reports.method_figures import critical_difference, levels_figure, pareto_figure, time_figure
 from gstbench.reports.report import GENERALIZATION, Leaderboard, report_of
 from gstbench.reports.stats import correlation, is_number, mean_interval
 
@@ -55,8 +55,9 @@ def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
     return dict(sorted(groups.items()))
 
 
-def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, Any]:
-    """Write every figure the results allow into ``dest``; returns {"written": [...], "skipped": {name: why}}."""
+def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str | None = None) -> dict[str, Any]:
+    """Write every figure the results allow into ``dest``; returns {"written": [...], "skipped": {name: why}}.
+    ``runtime``: the one whose measured time the accuracy-against-time figure draws (the speed metric's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +73,7 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png") -> dict[str, A
         raise GstbenchError(f"cannot write figures to {dest} ({exc.strerror or exc}); pass `gstbench plot --out` "
                             f"a writable directory") from None
     written, skipped = [], {}
-    for name, fig, why in figures(results, report_of(results)):
+    for name, fig, why in figures(results, report_of(results, runtime=runtime)):
         if why:
             skipped[name] = why
             continue
@@ -105,9 +106,7 @@ def figures(results: RunResults, report: Leaderboard):
                        ("accuracy_vs_remaining", _remaining), ("accuracy_vs_level", levels_figure),
                        ("pareto_accuracy_vs_macs", functools.partial(pareto_figure, "macs_without_dead_filters",
                                                                      "MACs per example, dead filters removed (log)")),
-                       ("pareto_accuracy_vs_latency", functools.partial(
-                           pareto_figure, "latency_large_ms", "measured latency of a large batch, ms (log; the "
-                                                              "batch: the latency metric's large_batch)")),
+                       ("pareto_accuracy_vs_latency", time_figure),
                        ("critical_difference", critical_difference), *speed_figures(), *pairs):
         if report.untrained and not name.startswith("speed"):
             yield name, None, "no run trained its network: an untrained network's accuracy says nothing"

@@ -92,6 +92,7 @@ class Leaderboard:
     methods: dict[str, Any] | None = None  # the comparison of methods by level (reports/methods.py)
     speed: dict[str, Any] | None = None  # realized against predicted speed-ups per network (reports/speed_tables.py)
     untrained: bool = False  # no finished run trained its network (the speed suite): its accuracies say nothing
+    runtime: str | None = None  # whose measured time the accuracy-against-time figure draws (None: eager/latency)
     extra_axes: list[str] = field(init=False)  # the suite's axes that get their own column (computed once)
 
     def __post_init__(self) -> None:
@@ -131,11 +132,14 @@ def build_report(out: Path | str, rank: str | None = None, interval: str = "boot
 
 
 def report_of(results: RunResults, rank: str | None = None, interval: str = "bootstrap",
-              columns: list[str] = ()) -> Leaderboard:
+              columns: list[str] = (), runtime: str | None = None) -> Leaderboard:
     """The leaderboard of a run already read. ``rank`` overrides the suite's ranking metric,
-    ``columns`` adds metric columns to the suite's, ``interval`` is ``bootstrap`` (studentized) or ``t``."""
+    ``columns`` adds metric columns to the suite's, ``interval`` is ``bootstrap`` (studentized) or ``t``,
+    ``runtime`` picks whose measured time (the speed metric's) the accuracy-against-time figure draws."""
     if interval not in INTERVALS:
         raise GstbenchError(f"unknown interval method '{interval}'; known: {', '.join(INTERVALS)}")
+    if runtime is not None:
+        _check_runtime(results, runtime)
     stat = functools.partial(mean_interval, method=interval)
     suite = results.suite
     measured = [key for _, result in results.finished for keys in result.measured_later.values() for key in keys
@@ -200,9 +204,21 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         claims_for(suite, finished),
         answer_question(suite["question"], runs, rank, stat) if suite.get("question") else None)
     board.methods = compare_methods(suite, board.rows, finished, rank, stat)  # the rows with every label column
-    board.speed = speed_summary(finished)
+    board.speed, board.runtime = speed_summary(finished), runtime
     board.untrained = bool(finished) and all(spec.train.epochs == 0 for spec, _ in finished)
     return board
+
+
+def _check_runtime(results: RunResults, runtime: str) -> None:
+    """A runtime the run measured speed in, or a one-line error naming those it did."""
+    from gstbench.builtin.speed import key_of
+
+    timed = sorted({k.removeprefix("speed_").removesuffix("_batch_ms") for _, r in results.finished
+                    for k in r.metrics if k.startswith("speed_") and k.endswith("_batch_ms")})
+    if key_of(runtime) not in timed:
+        measured = f"it measured speed in: {', '.join(timed)}" if timed else \
+            "no run measured speed: add `--metric speed` to `gstbench run` (or run `gstbench measure`)"
+        raise GstbenchError(f"--runtime {runtime}: no finished run in {results.directory} was timed in it; {measured}")
 
 
 def value_of(row: Row, name: str) -> Any:

@@ -71,8 +71,11 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
         row["pruning"] = title + (f" {row['scorer']}" if names.count(title) > 1 else "")
     parent_ms = {r: {label: _mean([m for _, m in runs], f"speed_{r}_{label}_parent_ms") for label in batches}
                  for r in runtimes}
+    spreads = sorted(m[k] for _, m in runs for k in m if k.startswith("speed_") and k.endswith("_spread")
+                     and is_number(m[k]))
     return {"network": name, "batches": batches, "runtimes": runtimes, "sparse": sparse, "unavailable": unavailable,
             "parent_ms": parent_ms, "rows": rows,
+            "spread": {"median": spreads[len(spreads) // 2], "max": spreads[-1]} if spreads else None,
             "thresholds": {r: {label: threshold([(row["fraction"], row["realized"].get(r, {}).get(label))
                                                  for row in rows if row["units"] == "weights"])
                                for label in batches} for r in sparse}}
@@ -139,6 +142,9 @@ def network_notes(network: dict[str, Any]) -> list[str]:
     times = "; ".join(f"{r} " + " / ".join(_times(v) for v in by.values())
                       for r, by in network["parent_ms"].items())
     notes = [f"unpruned, ms at batch {' / '.join(map(str, sizes))}: {times}"]
+    if network.get("spread"):
+        notes.append(f"timer spread (interquartile range / median, the wider of the pair): median "
+                     f"{network['spread']['median']:.1%}, widest {network['spread']['max']:.1%}")
     for r, by in network["thresholds"].items():
         parts = ", ".join(f"batch {network['batches'][label]} {threshold_text(found)}" for label, found in by.items())
         notes.append(f"{r} beats dense eager by {BEATS:g}x: {parts}")

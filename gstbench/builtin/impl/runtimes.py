@@ -69,9 +69,14 @@ class Compiled:
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU hosts
 
     def prepare(self, model: nn.Module, example: torch.Tensor) -> Call:
+        import torch._inductor.config as inductor
+
         compiled = torch.compile(model, backend="inductor", mode=self.mode, dynamic=False)
         run = _inference(compiled)
-        run(example)  # compiles for this shape: the preparation, not a timed call
+        # compiles for this shape (the preparation, not a timed call) on the cell's threads: inductor's pool of
+        # compile workers would take the cores other cells are timed on
+        with inductor.patch(compile_threads=torch.get_num_threads()):
+            run(example)
         return run
 
 
