@@ -180,15 +180,16 @@ def methods_tables(methods: dict[str, Any]) -> list[tuple[str, list[str], list[l
     rank, key = methods["rank"], methods["key"]
     out = [curve_table(methods)]
     for level in methods["levels"]:
-        speedups = sorted({k for r in level["rows"] for k in r if k.startswith("speed_") and k.endswith("_batch_realized")})
+        speedups = sorted({k for r in level["rows"] for k in r
+                           if k.startswith("speed_") and k.endswith("_batch_realized")})
         columns = [c for c in dict.fromkeys([rank, *LEVEL_COLUMNS, *speedups]) if any(c in r for r in level["rows"])]
         ref = methods["unpruned"].get(rank)
         caption = (f"{key} = {level['level']}: {len(level['rows'])} methods ranked by {rank}"
                    + (f" (unpruned: {_fmt(ref, is_share(rank))})" if ref else ""))
         rows = [[str(i + 1), r["method"], str(r["n"]), *(_fmt(r.get(c), is_share(c)) for c in columns)]
                 for i, r in enumerate(level["rows"])]
-        out.append((caption, ["#", "method", "n", *(LEVEL_COLUMNS.get(c, c) if not c.startswith("speed_") else _speed_header(c)
-                                                   for c in columns)], rows))
+        headers = [LEVEL_COLUMNS.get(c, c) if not c.startswith("speed_") else _speed_header(c) for c in columns]
+        out.append((caption, ["#", "method", "n", *headers], rows))
     ranking = methods.get("ranking")
     if ranking is None:
         out.append(("rank summary: needs at least 2 methods measured at every level and seed, and 2 blocks", [], []))

@@ -111,7 +111,8 @@ def figures(results: RunResults, report: Leaderboard):
         if report.untrained and not name.startswith("speed"):
             yield name, None, "no run trained its network: an untrained network's accuracy says nothing"
             continue
-        wide = name.startswith(("pareto", "critical", "accuracy_vs", "speed"))  # many lines: room for the legend or labels
+        # many lines: room for the legend or labels
+        wide = name.startswith(("pareto", "critical", "accuracy_vs", "speed"))
         fig, ax = plt.subplots(figsize=(10, 5.5) if wide else (7, 4.5), constrained_layout=True)
         why = draw(ax, suite, groups, report)
         if why:

@@ -57,7 +57,8 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
     for members in pooled.values():
         spec, ms = members[0][0], [m for _, m in members]
         row = {"units": label_at(spec, "prune.units"), "fraction": float(label_at(spec, "prune.fraction")),
-               "scorer": label_at(spec, "prune.scorer"), "scope": label_at(spec, "prune.scope"), "n": len(ms), "predicted": _mean(ms, "speed_predicted"),
+               "scorer": label_at(spec, "prune.scorer"), "scope": label_at(spec, "prune.scope"), "n": len(ms),
+               "predicted": _mean(ms, "speed_predicted"),
                "realized": {}, "delivered": {}, "ms": {}}
         for runtime in runtimes:
             for what in ("realized", "delivered", "ms"):
