@@ -48,8 +48,13 @@ def test_a_methods_run_ranks_a_plugin_scorer_and_draws_its_figures(tmp_path):
     assert ranking["blocks"] == 4 and len(ranking["nemenyi_p"]) == 6 and 0 <= ranking["friedman"]["p"] <= 1
     assert sum(ranking["mean_ranks"]) == 4 * 6 * 7 / 2 / 4  # each block's ranks sum to k(k+1)/2
     level = methods["levels"][0]
-    assert level["level"] == "0.3" and {"final_test_acc", "macs_without_dead_filters", "latency_batch1_ms",
-                                        "ood_acc_mean", "stability"} <= set(level["rows"][0])
+    assert level["level"] == "0.3" and {"final_test_acc", "macs_without_dead_filters", "speed_eager_batch_ms",
+                                        "speed_onnxruntime_batch_realized", "ood_acc_mean",
+                                        "stability"} <= set(level["rows"][0])
+    # every method of a level has the same shapes: one measurement of their speed, shared (no timing noise between)
+    assert len({row["speed_onnxruntime_batch_ms"]["mean"] for row in level["rows"]}) == 1
+    assert methods["unpruned"]["speed_onnxruntime_batch_ms"]["mean"] > 0  # the parent's time, for the front
+    assert "onnxruntime speed-up" in text
     assert set(methods["potential"]["mysnip 1ep"]) == {"nominal", "shifted"}
 
     page = tmp_path / "page.html"
@@ -66,6 +71,15 @@ def test_a_methods_run_ranks_a_plugin_scorer_and_draws_its_figures(tmp_path):
     for name in ("accuracy_vs_level", "pareto_accuracy_vs_macs", "pareto_accuracy_vs_latency", "critical_difference"):
         assert (figures / f"{name}.png").stat().st_size > 10_000, name
     assert "skipped accuracy_vs_remaining: a comparison of methods by level" in plot.stderr
+    # accuracy against the time measured in the runtime a user deploys with; one it was not timed in is refused
+    onnx = run_cli("--plugins-dir", str(plugins), "plot", str(out), "--out", str(tmp_path / "onnx"),
+                   "--runtime", "onnxruntime")
+    assert onnx.returncode == 0, onnx.stderr
+    assert (tmp_path / "onnx" / "pareto_accuracy_vs_latency.png").read_bytes() != \
+        (figures / "pareto_accuracy_vs_latency.png").read_bytes()
+    refused = run_cli("--plugins-dir", str(plugins), "plot", str(out), "--runtime", "compile")
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--runtime compile: no finished run" in refused.stderr and "eager, onnxruntime" in refused.stderr
 
 
 class _Plugin:

@@ -120,6 +120,27 @@ def zero_weight_macs(model: nn.Module, example: torch.Tensor) -> float:
     return sum(counted)
 
 
+# measured speed by architecture: in dense kernels a network's time depends on its shapes, not its values, so the
+# cells of one process whose networks have the same shapes (every method of a level of the methods suite, every
+# seed) share one measurement, and do not differ by timing noise alone
+_MEASURED: dict[tuple, dict[str, dict[str, Any]]] = {}
+
+
+def architecture(model: nn.Module, zeros: bool) -> tuple:
+    """What a network's time depends on: its modules and the shapes and types of its tensors; with ``zeros``,
+    where its weights are zero too (a sparse format's time depends on it)."""
+    import hashlib
+
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    out = (repr(model), tuple((n, tuple(t.shape), str(t.dtype)) for n, t in tensors))
+    if zeros:
+        digest = hashlib.sha256()
+        for _, t in tensors:
+            digest.update((t.detach() == 0).cpu().numpy().tobytes())
+        out += (digest.hexdigest(),)
+    return out
+
+
 def key_of(runtime: str) -> str:
     """A runtime's name as its result keys carry it: ``sparse-csr`` -> ``sparse_csr``, the plugin dropped."""
     return runtime.rpartition(":")[2].replace("-", "_").replace(".", "_")
@@ -152,7 +173,8 @@ class SpeedMetric:
         built = {key_of(r): registry.build("runtimes", ComponentRef(r if ":" in r else f"gstbench:{r}"))
                  for r in self.runtimes}
         batches = {"batch1": 1, "batch": self.batch}
-        signature = (architecture(slim, zeros=pruned_macs < slim_macs), architecture(parent, zeros=False),
+        sparse = any(getattr(r, "sparse", False) for r in built.values())  # only a sparse format's time sees zeros
+        signature = (architecture(slim, zeros=sparse and pruned_macs < slim_macs), architecture(parent, zeros=False),
                      tuple(example.shape[1:]), str(ctx.device), torch.get_num_threads(), tuple(self.runtimes),
                      self.batch, self.warmup, self.repeats)
         shared = signature in _MEASURED

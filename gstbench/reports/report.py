@@ -204,7 +204,8 @@ def report_of(results: RunResults, rank: str | None = None, interval: str = "boo
         claims_for(suite, finished),
         answer_question(suite["question"], runs, rank, stat) if suite.get("question") else None)
     board.methods = compare_methods(suite, board.rows, finished, rank, stat)  # the rows with every label column
-    board.speed, board.runtime = speed_summary(finished), runtime
+    # a methods comparison shows each level's speed-ups in its level tables and its accuracy-against-time figure
+    board.speed, board.runtime = (speed_summary(finished) if board.methods is None else None), runtime
     board.untrained = bool(finished) and all(spec.train.epochs == 0 for spec, _ in finished)
     return board
 

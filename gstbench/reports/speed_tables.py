@@ -56,7 +56,8 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
     rows = []
     for members in pooled.values():
         spec, ms = members[0][0], [m for _, m in members]
-        row = {"units": label_at(spec, "prune.units"), "fraction": float(label_at(spec, "prune.fraction")),
+        level = label_at(spec, "prune.fraction")  # "-" where layers have fractions of their own
+        row = {"units": label_at(spec, "prune.units"), "fraction": float(level) if level != "-" else None,
                "scorer": label_at(spec, "prune.scorer"), "scope": label_at(spec, "prune.scope"), "n": len(ms),
                "predicted": _mean(ms, "speed_predicted"),
                "realized": {}, "delivered": {}, "ms": {}}
@@ -66,8 +67,10 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
                 if any(v is not None for v in values.values()):
                     row[what][runtime] = values
         rows.append(row)
-    rows.sort(key=lambda r: (r["units"] == "weights", r["units"], r["scope"] == "global", r["fraction"], r["scorer"]))
-    names = [f"{r['units']} {r['fraction']:.0%}" + (" global" if r["scope"] == "global" else "") for r in rows]
+    rows.sort(key=lambda r: (r["units"] == "weights", r["units"], r["scope"] == "global", r["fraction"] or 0,
+                             r["scorer"]))
+    names = [(f"{r['units']} {r['fraction']:.0%}" if r["fraction"] is not None else f"{r['units']} by layer")
+             + (" global" if r["scope"] == "global" else "") for r in rows]
     for row, title in zip(rows, names):  # the scorer only where it tells two configurations apart
         row["pruning"] = title + (f" {row['scorer']}" if names.count(title) > 1 else "")
     parent_ms = {r: {label: _mean([m for _, m in runs], f"speed_{r}_{label}_parent_ms") for label in batches}
@@ -78,7 +81,8 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
             "parent_ms": parent_ms, "rows": rows,
             "spread": {"median": spreads[len(spreads) // 2], "max": spreads[-1]} if spreads else None,
             "thresholds": {r: {label: threshold([(row["fraction"], row["realized"].get(r, {}).get(label))
-                                                 for row in rows if row["units"] == "weights"])
+                                                 for row in rows if row["units"] == "weights"
+                                                 and row["fraction"] is not None])
                                for label in batches} for r in sparse}}
 
 
