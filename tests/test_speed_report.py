@@ -64,12 +64,17 @@ def test_a_speed_run_prints_each_networks_measured_and_predicted_speedups_and_dr
     for (units, fraction, scope), m in stored.items():  # the screen shows what was stored: predicted, then runtimes
         row = lines[f"{units} {fraction:.0%}{scope}"]
         row = row[:2] + row[3:] if scope else row
-        assert row[2] == f"{m['speed_predicted']:.2f}"
-        assert row[3:6] == [f"{m['speed_eager_batch1_realized']:.2f}", "/", f"{m['speed_eager_batch_realized']:.2f}"]
-        if units == "weights":
-            assert row[6] == f"{m['speed_sparse_csr_batch1_realized']:.2f}"
+        assert row[2:5] == [f"{m[k]:.2f}" for k in ("speed_predicted", "speed_params_ratio", "speed_disk_ratio")]
+        assert row[5:8] == [f"{m['speed_eager_batch1_realized']:.2f}", "/", f"{m['speed_eager_batch_realized']:.2f}"]
+        if units == "weights":  # zeros in place: fewer parameters, the same file; as CSR a smaller one
+            assert row[8] == f"{m['speed_sparse_csr_batch1_realized']:.2f}"
+            assert m["speed_params_ratio"] > 1.1 and m["speed_disk_ratio"] == pytest.approx(1, abs=0.01)
+            assert m["speed_disk_csr_ratio"] > 0
+        else:  # filters removed: a smaller file
+            assert m["speed_disk_ratio"] > 1.2 and "speed_disk_csr_ratio" not in m
     assert "sparse_csr beats dense eager by 1.1x: batch 1 " in " ".join(screen.split())
     assert "not timed: semi_structured" not in screen  # not asked for: not said
+    assert "with its zero-holding weights saved as CSR: weights 50%" in " ".join(screen.split())
 
     page = run_cli("report", str(out), "--format", "html", "--output", str(tmp_path / "page.html"))
     assert page.returncode == 0, page.stderr

@@ -12,6 +12,7 @@ threads and runtime it was measured on.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,33 @@ def _timed(name: str, runtime: Any, runs: dict[str, Any], pruned: nn.Module, par
         mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
         out[label] = {"batch": batch, "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine,
                       "parent_ms": theirs, **speedups(theirs["median"], mine["median"], *macs)}
+    return out
+
+
+def sizes(parent: nn.Module, pruned: nn.Module, parent_params: float, pruned_params: float) -> dict[str, Any]:
+    """Parameters (the pruned network's non-zero ones: zeros stored are not parameters it needs) and bytes on disk
+    (``torch.save`` of each state dict: the pruned network as it is, dense, and, where weights of its linear and
+    convolution layers hold zeros, those weights as CSR, rows the output units)."""
+    import io
+
+    def saved(state: dict[str, torch.Tensor]) -> int:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.tell()
+
+    weights = {f"{name}.weight" for name, m in pruned.named_modules()
+               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))}
+    state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
+    zeros = {k for k in weights if k in state and bool((state[k] == 0).any())}
+    out = {"params": {"parent": parent_params, "pruned": pruned_params - sum(float((state[k] == 0).sum())
+                                                                              for k in zeros)},
+           "bytes": {"parent": saved({k: v.detach().cpu() for k, v in parent.state_dict().items()}),
+                     "pruned": saved(state)}}
+    if zeros:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR tensor support is in beta"
+            out["bytes"]["pruned_csr"] = saved({k: v.flatten(1).to_sparse_csr() if k in zeros else v
+                                                for k, v in state.items()})
     return out
 
 
@@ -166,8 +194,8 @@ class SpeedMetric:
         slim, removed = slim_network(ctx)
         parent, example = ctx.parent.model, ctx.data.x_test[:1]
         with torch.inference_mode(), eval_mode(parent), eval_mode(slim):
-            parent_macs = float(tp.utils.count_ops_and_params(parent, example)[0])
-            slim_macs = float(tp.utils.count_ops_and_params(slim, example)[0])
+            parent_macs, parent_params = map(float, tp.utils.count_ops_and_params(parent, example))
+            slim_macs, slim_params = map(float, tp.utils.count_ops_and_params(slim, example))
         pruned_macs = slim_macs - zero_weight_macs(slim, example)
         registry = get_registry()
         built = {key_of(r): registry.build("runtimes", ComponentRef(r if ":" in r else f"gstbench:{r}"))
@@ -187,7 +215,12 @@ class SpeedMetric:
                     {label: {**row, **speedups(row["parent_ms"]["median"], row["pruned_ms"]["median"], parent_macs,
                                                pruned_macs)} for label, row in rows.items()}
                     for runtime, rows in _MEASURED[signature].items()}
-        out: dict[str, Any] = {"speed_predicted": parent_macs / pruned_macs}
+        size = sizes(parent, slim, parent_params, slim_params)
+        out: dict[str, Any] = {"speed_predicted": parent_macs / pruned_macs,
+                               "speed_params_ratio": size["params"]["parent"] / size["params"]["pruned"],
+                               "speed_disk_ratio": size["bytes"]["parent"] / size["bytes"]["pruned"]}
+        if "pruned_csr" in size["bytes"]:
+            out["speed_disk_csr_ratio"] = size["bytes"]["parent"] / size["bytes"]["pruned_csr"]
         unavailable = {}
         for runtime, rows in measured.items():
             if "unavailable" in rows:
@@ -211,7 +244,7 @@ class SpeedMetric:
             "shared": shared,
             "device": str(ctx.device), "device_name": device_name(ctx.device),
             "threads": torch.get_num_threads(), "dead_units_removed": removed,
-            "macs": {"parent": parent_macs, "pruned": pruned_macs, "pruned_dense": slim_macs},
+            "macs": {"parent": parent_macs, "pruned": pruned_macs, "pruned_dense": slim_macs}, **size,
             "statistic": "medians of repeats taken in turns; realized = parent / pruned; predicted = parent MACs / "
                          "pruned MACs (dead units removed, zero weights not counted); delivered = realized / predicted"}
         return out

@@ -59,7 +59,8 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
         level = label_at(spec, "prune.fraction")  # "-" where layers have fractions of their own
         row = {"units": label_at(spec, "prune.units"), "fraction": float(level) if level != "-" else None,
                "scorer": label_at(spec, "prune.scorer"), "scope": label_at(spec, "prune.scope"), "n": len(ms),
-               "predicted": _mean(ms, "speed_predicted"),
+               "predicted": _mean(ms, "speed_predicted"), "params": _mean(ms, "speed_params_ratio"),
+               "disk": _mean(ms, "speed_disk_ratio"), "disk_csr": _mean(ms, "speed_disk_csr_ratio"),
                "realized": {}, "delivered": {}, "ms": {}}
         for runtime in runtimes:
             for what in ("realized", "delivered", "ms"):
@@ -125,12 +126,13 @@ def _times(value: float | None) -> str:
 def network_table(network: dict[str, Any], what: str = "realized", tablefmt: str = "simple") -> str:
     """One network's table: a row per pruning, the predicted speed-up, then per runtime ``batch 1 / serving``."""
     labels = list(network["batches"])
-    headers = ["pruned", "MACs", *(network["runtimes"])]
+    headers = ["pruned", "MACs", "params", "disk", *(network["runtimes"])]
     body = []
     for row in network["rows"]:
         cells = [" / ".join(_times(row[what].get(r, {}).get(label)) if r in row[what] else "-" for label in labels)
                  for r in network["runtimes"]]
-        body.append([row["pruning"], _times(row["predicted"]), *cells])
+        body.append([row["pruning"], _times(row["predicted"]), _times(row.get("params")), _times(row.get("disk")),
+                     *cells])
     return tabulate(body, headers=headers, disable_numparse=True, tablefmt=tablefmt)
 
 
@@ -138,7 +140,8 @@ def caption(network: dict[str, Any], what: str = "realized") -> str:
     sizes = " / ".join(str(b) for b in network["batches"].values())
     meaning = {"realized": "measured speed-up over the unpruned network",
                "delivered": "share of the predicted speed-up delivered (measured / MACs)"}[what]
-    return f"{network['network']}: {meaning} at batch {sizes}; MACs: the speed-up MACs predict"
+    return (f"{network['network']}: {meaning} at batch {sizes}; MACs, params, disk: unpruned over pruned (the "
+            f"speed-up MACs predict; non-zero parameters; the file as saved, zeros in place)")
 
 
 def network_notes(network: dict[str, Any]) -> list[str]:
@@ -153,6 +156,10 @@ def network_notes(network: dict[str, Any]) -> list[str]:
     for r, by in network["thresholds"].items():
         parts = ", ".join(f"batch {network['batches'][label]} {threshold_text(found)}" for label, found in by.items())
         notes.append(f"{r} beats dense eager by {BEATS:g}x: {parts}")
+    csr = [(row["pruning"], row["disk_csr"]) for row in network["rows"] if row.get("disk_csr")]
+    if csr:
+        notes.append("unpruned file over the pruned one with its zero-holding weights saved as CSR: "
+                     + ", ".join(f"{name} {ratio:.2f}" for name, ratio in csr))
     notes += [f"not timed: {r}: {why}" for r, why in network["unavailable"].items()]
     return notes
 
