@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from gstbench.builtin.impl.calibrated_scorers import MagnitudeScorer, WandaScorer
+from gstbench.builtin.impl.calibrated_scorers import MagnitudeScorer, WandaScorer, compared
 from gstbench.builtin.impl.effectors import MaskEffector, RemoveEffector
 from gstbench.builtin.impl.gradient_scorers import HeadImportanceScorer, TaylorScorer
 from gstbench.builtin.impl.scorers import NormScorer
@@ -502,3 +502,26 @@ def test_the_heads_suite_runs_its_matrix_and_reports_its_claims(tmp_path, regist
     assert " ".join(header.split()).endswith("every row: head-importance heads+neurons"), screen
     assert len(set(rows)) == 7 and "unpruned" in rows, screen
     assert "largest mask 4ep" in rows and not any("…" in row for row in rows), screen
+
+
+@pytest.mark.parametrize("scorer", ["magnitude", "wanda"])
+def test_compared_within_groups_of_4_inputs_half_a_layer_smallest_first_is_the_2_4_pattern(scorer):
+    from gstbench.builtin.impl.runtimes import has_2_4_pattern
+
+    model = small()
+    trained(model)
+    ctx = data_context(model, dtype=torch.float32)
+    layer = layer_states(model, ["blocks.0.mlp.fc1"], "weights")["blocks.0.mlp.fc1"]
+    score = (MagnitudeScorer("2:4") if scorer == "magnitude" else WandaScorer(examples=24, compare="2:4"))
+    scores = score.score(layer, ctx).flatten()
+    # the smallest half, ties between groups drawn in a random order (as the engine breaks them)
+    order = torch.randperm(scores.numel(), generator=torch.Generator().manual_seed(3))
+    chosen = order[scores[order].argsort(stable=True)[:scores.numel() // 2]]
+    weight = model.blocks[0].mlp.fc1.weight.detach().clone().flatten()
+    weight[chosen] = 0
+    assert has_2_4_pattern(weight.reshape(24, 16))
+    kept = model.blocks[0].mlp.fc1.weight.detach().reshape(-1, 4).abs()  # magnitude: the 2 largest of every 4 stay
+    if scorer == "magnitude":
+        assert torch.equal(weight.reshape(-1, 4) != 0, kept >= kept.sort(dim=1).values[:, 2:3])
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        compared(torch.ones(3, 6), "2:4")

@@ -81,3 +81,26 @@ def test_mask_and_remove_compute_the_same_function_on_images(make, layer_name):
         removed.train(mode == "train")
         with torch.no_grad():
             torch.testing.assert_close(removed(x), masked(x), atol=1e-4, rtol=1e-4)
+
+
+def test_resnet50_is_torchvisions_with_each_bottlenecks_inner_convs_prunable_and_mask_equals_remove():
+    from gstbench.builtin.models import resnet50
+
+    torch.manual_seed(0)
+    model = resnet50((3, 64, 64), 10)
+    assert len(model.prunable_layers) == 32 and list(model.prunable_layers)[:2] == ["layer1.1.conv1",
+                                                                                   "layer1.1.conv2"]
+    assert sum(p.numel() for p in model.parameters()) == 23_528_522  # torchvision's 25.6M less the 1000-way head
+    masked = model.eval()
+    removed = copy.deepcopy(masked)
+    idx = torch.tensor([0, 5, 9])
+    for net, effector in ((masked, MaskEffector()), (removed, RemoveEffector())):
+        layer = layer_states(net, ["layer3.2.conv2"])["layer3.2.conv2"]
+        layer.alive[idx] = False
+        effector.apply(layer, idx, PruningContext(net, torch.optim.SGD(net.parameters(), lr=0.1),
+                                                  torch.randn(2, 3, 64, 64), torch.Generator().manual_seed(0)))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(removed(x), masked(x), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="3-channel images"):
+        resnet50((1, 40), 10)

@@ -226,6 +226,26 @@ def test_a_sparse_format_is_timed_against_the_dense_parent_in_eager():
     assert pruned.training and not parent.training
 
 
+class _SparseWithBaseline(_SparseOnly):
+    """A sparse format at another precision: its parent runs in its ``baseline`` (here one sleeping 6 ms)."""
+
+    baseline = _Sleeping()
+
+
+def test_a_sparse_format_with_a_baseline_has_its_parent_timed_in_it():
+    pruned, parent = _tagged("pruned"), _tagged("parent")
+    out = measure(pruned, parent, torch.randn(2, *SHAPE), {"batch1": 1}, {"fp16": _SparseWithBaseline()},
+                  (2.0, 1.0), warmup=0, repeats=3)
+    assert out["fp16"]["batch1"]["realized"] == pytest.approx(3, rel=0.3)  # 6 ms over 2 ms, not eager's
+
+
+def test_the_2_4_kernels_baseline_is_the_parent_in_fp16_eager():
+    from gstbench.builtin.impl.runtimes import EagerHalf, SemiStructured
+
+    assert isinstance(SemiStructured.baseline, EagerHalf) and SemiStructured.sparse
+    assert "CUDA" in EagerHalf().unavailable(_tagged("parent"), CPU)
+
+
 def test_a_network_at_initialization_is_pruned_and_timed_without_a_training_step():
     from gstbench.engine import run_cell
     from gstbench.plan.parse import cell_from_config

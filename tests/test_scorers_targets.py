@@ -35,7 +35,7 @@ def test_magnitude_of_a_filter_or_a_head_is_the_mean_magnitude_of_its_weights():
     heads = layer_states(vit, ["block1.heads"])["block1.heads"]
     torch.testing.assert_close(scorers.magnitude().score(heads, ctx_for(vit)),
                                unit_weights(vit, heads.spec).abs().mean(dim=1))
-    with pytest.raises(ValueError, match="compare = 'output' ranks single weights"):
+    with pytest.raises(ValueError, match="compare = 'output' ranks single weights, and layer"):
         scorers.magnitude(compare="output").score(layer, ctx_for(model))
 
 

@@ -72,7 +72,7 @@ def test_a_speed_run_prints_each_networks_measured_and_predicted_speedups_and_dr
             assert m["speed_disk_csr_ratio"] > 0
         else:  # filters removed: a smaller file
             assert m["speed_disk_ratio"] > 1.2 and "speed_disk_csr_ratio" not in m
-    assert "sparse_csr beats dense eager by 1.1x: batch 1 " in " ".join(screen.split())
+    assert "sparse_csr beats the dense parent by 1.1x: batch 1 " in " ".join(screen.split())
     assert "not timed: semi_structured" not in screen  # not asked for: not said
     assert "with its zero-holding weights saved as CSR: weights 50%" in " ".join(screen.split())
 

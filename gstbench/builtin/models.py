@@ -54,6 +54,14 @@ def resnet56(input_shape, num_classes):
     return ResNet(input_shape, num_classes, (16, 32, 64), 9)
 
 
+def resnet50(input_shape, num_classes):
+    """ResNet-50 in ImageNet form (torchvision's: 7x7 stem, max-pool, 16 bottlenecks); prunable layerS.B.conv1 and
+    layerS.B.conv2, each bottleneck's inner convolutions."""
+    from gstbench.builtin.impl.models import imagenet_resnet50
+
+    return imagenet_resnet50(input_shape, num_classes)
+
+
 def transformer(input_shape, num_classes, dim=32, depth=2, heads=4, head_dim=8, hidden=64, patch=4):
     """ViT-style transformer on patch tokens (1-D signals or images); prunable blockN.heads and blockN.neurons
     (``heads`` and ``hidden``: one count, or one per block)."""
@@ -162,4 +170,5 @@ def register_models(register):
     register("resnet18-cifar", resnet18_cifar)
     register("resnet20", resnet20)
     register("resnet56", resnet56)
+    register("resnet50", resnet50)
     register("transformer", transformer)

@@ -52,15 +52,18 @@ def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
             macs: tuple[float, float], warmup: int, repeats: int) -> dict[str, dict[str, Any]]:
     """Per runtime (a name and its built ``Runtime``): ``{"unavailable": why}``, or per batch label the preparation
     seconds, the outputs' distance from eager, both summaries and the speed-ups; ``macs``: (parent, pruned). A
-    runtime marked ``sparse`` is timed against the parent dense in eager."""
+    runtime marked ``sparse`` is timed against the parent dense in eager, or in its ``baseline`` runtime where it
+    names one (the fp16 2:4 kernels: fp16 eager)."""
     from gstbench.builtin.impl.runtimes import Eager
 
     eager = Eager()
     out: dict[str, dict[str, Any]] = {}
     with eval_mode(pruned), eval_mode(parent):  # as the runtimes expect them; each model's own mode restored after
         for name, runtime in runtimes.items():
-            # a sparse format is timed against the dense parent in eager, the baseline it competes with
-            runs = {"pruned": runtime, "parent": eager if getattr(runtime, "sparse", False) else runtime}
+            # a sparse format is timed against the dense parent in eager (at its precision: its ``baseline``), the
+            # baseline it competes with
+            baseline = getattr(runtime, "baseline", None) or eager
+            runs = {"pruned": runtime, "parent": baseline if getattr(runtime, "sparse", False) else runtime}
             why = runs["pruned"].unavailable(pruned, x.device) or runs["parent"].unavailable(parent, x.device)
             out[name] = {"unavailable": why} if why else _timed(name, runtime, runs, pruned, parent, x, batches,
                                                                   macs, warmup, repeats)

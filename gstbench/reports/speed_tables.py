@@ -70,8 +70,11 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
         rows.append(row)
     rows.sort(key=lambda r: (r["units"] == "weights", r["units"], r["scope"] == "global", r["fraction"] or 0,
                              r["scorer"]))
+    for r in rows:  # NVIDIA's 2:4 pattern (compare = "2:4"): its own row, not a level of the threshold's
+        r["pattern"] = "2:4" if "2:4" in r["scorer"] else None
     names = [(f"{r['units']} {r['fraction']:.0%}" if r["fraction"] is not None else f"{r['units']} by layer")
-             + (" global" if r["scope"] == "global" else "") for r in rows]
+             + (" global" if r["scope"] == "global" else "") + (f" {r['pattern']}" if r["pattern"] else "")
+             for r in rows]
     for row, title in zip(rows, names):  # the scorer only where it tells two configurations apart
         row["pruning"] = title + (f" {row['scorer']}" if names.count(title) > 1 else "")
     parent_ms = {r: {label: _mean([m for _, m in runs], f"speed_{r}_{label}_parent_ms") for label in batches}
@@ -83,7 +86,7 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
             "spread": {"median": spreads[len(spreads) // 2], "max": spreads[-1]} if spreads else None,
             "thresholds": {r: {label: threshold([(row["fraction"], row["realized"].get(r, {}).get(label))
                                                  for row in rows if row["units"] == "weights"
-                                                 and row["fraction"] is not None])
+                                                 and row["fraction"] is not None and not row["pattern"]])
                                for label in batches} for r in sparse}}
 
 
@@ -155,7 +158,7 @@ def network_notes(network: dict[str, Any]) -> list[str]:
                      f"{network['spread']['median']:.1%}, widest {network['spread']['max']:.1%}")
     for r, by in network["thresholds"].items():
         parts = ", ".join(f"batch {network['batches'][label]} {threshold_text(found)}" for label, found in by.items())
-        notes.append(f"{r} beats dense eager by {BEATS:g}x: {parts}")
+        notes.append(f"{r} beats the dense parent by {BEATS:g}x: {parts}")
     csr = [(row["pruning"], row["disk_csr"]) for row in network["rows"] if row.get("disk_csr")]
     if csr:
         notes.append("unpruned file over the pruned one with its zero-holding weights saved as CSR: "

@@ -13,7 +13,7 @@ from torch import nn
 from gstbench.components import LayerState, PruningContext
 from gstbench.pruning import get_module, unit_rows, unit_weights
 
-COMPARE = ("layer", "output")
+COMPARE = ("layer", "output", "2:4")
 
 
 def compared(scores: torch.Tensor, compare: str) -> torch.Tensor:
@@ -22,9 +22,16 @@ def compared(scores: torch.Tensor, compare: str) -> torch.Tensor:
     "layer": the scores as they are. "output": each weight's rank within its row (0 the smallest), so that the
     layer's smallest ranks are every row's smallest weights: a target that prunes a share of the layer takes
     that share from every row (rows differing by one where the count does not divide; ties between rows broken
-    by the cell's seeded permutation, as every tie is)."""
+    by the cell's seeded permutation, as every tie is). "2:4": each weight's rank within its group of 4
+    consecutive inputs of a row, so that half of the layer taken smallest-first is the 2 smallest of every 4:
+    NVIDIA's semi-structured pattern (Mishra et al. 2021), at a fraction of 0.5."""
     if compare == "layer":
         return scores
+    if compare == "2:4":
+        if scores.dim() < 2 or scores[0].numel() % 4:
+            raise ValueError(f"compare = \"2:4\" ranks groups of 4 consecutive inputs, and a weight of shape "
+                             f"{tuple(scores.shape)} has {scores[0].numel()} inputs a row, not a multiple of 4")
+        return compared(scores.reshape(-1, 4), "output").reshape(scores.shape)
     rows = scores.reshape(scores.shape[0], -1)
     ranks = torch.empty_like(rows)
     ranks.scatter_(1, rows.argsort(dim=1, stable=True), torch.arange(rows.shape[1], dtype=rows.dtype).expand_as(rows))
@@ -50,8 +57,8 @@ class MagnitudeScorer:
             return compared(layer.conv.weight.detach().abs().float(), self.compare).cpu()
         if self.compare != "layer":
             raise ValueError(f"magnitude compares a filter, head or neuron with the others of its ranking "
-                             f"(compare = \"layer\"); compare = {self.compare!r} ranks single weights within "
-                             f"output rows, and layer '{layer.name}' is pruned by units")
+                             f"(compare = \"layer\"); compare = {self.compare!r} ranks single weights, and layer "
+                             f"'{layer.name}' is pruned by units")
         rows = unit_weights(ctx.model, layer.spec) if layer.is_group else layer.conv.weight.detach().flatten(1)
         return rows.abs().float().mean(dim=1).cpu()
 

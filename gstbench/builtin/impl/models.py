@@ -109,3 +109,22 @@ class ResNet(nn.Module):
         for s in range(1, self.n_stages + 1):
             out = getattr(self, f"layer{s}")(out)
         return self.fc(out.flatten(2).mean(dim=-1))
+
+
+def imagenet_resnet50(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """torchvision's ResNet-50 (He et al. 2016, ImageNet form: 7x7 stem, max-pool, 16 bottlenecks), untrained, with
+    each bottleneck's inner convolutions (conv1, conv2) declared prunable: conv3 feeds the residual sum, whose
+    channels stay, as in Torch-Pruning's and DepGraph's tables of it."""
+    from torchvision.models import resnet50
+
+    if len(input_shape) != 3 or input_shape[0] != 3:
+        raise ValueError(f"resnet50 takes 3-channel images (3, height, width), not inputs of shape "
+                         f"{tuple(input_shape)}")
+    model = resnet50(weights=None, num_classes=num_classes)
+    model.prunable_layers = {}
+    for s in range(1, 5):
+        for b, _ in enumerate(getattr(model, f"layer{s}")):
+            for c in (1, 2):
+                model.prunable_layers[f"layer{s}.{b + 1}.conv{c}"] = PrunableLayer(f"layer{s}.{b}.conv{c}",
+                                                                                 f"layer{s}.{b}.bn{c}")
+    return model

@@ -186,9 +186,24 @@ def has_2_4_pattern(weight: torch.Tensor) -> bool:
     return bool(((weight.reshape(weight.shape[0], -1, 4) == 0).sum(-1) >= 2).all())
 
 
+class EagerHalf:
+    """Eager in fp16: the dense baseline of the fp16 2:4 kernels, so that their speed-up is the sparsity's, not the
+    precision's (not a runtime of its own: ``SemiStructured.baseline``)."""
+
+    tolerance = (2e-2, 2e-2)
+
+    def unavailable(self, model: nn.Module, device: torch.device) -> str | None:
+        return None if device.type == "cuda" else f"fp16 eager is the 2:4 kernels' baseline on CUDA, not {device.type}"
+
+    def prepare(self, model: nn.Module, example: torch.Tensor) -> Call:
+        run = _inference(copy.deepcopy(model).eval().half())
+        return lambda x: run(x.half()).float()
+
+
 class SemiStructured:
     tolerance = (2e-2, 2e-2)  # fp16
     sparse = True
+    baseline = EagerHalf()  # the parent dense at the kernels' precision
 
     def unavailable(self, model: nn.Module, device: torch.device) -> str | None:
         if device.type != "cuda" or not torch.cuda.is_available():
