@@ -39,13 +39,10 @@ KINDS = (
 NEEDS_ACTIVATIONS = "needs-activations"  # scorer: the engine lets it hook forward passes
 REMOVES_UNITS = "removes-units"  # effector: changes tensor shapes (physical removal)
 TEMPORARY = "temporary"  # effector: targeted units come back after a while (zero, noise)
-# effector: targeted units keep training and may come back; each event re-picks the layer's whole pruned
-# share among all its units, and the layer's last event makes its pick permanent (``harden``)
-SOFT = "soft"
+SOFT = "soft"  # effector: pruned units train on; each event re-picks the whole share, the last one for good
 WEIGHTS = "weights"  # scorer or effector: also works on individual weights (granularity = "weights")
 GROUPS = "groups"  # scorer or effector: also works on declared groups of coupled slices (heads, neurons)
-# scorer: its scores of filters, heads or neurons compare across layers (a global ranking of them needs it)
-ACROSS_LAYERS = "across-layers"
+ACROSS_LAYERS = "across-layers"  # scorer: its unit scores compare across layers (a global ranking of units needs it)
 MAPS_2D = "2d-maps"  # scorer: reads 2-D feature maps (images); refused on 1-D signals
 LOADS_WEIGHTS = "loads-weights"  # rewind: loads a stored state (needs the unpruned shapes)
 NEEDS_PARENT = "needs-parent"  # metric: compares with the unpruned parent (same model, data, training, seed)
