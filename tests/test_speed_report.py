@@ -51,7 +51,7 @@ def test_a_speed_run_prints_each_networks_measured_and_predicted_speedups_and_dr
     assert run.returncode == 0, run.stderr
     screen = run.stdout
     assert "leaderboard" not in screen  # nothing was trained: accuracies would say nothing
-    assert max(map(len, screen.splitlines())) <= 100
+    assert max(len(line) for line in screen.splitlines() if not line.startswith(f"  {out}")) <= 100  # paths whole
     assert ("cnn1d(channels=[8, 16, 16, 16]) on mnist1d: measured speed-up over the unpruned network at batch 1 / 8"
             in " ".join(screen.split()))  # the caption wrapped to the width
     lines = {line.split("  ")[0]: line.split() for line in screen.splitlines()
@@ -75,6 +75,9 @@ def test_a_speed_run_prints_each_networks_measured_and_predicted_speedups_and_dr
     assert "sparse_csr beats the dense parent by 1.1x: batch 1 " in " ".join(screen.split())
     assert "not timed: semi_structured" not in screen  # not asked for: not said
     assert "with its zero-holding weights saved as CSR: weights 50%" in " ".join(screen.split())
+    # run draws the figure too, and names where
+    assert f"measured against predicted speed-up, drawn:\n  {out / 'plots' / 'speed_vs_macs_batch1.png'}" in screen
+    assert (out / "plots" / "speed_vs_macs_serving_batch.png").stat().st_size > 10_000
 
     page = run_cli("report", str(out), "--format", "html", "--output", str(tmp_path / "page.html"))
     assert page.returncode == 0, page.stderr

@@ -193,6 +193,11 @@ def _finish(suite, out: Path, summary, save_models: bool | None, as_json: bool) 
             click.echo(f"{held} being trained by another run (their leases are live); "
                        f"`gstbench report {out}` shows them once stored", err=True)
         click.echo(render_run_summary(report, out, screen_width()))
+        if report.speed is not None:  # the speed suite's figure: measured against predicted speed-up
+            from gstbench.reports.plots import plot_all
+
+            drawn = plot_all(out, out / "plots", only=("speed",))["written"]
+            click.echo("measured against predicted speed-up, drawn:\n" + "\n".join(f"  {p}" for p in drawn))
     if report.totals["failed"]:
         sys.exit(1)
 

@@ -36,15 +36,16 @@ def tick_label(value: float) -> str:
 
 def log_x(ax) -> None:
     """A log x axis whose ticks read as plain numbers (50, not 5 x 10^1; 33, not 32.768). Minor ticks carry a
-    label only where the axis spans less than a decade, then at 2 and 5 times a power of ten while it spans more
-    than half of one: labelling every one printed 4000500060007000 on one line."""
+    label where the axis spans less than half a decade, at 2 and 5 times a power of ten while it spans less than
+    two (an axis just over a decade showed one major label alone), none beyond: labelling every one printed
+    4000500060007000 on one line."""
     from matplotlib.ticker import FuncFormatter
 
     def minor(value: float, _pos: Any) -> str:
         low, high = sorted(ax.get_xlim())
         decades = math.log10(high / low) if low > 0 else math.inf
         mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
-        if decades >= 1 or (decades > 0.5 and mantissa not in (2, 5)):
+        if decades >= 2 or (decades > 0.5 and mantissa not in (2, 5)):
             return ""
         return tick_label(value)
 

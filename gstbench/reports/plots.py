@@ -55,9 +55,11 @@ def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
     return dict(sorted(groups.items()))
 
 
-def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str | None = None) -> dict[str, Any]:
+def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str | None = None,
+             only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Write every figure the results allow into ``dest``; returns {"written": [...], "skipped": {name: why}}.
-    ``runtime``: the one whose measured time the accuracy-against-time figure draws (the speed metric's)."""
+    ``runtime``: the one whose measured time the accuracy-against-time figure draws (the speed metric's);
+    ``only``: the figures whose names start so (all where empty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,7 +75,7 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str |
         raise GstbenchError(f"cannot write figures to {dest} ({exc.strerror or exc}); pass `gstbench plot --out` "
                             f"a writable directory") from None
     written, skipped = [], {}
-    for name, fig, why in figures(results, report_of(results, runtime=runtime)):
+    for name, fig, why in figures(results, report_of(results, runtime=runtime), only):
         if why:
             skipped[name] = why
             continue
@@ -89,8 +91,9 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str |
     return {"written": written, "skipped": skipped}
 
 
-def figures(results: RunResults, report: Leaderboard):
-    """Yield (name, figure, None) for each figure the results allow, (name, None, why) for the others.
+def figures(results: RunResults, report: Leaderboard, only: tuple[str, ...] = ()):
+    """Yield (name, figure, None) for each figure the results allow, (name, None, why) for the others (of those
+    whose names start with one of ``only``, where given).
 
     The caller saves and closes each figure (``gstbench plot`` to files, the HTML report inline)."""
     import matplotlib
@@ -108,6 +111,8 @@ def figures(results: RunResults, report: Leaderboard):
                                                                      "MACs per example, dead filters removed (log)")),
                        ("pareto_accuracy_vs_latency", time_figure),
                        ("critical_difference", critical_difference), *speed_figures(), *pairs):
+        if only and not name.startswith(only):
+            continue
         if report.untrained and not name.startswith("speed"):
             yield name, None, "no run trained its network: an untrained network's accuracy says nothing"
             continue

@@ -20,6 +20,8 @@ def speed_figure(which: int, ax, suite, groups, report) -> str | None:
     from matplotlib.ticker import FuncFormatter
 
     speed = report.speed
+    if speed is None and report.methods is not None:
+        return "a comparison of methods: its speed-ups are in the level tables, its time in pareto_accuracy_vs_latency"
     if speed is None:
         return "no run measured speed (the speed metric)"
     networks = speed["networks"]
