@@ -2,7 +2,8 @@
 (every promised speed-up delivered) drawn, one figure per batch size (batch 1, then the serving batch).
 
 A colour per runtime, a marker per network; filled markers joined by a solid line for structured pruning (units
-removed), hollow ones joined by a dashed line for single weights; the line runs through the levels in order.
+removed), hollow ones joined by a dashed line for single weights; a line runs through the levels of one way of
+pruning in order (a global allocation, a 2:4 pattern: a point of its own).
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ def speed_figure(which: int, ax, suite, groups, report) -> str | None:
             continue
         label = labels[which]
         for runtime in network["runtimes"]:
-            for units in dict.fromkeys(row["units"] for row in network["rows"]):
-                points = sorted((row["fraction"], row["predicted"], row["realized"][runtime][label])
-                                for row in network["rows"] if row["units"] == units and runtime in row["realized"]
-                                and row["predicted"] and row["realized"][runtime].get(label))
+            # a line through the levels of one way of pruning (a global ranking and a 2:4 pattern: their own)
+            for way in dict.fromkeys((row["units"], row["scope"], row.get("pattern")) for row in network["rows"]):
+                units = way[0]
+                points = sorted((row["fraction"] or 0, row["predicted"], row["realized"][runtime][label])
+                                for row in network["rows"] if (row["units"], row["scope"], row.get("pattern")) == way
+                                and runtime in row["realized"] and row["predicted"]
+                                and row["realized"][runtime].get(label))
                 if not points:
                     continue
                 structured = units != "weights"
