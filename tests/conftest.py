@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -81,6 +82,24 @@ def stop(proc, sig, timeout: int) -> str:
                              f"{(stderr or '')[-6000:]}")
 
 
+def speed_in_eager(suite: str) -> str:
+    """A ``metrics = [...]`` line for a tiny run's [base]: the suite's own metrics, its speed timed in eager alone
+    ("" where it times no other runtime). A tiny run spends its seconds exporting to ONNX Runtime otherwise (about
+    a second a network); test_runtimes.py and test_methods_suite.py run the other runtimes."""
+    from gstbench.plan.suite import load_suite
+    from gstbench.plugins import Registry
+
+    real = load_suite(Registry(), suite, placeholders=True, build_models=False)
+    kinds = {cell.metrics for cell in real.cells if cell.prune is not None}
+    if len(kinds) != 1 or not any(m.id == "gstbench:speed" for m in next(iter(kinds))):
+        return ""
+
+    def entry(ref) -> str:
+        options = {**dict(ref.options), **({"runtimes": ["gstbench:eager"]} if ref.id == "gstbench:speed" else {})}
+        return "{ " + ", ".join([f'name = "{ref.id}"', *(f"{k} = {json.dumps(v)}" for k, v in options.items())]) + " }"
+    return f"metrics = [{', '.join(entry(ref) for ref in next(iter(kinds)))}]\n"
+
+
 def tiny_transformer_suite(name: str, seeds: int) -> str:
     """A suite file that runs the built-in suite ``name`` (of the built-in transformer) at a tiny size: its blocks,
     heads and linear layers kept (its layers name them), 100 training signals at one step an epoch."""
@@ -91,7 +110,7 @@ seeds = {seeds}
 [base]
 model = {{ name = "gstbench:transformer", dim = 8, depth = 3, heads = 4, head_dim = 2, hidden = 20, patch = 4 }}
 dataset = {{ name = "gstbench:mnist1d", num_samples = 200, train_split = 0.5 }}
-[base.train]
+{speed_in_eager(name)}[base.train]
 batch_size = 100
 """
 

@@ -37,7 +37,7 @@ from gstbench.errors import GstbenchError
 from gstbench.plan.suite import load_suite
 from gstbench.plugins import Registry
 
-from conftest import run_cli
+from conftest import run_cli, speed_in_eager
 
 pytest_plugins = "gstbench.testing"
 
@@ -274,6 +274,7 @@ def stand_in(suite: str, where: Path) -> Path:
     real = load_suite(registry, parent, placeholders=True, build_models=False)
     path = where / f"{real.name}.toml"
     text = STAND_IN.format(name=real.name, parent=parent)
+    text = text.replace("[base.train]", f"{speed_in_eager(parent)}[base.train]")  # speed in eager alone
     if any(cell.model.id == "gstbench:transformer" for cell in real.cells):
         text = text.replace('{ name = "gstbench:cnn1d", channels = [8, 8, 8, 16] }', TRANSFORMER)
     path.write_text(text)
