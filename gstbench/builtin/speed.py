@@ -12,7 +12,6 @@ threads and runtime it was measured on.
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,9 @@ from torch import nn
 from gstbench.builtin.latency import batch_input, summary_ms, time_in_turns
 from gstbench.engine.evaluation import eval_mode
 from gstbench.errors import GstbenchError
+
+
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layers whose single weights pruning zeroes
 
 
 class OutputMismatch(GstbenchError):
@@ -57,41 +59,42 @@ def measure(pruned: nn.Module, parent: nn.Module, x: torch.Tensor, batches: dict
     from gstbench.builtin.impl.runtimes import Eager
 
     eager = Eager()
+    models = {"pruned": pruned, "parent": parent}
     out: dict[str, dict[str, Any]] = {}
     with eval_mode(pruned), eval_mode(parent):  # as the runtimes expect them; each model's own mode restored after
+        # each batch's input and eager's outputs on it, once, which every runtime's outputs must match
+        inputs = {label: batch_input(x, batch) for label, batch in batches.items()}
+        with torch.inference_mode():
+            eager_out = {label: {role: m(xb) for role, m in models.items()} for label, xb in inputs.items()}
         for name, runtime in runtimes.items():
             # a sparse format is timed against the dense parent in eager (at its precision: its ``baseline``), the
             # baseline it competes with
             baseline = getattr(runtime, "baseline", None) or eager
             runs = {"pruned": runtime, "parent": baseline if getattr(runtime, "sparse", False) else runtime}
             why = runs["pruned"].unavailable(pruned, x.device) or runs["parent"].unavailable(parent, x.device)
-            out[name] = {"unavailable": why} if why else _timed(name, runtime, runs, pruned, parent, x, batches,
-                                                                  macs, warmup, repeats)
+            out[name] = {"unavailable": why} if why else {
+                label: _timed(name, runtime, runs, models, xb, eager_out[label], macs, warmup, repeats)
+                for label, xb in inputs.items()}
     return out
 
 
-def _timed(name: str, runtime: Any, runs: dict[str, Any], pruned: nn.Module, parent: nn.Module, x: torch.Tensor,
-           batches: dict[str, int], macs: tuple[float, float], warmup: int, repeats: int) -> dict[str, Any]:
-    """One runtime's rows of ``measure``, per batch label; ``runs``: which runtime runs each of the two networks."""
-    out: dict[str, Any] = {}
-    for label, batch in batches.items():
-        xb = batch_input(x, batch)
-        calls, prepare_s, diff = {}, {}, {}
-        if hasattr(runtime, "fresh"):  # e.g. torch.compile's caches, so that each pair compiles for itself
-            runtime.fresh()
-        for role, model in (("pruned", pruned), ("parent", parent)):
-            t0 = time.perf_counter()
-            calls[role] = runs[role].prepare(model, xb)
-            prepare_s[role] = time.perf_counter() - t0
-            with torch.inference_mode():
-                reference = model(xb)
-            diff[role] = check_outputs(name, reference, calls[role](xb), runtime.tolerance)
-        with timing_alone():
-            seconds = time_in_turns(calls, xb, warmup, repeats)
-        mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
-        out[label] = {"batch": batch, "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine,
-                      "parent_ms": theirs, **speedups(theirs["median"], mine["median"], *macs)}
-    return out
+def _timed(name: str, runtime: Any, runs: dict[str, Any], models: dict[str, nn.Module], xb: torch.Tensor,
+           reference: dict[str, torch.Tensor], macs: tuple[float, float], warmup: int, repeats: int) -> dict[str, Any]:
+    """One runtime's row of ``measure`` at one batch ``xb``; ``runs``: which runtime runs each of the two networks,
+    ``reference``: eager's outputs of each on ``xb``."""
+    calls, prepare_s, diff = {}, {}, {}
+    if hasattr(runtime, "fresh"):  # e.g. torch.compile's caches, so that each pair compiles for itself
+        runtime.fresh()
+    for role, model in models.items():
+        t0 = time.perf_counter()
+        calls[role] = runs[role].prepare(model, xb)
+        prepare_s[role] = time.perf_counter() - t0
+        diff[role] = check_outputs(name, reference[role], calls[role](xb), runtime.tolerance)
+    with timing_alone():
+        seconds = time_in_turns(calls, xb, warmup, repeats)
+    mine, theirs = summary_ms(seconds["pruned"]), summary_ms(seconds["parent"])
+    return {"batch": xb.shape[0], "prepare_s": prepare_s, "max_abs_diff": diff, "pruned_ms": mine, "parent_ms": theirs,
+            **speedups(theirs["median"], mine["median"], *macs)}
 
 
 def sizes(parent: nn.Module, pruned: nn.Module, parent_params: float, pruned_params: float) -> dict[str, Any]:
@@ -105,19 +108,17 @@ def sizes(parent: nn.Module, pruned: nn.Module, parent_params: float, pruned_par
         torch.save(state, buffer)
         return buffer.tell()
 
-    weights = {f"{name}.weight" for name, m in pruned.named_modules()
-               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))}
+    from gstbench.builtin.impl.runtimes import to_csr
+
     state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
-    zeros = {k for k in weights if k in state and bool((state[k] == 0).any())}
-    out = {"params": {"parent": parent_params, "pruned": pruned_params - sum(float((state[k] == 0).sum())
-                                                                              for k in zeros)},
+    zeros = {k: int((state[k] == 0).sum()) for k in (f"{name}.weight" for name, m in pruned.named_modules()
+                                                     if isinstance(m, WEIGHTED)) if k in state}
+    zeros = {k: n for k, n in zeros.items() if n}
+    out = {"params": {"parent": parent_params, "pruned": pruned_params - sum(zeros.values())},
            "bytes": {"parent": saved({k: v.detach().cpu() for k, v in parent.state_dict().items()}),
                      "pruned": saved(state)}}
     if zeros:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR tensor support is in beta"
-            out["bytes"]["pruned_csr"] = saved({k: v.flatten(1).to_sparse_csr() if k in zeros else v
-                                                for k, v in state.items()})
+        out["bytes"]["pruned_csr"] = saved({k: to_csr(v.flatten(1)) if k in zeros else v for k, v in state.items()})
     return out
 
 
@@ -140,8 +141,7 @@ def zero_weight_macs(model: nn.Module, example: torch.Tensor) -> float:
         positions = output.numel() / (output.shape[0] * module.weight.shape[0])  # per example and output unit
         counted.append(positions * float((module.weight == 0).sum()))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, WEIGHTED)]
     try:
         with torch.inference_mode(), eval_mode(model):
             model(example[:1])
@@ -204,8 +204,9 @@ class SpeedMetric:
         built = {key_of(r): registry.build("runtimes", ComponentRef(r if ":" in r else f"gstbench:{r}"))
                  for r in self.runtimes}
         batches = {"batch1": 1, "batch": self.batch}
-        sparse = any(getattr(r, "sparse", False) for r in built.values())  # only a sparse format's time sees zeros
-        signature = (architecture(slim, zeros=sparse and pruned_macs < slim_macs), architecture(parent, zeros=False),
+        sparse = [k for k, r in built.items() if getattr(r, "sparse", False)]  # only their times see the zeros
+        signature = (architecture(slim, zeros=bool(sparse) and pruned_macs < slim_macs),
+                     architecture(parent, zeros=False),
                      tuple(example.shape[1:]), str(ctx.device), torch.get_num_threads(), tuple(self.runtimes),
                      self.batch, self.warmup, self.repeats)
         shared = signature in _MEASURED
@@ -240,7 +241,7 @@ class SpeedMetric:
             out[f"speed_{runtime}_prepare_s"] = {label: row["prepare_s"] for label, row in rows.items()}
         out["speed_unavailable"] = unavailable
         out["speed_settings"] = {
-            "runtimes": self.runtimes, "sparse": [k for k, r in built.items() if getattr(r, "sparse", False)],
+            "runtimes": self.runtimes, "sparse": sparse,
             "batches": batches, "warmup": self.warmup, "repeats": self.repeats,
             "timed_alone": "one timing at a time on this machine",
             # the times of an earlier cell in this process whose networks have the same shapes (and zeros)

@@ -21,7 +21,7 @@ Call = Callable[[torch.Tensor], torch.Tensor]
 EXTRA = "pip install 'gstbench[speed]'"
 
 
-def _csr(weight: torch.Tensor) -> torch.Tensor:
+def to_csr(weight: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": said once in the docs instead
         warnings.simplefilter("ignore", UserWarning)
         return weight.detach().to_sparse_csr()
@@ -114,7 +114,7 @@ class OnnxRuntime:
 class _CSRLinear(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        self.weight = _csr(linear.weight)
+        self.weight = to_csr(linear.weight)
         self.bias = None if linear.bias is None else linear.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +134,7 @@ class _CSRConv(nn.Module):
         self.kernel, self.stride = pair(conv.kernel_size), pair(conv.stride)
         self.padding, self.dilation = (0, conv.padding[0]) if self.one_d else tuple(conv.padding), pair(conv.dilation)
         self.out_channels = conv.out_channels
-        self.weight = _csr(conv.weight.reshape(conv.out_channels, -1))
+        self.weight = to_csr(conv.weight.reshape(conv.out_channels, -1))
         self.bias = None if conv.bias is None else conv.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
