@@ -174,15 +174,17 @@ class _RunScreen:
 
 def _finish(suite, out: Path, summary, save_models: bool | None, as_json: bool) -> None:
     """The run's last screen: what was skipped or is elsewhere, then a line per configuration and per claim."""
-    from gstbench.reports.report import build_report
+    from gstbench.reports.report import report_of
     from gstbench.reports.run_summary import render_run_summary
+    from gstbench.store.reader import load_results
 
     if save_models:
         _say_which_cells_have_no_model(suite, out)
     elif save_models is False and not as_json:
         click.echo("--no-models: no model kept; adding a metric later (gstbench measure, --reuse) trains these "
                    "cells again, and load_model and export-model have none to read", err=True)
-    report = build_report(out)
+    results = load_results(out)
+    report = report_of(results)
     if as_json:
         echo_json({"run": summary.__dict__, **report.as_json()})
     else:
@@ -194,9 +196,9 @@ def _finish(suite, out: Path, summary, save_models: bool | None, as_json: bool) 
                        f"`gstbench report {out}` shows them once stored", err=True)
         click.echo(render_run_summary(report, out, screen_width()))
         if report.speed is not None:  # the speed suite's figure: measured against predicted speed-up
-            from gstbench.reports.plots import plot_all
+            from gstbench.reports.plots import save_figures
 
-            drawn = plot_all(out, out / "plots", only=("speed",))["written"]
+            drawn = save_figures(results, report, out / "plots", only=("speed",))["written"]
             click.echo("measured against predicted speed-up, drawn:\n" + "\n".join(f"  {p}" for p in drawn))
     if report.totals["failed"]:
         sys.exit(1)

@@ -55,11 +55,17 @@ def _groups(results: RunResults) -> dict[str, list[tuple[dict, dict]]]:
     return dict(sorted(groups.items()))
 
 
-def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str | None = None,
-             only: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Write every figure the results allow into ``dest``; returns {"written": [...], "skipped": {name: why}}.
-    ``runtime``: the one whose measured time the accuracy-against-time figure draws (the speed metric's);
-    ``only``: the figures whose names start so (all where empty)."""
+def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str | None = None) -> dict[str, Any]:
+    """Write every figure the results of ``out`` allow into ``dest``; returns {"written": [...], "skipped": {name:
+    why}}. ``runtime``: the one whose measured time the accuracy-against-time figure draws (the speed metric's)."""
+    results = load_results(out)  # once, for the groups and the report
+    return save_figures(results, report_of(results, runtime=runtime), dest, fmt)
+
+
+def save_figures(results: RunResults, report: Leaderboard, dest: Path | str, fmt: str = "png",
+                 only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``plot_all`` on results already read and reported (``run``'s end); ``only``: the figures whose names start
+    so (all where empty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,15 +73,14 @@ def plot_all(out: Path | str, dest: Path | str, fmt: str = "png", runtime: str |
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    out, dest = Path(out), Path(dest)
-    results = load_results(out)  # once, for the groups and the report
+    dest = Path(dest)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GstbenchError(f"cannot write figures to {dest} ({exc.strerror or exc}); pass `gstbench plot --out` "
                             f"a writable directory") from None
     written, skipped = [], {}
-    for name, fig, why in figures(results, report_of(results, runtime=runtime), only):
+    for name, fig, why in figures(results, report, only):
         if why:
             skipped[name] = why
             continue
