@@ -5,8 +5,8 @@ Runs of one network (its model and dataset labels) are pooled over seeds (means)
 the lowest measured share of single weights pruned from which on, at every higher measured share too, the
 sparse network runs at least ``BEATS`` times as fast as its dense parent in eager: 10%, the smallest speed-up a
 user would change a deployment for, and the margin of the speed suite's claims (docs/speed-scale.md); a share
-where it is faster by less is timing noise's as much as the format's. A speed-up belongs to the machine, its threads and
-the runtime it was measured on: every table carries the device and the thread count.
+where it is faster by less is timing noise's as much as the format's. A speed-up belongs to the machine, its threads
+and the runtime it was measured on: every table carries the device and the thread count.
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
     for members in pooled.values():
         spec, ms = members[0][0], [m for _, m in members]
         level = label_at(spec, "prune.fraction")  # "-" where layers have fractions of their own
+        scorer = label_at(spec, "prune.scorer")
         row = {"units": label_at(spec, "prune.units"), "fraction": float(level) if level != "-" else None,
-               "scorer": label_at(spec, "prune.scorer"), "scope": label_at(spec, "prune.scope"), "n": len(ms),
+               "scorer": scorer, "scope": label_at(spec, "prune.scope"), "n": len(ms),
+               # NVIDIA's 2:4 pattern (compare = "2:4"): a row of its own, not a level of the threshold's
+               "pattern": "2:4" if "2:4" in scorer else None,
                "predicted": _mean(ms, "speed_predicted"), "params": _mean(ms, "speed_params_ratio"),
                "disk": _mean(ms, "speed_disk_ratio"), "disk_csr": _mean(ms, "speed_disk_csr_ratio"),
                "realized": {}, "delivered": {}, "ms": {}}
@@ -70,8 +73,6 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
         rows.append(row)
     rows.sort(key=lambda r: (r["units"] == "weights", r["units"], r["scope"] == "global", r["fraction"] or 0,
                              r["scorer"]))
-    for r in rows:  # NVIDIA's 2:4 pattern (compare = "2:4"): its own row, not a level of the threshold's
-        r["pattern"] = "2:4" if "2:4" in r["scorer"] else None
     names = [(f"{r['units']} {r['fraction']:.0%}" if r["fraction"] is not None else f"{r['units']} by layer")
              + (" global" if r["scope"] == "global" else "") + (f" {r['pattern']}" if r["pattern"] else "")
              for r in rows]
@@ -81,7 +82,7 @@ def _network(name: str, runs: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any
                  for r in runtimes}
     spreads = sorted(m[k] for _, m in runs for k in m if k.startswith("speed_") and k.endswith("_spread")
                      and is_number(m[k]))
-    return {"network": name, "batches": batches, "runtimes": runtimes, "sparse": sparse, "unavailable": unavailable,
+    return {"network": name, "batches": batches, "runtimes": runtimes, "unavailable": unavailable,
             "parent_ms": parent_ms, "rows": rows,
             "spread": {"median": spreads[len(spreads) // 2], "max": spreads[-1]} if spreads else None,
             "thresholds": {r: {label: threshold([(row["fraction"], row["realized"].get(r, {}).get(label))
