@@ -44,6 +44,27 @@ def test_the_threshold_is_the_lowest_share_from_which_every_measured_share_beats
     assert (got["from"], got["below"]) == found and threshold_text(got) == text
 
 
+@pytest.mark.parametrize("curve, truth", [
+    ({0.5: 0.5, 0.7: 0.9, 0.9: 1.5, 0.95: 1.8}, 0.9),  # beats dense from 90%
+    ({0.5: 0.3, 0.7: 0.6, 0.9: 0.95, 0.95: 1.0}, None),  # never does (1.0 at 95%: within noise of the margin)
+])
+def test_the_threshold_finds_the_planted_one_as_often_as_timing_noise_allows(curve, truth):
+    import numpy as np
+    from scipy.stats import norm
+
+    rng, draws, noise = np.random.default_rng(0), 4000, 0.05  # log-normal timer noise: the suite's spread is 3-6%
+    found = [threshold([(f, s * float(np.exp(rng.normal(0, noise)))) for f, s in curve.items()])["from"]
+             for _ in range(draws)]
+    # right when every level from the truth on beats dense by 1.1 and the level below it does not
+    levels = sorted(curve)
+    first = levels.index(truth) if truth is not None else len(levels)
+    beat = [norm.cdf(np.log(curve[f] / 1.1) / noise) for f in levels[first:]]
+    miss = [norm.cdf(np.log(1.1 / curve[levels[first - 1]]) / noise)] if first > 0 else []
+    expected = float(np.prod(beat + miss))
+    observed = sum(f == truth for f in found) / draws
+    assert abs(observed - expected) < 0.01 and observed > 0.95, (observed, expected)
+
+
 def test_a_speed_run_prints_each_networks_measured_and_predicted_speedups_and_draws_them(tmp_path):
     suite, out = tmp_path / "speed.toml", tmp_path / "out"
     suite.write_text(TINY_SPEED)
