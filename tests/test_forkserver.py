@@ -32,13 +32,20 @@ def test_a_forked_command_prints_and_exits_as_a_fresh_interpreter_does(args):
     assert (forked.returncode, forked.stdout, forked.stderr) == (expected.returncode, expected.stdout, expected.stderr)
 
 
-SCRIPT = """import sys, helper
+SCRIPT = """import atexit, io, sys, threading, time, helper
+# what an exit shows: atexit handlers, non-daemon threads joined, buffered output flushed, the status
+sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)))  # buffered under PYTHONUNBUFFERED too
 print(__name__, sys.argv[1:], sys.path[0], helper.NAME)
-sys.exit(int(sys.argv[1]))
+atexit.register(lambda: print("atexit handler ran"))
+threading.Thread(target=lambda: (time.sleep(0.2), sys.stdout.write("the thread ended, no newline"))).start()
+sys.stderr.write("buffered, no newline")
+code = sys.argv[1]
+if code != "end":
+    sys.exit(int(code) if code.lstrip("-").isdigit() else code)
 """
 
 
-@pytest.mark.parametrize("code", ["0", "3"])
+@pytest.mark.parametrize("code", ["0", "3", "-1", "a message", "end"])
 def test_a_forked_script_sees_its_argv_name_directory_and_exits_as_a_fresh_interpreter_does(tmp_path, code):
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "bench.py").write_text(SCRIPT)
@@ -48,7 +55,8 @@ def test_a_forked_script_sees_its_argv_name_directory_and_exits_as_a_fresh_inter
     expected = subprocess.run([sys.executable, str(script), code], capture_output=True, text=True, env=ENV,
                               cwd=tmp_path)
     assert (forked.returncode, forked.stdout, forked.stderr) == (expected.returncode, expected.stdout, expected.stderr)
-    assert forked.returncode == int(code) and "__main__ ['%s']" % code in forked.stdout
+    assert "__main__ ['%s']" % code in forked.stdout and "atexit handler ran" in forked.stdout
+    assert forked.returncode == {"0": 0, "3": 3, "-1": 255, "a message": 1, "end": 0}[code]
 
 
 def test_a_forked_run_stores_what_a_fresh_one_stores_and_sees_the_tests_environment(tmp_path):
