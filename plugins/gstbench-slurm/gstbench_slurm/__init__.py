@@ -144,9 +144,14 @@ class SlurmExecutor:
                 job.cancel(check=False)
             raise
 
-    @staticmethod
-    def _result(cell: Any, job: Any) -> tuple[CellResult | None, str | None]:
-        """The job's result, or why it has none (it died, was cancelled, or timed out too often)."""
+    def _result(self, cell: Any, job: Any) -> tuple[CellResult | None, str | None]:
+        """The job's result, or why it has none (it died, was cancelled, or timed out too often).
+
+        A local job (cluster=local) writes its result before its process ends, on this machine's disk: one that
+        ended without the file has none, and is not waited for as submitit waits (15 s) for a cluster's shared
+        filesystem to show it."""
+        if self.cluster == "local" and not job.paths.result_pickle.exists():
+            return None, f"slurm job {job.job_id} ended without a result (its log: {job.paths.stderr})"
         try:
             result = job.result()
         except Exception as exc:
