@@ -339,3 +339,20 @@ def test_cells_of_the_same_shapes_share_one_measurement_and_a_sparse_formats_zer
     assert dense[1]["speed_settings"]["shared"]
     sparse = [speed(s, "weights", ["eager", "sparse-csr"]) for s in (12, 13)]
     assert not sparse[0]["speed_settings"]["shared"] and not sparse[1]["speed_settings"]["shared"]
+
+
+def test_the_op_count_is_torch_prunings_once_per_architecture_whatever_the_weights():
+    import torch_pruning as tp
+
+    from gstbench.builtin.speed import counted_ops
+
+    example = torch.zeros(1, *SHAPE)
+    torch.manual_seed(0)
+    first, other_weights = (cnn1d(SHAPE, 10, channels=[8, 16, 16, 16]).eval() for _ in range(2))
+    wider = cnn1d(SHAPE, 10, channels=[8, 16, 16, 32]).eval()
+    _weights_masked(other_weights)  # zeros in place: the same shapes, the same count
+    slim, heads = _filters_removed(), _heads_removed()
+    for model in (first, other_weights, wider, slim, heads):
+        assert counted_ops(model, example) == tp.utils.count_ops_and_params(model, example)
+    assert counted_ops(first, example) == counted_ops(other_weights, example) != counted_ops(wider, example)
+    assert counted_ops(slim, example) != counted_ops(first, example)

@@ -284,13 +284,15 @@ class Cost:
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
         import torch_pruning as tp
 
+        from gstbench.builtin.speed import counted_ops
+
         model, example = ctx.model, ctx.data.x_test[:1]
         with eval_mode(model):
-            macs, params = tp.utils.count_ops_and_params(model, example)
+            macs, params = counted_ops(model, example)
         # A masked filter still costs compute in the dense model; the deployed model drops it.
         slim, removed = slim_network(ctx)
         with eval_mode(slim):
-            macs_slim, params_slim = tp.utils.count_ops_and_params(slim, example)
+            macs_slim, params_slim = counted_ops(slim, example)
         return {"macs": int(macs), "params_counted": int(params), "macs_without_dead_filters": int(macs_slim),
                 "params_without_dead_filters": int(params_slim), "dead_filters_removed": removed,
                 "cost_settings": {"counter": f"torch-pruning {tp.__version__} count_ops_and_params",
