@@ -6,8 +6,10 @@ The executor tests of gstbench and of its first-party executor plugins share the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from gstbench.store.cell_result import CellResult, Environment
 
@@ -41,3 +43,27 @@ class DyingWork:
             raise ValueError("the cell's own bug")
         return CellResult("ok", cell.hash, cell.seed, 0.0, Environment.here(device or self.device),
                           metrics={"pid": os.getpid()})
+
+
+@dataclass
+class EpochsWork:
+    """Work for executor tests: a cell sends ``epochs`` epochs to the driver's bar, one every ``every_s`` seconds,
+    and returns the worker's pid and when the cell started and ended (wall clock)."""
+
+    epochs: int = 20
+    every_s: float = 0.02
+    device: str = "cpu"
+    on_epoch: Callable[[Any, int, int], None] | None = field(default=None, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "on_epoch": None}  # the bar stays in the driver
+
+    def __call__(self, cell: StubCell, device: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> CellResult:
+        started = time.time()
+        for epoch in range(1, self.epochs + 1):
+            time.sleep(self.every_s)
+            if progress is not None:
+                progress(epoch, self.epochs)
+        return CellResult("ok", cell.hash, cell.seed, 0.0, Environment.here(device or self.device),
+                          metrics={"pid": os.getpid(), "started": started, "ended": time.time()})

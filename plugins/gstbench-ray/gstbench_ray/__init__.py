@@ -30,7 +30,9 @@ def _run_cell(work: Callable, cell: Any, progress: Any = None) -> dict:
         return work(cell)
     from gstbench.builtin.executors import progress_sender
 
-    return work(cell, progress=progress_sender(progress.put_nowait, cell))
+    # An epoch goes to the queue actor without waiting for it: a task waiting in ray.get lends its CPU back, and
+    # Ray starts another worker for the next cell, so more cells ran at once than --workers, each in a cold process
+    return work(cell, progress=progress_sender(progress.actor.put_nowait.remote, cell))
 
 
 def _drain(progress: Any, work: Any, cells: dict[str, Any]) -> None:

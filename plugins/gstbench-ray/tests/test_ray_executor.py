@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gstbench._doubles import DyingWork, StubCell
+from gstbench._doubles import DyingWork, EpochsWork, StubCell
 from gstbench.testing import descendants, running, stored_results
 from gstbench_ray import RayExecutor
 from gstbench.testing.forkserver import popen_gstbench, run_gstbench
@@ -55,6 +55,23 @@ def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
     assert results["raises"].status == "failed" and "the cell's own bug" in results["raises"].error
     assert not (tmp_path / "raises").exists()
 
+
+
+def test_a_worker_takes_the_next_cell_and_no_more_cells_run_at_once_than_workers_while_epochs_reach_the_bar():
+    seen: list[tuple[str, int]] = []
+    work = EpochsWork(epochs=20, every_s=0.02)
+    work.on_epoch = lambda cell, done, planned: seen.append((cell.name, done))
+    cells = [StubCell(f"cell{i}") for i in range(3)]
+    results = [r.metrics for _, r in RayExecutor(address=None, workers=1, gpus_per_cell=None, max_retries=0)
+               .map(cells, work)]
+    # one warm process runs the cells one after another: a new worker per cell would import torch each time
+    assert len({r["pid"] for r in results}) == 1, results
+    spans = sorted((r["started"], r["ended"]) for r in results)
+    assert all(ended <= started for (_, ended), (started, _) in zip(spans, spans[1:])), spans
+    assert {name for name, _ in seen} >= {"cell0", "cell1"}, seen  # the last cell's epochs may end with the run
+    for name in {name for name, _ in seen}:
+        done = [d for n, d in seen if n == name]
+        assert done == sorted(done) and set(done) <= set(range(1, 21)), (name, done)
 
 
 def _cmdline(pid: int) -> str:
