@@ -59,6 +59,27 @@ def test_a_forked_script_sees_its_argv_name_directory_and_exits_as_a_fresh_inter
     assert forked.returncode == {"0": 0, "3": 3, "-1": 255, "a message": 1, "end": 0}[code]
 
 
+NESTED = """import os, sys
+from gstbench.testing.forkserver import run_script
+if sys.argv[1] == "outer":
+    env = {**os.environ, **({"OMP_NUM_THREADS": "3"} if sys.argv[2] == "other" else {})}
+    inner = run_script(__file__, "inner", env=env)
+    print(os.getppid(), inner.stdout.strip())
+else:
+    print(os.getppid())
+"""
+
+
+@pytest.mark.parametrize("settings", ["same", "other"])
+def test_a_forked_scripts_commands_fork_from_its_server_where_their_import_time_settings_agree(tmp_path, settings):
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    outer = run_script(script, "outer", settings, env=ENV, cwd=tmp_path)
+    assert outer.returncode == 0, outer.stderr
+    script_server, command_server = outer.stdout.split()
+    assert (script_server == command_server) == (settings == "same")  # other settings: a server started in them
+
+
 def test_a_forked_run_stores_what_a_fresh_one_stores_and_sees_the_tests_environment(tmp_path):
     env = {**ENV, "GSTBENCH_EXECUTOR": "sequential", "GSTBENCH_PLUGINS_DIR": str(tmp_path / "nowhere")}
     forked = run_gstbench("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(tmp_path / "a"),

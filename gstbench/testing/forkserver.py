@@ -20,7 +20,9 @@ variable, which no fork can redo. So does every child on a platform without ``fo
 imports or how fast it starts must start a fresh interpreter itself.
 
 A server lives as long as the test process that started it (it exits when its stdin, a
-pipe from that process, closes) and serves that test process only.
+pipe from that process, closes) and serves that test process and the children it forked: a
+benchmark script's own commands fork from the server that forked the script, where their
+import-time settings are the script's.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ SEARCH_PATH_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")
 IMPORT_TIME_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "CUDA", "NVIDIA", "TORCH", "PYTORCH",
                    "HF_", "HUGGINGFACE", "TIMM", "LD_", "NUMPY", "SCIPY")
 FRESH = "GSTBENCH_TEST_FRESH_PROCESSES"
+INHERITED = "_gstbench_test_fork_server"  # a sys attribute in a forked child: its server's socket and key
 
 
 class _Server:
@@ -75,6 +78,9 @@ class _Server:
                     threading.Event().wait(0.1)
             probe.sendall(b"{}\n")  # an empty request: hang up
         atexit.register(self.close)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def close(self) -> None:
         if self.proc.stdin.closed:
@@ -111,6 +117,26 @@ class _Server:
         return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
+class _Inherited(_Server):
+    """The server this process was forked from, asked for this process's own children: a benchmark script's
+    commands fork from the server that forked the script, where their environments' import-time settings agree,
+    instead of a new server importing torch again. It outlives this process (it ends its children as it exits)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def alive(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def matching(key: tuple) -> _Inherited | None:
+        inherited = getattr(sys, INHERITED, None)  # (socket, key) where _become_child left them
+        return _Inherited(inherited[0]) if inherited is not None and tuple(inherited[1]) == key else None
+
+
 def _line(conn: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"\n"):
@@ -145,6 +171,11 @@ def _torch_default(name: str, value: str) -> bool:
     return value == default_cache_dir()
 
 
+def _key(env: dict[str, str]) -> tuple:
+    """What tells the servers for ``env`` apart: its import-time settings."""
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and not _torch_default(k, v)))
+
+
 def _server_for(env: dict[str, str]) -> _Server | None:
     """This test process's server for ``env``'s import-time settings, started on first use (the least recently
     used one closes past ``MAX_SERVERS``); None where a child cannot be forked alike (the module's docstring)."""
@@ -152,14 +183,14 @@ def _server_for(env: dict[str, str]) -> _Server | None:
         return None
     if any(env.get(k) != os.environ.get(k) for k in SEARCH_PATH_ENV):
         return None
-    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and not _torch_default(k, v)))
+    key = _key(env)
     with _servers_lock:
         server = _servers.pop(key, None)
-        if server is not None and server.proc.poll() is not None:
+        if server is not None and not server.alive():
             server.close()  # its socket's directory
             server = None
         if server is None:
-            server = _Server(env)
+            server = _Inherited.matching(key) or _Server(env)
         _servers[key] = server
         while len(_servers) > MAX_SERVERS:
             _servers.pop(next(iter(_servers))).close()
@@ -368,9 +399,9 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _become_child(request: dict) -> None:
+def _become_child(request: dict, path: str) -> None:
     """In the child: the test's environment, directory and argv, then `python -m gstbench` (or the script) as the
-    interpreter runs it."""
+    interpreter runs it; the child's own children fork from this server (``path``) where they can."""
     import importlib
     import runpy
 
@@ -379,6 +410,7 @@ def _become_child(request: dict) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     os.environ.clear()
     os.environ.update(request["env"])
+    setattr(sys, INHERITED, (path, _key(request["env"])))
     os.chdir(request["cwd"])
     argv = request["argv"]
     try:
@@ -434,4 +466,4 @@ if __name__ == "__main__":
         importlib.import_module(name)
     child_request = _serve(sys.argv[1])
     if child_request is not None:
-        _become_child(child_request)
+        _become_child(child_request, sys.argv[1])
