@@ -1,0 +1,168 @@
+"""The test fork server's own process (gstbench.testing.forkserver starts it): run as a script, it imports the heavy
+libraries and nothing of gstbench, forks a child per request and reports its exit status; the child becomes the
+requested `python -m gstbench` (or script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+WARM = ("numpy", "scipy.stats", "torch", "torch._dynamo", "torch_pruning", "mnist1d.data")
+# what the interpreter and the warm libraries read as they start: a child whose environment differs here is
+# forked from a server started in its environment
+IMPORT_TIME_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "CUDA", "NVIDIA", "TORCH", "PYTORCH",
+                   "HF_", "HUGGINGFACE", "TIMM", "LD_", "NUMPY", "SCIPY")
+INHERITED = "_gstbench_test_fork_server"  # a sys attribute in a forked child: its server's socket and key
+
+
+def _torch_default(name: str, value: str) -> bool:
+    """Whether ``name=value`` is what importing torch sets by itself (inductor's default cache directory): a
+    server started without it gets it as it warms torch, so it tells no two environments apart."""
+    if name != "TORCHINDUCTOR_CACHE_DIR" or "torch" not in sys.modules:
+        return False
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return value == default_cache_dir()
+
+
+def environment_key(env: dict[str, str]) -> tuple:
+    """What tells the servers for ``env`` apart: its import-time settings."""
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and not _torch_default(k, v)))
+
+
+
+def _serve(path: str) -> dict | None:
+    """Accept requests until stdin closes; return the request in a forked child, None in the server."""
+    import selectors
+
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path + ".tmp")
+    os.rename(path + ".tmp", path)  # connectable only once listening
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    while True:
+        for key, _ in selector.select(timeout=0.05):
+            if key.fileobj != listener:  # stdin closed: the test process is gone
+                for pid in children:
+                    _kill(pid)
+                os._exit(0)
+            conn, _ = listener.accept()
+            conn.setblocking(True)
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+            while not message.endswith(b"\n"):
+                message += conn.recv(1 << 20)
+            request = json.loads(message)
+            if not request:
+                conn.close()
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                selector.close()
+                for other in children.values():
+                    other.close()
+                conn.close()
+                null = os.open(os.devnull, os.O_RDONLY)
+                for source, target in ((null, 0), (fds[0], 1), (fds[1], 2)):
+                    os.dup2(source, target)
+                    os.close(source)
+                return request
+            for fd in fds:
+                os.close(fd)
+            conn.sendall(f"{pid}\n".encode())
+            children[pid] = conn
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                conn = children.pop(pid)
+                try:
+                    conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                except OSError:
+                    pass
+                conn.close()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+
+
+def _become_child(request: dict, path: str) -> None:
+    """In the child: the test's environment, directory and argv, then `python -m gstbench` (or the script) as the
+    interpreter runs it; the child's own children fork from this server (``path``) where they can."""
+    import importlib
+    import runpy
+
+    if request.get("sigint_default"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    os.environ.clear()
+    os.environ.update(request["env"])
+    setattr(sys, INHERITED, (path, environment_key(request["env"])))
+    os.chdir(request["cwd"])
+    argv = request["argv"]
+    try:
+        if argv[1] == "-m":
+            sys.path.insert(0, os.getcwd())  # as `python -m` sets it
+            importlib.invalidate_caches()
+            sys.argv = ["-m", *argv[3:]]
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, os.path.dirname(argv[1]))  # as `python script.py` sets it
+            importlib.invalidate_caches()
+            sys.argv = argv[1:]
+            runpy.run_path(argv[1], run_name="__main__")
+    except SystemExit as exc:
+        _exit_without_teardown(exc.code)
+    _exit_without_teardown(None)
+
+
+def _exit_without_teardown(code: Any) -> None:
+    """Exit as the interpreter does after ``sys.exit(code)`` (or the script's end), less its teardown of the modules.
+
+    That teardown writes to every page of the server's heap the child shares (torch's), and copying them costs
+    0.3 s of CPU a command, most of a short one's. What a command can see of an exit happens first, in the
+    interpreter's order: a non-int code is printed to stderr (status 1), non-daemon threads are joined, atexit
+    handlers run, stdout and stderr are flushed where open (status 120 if they cannot be); then ``os._exit``, as
+    multiprocessing ends its forked workers. An exception other than SystemExit takes the interpreter's own exit.
+    """
+    import atexit
+    import threading
+
+    if code is None or isinstance(code, int):
+        status = code or 0
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter's exit calls first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None or stream.closed:
+            continue
+        try:
+            stream.flush()
+        except OSError:
+            status = 120
+    os._exit(status & 0xFF)
+
+
+if __name__ == "__main__":
+    import importlib
+
+    del sys.path[0]  # this file's directory: nothing of gstbench comes from here
+    for name in WARM:
+        importlib.import_module(name)
+    child_request = _serve(sys.argv[1])
+    if child_request is not None:
+        _become_child(child_request, sys.argv[1])
