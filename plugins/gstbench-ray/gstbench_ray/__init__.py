@@ -35,14 +35,16 @@ def _run_cell(work: Callable, cell: Any, progress: Any = None) -> dict:
     return work(cell, progress=progress_sender(progress.actor.put_nowait.remote, cell))
 
 
-def _drain(progress: Any, work: Any, cells: dict[str, Any]) -> None:
-    """Pass the epochs the tasks sent (a Ray queue actor) to the driver's progress bar."""
+def _drain(progress: Any, work: Any, cells: dict[str, Any], shown: dict[str, int]) -> None:
+    """Pass the epochs the tasks sent (a Ray queue actor) to the driver's progress bar, each cell's forward only:
+    the actor may take a task's epochs out of order (``shown``: the last epoch passed on, by cell)."""
     try:
         items = progress.get_nowait_batch(progress.qsize())
     except Exception:  # the queue actor is gone: the bar stops moving, the cells do not
         return
     for cell_hash, done, planned in items:
-        if cell_hash in cells:
+        if cell_hash in cells and done > shown.get(cell_hash, 0):
+            shown[cell_hash] = done
             work.on_epoch(cells[cell_hash], done, planned)
 
 
@@ -176,6 +178,7 @@ class RayExecutor:
 
             progress = Queue()
         by_hash = {cell.hash: cell for cell in todo}
+        shown: dict[str, int] = {}
         try:
             refs = {task.remote(work, cell, progress): cell for cell in todo}
             pending = list(refs)  # the runner leased every cell in ``todo``: they are this run's
@@ -183,7 +186,7 @@ class RayExecutor:
                 stopping.check()  # a Ctrl-C that a finalizer swallowed stops here
                 done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
                 if progress is not None:
-                    _drain(progress, work, by_hash)
+                    _drain(progress, work, by_hash, shown)
                 if not done:
                     continue
                 cell = refs[done[0]]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gstbench._doubles import DyingWork, EpochsWork, StubCell
+from gstbench._doubles import DyingWork, StubCell
 from gstbench.testing import descendants, running, stored_results
 from gstbench_ray import RayExecutor
-from gstbench.testing.forkserver import popen_gstbench, run_gstbench
+from gstbench.testing.forkserver import popen_gstbench, run_gstbench, run_script
 from gstbench.testing.terminal import TerminalProcess
 
 SUITE = """
@@ -57,13 +57,26 @@ def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
 
 
 
-def test_a_worker_takes_the_next_cell_and_no_more_cells_run_at_once_than_workers_while_epochs_reach_the_bar():
-    seen: list[tuple[str, int]] = []
-    work = EpochsWork(epochs=20, every_s=0.02)
-    work.on_epoch = lambda cell, done, planned: seen.append((cell.name, done))
-    cells = [StubCell(f"cell{i}") for i in range(3)]
-    results = [r.metrics for _, r in RayExecutor(address=None, workers=1, gpus_per_cell=None, max_retries=0)
-               .map(cells, work)]
+ONE_WORKER = """import json
+from gstbench._doubles import EpochsWork, StubCell
+from gstbench_ray import RayExecutor
+
+seen = []
+work = EpochsWork(epochs=20, every_s=0.02)
+work.on_epoch = lambda cell, done, planned: seen.append((cell.name, done))
+cells = [StubCell(f"cell{i}") for i in range(3)]
+results = [r.metrics for _, r in RayExecutor(address=None, workers=1, gpus_per_cell=None, max_retries=0).map(cells, work)]
+print(json.dumps({"results": results, "seen": seen}))
+"""
+
+
+def test_a_worker_takes_the_next_cell_and_no_more_cells_run_at_once_than_workers_while_epochs_reach_the_bar(tmp_path):
+    script = tmp_path / "one_worker.py"  # a driver process of its own: Ray's state stays out of the test's
+    script.write_text(ONE_WORKER)
+    proc = run_script(script, env={**os.environ, "RAY_ADDRESS": ""}, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    results, seen = out["results"], [tuple(s) for s in out["seen"]]
     # one warm process runs the cells one after another: a new worker per cell would import torch each time
     assert len({r["pid"] for r in results}) == 1, results
     spans = sorted((r["started"], r["ended"]) for r in results)
@@ -71,7 +84,7 @@ def test_a_worker_takes_the_next_cell_and_no_more_cells_run_at_once_than_workers
     assert {name for name, _ in seen} >= {"cell0", "cell1"}, seen  # the last cell's epochs may end with the run
     for name in {name for name, _ in seen}:
         done = [d for n, d in seen if n == name]
-        assert done == sorted(done) and set(done) <= set(range(1, 21)), (name, done)
+        assert done == sorted(set(done)) and set(done) <= set(range(1, 21)), (name, done)  # forward only
 
 
 def _cmdline(pid: int) -> str:
