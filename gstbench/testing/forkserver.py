@@ -131,7 +131,7 @@ class _Inherited(_Server):
     @staticmethod
     def matching(key: tuple) -> _Inherited | None:
         inherited = getattr(sys, INHERITED, None)  # (socket, key) where _become_child left them
-        return _Inherited(inherited[0]) if inherited is not None and tuple(inherited[1]) == key else None
+        return _Inherited(inherited[0]) if inherited is not None and inherited[1] == key else None
 
 
 def _line(conn: socket.socket) -> bytes:

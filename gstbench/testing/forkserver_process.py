@@ -34,7 +34,6 @@ def environment_key(env: dict[str, str]) -> tuple:
     return tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and not _torch_default(k, v)))
 
 
-
 def _serve(path: str) -> dict | None:
     """Accept requests until stdin closes; return the request in a forked child, None in the server."""
     import selectors
