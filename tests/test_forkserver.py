@@ -80,6 +80,50 @@ def test_a_forked_scripts_commands_fork_from_its_server_where_their_import_time_
     assert (script_server == command_server) == (settings == "same")  # other settings: a server started in them
 
 
+POOLS = """import multiprocessing, os, sys, time
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+def where(_):
+    import torch
+    return os.getppid(), parent_of(os.getppid()), os.environ.get("OMP_NUM_THREADS"), "torch" in sys.modules
+
+if __name__ == "__main__":
+    if sys.argv[1] == "other":
+        os.environ["OMP_NUM_THREADS"] = "3"  # read as torch is imported: a fork server that imported it cannot
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch"])
+    for pool_index in range(3):
+        with context.Pool(2) as pool:
+            rows = set(pool.map(where, range(4)))
+        print(os.getpid(), os.getppid(), *sorted(rows))
+        if pool_index == 1:
+            os.kill(next(iter(rows))[0], 9)  # the pool's fork server dies: the next pool starts another
+            time.sleep(0.2)
+"""
+
+
+@pytest.mark.parametrize("settings", ["same", "other"])
+def test_a_forked_commands_pool_forks_its_fork_server_from_the_tests_server_while_import_time_settings_agree(
+        tmp_path, settings):
+    script = tmp_path / "pools.py"
+    script.write_text(POOLS)
+    forked = run_script(script, settings, env=ENV, cwd=tmp_path)
+    assert forked.returncode == 0, forked.stderr
+    pools = [eval(line.split(" ", 2)[2]) for line in forked.stdout.splitlines()]  # (pool server, its parent, ...)
+    command, server = map(int, forked.stdout.split()[:2])
+    expected_parent = server if settings == "same" else command  # else multiprocessing's own spawn
+    expected_env = os.environ.get("OMP_NUM_THREADS") if settings == "same" else "3"
+    assert [pool[1:] for pool in pools] == [(expected_parent, expected_env, True)] * 3
+    assert pools[0][0] == pools[1][0] != pools[2][0]  # one fork server serves every pool until it dies
+    deadline = time.monotonic() + 10  # the command has exited: so have the fork servers it started
+    while running({pool[0] for pool in pools}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running({pool[0] for pool in pools})
+
+
 def test_a_forked_run_stores_what_a_fresh_one_stores_and_sees_the_tests_environment(tmp_path):
     env = {**ENV, "GSTBENCH_EXECUTOR": "sequential", "GSTBENCH_PLUGINS_DIR": str(tmp_path / "nowhere")}
     forked = run_gstbench("run", "--suite", str(DATA / "tiny.toml"), "--seeds", "1", "--out", str(tmp_path / "a"),

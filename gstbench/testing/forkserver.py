@@ -1,23 +1,24 @@
 """Real `python -m gstbench` subprocesses for tests, forked from a warm interpreter that has the heavy libraries imported.
 
-A `gstbench run` spends about 6 s of CPU importing torch, torch._dynamo (which torch's
-optimizers import on first use), torch-pruning (which imports timm and torchvision) and
-mnist1d before it trains anything, and a test suite starts a few hundred such processes.
-``run_gstbench`` (for a finished command) and ``popen_gstbench`` (for one a test signals,
-kills or reads while it runs) start each of them by forking a server process that imported
-those libraries once (and nothing of gstbench): the child is a real, separate process with
-the test's argv, environment, working directory, stdout, stderr and exit status, that
-imports gstbench and its plugins afresh and runs `python -m gstbench` as the interpreter
-would. Its parent is the server, not the test. What the interpreter and those libraries
-read from the environment as they start (``PYTHON*`` flags, thread counts, CUDA, torch and
-Hugging Face settings) is the server's: a child whose environment differs there is forked
-from another server, started in that environment (at most ``MAX_SERVERS`` live at once). A
-child whose module search path differs from the test process's (``PYTHONPATH``,
-``PYTHONHOME``, ``PYTHONUSERBASE``) starts in a fresh interpreter (``subprocess.run``,
-``subprocess.Popen``): a ``sitecustomize`` there runs as Python starts and may read any
-variable, which no fork can redo. So does every child on a platform without ``fork`` or
-``socket.send_fds``, or with ``GSTBENCH_TEST_FRESH_PROCESSES=1``. A test of what a command
-imports or how fast it starts must start a fresh interpreter itself.
+A `gstbench run` spends about 6 s of CPU importing torch, torch._dynamo (which torch's optimizers
+import on first use), torch-pruning (which imports timm and torchvision) and mnist1d before it
+trains anything, and a test suite starts a few hundred such processes. ``run_gstbench`` (for a
+finished command) and ``popen_gstbench`` (for one a test signals, kills or reads while it runs)
+start each of them by forking a server process that imported those libraries once (and nothing of
+gstbench): the child is a real, separate process with the test's argv, environment, working
+directory, stdout, stderr and exit status, that imports gstbench and its plugins afresh and runs
+`python -m gstbench` as the interpreter would. Its parent is the server, not the test. So is the
+fork server of a pool the child starts (multiprocessing's, which would import torch and the engine
+again: about 5 s of CPU per pool run): it runs multiprocessing's own loop, in the child's
+environment, on the socket and pipe the child made. What the interpreter and those libraries read
+from the environment as they start (``PYTHON*`` flags, thread counts, CUDA, torch and Hugging Face
+settings) is the server's: a child whose environment differs there is forked from another server,
+started in that environment (at most ``MAX_SERVERS`` live at once). A child whose module search path
+differs from the test process's (``PYTHONPATH``, ``PYTHONHOME``, ``PYTHONUSERBASE``) starts in a
+fresh interpreter (``subprocess.run``, ``subprocess.Popen``): a ``sitecustomize`` there runs as
+Python starts and may read any variable, which no fork can redo. So does every child on a platform
+without ``fork`` or ``socket.send_fds``, or with ``GSTBENCH_TEST_FRESH_PROCESSES=1``. A test of what
+a command imports or how fast it starts must start a fresh interpreter itself.
 
 A server lives as long as the test process that started it (it exits when its stdin, a
 pipe from that process, closes) and serves that test process and the children it forked: a
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from gstbench.testing import forkserver_process
-from gstbench.testing.forkserver_process import INHERITED, environment_key
+from gstbench.testing.forkserver_process import INHERITED, environment_key, read_line
 
 # where the interpreter finds code to run as it starts: a child whose environment differs here starts afresh
 SEARCH_PATH_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")
@@ -97,7 +98,7 @@ class _Server:
         conn.connect(self.path)
         request = {"argv": argv, "env": env, "cwd": cwd or os.getcwd(), "sigint_default": sigint_default}
         socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], list(fds))
-        return conn, int(_line(conn))
+        return conn, int(read_line(conn))
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None, timeout: float | None
             ) -> subprocess.CompletedProcess:
@@ -132,16 +133,6 @@ class _Inherited(_Server):
     def matching(key: tuple) -> _Inherited | None:
         inherited = getattr(sys, INHERITED, None)  # (socket, key) where _become_child left them
         return _Inherited(inherited[0]) if inherited is not None and inherited[1] == key else None
-
-
-def _line(conn: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(1)
-        if not chunk:
-            raise RuntimeError("the test fork server hung up")
-        data += chunk
-    return data
 
 
 def _read(*files) -> list[str]:

@@ -1,6 +1,6 @@
 """The test fork server's own process (gstbench.testing.forkserver starts it): run as a script, it imports the heavy
 libraries and nothing of gstbench, forks a child per request and reports its exit status; the child becomes the
-requested `python -m gstbench` (or script)."""
+requested `python -m gstbench` (or script), or the fork server of a pool that such a command starts."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def environment_key(env: dict[str, str]) -> tuple:
     return tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and not _torch_default(k, v)))
 
 
-def _serve(path: str) -> dict | None:
-    """Accept requests until stdin closes; return the request in a forked child, None in the server."""
+def _serve(path: str) -> tuple[dict, list[int]] | None:
+    """Accept requests until stdin closes; return the request and the descriptors it sent beyond stdout and stderr
+    in a forked child, None in the server."""
     import selectors
 
     listener = socket.socket(socket.AF_UNIX)
@@ -54,7 +55,7 @@ def _serve(path: str) -> dict | None:
                 os._exit(0)
             conn, _ = listener.accept()
             conn.setblocking(True)
-            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
             while not message.endswith(b"\n"):
                 message += conn.recv(1 << 20)
             request = json.loads(message)
@@ -74,7 +75,7 @@ def _serve(path: str) -> dict | None:
                 for source, target in ((null, 0), (fds[0], 1), (fds[1], 2)):
                     os.dup2(source, target)
                     os.close(source)
-                return request
+                return request, fds[2:]
             for fd in fds:
                 os.close(fd)
             conn.sendall(f"{pid}\n".encode())
@@ -88,6 +89,17 @@ def _serve(path: str) -> dict | None:
                 except OSError:
                     pass
                 conn.close()
+
+
+def read_line(conn: socket.socket) -> bytes:
+    """One line the server sent (a pid, an exit status), byte by byte: what follows it stays unread."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(1)
+        if not chunk:
+            raise RuntimeError("the test fork server hung up")
+        data += chunk
+    return data
 
 
 def _kill(pid: int) -> None:
@@ -109,6 +121,7 @@ def _become_child(request: dict, path: str) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     setattr(sys, INHERITED, (path, environment_key(request["env"])))
+    _adopt_pool_fork_server(path, environment_key(request["env"]))
     os.chdir(request["cwd"])
     argv = request["argv"]
     try:
@@ -125,6 +138,100 @@ def _become_child(request: dict, path: str) -> None:
     except SystemExit as exc:
         _exit_without_teardown(exc.code)
     _exit_without_teardown(None)
+
+
+def _adopt_pool_fork_server(path: str, key: tuple) -> None:
+    """A pool's fork server (multiprocessing's, which the command starts as a fresh interpreter importing torch,
+    torch-pruning and the engine: about 5 s of CPU) forks from this server (``path``) instead, while the command's
+    import-time settings are still the server's (``key``). It gets the descriptors, environment, directory and
+    preload that multiprocessing would pass and runs multiprocessing's own fork server loop, so the pool, its
+    workers and their lives (it exits once the command and its workers have) are as a fresh one's. Elsewhere (a
+    Python whose fork server protocol differs, settings changed since) the pool starts its own as usual."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pool_server = forkserver._forkserver
+    fields = ("_lock", "_preload_modules", "_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd")
+    if not all(hasattr(pool_server, name) for name in fields) or hasattr(pool_server, "_forkserver_authkey"):
+        return
+    started_by_multiprocessing = pool_server.ensure_running
+    adopted: dict[int, socket.socket] = {}  # pid -> the connection its exit status comes back on
+
+    def ensure_running() -> None:  # what connect_to_new_process calls before each worker starts
+        import select
+
+        with pool_server._lock:
+            pid = pool_server._forkserver_pid
+            if pid in adopted:
+                resource_tracker.ensure_running()
+                if not select.select([adopted[pid]], [], [], 0)[0]:
+                    return  # no exit status yet: alive
+                adopted.pop(pid).close()
+                os.close(pool_server._forkserver_alive_fd)
+                pool_server._forkserver_pid = pool_server._forkserver_address = None
+                pool_server._forkserver_alive_fd = None
+            if pool_server._forkserver_pid is None and environment_key(dict(os.environ)) == key:
+                resource_tracker.ensure_running()
+                pid, adopted_conn = _start_pool_fork_server(path, pool_server)
+                adopted[pid] = adopted_conn
+                return
+        started_by_multiprocessing()
+
+    pool_server.ensure_running = ensure_running
+
+
+def _start_pool_fork_server(path: str, pool_server: Any) -> tuple[int, socket.socket]:
+    """What multiprocessing.forkserver.ForkServer.ensure_running does to start a server (a listening socket, the
+    "alive" pipe, the preload and the main module's path), with a fork of this server for its spawn."""
+    from multiprocessing import connection, spawn, util
+
+    data = {}
+    if pool_server._preload_modules:
+        prepared = spawn.get_preparation_data("ignore")
+        data = {name: value for name, value in prepared.items() if name in ("main_path", "sys_path")}
+    with socket.socket(socket.AF_UNIX) as listener:
+        address = connection.arbitrary_address("AF_UNIX")
+        listener.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)
+        listener.listen()
+        alive_r, alive_w = os.pipe()  # every client holds the write end: end of file once all have exited
+        try:
+            conn = socket.socket(socket.AF_UNIX)
+            conn.connect(path)
+            request = {"pool": {"preload": list(pool_server._preload_modules), **data}, "env": dict(os.environ),
+                       "cwd": os.getcwd()}
+            socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [1, 2, listener.fileno(), alive_r])
+            reply = read_line(conn)
+        except BaseException:
+            os.close(alive_w)
+            raise
+        finally:
+            os.close(alive_r)
+    pool_server._forkserver_address, pool_server._forkserver_alive_fd = address, alive_w
+    pool_server._forkserver_pid = int(reply)
+    return int(reply), conn
+
+
+def _become_pool_fork_server(request: dict, fds: list[int]) -> None:
+    """In the child: multiprocessing's fork server loop for the requesting command's pool, in its environment and
+    directory, on the listening socket and "alive" pipe it sent (``fds``)."""
+    import traceback
+    from multiprocessing import forkserver
+
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    pool = request["pool"]
+    status = 1
+    try:
+        forkserver.main(fds[0], fds[1], pool["preload"], pool.get("main_path"), pool.get("sys_path"))
+        status = 0
+    except SystemExit as exc:  # how the loop ends once every client has exited
+        status = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status)
 
 
 def _exit_without_teardown(code: Any) -> None:
@@ -162,6 +269,9 @@ if __name__ == "__main__":
     del sys.path[0]  # this file's directory: nothing of gstbench comes from here
     for name in WARM:
         importlib.import_module(name)
-    child_request = _serve(sys.argv[1])
-    if child_request is not None:
+    served = _serve(sys.argv[1])
+    if served is not None:
+        child_request, child_fds = served
+        if "pool" in child_request:
+            _become_pool_fork_server(child_request, child_fds)
         _become_child(child_request, sys.argv[1])
