@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gstbench._doubles import DyingWork, StubCell
 from gstbench.testing import descendants, running, stored_results
-from gstbench_ray import RayExecutor
 from gstbench.testing.forkserver import popen_gstbench, run_gstbench, run_script
 from gstbench.testing.terminal import TerminalProcess
 
@@ -46,37 +44,52 @@ def test_ray_is_listed_by_gstbench_plugins():
     assert ray and ray[0]["status"] == "loaded" and ray[0]["provides"] == {"executors": ["ray"]}
 
 
-def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(tmp_path):
-    cells = [StubCell("fine"), StubCell("dies-once"), StubCell("raises")]
-    executor = RayExecutor(address=None, workers=2, gpus_per_cell=None, max_retries=2)
-    results = {c.name: r for c, r in executor.map(cells, DyingWork(str(tmp_path)))}
-    assert results["fine"].status == "ok"
-    assert results["dies-once"].status == "ok"  # retried after its worker died
-    assert results["raises"].status == "failed" and "the cell's own bug" in results["raises"].error
-    assert not (tmp_path / "raises").exists()
-
-
-
-ONE_WORKER = """import json
-from gstbench._doubles import EpochsWork, StubCell
+DOUBLES = """import json, sys
+import ray
+from gstbench._doubles import DyingWork, EpochsWork, StubCell
 from gstbench_ray import RayExecutor
 
+# one local instance of one CPU for both maps (the executor uses an instance it finds and leaves it running)
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
 seen = []
 work = EpochsWork(epochs=20, every_s=0.02)
 work.on_epoch = lambda cell, done, planned: seen.append((cell.name, done))
 cells = [StubCell(f"cell{i}") for i in range(3)]
-results = [r.metrics for _, r in RayExecutor(address=None, workers=1, gpus_per_cell=None, max_retries=0).map(cells, work)]
-print(json.dumps({"results": results, "seen": seen}))
+one_worker = [r.metrics for _, r in RayExecutor(address=None, workers=1, gpus_per_cell=None, max_retries=0).map(cells, work)]
+cells = [StubCell("fine"), StubCell("dies-once"), StubCell("raises")]
+executor = RayExecutor(address=None, workers=1, gpus_per_cell=None, max_retries=2)
+dying = {c.name: [r.status, r.error] for c, r in executor.map(cells, DyingWork(sys.argv[1]))}
+ray.shutdown()
+print(json.dumps({"one_worker": one_worker, "seen": seen, "dying": dying}))
 """
 
 
-def test_a_worker_takes_the_next_cell_and_no_more_cells_run_at_once_than_workers_while_epochs_reach_the_bar(tmp_path):
-    script = tmp_path / "one_worker.py"  # a driver process of its own: Ray's state stays out of the test's
-    script.write_text(ONE_WORKER)
-    proc = run_script(script, env={**os.environ, "RAY_ADDRESS": ""}, cwd=tmp_path, timeout=300)
+@pytest.fixture(scope="module")
+def doubles(tmp_path_factory) -> tuple[dict, Path]:
+    """Both executor tests of doubles, in one driver process of their own (Ray's state stays out of the test
+    process) on one local instance: what each map returned, and the dying cells' marker directory."""
+    tmp_path = tmp_path_factory.mktemp("doubles")
+    script = tmp_path / "doubles.py"
+    script.write_text(DOUBLES)
+    (tmp_path / "markers").mkdir()
+    proc = run_script(script, str(tmp_path / "markers"), env={**os.environ, "RAY_ADDRESS": ""}, cwd=tmp_path,
+                      timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    results, seen = out["results"], [tuple(s) for s in out["seen"]]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), tmp_path / "markers"
+
+
+def test_dead_workers_are_retried_and_a_cells_own_exception_is_not(doubles):
+    out, markers = doubles
+    results = out["dying"]
+    assert results["fine"][0] == "ok"
+    assert results["dies-once"][0] == "ok"  # retried after its worker died
+    assert results["raises"][0] == "failed" and "the cell's own bug" in results["raises"][1]
+    assert not (markers / "raises").exists()
+
+
+def test_a_worker_takes_the_next_cell_and_no_more_cells_run_at_once_than_workers_while_epochs_reach_the_bar(doubles):
+    out, _ = doubles
+    results, seen = out["one_worker"], [tuple(s) for s in out["seen"]]
     # one warm process runs the cells one after another: a new worker per cell would import torch each time
     assert len({r["pid"] for r in results}) == 1, results
     spans = sorted((r["started"], r["ended"]) for r in results)
