@@ -6,9 +6,6 @@ import json
 import os
 import subprocess
 
-import mlflow
-from mlflow.tracking import MlflowClient
-
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
 from gstbench.testing import files_outside
@@ -48,6 +45,9 @@ def test_every_cell_is_an_mlflow_run_in_a_sqlite_store_in_the_run_directory_from
     assert "INFO" not in proc.stderr  # MLflow's and alembic's chatter stays out of the progress bar
     assert files_outside(tmp_path, suite, out) == []
     stored = {cell.result.hash: cell.result for cell in Store(out).iter_cells()}
+    import mlflow  # here, not at collection: every test worker would import it (1.4 s), one uses it
+    from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{out / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["mlflow-tiny"])

@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
@@ -49,6 +48,8 @@ def test_every_cell_is_a_tensorboard_run_with_its_curves_events_and_final_metric
     assert sorted(r.name for r in runs) == sorted(short_hash(r.hash) for r in stored)
     assert len({r.parent.name for r in runs}) == 1  # both seeds in their configuration's folder
     assert runs[0].parent.name.startswith("l2_smallest_mask_1ep-")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # not at collection
+
     for result in stored:
         events = EventAccumulator(str(out / "tensorboard" / "tb-tiny" / runs[0].parent.name
                                       / short_hash(result.hash)))

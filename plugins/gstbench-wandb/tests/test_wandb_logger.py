@@ -8,8 +8,6 @@ import struct
 import subprocess
 from pathlib import Path
 
-from wandb.proto import wandb_internal_pb2
-
 from gstbench.plan.config import short_hash
 from gstbench.store.store import Store
 from gstbench.testing import files_outside
@@ -31,6 +29,8 @@ BLOCK = 32768  # the .wandb file is a LevelDB-style log of protobuf records in 3
 
 def records(path: Path) -> list:
     """Every record of an offline run file, parsed with wandb's own protobuf schema."""
+    from wandb.proto import wandb_internal_pb2  # here, not at collection: every test worker would import wandb
+
     data, pos, chunks, out = path.read_bytes(), 7, b"", []  # 7: the ':W&B' header, its magic and version
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
