@@ -7,25 +7,23 @@ import os
 import pty
 import struct
 import subprocess
-import sys
 import termios
 import threading
 
 
 class TerminalProcess:
-    """``python -m gstbench ARGS`` with stderr on a pty ``columns`` wide (stdout as given); ``text()`` is what the
-    terminal received so far. ``sigint_default``: the child takes Ctrl-C even when the tests run in a background
-    job, which ignores SIGINT."""
+    """``python -m gstbench ARGS`` (``popen_gstbench``: forked from a warm interpreter where the environment allows)
+    with stderr on a pty ``columns`` wide (stdout as given); ``text()`` is what the terminal received so far.
+    ``sigint_default``: the child takes Ctrl-C even when the tests run in a background job, which ignores SIGINT."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, columns: int = 200,
                  stdout: int | None = subprocess.DEVNULL, sigint_default: bool = False):
-        from gstbench.testing.forkserver import _take_sigint
+        from gstbench.testing.forkserver import popen_gstbench
 
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-        self.proc = subprocess.Popen([sys.executable, "-m", "gstbench", *args], stdout=stdout, stderr=slave,
-                                     env=env, preexec_fn=_take_sigint if sigint_default else None)
-        os.close(slave)
+        with open(slave, "wb", closefd=True) as terminal:  # the child holds its own copy
+            self.proc = popen_gstbench(*args, env=env, stdout=stdout, stderr=terminal, sigint_default=sigint_default)
         self._chunks: list[bytes] = []
         self._reader = threading.Thread(target=self._read, args=(master,), daemon=True)
         self._reader.start()
