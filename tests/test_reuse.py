@@ -248,11 +248,11 @@ def test_a_training_another_run_is_training_is_waited_for_and_measured_not_train
     run B (--reuse A) waits, then measures what A stored."""
     import os
     import subprocess
-    import sys
     import time
 
     from gstbench.run.leases import Leases
     from gstbench.run.orders import training_lease_dir
+    from gstbench.testing.forkserver import popen_gstbench
 
     a, b = tmp_path / "a", tmp_path / "b"
     _run(TINY, a)
@@ -260,9 +260,9 @@ def test_a_training_another_run_is_training_is_waited_for_and_measured_not_train
     held = Leases()
     for cell in load_results(a).cells:
         assert held.take(training_lease_dir(a, cell.spec), lambda: False) == "taken"
-    proc = subprocess.Popen([sys.executable, "-m", "gstbench", "run", "--suite", TINY, "--seeds", "1", "--out",
-                             str(b), "--reuse", str(a), "--metric", "cost"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
+    proc = popen_gstbench("run", "--suite", TINY, "--seeds", "1", "--out", str(b), "--reuse", str(a), "--metric",
+                          "cost", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "GSTBENCH_LOAD_PLUGINS": ""})
     try:
         deadline = time.monotonic() + 120
         while not list(b.glob("cells/*/lease.json")) and time.monotonic() < deadline and proc.poll() is None:
