@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
-import subprocess
 import time
 
 import pytest
@@ -17,9 +17,9 @@ from gstbench.builtin.impl import cifar as cifar_files
 from gstbench.components import DATA_DIR_ENV
 from gstbench.errors import GstbenchError
 from gstbench.testing import write_cifar
-from gstbench.testing.forkserver import popen_gstbench
+from gstbench.testing.terminal import TerminalProcess
 
-from conftest import run_cli, stop
+from conftest import run_cli
 
 
 @pytest.fixture()
@@ -162,22 +162,27 @@ def test_every_suite_has_a_paper_scale(registry, suite):
 
 @pytest.mark.slow
 def test_paper_tradeoff_starts_training_on_cifar_format_files(tmp_path):
-    """`gstbench run --suite tradeoff --scale paper --data-dir D` starts VGG11-BN on the files; stopped by Ctrl-C."""
+    """`gstbench run --suite tradeoff --scale paper --data-dir D` trains VGG11-BN on the files (its bar shows an
+    epoch done); stopped by Ctrl-C."""
     data = write_cifar(tmp_path / "data", "cifar10", n_train=128, n_test=32)
     out = tmp_path / "out"
     env = {**os.environ, "GSTBENCH_LOAD_PLUGINS": "", "COLUMNS": "200"}
-    proc = popen_gstbench("run", "--suite", "tradeoff", "--scale", "paper", "--data-dir", str(data), "--out",
-                          str(out), stderr=subprocess.PIPE, text=True, env=env, sigint_default=True)
-    seen, deadline = "", time.monotonic() + 240
+    term = TerminalProcess("run", "--suite", "tradeoff", "--scale", "paper", "--data-dir", str(data), "--out", str(out),
+                           env=env, sigint_default=True)
+    trained = re.compile(r"epoch [1-9]\d*/\d+")  # a cell in flight has trained an epoch on the generated images
+    deadline = time.monotonic() + 240
+    while not trained.search(term.text()) and time.monotonic() < deadline and term.proc.poll() is None:
+        time.sleep(0.2)
+    term.proc.send_signal(signal.SIGINT)
     try:
-        while "70 to run" not in seen and time.monotonic() < deadline and proc.poll() is None:
-            seen += proc.stderr.read(1)
-        time.sleep(8)  # VGG11-BN steps on the generated images
+        code = term.wait(timeout=120)
     finally:
-        rest = stop(proc, signal.SIGINT, 120)
-    seen += rest
+        if term.proc.poll() is None:
+            term.proc.kill()
+    seen = term.text()
     assert "tradeoff (paper): 70 cells, 70 to run" in seen, seen[-2000:]
-    assert proc.returncode == 130 and "interrupted" in seen
+    assert trained.search(seen) and not re.search(r"\b[1-9]\d* failed", seen), seen[-2000:]
+    assert code == 130 and "interrupted" in seen, seen[-2000:]
     specs = [json.loads(p.read_text())["spec"] for p in out.glob("cells/*/spec.json")]
     assert len(specs) == 70
     assert {s["model"]["id"] for s in specs} == {"gstbench:vgg11-bn"}
