@@ -120,8 +120,9 @@ def _become_child(request: dict, path: str) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     os.environ.clear()
     os.environ.update(request["env"])
-    setattr(sys, INHERITED, (path, environment_key(request["env"])))
-    _adopt_pool_fork_server(path, environment_key(request["env"]))
+    key = environment_key(request["env"])
+    setattr(sys, INHERITED, (path, key))
+    _adopt_pool_fork_server(path, key)
     os.chdir(request["cwd"])
     argv = request["argv"]
     try:
@@ -195,14 +196,15 @@ def _start_pool_fork_server(path: str, pool_server: Any) -> tuple[int, socket.so
             os.chmod(address, 0o600)
         listener.listen()
         alive_r, alive_w = os.pipe()  # every client holds the write end: end of file once all have exited
+        conn = socket.socket(socket.AF_UNIX)
         try:
-            conn = socket.socket(socket.AF_UNIX)
             conn.connect(path)
             request = {"pool": {"preload": list(pool_server._preload_modules), **data}, "env": dict(os.environ),
                        "cwd": os.getcwd()}
             socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [1, 2, listener.fileno(), alive_r])
             reply = read_line(conn)
         except BaseException:
+            conn.close()
             os.close(alive_w)
             raise
         finally:
