@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -155,6 +155,17 @@ def zero_weight_macs(model: nn.Module, example: torch.Tensor) -> float:
 # cells of one process whose networks have the same shapes (every method of a level of the methods suite, every
 # seed) share one measurement, and do not differ by timing noise alone
 _MEASURED: dict[tuple, dict[str, dict[str, Any]]] = {}
+REMEMBERED = 64  # architectures a process keeps a measurement or an op count of, the oldest dropped first
+
+
+def _remembered(cache: dict, key: Any, compute: Callable[[], Any]) -> tuple[Any, bool]:
+    """``cache[key]``, computed where missing (past ``REMEMBERED`` entries the oldest goes); and whether it was there."""
+    found = key in cache
+    if not found:
+        cache[key] = compute()
+        while len(cache) > REMEMBERED:
+            cache.pop(next(iter(cache)))
+    return cache[key], found
 
 
 def architecture(model: nn.Module, zeros: bool) -> tuple:
@@ -182,11 +193,7 @@ def counted_ops(model: nn.Module, example: torch.Tensor) -> tuple[Any, Any]:
     import torch_pruning as tp
 
     key = (architecture(model, zeros=False), model.training, tuple(example.shape), str(example.dtype))
-    if key not in _COUNTED:
-        _COUNTED[key] = tp.utils.count_ops_and_params(model, example)
-        while len(_COUNTED) > 64:
-            _COUNTED.pop(next(iter(_COUNTED)))
-    return _COUNTED[key]
+    return _remembered(_COUNTED, key, lambda: tp.utils.count_ops_and_params(model, example))[0]
 
 
 def key_of(runtime: str) -> str:
@@ -224,16 +231,12 @@ class SpeedMetric:
                      architecture(parent, zeros=False),
                      tuple(example.shape[1:]), str(ctx.device), torch.get_num_threads(), tuple(self.runtimes),
                      self.batch, self.warmup, self.repeats)
-        shared = signature in _MEASURED
-        if not shared:
-            _MEASURED[signature] = measure(slim, parent, ctx.data.x_test, batches, built, (parent_macs, pruned_macs),
-                                           self.warmup, self.repeats)
-            while len(_MEASURED) > 64:
-                _MEASURED.pop(next(iter(_MEASURED)))
+        timed, shared = _remembered(_MEASURED, signature, lambda: measure(
+            slim, parent, ctx.data.x_test, batches, built, (parent_macs, pruned_macs), self.warmup, self.repeats))
         measured = {runtime: rows if "unavailable" in rows else
                     {label: {**row, **speedups(row["parent_ms"]["median"], row["pruned_ms"]["median"], parent_macs,
                                                pruned_macs)} for label, row in rows.items()}
-                    for runtime, rows in _MEASURED[signature].items()}
+                    for runtime, rows in timed.items()}
         size = sizes(parent, slim, parent_params, slim_params)
         out: dict[str, Any] = {"speed_predicted": parent_macs / pruned_macs,
                                "speed_params_ratio": size["params"]["parent"] / size["params"]["pruned"],
