@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -80,7 +81,7 @@ def test_a_forked_scripts_commands_fork_from_its_server_where_their_import_time_
     assert (script_server == command_server) == (settings == "same")  # other settings: a server started in them
 
 
-POOLS = """import multiprocessing, os, sys, time
+POOLS = """import json, multiprocessing, os, sys, time
 
 def parent_of(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -98,7 +99,7 @@ if __name__ == "__main__":
     for pool_index in range(3):
         with context.Pool(2) as pool:
             rows = set(pool.map(where, range(4)))
-        print(os.getpid(), os.getppid(), *sorted(rows))
+        print(json.dumps([os.getpid(), os.getppid(), sorted(rows)]))
         if pool_index == 1:
             os.kill(next(iter(rows))[0], 9)  # the pool's fork server dies: the next pool starts another
             time.sleep(0.2)
@@ -112,11 +113,13 @@ def test_a_forked_commands_pool_forks_its_fork_server_from_the_tests_server_whil
     script.write_text(POOLS)
     forked = run_script(script, settings, env=ENV, cwd=tmp_path)
     assert forked.returncode == 0, forked.stderr
-    pools = [eval(line.split(" ", 2)[2]) for line in forked.stdout.splitlines()]  # (pool server, its parent, ...)
-    command, server = map(int, forked.stdout.split()[:2])
+    lines = [json.loads(line) for line in forked.stdout.splitlines()]  # [command, its server, rows], a pool each
+    command, server = lines[0][:2]
+    assert all(len(rows) == 1 for _, _, rows in lines), lines  # each pool's workers came from one fork server
+    pools = [rows[0] for _, _, rows in lines]  # (pool's fork server, its parent, OMP_NUM_THREADS, torch imported)
     expected_parent = server if settings == "same" else command  # else multiprocessing's own spawn
     expected_env = os.environ.get("OMP_NUM_THREADS") if settings == "same" else "3"
-    assert [pool[1:] for pool in pools] == [(expected_parent, expected_env, True)] * 3
+    assert [pool[1:] for pool in pools] == [[expected_parent, expected_env, True]] * 3
     assert pools[0][0] == pools[1][0] != pools[2][0]  # one fork server serves every pool until it dies
     deadline = time.monotonic() + 10  # the command has exited: so have the fork servers it started
     while running({pool[0] for pool in pools}) and time.monotonic() < deadline:

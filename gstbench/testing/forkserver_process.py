@@ -118,12 +118,10 @@ def _become_child(request: dict, path: str) -> None:
     if request.get("sigint_default"):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    os.environ.clear()
-    os.environ.update(request["env"])
+    _enter(request)
     key = environment_key(request["env"])
     setattr(sys, INHERITED, (path, key))
     _adopt_pool_fork_server(path, key)
-    os.chdir(request["cwd"])
     argv = request["argv"]
     try:
         if argv[1] == "-m":
@@ -139,6 +137,13 @@ def _become_child(request: dict, path: str) -> None:
     except SystemExit as exc:
         _exit_without_teardown(exc.code)
     _exit_without_teardown(None)
+
+
+def _enter(request: dict) -> None:
+    """In a child: the requesting process's environment and working directory."""
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
 
 
 def _adopt_pool_fork_server(path: str, key: tuple) -> None:
@@ -161,9 +166,9 @@ def _adopt_pool_fork_server(path: str, key: tuple) -> None:
         import select
 
         with pool_server._lock:
+            resource_tracker.ensure_running()  # as multiprocessing's own does first
             pid = pool_server._forkserver_pid
             if pid in adopted:
-                resource_tracker.ensure_running()
                 if not select.select([adopted[pid]], [], [], 0)[0]:
                     return  # no exit status yet: alive
                 adopted.pop(pid).close()
@@ -171,7 +176,6 @@ def _adopt_pool_fork_server(path: str, key: tuple) -> None:
                 pool_server._forkserver_pid = pool_server._forkserver_address = None
                 pool_server._forkserver_alive_fd = None
             if pool_server._forkserver_pid is None and environment_key(dict(os.environ)) == key:
-                resource_tracker.ensure_running()
                 pid, adopted_conn = _start_pool_fork_server(path, pool_server)
                 adopted[pid] = adopted_conn
                 return
@@ -220,9 +224,7 @@ def _become_pool_fork_server(request: dict, fds: list[int]) -> None:
     import traceback
     from multiprocessing import forkserver
 
-    os.environ.clear()
-    os.environ.update(request["env"])
-    os.chdir(request["cwd"])
+    _enter(request)
     pool = request["pool"]
     status = 1
     try:
